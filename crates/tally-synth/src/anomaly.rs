@@ -159,8 +159,7 @@ mod tests {
             }],
             ..base
         });
-        let planted: std::collections::HashSet<usize> =
-            dirty.planted.iter().map(|p| p.0).collect();
+        let planted: std::collections::HashSet<usize> = dirty.planted.iter().map(|p| p.0).collect();
         let share = planted.len() as f64 / 4000.0;
         assert!((0.2..0.3).contains(&share), "planted share {share}");
         for (i, (c, d)) in clean.rounds[0]
@@ -188,7 +187,10 @@ mod tests {
             })
             .collect();
         let mean = extreme_turnout.iter().sum::<f64>() / extreme_turnout.len() as f64;
-        assert!(mean > 0.9, "extreme stations reach ~100% turnout, got {mean}");
+        assert!(
+            mean > 0.9,
+            "extreme stations reach ~100% turnout, got {mean}"
+        );
     }
 
     #[test]

@@ -207,7 +207,9 @@ fn plan_stations(cfg: &SynthConfig, k: usize) -> Vec<StationPlan> {
         );
         let station_effect = draw_effects(&mut rng, k, cfg.preference_spread[2]);
         let preference = (0..k)
-            .map(|c| (national[c] + region_effect[c] + district_effect[c] + station_effect[c]).exp())
+            .map(|c| {
+                (national[c] + region_effect[c] + district_effect[c] + station_effect[c]).exp()
+            })
             .collect();
         let invalid_rate = (0.015 + normal(0.008).sample(&mut rng)).clamp(0.0, 0.08);
         plans.push(StationPlan {
@@ -343,7 +345,10 @@ mod tests {
         let turnout = cast as f64 / reg as f64;
         assert!((0.55..0.8).contains(&turnout), "turnout {turnout}");
         let mean_size = reg as f64 / st.len() as f64;
-        assert!((500.0..1200.0).contains(&mean_size), "mean size {mean_size}");
+        assert!(
+            (500.0..1200.0).contains(&mean_size),
+            "mean size {mean_size}"
+        );
         let totals: Vec<u64> = (0..4)
             .map(|c| st.iter().map(|s| s.votes[c]).sum())
             .collect();

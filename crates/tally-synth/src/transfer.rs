@@ -167,7 +167,10 @@ mod tests {
             }
             for c in 0..4 {
                 let got = row[c] as f64 / n as f64;
-                assert!((got - t.proportions[r][c]).abs() < 0.02, "cell {r},{c}: {got}");
+                assert!(
+                    (got - t.proportions[r][c]).abs() < 0.02,
+                    "cell {r},{c}: {got}"
+                );
             }
         }
     }

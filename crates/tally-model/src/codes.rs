@@ -1,0 +1,189 @@
+//! Stable validation codes. Extend, never renumber: users grep their logs for these.
+//!
+//! `E1xx` errors quarantine the sheet; `W2xx` warnings accept it with a flag; `F0xx` are
+//! file-level problems that stop the import of that file (nothing of it is counted).
+
+use serde::Serialize;
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Code {
+    /// A count is negative, not an integer, or too large to be a vote count.
+    E101,
+    /// The candidates' votes do not add up to the valid votes.
+    E102,
+    /// Valid plus invalid votes do not add up to the ballots cast.
+    E103,
+    /// More ballots cast than registered voters, beyond the tolerance for voters added on the day.
+    E104,
+    /// The same station appears twice in one source with different numbers (both are held back).
+    E105,
+    /// The station (or its area) is not in the station registry.
+    E106,
+    /// A candidate (column or id) that the election definition does not know.
+    E107,
+    /// A malformed row: wrong number of fields or text that is not UTF-8.
+    E108,
+    /// The row has no station id.
+    E109,
+    /// An incomplete sheet: some counts are present but a candidate's count is missing.
+    E110,
+    /// Turnout of 99% or more.
+    W201,
+    /// One candidate has 99% or more of the valid votes.
+    W202,
+    /// Unusually many invalid ballots (10% of cast or more by default).
+    W203,
+    /// No ballot cast at a station with registered voters.
+    W204,
+    /// Registered voters differ between the rounds by more than the tolerance.
+    W205,
+    /// More ballots cast than registered voters, within the tolerance (voters added on the day).
+    W206,
+    /// The same sheet appears twice with identical numbers; it is counted once.
+    W207,
+    /// The file cannot be read (I/O error, broken gzip stream).
+    F001,
+    /// The file is empty or has no header line.
+    F002,
+    /// Two columns have the same name.
+    F003,
+    /// A required column is missing (station_id, or any candidate column).
+    F004,
+    /// The header is not valid UTF-8.
+    F005,
+    /// The layout cannot be inferred with confidence; name the columns in an election definition.
+    F006,
+    /// The election definition (TOML) is invalid or does not match the file.
+    F007,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// File-level: the file is not imported.
+    Fatal,
+    /// The sheet is quarantined.
+    Error,
+    /// The sheet is accepted and flagged.
+    Warning,
+}
+
+impl Code {
+    pub const ALL: [Code; 24] = [
+        Code::E101,
+        Code::E102,
+        Code::E103,
+        Code::E104,
+        Code::E105,
+        Code::E106,
+        Code::E107,
+        Code::E108,
+        Code::E109,
+        Code::E110,
+        Code::W201,
+        Code::W202,
+        Code::W203,
+        Code::W204,
+        Code::W205,
+        Code::W206,
+        Code::W207,
+        Code::F001,
+        Code::F002,
+        Code::F003,
+        Code::F004,
+        Code::F005,
+        Code::F006,
+        Code::F007,
+    ];
+
+    pub fn severity(self) -> Severity {
+        match self.as_str().as_bytes()[0] {
+            b'E' => Severity::Error,
+            b'W' => Severity::Warning,
+            _ => Severity::Fatal,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::E101 => "E101",
+            Code::E102 => "E102",
+            Code::E103 => "E103",
+            Code::E104 => "E104",
+            Code::E105 => "E105",
+            Code::E106 => "E106",
+            Code::E107 => "E107",
+            Code::E108 => "E108",
+            Code::E109 => "E109",
+            Code::E110 => "E110",
+            Code::W201 => "W201",
+            Code::W202 => "W202",
+            Code::W203 => "W203",
+            Code::W204 => "W204",
+            Code::W205 => "W205",
+            Code::W206 => "W206",
+            Code::W207 => "W207",
+            Code::F001 => "F001",
+            Code::F002 => "F002",
+            Code::F003 => "F003",
+            Code::F004 => "F004",
+            Code::F005 => "F005",
+            Code::F006 => "F006",
+            Code::F007 => "F007",
+        }
+    }
+
+    /// One line for people, used in reports and in docs/validation-codes.md.
+    pub fn title(self) -> &'static str {
+        match self {
+            Code::E101 => "a count is negative, not an integer, or too large",
+            Code::E102 => "sum of candidate votes differs from valid votes",
+            Code::E103 => "valid + invalid differs from ballots cast",
+            Code::E104 => "ballots cast exceed registered voters beyond the tolerance",
+            Code::E105 => "same station twice in one source with different numbers",
+            Code::E106 => "unknown station or area",
+            Code::E107 => "unknown candidate",
+            Code::E108 => "malformed row (field count, encoding)",
+            Code::E109 => "missing station id",
+            Code::E110 => "incomplete sheet: a candidate count is missing",
+            Code::W201 => "turnout of 99% or more",
+            Code::W202 => "one candidate has 99% or more of valid votes",
+            Code::W203 => "unusually high share of invalid ballots",
+            Code::W204 => "no ballot cast at a station with registered voters",
+            Code::W205 => "registered voters differ between rounds beyond the tolerance",
+            Code::W206 => "ballots cast exceed registered voters within the tolerance",
+            Code::W207 => "identical duplicate sheet counted once",
+            Code::F001 => "file cannot be read",
+            Code::F002 => "empty file or no header",
+            Code::F003 => "duplicate column name",
+            Code::F004 => "required column missing",
+            Code::F005 => "header is not valid UTF-8",
+            Code::F006 => "layout cannot be inferred",
+            Code::F007 => "invalid election definition",
+        }
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_severity_follows_the_letter() {
+        let mut names: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Code::ALL.len());
+        assert_eq!(Code::E104.severity(), Severity::Error);
+        assert_eq!(Code::W206.severity(), Severity::Warning);
+        assert_eq!(Code::F003.severity(), Severity::Fatal);
+        assert_eq!(format!("{:?}", Code::W201), Code::W201.as_str());
+    }
+}

@@ -1,0 +1,231 @@
+//! Counting: exact integer totals for every area at every level, in one parallel pass over the
+//! stations plus one reverse pass over the tree (children before parents).
+
+use crate::area::AreaTree;
+use crate::round::{Round, SheetStatus, MISSING};
+use rayon::prelude::*;
+use serde::Serialize;
+
+/// Totals of one area (or of the whole election) for one round.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Stations known in this area (counted, missing, annulled or quarantined).
+    pub stations_known: u64,
+    /// Stations with a counted sheet.
+    pub stations_counted: u64,
+    /// Registered voters of counted stations (where the source gives them).
+    pub registered: u64,
+    /// Registered voters of all known stations (where the source gives them): progress base.
+    pub registered_known: u64,
+    pub cast: u64,
+    pub invalid: u64,
+    pub valid: u64,
+    /// Cast and registered over the counted stations that give both (the turnout base).
+    pub turnout_cast: u64,
+    pub turnout_registered: u64,
+    /// Votes per candidate, in the round's candidate order.
+    pub votes: Vec<u64>,
+    /// Extra count lines, in the round's `extra_lines` order (absent cells count as 0).
+    pub extra: Vec<u64>,
+}
+
+const FIXED: usize = 9;
+
+impl Totals {
+    fn from_flat(row: &[u64], k: usize) -> Totals {
+        Totals {
+            stations_known: row[0],
+            stations_counted: row[1],
+            registered: row[2],
+            registered_known: row[3],
+            cast: row[4],
+            invalid: row[5],
+            valid: row[6],
+            turnout_cast: row[7],
+            turnout_registered: row[8],
+            votes: row[FIXED..FIXED + k].to_vec(),
+            extra: row[FIXED + k..].to_vec(),
+        }
+    }
+
+    /// Turnout in percent, over the stations that give both registered and cast.
+    pub fn turnout_pct(&self) -> Option<f64> {
+        (self.turnout_registered > 0)
+            .then(|| 100.0 * self.turnout_cast as f64 / self.turnout_registered as f64)
+    }
+
+    /// Share of valid votes in percent, full precision (display rounding is the caller's).
+    pub fn share_pct(&self, candidate: usize) -> Option<f64> {
+        let base: u64 = self.votes.iter().sum();
+        (base > 0).then(|| 100.0 * self.votes[candidate] as f64 / base as f64)
+    }
+
+    /// Candidate indices by votes, highest first (ties by candidate order).
+    pub fn ranking(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.votes.len()).collect();
+        order.sort_by(|&a, &b| self.votes[b].cmp(&self.votes[a]).then(a.cmp(&b)));
+        order
+    }
+}
+
+/// Totals of every node of the round's area tree, indexed by `AreaId` (node 0 = whole election).
+pub fn count(round: &Round) -> Vec<Totals> {
+    let k = round.candidates.len();
+    let e = round.extra_lines.len();
+    let width = FIXED + k + e;
+    let nodes = round.tree.len();
+    let n = round.len();
+    let parts = rayon::current_num_threads().max(1);
+    let chunk = n.div_ceil(parts).max(1);
+    let ranges: Vec<(usize, usize)> = (0..n)
+        .step_by(chunk)
+        .map(|lo| (lo, (lo + chunk).min(n)))
+        .collect();
+    let partials: Vec<Vec<u64>> = ranges
+        .into_par_iter()
+        .map(|(lo, hi)| accumulate(round, lo, hi, width, nodes))
+        .collect();
+    let mut flat = vec![0u64; nodes * width];
+    for p in &partials {
+        flat.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+    }
+    propagate(&round.tree, &mut flat, width);
+    flat.chunks_exact(width)
+        .map(|row| Totals::from_flat(row, k))
+        .collect()
+}
+
+fn accumulate(round: &Round, lo: usize, hi: usize, width: usize, nodes: usize) -> Vec<u64> {
+    let s = &round.stations;
+    let k = round.candidates.len();
+    let e = round.extra_lines.len();
+    let mut flat = vec![0u64; nodes * width];
+    let known = |v: u64| if v == MISSING { 0 } else { v };
+    for i in lo..hi {
+        let base = s.area[i] as usize * width;
+        let row = &mut flat[base..base + width];
+        row[0] += 1;
+        row[3] += known(s.registered[i]);
+        if s.status[i] != SheetStatus::Counted {
+            continue;
+        }
+        let (reg, cast) = (s.registered[i], s.cast[i]);
+        row[1] += 1;
+        row[2] += known(reg);
+        row[4] += known(cast);
+        row[5] += known(s.invalid[i]);
+        row[6] += known(s.valid[i]);
+        if reg != MISSING && cast != MISSING {
+            row[7] += cast;
+            row[8] += reg;
+        }
+        for (acc, v) in row[FIXED..FIXED + k]
+            .iter_mut()
+            .zip(&s.votes[i * k..(i + 1) * k])
+        {
+            *acc += v;
+        }
+        for (acc, &v) in row[FIXED + k..]
+            .iter_mut()
+            .zip(&s.extra[i * e..(i + 1) * e])
+        {
+            *acc += known(v);
+        }
+    }
+    flat
+}
+
+/// Adds every node into its parent, deepest first; relies on parent index < child index.
+fn propagate(tree: &AreaTree, flat: &mut [u64], width: usize) {
+    for id in (1..tree.len()).rev() {
+        let parent = tree.nodes[id].parent as usize;
+        let (head, tail) = flat.split_at_mut(id * width);
+        let child = &tail[..width];
+        for (a, b) in head[parent * width..(parent + 1) * width]
+            .iter_mut()
+            .zip(child)
+        {
+            *a += b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::area::AreaTree;
+    use crate::round::{Candidate, Round};
+
+    pub(crate) fn small_round() -> Round {
+        let mut tree = AreaTree::new("All", vec!["region".into(), "district".into()]);
+        let a = tree.leaf(&["North", "A"]);
+        let b = tree.leaf(&["North", "B"]);
+        let c = tree.leaf(&["South", "C"]);
+        let mut r = Round::new(
+            1,
+            vec![Candidate::new("x"), Candidate::new("y")],
+            vec!["blank".into()],
+            tree,
+        );
+        r.push(
+            "1".into(),
+            a,
+            SheetStatus::Counted,
+            2,
+            [100, 80, 5, 75],
+            &[50, 25],
+            &[3],
+        );
+        r.push(
+            "2".into(),
+            a,
+            SheetStatus::Counted,
+            3,
+            [200, 150, 10, 140],
+            &[40, 100],
+            &[MISSING],
+        );
+        r.push(
+            "3".into(),
+            b,
+            SheetStatus::Missing,
+            4,
+            [300, MISSING, MISSING, MISSING],
+            &[0, 0],
+            &[MISSING],
+        );
+        r.push(
+            "4".into(),
+            c,
+            SheetStatus::Counted,
+            5,
+            [MISSING, MISSING, MISSING, 60],
+            &[30, 30],
+            &[1],
+        );
+        r
+    }
+
+    #[test]
+    fn totals_at_every_level() {
+        let r = small_round();
+        let t = count(&r);
+        let all = &t[0];
+        assert_eq!(all.stations_known, 4);
+        assert_eq!(all.stations_counted, 3);
+        assert_eq!(all.registered, 300);
+        assert_eq!(all.registered_known, 600);
+        assert_eq!(all.valid, 275);
+        assert_eq!(all.votes, vec![120, 155]);
+        assert_eq!(all.extra, vec![4]);
+        // Turnout only over stations with both registered and cast.
+        assert_eq!((all.turnout_cast, all.turnout_registered), (230, 300));
+        let north = &t[r.tree.find("North").unwrap() as usize];
+        assert_eq!(north.votes, vec![90, 125]);
+        assert_eq!(north.stations_known, 3);
+        let south = &t[r.tree.find("South").unwrap() as usize];
+        assert_eq!(south.turnout_pct(), None);
+        assert_eq!(south.share_pct(0), Some(50.0));
+        assert_eq!(all.ranking(), vec![1, 0]);
+    }
+}

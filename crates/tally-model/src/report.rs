@@ -1,0 +1,329 @@
+//! The results report: the stable JSON schema `tally.results/1` (docs/results-json.md) shared by
+//! `tally results --format json` and the server's `GET /results`. Shares are computed here, at
+//! the edge, from exact integer totals.
+
+use crate::area::{AreaId, ROOT};
+use crate::count::Totals;
+use crate::round::Round;
+use crate::rule::{decide_first_round, decide_runoff, Outcome, Rule};
+use serde::Serialize;
+
+pub const SCHEMA: &str = "tally.results/1";
+
+/// What happened to the input rows of one round (from the importer or the store).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SheetStats {
+    /// Rows read (data lines, header excluded).
+    pub rows: u64,
+    /// Sheets accepted and counted (including those with warnings).
+    pub accepted: u64,
+    /// Accepted sheets that carry at least one warning.
+    pub with_warnings: u64,
+    /// Rows held back by an error (see the quarantine report).
+    pub quarantined: u64,
+    /// Known stations with no result yet (every count empty).
+    pub missing: u64,
+    /// Identical duplicate rows counted once (W207).
+    pub duplicates: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TotalsOut {
+    pub registered: u64,
+    pub cast: u64,
+    pub invalid: u64,
+    pub valid: u64,
+    /// Percent of registered, over stations that give both; null when unknown.
+    pub turnout: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CandidateOut {
+    pub id: String,
+    pub name: String,
+    pub votes: u64,
+    /// Percent of valid votes, full precision.
+    pub share: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Margin {
+    pub first: String,
+    pub second: String,
+    pub votes: u64,
+    /// Difference of the two shares, in percentage points.
+    pub points: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Progress {
+    pub stations_counted: u64,
+    pub stations_known: u64,
+    pub stations_pct: f64,
+    pub registered_counted: u64,
+    pub registered_known: u64,
+    pub registered_pct: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AreaOut {
+    /// Path from the first level, `/`-separated.
+    pub area: String,
+    pub level: String,
+    pub totals: TotalsOut,
+    pub candidates: Vec<CandidateOut>,
+    pub leader: Option<String>,
+    pub margin: Option<Margin>,
+    pub progress: Progress,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RoundReport {
+    pub round: u8,
+    /// The area reported (`""` for the whole election).
+    pub area: String,
+    pub rule: String,
+    pub totals: TotalsOut,
+    pub candidates: Vec<CandidateOut>,
+    pub margin: Option<Margin>,
+    pub outcome: Outcome,
+    pub progress: Progress,
+    pub sheets: SheetStats,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_lines: Vec<ExtraLine>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub areas: Option<Vec<AreaOut>>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExtraLine {
+    pub name: String,
+    pub total: u64,
+}
+
+fn pct(num: u64, den: u64) -> f64 {
+    if den == 0 {
+        0.0
+    } else {
+        100.0 * num as f64 / den as f64
+    }
+}
+
+fn totals_out(t: &Totals) -> TotalsOut {
+    TotalsOut {
+        registered: t.registered,
+        cast: t.cast,
+        invalid: t.invalid,
+        valid: t.valid,
+        turnout: t.turnout_pct(),
+    }
+}
+
+fn candidates_out(round: &Round, t: &Totals) -> Vec<CandidateOut> {
+    let base: u64 = t.votes.iter().sum();
+    t.ranking()
+        .into_iter()
+        .map(|i| CandidateOut {
+            id: round.candidates[i].id.clone(),
+            name: round.candidates[i].name.clone(),
+            votes: t.votes[i],
+            share: pct(t.votes[i], base),
+        })
+        .collect()
+}
+
+fn margin(round: &Round, t: &Totals) -> Option<Margin> {
+    let order = t.ranking();
+    if order.len() < 2 {
+        return None;
+    }
+    let base: u64 = t.votes.iter().sum();
+    let (a, b) = (order[0], order[1]);
+    Some(Margin {
+        first: round.candidates[a].id.clone(),
+        second: round.candidates[b].id.clone(),
+        votes: t.votes[a] - t.votes[b],
+        points: pct(t.votes[a], base) - pct(t.votes[b], base),
+    })
+}
+
+fn progress(t: &Totals) -> Progress {
+    Progress {
+        stations_counted: t.stations_counted,
+        stations_known: t.stations_known,
+        stations_pct: pct(t.stations_counted, t.stations_known),
+        registered_counted: t.registered,
+        registered_known: t.registered_known,
+        registered_pct: (t.registered_known > 0).then(|| pct(t.registered, t.registered_known)),
+    }
+}
+
+/// The rule's verdict for a round: round 1 applies the majority rule, later rounds elect the
+/// leader.
+pub fn outcome(round: &Round, rule: &Rule, t: &Totals) -> Outcome {
+    let ids: Vec<String> = round.candidates.iter().map(|c| c.id.clone()).collect();
+    if round.number >= 2 {
+        decide_runoff(rule, &ids, &t.votes)
+    } else {
+        decide_first_round(rule, &ids, &t.votes)
+    }
+}
+
+/// Builds the report of `round` for `area` (ROOT for everything), with the areas of one level
+/// below it when `level_depth` is given.
+pub fn round_report(
+    round: &Round,
+    totals: &[Totals],
+    rule: &Rule,
+    sheets: SheetStats,
+    area: AreaId,
+    level_depth: Option<u8>,
+) -> RoundReport {
+    let t = &totals[area as usize];
+    let areas = level_depth.map(|depth| {
+        round
+            .tree
+            .nodes_at(depth)
+            .filter(|&id| {
+                area == ROOT
+                    || round
+                        .tree
+                        .ancestor_at(id, round.tree.nodes[area as usize].depth)
+                        == area
+            })
+            .map(|id| {
+                let at = &totals[id as usize];
+                AreaOut {
+                    area: round.tree.path_string(id),
+                    level: round.tree.levels[depth as usize - 1].clone(),
+                    totals: totals_out(at),
+                    candidates: candidates_out(round, at),
+                    leader: (at.votes.iter().sum::<u64>() > 0)
+                        .then(|| round.candidates[at.ranking()[0]].id.clone()),
+                    margin: margin(round, at),
+                    progress: progress(at),
+                }
+            })
+            .collect()
+    });
+    RoundReport {
+        round: round.number,
+        area: round.tree.path_string(area),
+        rule: rule.name.clone(),
+        totals: totals_out(t),
+        candidates: candidates_out(round, t),
+        margin: margin(round, t),
+        outcome: outcome(round, rule, t),
+        progress: progress(t),
+        sheets,
+        extra_lines: round
+            .extra_lines
+            .iter()
+            .zip(&t.extra)
+            .map(|(name, &total)| ExtraLine {
+                name: name.clone(),
+                total,
+            })
+            .collect(),
+        areas,
+    }
+}
+
+/// Stations matched between two rounds by id.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Matching {
+    pub matched: u64,
+    pub only_in_round1: Vec<String>,
+    pub only_in_round2: Vec<String>,
+    /// W205 findings: stations whose registered voters changed beyond the tolerance.
+    pub registered_changed: Vec<RegisteredChange>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RegisteredChange {
+    pub station_id: String,
+    pub round1: u64,
+    pub round2: u64,
+}
+
+/// The whole document.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResultsReport {
+    pub schema: &'static str,
+    pub election: String,
+    pub rounds: Vec<RoundReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matching: Option<Matching>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::area::AreaTree;
+    use crate::round::{Candidate, SheetStatus};
+
+    #[test]
+    fn report_has_shares_outcome_and_areas() {
+        let mut tree = AreaTree::new("All", vec!["region".into()]);
+        let n = tree.leaf(&["North"]);
+        let s = tree.leaf(&["South"]);
+        let mut r = Round::new(
+            1,
+            vec![
+                Candidate::new("a"),
+                Candidate::new("b"),
+                Candidate::new("c"),
+            ],
+            vec![],
+            tree,
+        );
+        r.push(
+            "1".into(),
+            n,
+            SheetStatus::Counted,
+            2,
+            [1000, 800, 0, 800],
+            &[400, 300, 100],
+            &[],
+        );
+        r.push(
+            "2".into(),
+            s,
+            SheetStatus::Counted,
+            3,
+            [500, 200, 0, 200],
+            &[0, 150, 50],
+            &[],
+        );
+        let t = crate::count::count(&r);
+        let rep = round_report(
+            &r,
+            &t,
+            &Rule::majority(),
+            SheetStats::default(),
+            ROOT,
+            Some(1),
+        );
+        assert_eq!(rep.candidates[0].id, "b");
+        assert!((rep.candidates[0].share - 45.0).abs() < 1e-12);
+        let sum: f64 = rep.candidates.iter().map(|c| c.share).sum();
+        assert!((sum - 100.0).abs() < 1e-9);
+        assert_eq!(
+            rep.outcome,
+            Outcome::Runoff {
+                runoff: ["b".into(), "a".into()],
+                by_lot: false
+            }
+        );
+        let areas = rep.areas.unwrap();
+        assert_eq!(areas.len(), 2);
+        assert_eq!(areas[0].leader.as_deref(), Some("a"));
+        assert!((rep.totals.turnout.unwrap() - 66.666_666).abs() < 1e-3);
+        let json = serde_json_like(&rep.outcome);
+        assert!(json.contains("runoff"));
+    }
+
+    fn serde_json_like(o: &Outcome) -> String {
+        format!("{o:?}").to_lowercase()
+    }
+}

@@ -1,0 +1,174 @@
+//! One round of an election in columnar form: what the importer produces and counting reads.
+//!
+//! Columnar because the hot paths (counting a million stations, forensics, transfers) read one
+//! field of every station; a sheet is a row view over the columns ([`Round::sheet`]).
+
+use crate::area::{AreaId, AreaTree};
+use serde::Serialize;
+
+/// Marks an absent count (an empty cell: "not in the source"). Never a real count: the importer
+/// rejects counts this large with E101.
+pub const MISSING: u64 = u64::MAX;
+
+/// The largest count accepted as a vote count (anything above is E101).
+pub const MAX_COUNT: u64 = 1 << 40;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colour: Option<String>,
+}
+
+impl Candidate {
+    pub fn new(id: &str) -> Self {
+        Candidate {
+            id: id.to_string(),
+            name: id.to_string(),
+            colour: None,
+        }
+    }
+}
+
+/// Where a sheet comes from. Official and observer sheets are never merged.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Official,
+    Observer(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SheetStatus {
+    /// Accepted and counted.
+    Counted,
+    /// Known station without a result (every count empty).
+    Missing,
+    /// Declared void by the source.
+    Annulled,
+    /// Held back by a validation error; see the quarantine report.
+    Quarantined,
+}
+
+/// One tally sheet's core counts, `None` where the source has no value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SheetCounts<'a> {
+    pub registered: Option<u64>,
+    pub cast: Option<u64>,
+    pub invalid: Option<u64>,
+    pub valid: Option<u64>,
+    pub votes: &'a [u64],
+}
+
+/// Stations of one round; every `Vec` has one entry per station (`votes` and `extra` are
+/// row-major with `candidates.len()` and `extra_lines.len()` entries per station).
+#[derive(Clone, Debug, Default)]
+pub struct Stations {
+    pub ids: Vec<String>,
+    pub area: Vec<AreaId>,
+    pub status: Vec<SheetStatus>,
+    /// 1-based line of the sheet in its source file (0 when not from a file).
+    pub line: Vec<u64>,
+    pub registered: Vec<u64>,
+    pub cast: Vec<u64>,
+    pub invalid: Vec<u64>,
+    pub valid: Vec<u64>,
+    pub votes: Vec<u64>,
+    pub extra: Vec<u64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Round {
+    /// 1 for the first round, 2 for the runoff.
+    pub number: u8,
+    pub candidates: Vec<Candidate>,
+    /// Optional count lines beside the core ones (blank, null, postal, ballots issued...).
+    pub extra_lines: Vec<String>,
+    pub tree: AreaTree,
+    pub stations: Stations,
+}
+
+fn opt(v: u64) -> Option<u64> {
+    (v != MISSING).then_some(v)
+}
+
+impl Round {
+    pub fn new(
+        number: u8,
+        candidates: Vec<Candidate>,
+        extra_lines: Vec<String>,
+        tree: AreaTree,
+    ) -> Self {
+        Round {
+            number,
+            candidates,
+            extra_lines,
+            tree,
+            stations: Stations::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.stations.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stations.ids.is_empty()
+    }
+
+    pub fn votes_of(&self, station: usize) -> &[u64] {
+        let k = self.candidates.len();
+        &self.stations.votes[station * k..(station + 1) * k]
+    }
+
+    pub fn extra_of(&self, station: usize) -> &[u64] {
+        let e = self.extra_lines.len();
+        &self.stations.extra[station * e..(station + 1) * e]
+    }
+
+    pub fn sheet(&self, station: usize) -> SheetCounts<'_> {
+        let s = &self.stations;
+        SheetCounts {
+            registered: opt(s.registered[station]),
+            cast: opt(s.cast[station]),
+            invalid: opt(s.invalid[station]),
+            valid: opt(s.valid[station]),
+            votes: self.votes_of(station),
+        }
+    }
+
+    /// Appends a station; `votes` must have one entry per candidate, `extra` one per extra line.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        id: String,
+        area: AreaId,
+        status: SheetStatus,
+        line: u64,
+        core: [u64; 4],
+        votes: &[u64],
+        extra: &[u64],
+    ) {
+        debug_assert_eq!(votes.len(), self.candidates.len());
+        debug_assert_eq!(extra.len(), self.extra_lines.len());
+        let s = &mut self.stations;
+        s.ids.push(id);
+        s.area.push(area);
+        s.status.push(status);
+        s.line.push(line);
+        s.registered.push(core[0]);
+        s.cast.push(core[1]);
+        s.invalid.push(core[2]);
+        s.valid.push(core[3]);
+        s.votes.extend_from_slice(votes);
+        s.extra.extend_from_slice(extra);
+    }
+
+    pub fn candidate_index(&self, id: &str) -> Option<usize> {
+        self.candidates
+            .iter()
+            .position(|c| c.id.eq_ignore_ascii_case(id))
+    }
+}

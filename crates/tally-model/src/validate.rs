@@ -1,0 +1,359 @@
+//! Validation of tally sheets: the arithmetic of one sheet, duplicates within a source, and
+//! consistency between rounds. Every rule has a stable [`Code`].
+//!
+//! All comparisons are exact integer arithmetic; thresholds are in permille of an integer base.
+
+use crate::codes::Code;
+use crate::round::SheetCounts;
+use serde::Serialize;
+
+/// A rule broken by a sheet, with the numbers that broke it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub code: Code,
+    pub detail: String,
+}
+
+impl Finding {
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        Finding {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Thresholds of the rules. Defaults are stated in docs/validation-codes.md.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidationConfig {
+    /// E104/W206: cast may exceed registered by `max(abs, permille * registered / 1000)`
+    /// (voters added on the day, e.g. with a certificate) before the sheet is an error.
+    pub over_registered_abs: u64,
+    pub over_registered_permille: u64,
+    /// W201: turnout at or above this (permille of registered).
+    pub high_turnout_permille: u64,
+    /// W202: one candidate at or above this (permille of valid).
+    pub dominant_share_permille: u64,
+    /// W203: invalid ballots at or above this (permille of cast).
+    pub invalid_share_permille: u64,
+    /// W205: registered may change between rounds by `max(abs, permille * registered / 1000)`.
+    pub registered_change_abs: u64,
+    pub registered_change_permille: u64,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig {
+            over_registered_abs: 0,
+            over_registered_permille: 10,
+            high_turnout_permille: 990,
+            dominant_share_permille: 990,
+            invalid_share_permille: 100,
+            registered_change_abs: 10,
+            registered_change_permille: 50,
+        }
+    }
+}
+
+/// Checks one sheet's arithmetic. Errors (E1xx) and warnings (W2xx) are appended to `out`;
+/// a check whose inputs are absent from the source is skipped, not failed.
+pub fn check_sheet(s: &SheetCounts<'_>, cfg: &ValidationConfig, out: &mut Vec<Finding>) {
+    let sum: u64 = s.votes.iter().sum();
+    if let Some(valid) = s.valid {
+        if sum != valid {
+            out.push(Finding::new(
+                Code::E102,
+                format!(
+                    "candidate votes add up to {sum} but valid is {valid} (difference {})",
+                    sum as i128 - valid as i128
+                ),
+            ));
+        }
+    }
+    if let (Some(valid), Some(invalid), Some(cast)) = (s.valid, s.invalid, s.cast) {
+        if valid + invalid != cast {
+            out.push(Finding::new(
+                Code::E103,
+                format!(
+                    "valid {valid} + invalid {invalid} = {} but cast is {cast}",
+                    valid + invalid
+                ),
+            ));
+        }
+    }
+    if let (Some(cast), Some(registered)) = (s.cast, s.registered) {
+        if cast > registered {
+            let allowed = cfg
+                .over_registered_abs
+                .max(registered * cfg.over_registered_permille / 1000);
+            let over = cast - registered;
+            let (code, verdict) = if over > allowed {
+                (Code::E104, "beyond")
+            } else {
+                (Code::W206, "within")
+            };
+            out.push(Finding::new(
+                code,
+                format!(
+                    "cast {cast} > registered {registered} by {over}, {verdict} the tolerance of {allowed}"
+                ),
+            ));
+        } else if registered > 0 && cast * 1000 >= registered * cfg.high_turnout_permille {
+            out.push(Finding::new(
+                Code::W201,
+                format!(
+                    "turnout {cast}/{registered} = {}",
+                    permille_text(cast, registered)
+                ),
+            ));
+        }
+        if cast == 0 && registered > 0 {
+            out.push(Finding::new(
+                Code::W204,
+                format!("no ballot cast out of {registered} registered"),
+            ));
+        }
+    }
+    // W202 is about the candidates' shares among themselves; E102 covers a wrong `valid`.
+    let base = sum;
+    if base > 0 {
+        if let Some((i, &top)) = s.votes.iter().enumerate().max_by_key(|(_, v)| **v) {
+            if top * 1000 >= base * cfg.dominant_share_permille {
+                out.push(Finding::new(
+                    Code::W202,
+                    format!(
+                        "candidate #{} has {top} of {base} valid votes = {}",
+                        i + 1,
+                        permille_text(top, base)
+                    ),
+                ));
+            }
+        }
+    }
+    if let (Some(invalid), Some(cast)) = (s.invalid, s.cast) {
+        if cast > 0 && invalid <= cast && invalid * 1000 >= cast * cfg.invalid_share_permille {
+            out.push(Finding::new(
+                Code::W203,
+                format!(
+                    "invalid {invalid} of cast {cast} = {}",
+                    permille_text(invalid, cast)
+                ),
+            ));
+        }
+    }
+}
+
+/// W205: registered voters of one station in round 1 and round 2.
+pub fn check_registered_between_rounds(
+    r1: u64,
+    r2: u64,
+    cfg: &ValidationConfig,
+) -> Option<Finding> {
+    let diff = r1.abs_diff(r2);
+    let allowed = cfg
+        .registered_change_abs
+        .max(r1.min(r2) * cfg.registered_change_permille / 1000);
+    (diff > allowed).then(|| {
+        Finding::new(
+            Code::W205,
+            format!("registered {r1} in round 1 and {r2} in round 2 (difference {diff}, tolerance {allowed})"),
+        )
+    })
+}
+
+/// "12.34%" from an exact ratio, for messages only.
+pub fn permille_text(num: u64, den: u64) -> String {
+    if den == 0 {
+        return "n/a".into();
+    }
+    format!("{:.2}%", 100.0 * num as f64 / den as f64)
+}
+
+/// A group of rows that share a station id in one source, as found by [`find_duplicates`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Duplicate {
+    /// Identical numbers: keep the first row, report the others (W207).
+    Identical { keep: usize, drop: Vec<usize> },
+    /// Different numbers: hold back every row (E105).
+    Conflicting { rows: Vec<usize> },
+}
+
+/// Groups rows by station id. `same(a, b)` says whether two rows carry identical numbers.
+/// Runs in O(n log n) on hashes so a million stations stay fast.
+pub fn find_duplicates<F>(ids: &[&str], same: F) -> Vec<Duplicate>
+where
+    F: Fn(usize, usize) -> bool,
+{
+    use std::hash::{Hash, Hasher};
+    let mut keyed: Vec<(u64, u32)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            id.hash(&mut h);
+            (h.finish(), i as u32)
+        })
+        .collect();
+    keyed.sort_unstable();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < keyed.len() {
+        let mut j = i + 1;
+        while j < keyed.len() && keyed[j].0 == keyed[i].0 {
+            j += 1;
+        }
+        if j - i > 1 {
+            // Same hash: split by actual id (hash collisions are possible, if rare).
+            let mut rows: Vec<usize> = keyed[i..j].iter().map(|k| k.1 as usize).collect();
+            rows.sort_unstable();
+            while let Some(&first) = rows.first() {
+                let (group, rest): (Vec<usize>, Vec<usize>) =
+                    rows.iter().partition(|&&r| ids[r] == ids[first]);
+                rows = rest;
+                if group.len() > 1 {
+                    if group.iter().all(|&r| same(first, r)) {
+                        out.push(Duplicate::Identical {
+                            keep: first,
+                            drop: group[1..].to_vec(),
+                        });
+                    } else {
+                        out.push(Duplicate::Conflicting { rows: group });
+                    }
+                }
+            }
+        }
+        i = j;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sheet(reg: u64, cast: u64, inv: u64, valid: u64, votes: &[u64]) -> SheetCounts<'_> {
+        SheetCounts {
+            registered: Some(reg),
+            cast: Some(cast),
+            invalid: Some(inv),
+            valid: Some(valid),
+            votes,
+        }
+    }
+
+    fn codes(s: &SheetCounts<'_>) -> Vec<Code> {
+        let mut out = Vec::new();
+        check_sheet(s, &ValidationConfig::default(), &mut out);
+        out.into_iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn a_clean_sheet_has_no_finding() {
+        assert!(codes(&sheet(1000, 700, 20, 680, &[400, 280])).is_empty());
+    }
+
+    #[test]
+    fn e102_candidate_sum() {
+        assert_eq!(
+            codes(&sheet(1000, 700, 20, 680, &[400, 281])),
+            vec![Code::E102]
+        );
+    }
+
+    #[test]
+    fn e103_valid_plus_invalid() {
+        assert_eq!(
+            codes(&sheet(1000, 701, 20, 680, &[400, 280])),
+            vec![Code::E103]
+        );
+    }
+
+    #[test]
+    fn e104_and_w206_cast_over_registered() {
+        // 1% of 1000 = 10 extra voters tolerated.
+        assert_eq!(
+            codes(&sheet(1000, 1010, 10, 1000, &[600, 400])),
+            vec![Code::W206]
+        );
+        assert_eq!(
+            codes(&sheet(1000, 1011, 11, 1000, &[600, 400])),
+            vec![Code::E104]
+        );
+    }
+
+    #[test]
+    fn w201_turnout_boundary_is_inclusive() {
+        assert_eq!(
+            codes(&sheet(1000, 990, 0, 990, &[500, 490])),
+            vec![Code::W201]
+        );
+        assert!(codes(&sheet(1000, 989, 0, 989, &[500, 489])).is_empty());
+    }
+
+    #[test]
+    fn w202_dominant_candidate() {
+        assert_eq!(
+            codes(&sheet(1000, 500, 0, 500, &[495, 5])),
+            vec![Code::W202]
+        );
+        assert!(codes(&sheet(1000, 500, 0, 500, &[494, 6])).is_empty());
+    }
+
+    #[test]
+    fn w203_invalid_share() {
+        assert_eq!(
+            codes(&sheet(1000, 500, 50, 450, &[250, 200])),
+            vec![Code::W203]
+        );
+        assert!(codes(&sheet(1000, 500, 49, 451, &[251, 200])).is_empty());
+    }
+
+    #[test]
+    fn w204_nobody_voted() {
+        assert_eq!(codes(&sheet(300, 0, 0, 0, &[0, 0])), vec![Code::W204]);
+        assert!(codes(&sheet(0, 0, 0, 0, &[0, 0])).is_empty());
+    }
+
+    #[test]
+    fn absent_fields_skip_their_checks() {
+        let s = SheetCounts {
+            registered: None,
+            cast: None,
+            invalid: None,
+            valid: Some(680),
+            votes: &[400, 280],
+        };
+        assert!(codes(&s).is_empty());
+        let s = SheetCounts {
+            valid: Some(1),
+            ..s
+        };
+        assert_eq!(codes(&s), vec![Code::E102]);
+    }
+
+    #[test]
+    fn w205_registered_between_rounds() {
+        let cfg = ValidationConfig::default();
+        assert!(check_registered_between_rounds(1000, 1050, &cfg).is_none());
+        assert_eq!(
+            check_registered_between_rounds(1000, 1051, &cfg).map(|f| f.code),
+            Some(Code::W205)
+        );
+        // Small stations: the absolute tolerance (10 voters) applies.
+        assert!(check_registered_between_rounds(20, 30, &cfg).is_none());
+        assert!(check_registered_between_rounds(20, 31, &cfg).is_some());
+    }
+
+    #[test]
+    fn duplicates_identical_and_conflicting() {
+        let ids = ["a", "b", "a", "c", "b", "a"];
+        let nums = [1, 2, 1, 3, 9, 1];
+        let d = find_duplicates(&ids, |x, y| nums[x] == nums[y]);
+        assert!(d.contains(&Duplicate::Identical {
+            keep: 0,
+            drop: vec![2, 5]
+        }));
+        assert!(d.contains(&Duplicate::Conflicting { rows: vec![1, 4] }));
+        assert_eq!(d.len(), 2);
+    }
+}

@@ -1,0 +1,479 @@
+//! Linear-programming estimators of the lphom family.
+//!
+//! **lphom.** Global row proportions `P` (each row on the simplex), unit residuals
+//! `e_uc = sum_r x_ur P_rc − y_uc`, minimise `sum_uc |e_uc|`.
+//!
+//! Two solvers give the same optimum:
+//! * [`lphom_exact`]: the textbook LP with split residuals `e = e⁺ − e⁻` (`R·C + 2·U·C` variables),
+//!   handed to Clarabel's sparse interior-point solver. Used for small inputs and as the reference
+//!   in tests.
+//! * [`lphom_bundle`]: the objective is a convex piecewise-linear function of only `R·C` numbers, and
+//!   one pass over the data gives its value and a subgradient. A level bundle method (cutting planes
+//!   with a proximal level projection; the small master LP/QP solved by Clarabel) minimises it over the
+//!   product of simplices. Each master problem yields a lower bound, so the method stops with a
+//!   certified optimality gap (reported). Memory is `O(R·C·iterations)` besides the data, and the
+//!   per-iteration cost is one parallel pass over the units.
+//!
+//! **Unit-level refinement (tslphom / nslphom kind).** Given a global `P`, each unit gets the cell
+//! table closest in L1 to its "homogeneous" table `t_rc = x_r P_rc` among all tables with the unit's
+//! exact margins. That LP is degenerate; its optimal value is always `sum_c |y_c − ŷ_c|`
+//! (`ŷ_c = sum_r t_rc`) and is attained by every table that only lowers cells of surplus columns and
+//! only raises cells of deficit columns. We pick, in closed form, the member that lowers each surplus
+//! column proportionally to `t` and spreads each row's freed votes over the deficit columns in
+//! proportion to their deficits. tslphom = one refinement of the lphom `P`; nslphom repeats with `P`
+//! re-estimated from the aggregated unit tables until it stops moving.
+
+use crate::data::{par_chunks, Data, MAX_DIM};
+use clarabel::algebra::CscMatrix;
+use clarabel::solver::{
+    DefaultSettingsBuilder, DefaultSolver, IPSolver, NonnegativeConeT, SolverStatus, SupportedConeT, ZeroConeT,
+};
+
+/// A solved lphom problem.
+#[derive(Debug, Clone)]
+pub(crate) struct LpFit {
+    /// Row-major `R x C` proportions.
+    pub p: Vec<f64>,
+    /// Optimal `sum |e|` in votes.
+    pub objective: f64,
+    /// Certified gap (votes) between `objective` and a lower bound on the optimum (0 for the exact LP
+    /// when Clarabel reports success).
+    pub gap: f64,
+    pub iterations: usize,
+    pub solver: &'static str,
+}
+
+/// Objective value (votes) and a subgradient (row-major `R x C`) at `p`.
+pub(crate) fn eval(d: &Data, p: &[f64]) -> (f64, Vec<f64>) {
+    let (nr, nc) = (d.r, d.c);
+    let parts = par_chunks(d.u, |_, a, b| {
+        let mut f = 0.0;
+        let mut g = vec![0.0; nr * nc];
+        let mut fit = vec![0.0; nc];
+        for u in a..b {
+            let x = d.xu(u);
+            let y = d.yu(u);
+            fit.iter_mut().for_each(|v| *v = 0.0);
+            for (i, &xi) in x.iter().enumerate() {
+                if xi != 0.0 {
+                    let row = &p[i * nc..(i + 1) * nc];
+                    for j in 0..nc {
+                        fit[j] += xi * row[j];
+                    }
+                }
+            }
+            for j in 0..nc {
+                let e = fit[j] - y[j];
+                f += e.abs();
+                let s = if e > 0.0 {
+                    1.0
+                } else if e < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                };
+                if s != 0.0 {
+                    for (i, &xi) in x.iter().enumerate() {
+                        g[i * nc + j] += s * xi;
+                    }
+                }
+            }
+        }
+        (f, g)
+    });
+    let mut f = 0.0;
+    let mut g = vec![0.0; nr * nc];
+    for (pf, pg) in parts {
+        f += pf;
+        for (a, b) in g.iter_mut().zip(pg) {
+            *a += b;
+        }
+    }
+    (f, g)
+}
+
+fn clarabel_solve(
+    nvar: usize,
+    p_diag: Option<f64>,
+    q: &[f64],
+    trip: (Vec<usize>, Vec<usize>, Vec<f64>),
+    b: &[f64],
+    n_eq: usize,
+    n_ineq: usize,
+) -> Option<Vec<f64>> {
+    let m = b.len();
+    let pm = match p_diag {
+        Some(w) => CscMatrix::new_from_triplets(nvar, nvar, (0..nvar).collect(), (0..nvar).collect(), vec![w; nvar]),
+        None => CscMatrix::zeros((nvar, nvar)),
+    };
+    let a = CscMatrix::new_from_triplets(m, nvar, trip.0, trip.1, trip.2);
+    let cones: Vec<SupportedConeT<f64>> = vec![ZeroConeT(n_eq), NonnegativeConeT(n_ineq)];
+    let settings = DefaultSettingsBuilder::default()
+        .verbose(false)
+        .max_iter(200)
+        .build()
+        .ok()?;
+    let mut solver = DefaultSolver::new(&pm, q, &a, b, &cones, settings).ok()?;
+    solver.solve();
+    match solver.solution.status {
+        SolverStatus::Solved | SolverStatus::AlmostSolved => Some(solver.solution.x.clone()),
+        _ => None,
+    }
+}
+
+/// The full sparse LP (reference solver). `None` if Clarabel fails.
+pub(crate) fn lphom_exact(d: &Data) -> Option<LpFit> {
+    let (nr, nc, nu) = (d.r, d.c, d.u);
+    let np = nr * nc;
+    let ne = nu * nc;
+    let nvar = np + 2 * ne;
+    let s = 1.0 / d.total;
+    let (mut ri, mut ci, mut v) = (Vec::new(), Vec::new(), Vec::new());
+    let mut b = Vec::with_capacity(nr + ne + nvar);
+    // Row-sum equalities.
+    for i in 0..nr {
+        for j in 0..nc {
+            ri.push(i);
+            ci.push(i * nc + j);
+            v.push(1.0);
+        }
+        b.push(1.0);
+    }
+    // Residual equalities: sum_i x_ui z_ij - e+_uj + e-_uj = y_uj.
+    for u in 0..nu {
+        let x = d.xu(u);
+        let y = d.yu(u);
+        for j in 0..nc {
+            let row = nr + u * nc + j;
+            for (i, &xi) in x.iter().enumerate() {
+                if xi != 0.0 {
+                    ri.push(row);
+                    ci.push(i * nc + j);
+                    v.push(xi * s);
+                }
+            }
+            ri.push(row);
+            ci.push(np + u * nc + j);
+            v.push(-1.0);
+            ri.push(row);
+            ci.push(np + ne + u * nc + j);
+            v.push(1.0);
+            b.push(y[j] * s);
+        }
+    }
+    let n_eq = nr + ne;
+    // Nonnegativity of every variable.
+    for k in 0..nvar {
+        ri.push(n_eq + k);
+        ci.push(k);
+        v.push(-1.0);
+        b.push(0.0);
+    }
+    let mut q = vec![0.0; nvar];
+    q[np..].iter_mut().for_each(|x| *x = 1.0);
+    let x = clarabel_solve(nvar, None, &q, (ri, ci, v), &b, n_eq, nvar)?;
+    let p = normalise_rows(&x[..np], nr, nc);
+    let (f, _) = eval(d, &p);
+    Some(LpFit { p, objective: f, gap: 0.0, iterations: 1, solver: "clarabel sparse LP" })
+}
+
+fn normalise_rows(z: &[f64], nr: usize, nc: usize) -> Vec<f64> {
+    let mut p: Vec<f64> = z.iter().map(|v| v.max(0.0)).collect();
+    for i in 0..nr {
+        let s: f64 = p[i * nc..(i + 1) * nc].iter().sum();
+        for j in 0..nc {
+            p[i * nc + j] = if s > 0.0 { p[i * nc + j] / s } else { 1.0 / nc as f64 };
+        }
+    }
+    p
+}
+
+struct Cut {
+    g: Vec<f64>,
+    /// `f(z) >= g . z + h`
+    h: f64,
+}
+
+/// Shared constraint block: row sums (equalities) then `z >= 0`, appended after `extra` rows.
+fn simplex_rows(nr: usize, nc: usize, trip: &mut (Vec<usize>, Vec<usize>, Vec<f64>), b: &mut Vec<f64>) {
+    for i in 0..nr {
+        for j in 0..nc {
+            trip.0.push(i);
+            trip.1.push(i * nc + j);
+            trip.2.push(1.0);
+        }
+        b.push(1.0);
+    }
+}
+
+/// min t s.t. t >= g_k . z + h_k, t >= 0, z in simplices. Returns (z, t).
+fn master_lp(cuts: &[Cut], nr: usize, nc: usize) -> Option<(Vec<f64>, f64)> {
+    let np = nr * nc;
+    let nvar = np + 1;
+    let mut trip = (Vec::new(), Vec::new(), Vec::new());
+    let mut b = Vec::new();
+    simplex_rows(nr, nc, &mut trip, &mut b);
+    let mut row = nr;
+    for cut in cuts {
+        for (k, &gk) in cut.g.iter().enumerate() {
+            if gk != 0.0 {
+                trip.0.push(row);
+                trip.1.push(k);
+                trip.2.push(gk);
+            }
+        }
+        trip.0.push(row);
+        trip.1.push(np);
+        trip.2.push(-1.0);
+        b.push(-cut.h);
+        row += 1;
+    }
+    for k in 0..nvar {
+        trip.0.push(row);
+        trip.1.push(k);
+        trip.2.push(-1.0);
+        b.push(0.0);
+        row += 1;
+    }
+    let mut q = vec![0.0; nvar];
+    q[np] = 1.0;
+    let x = clarabel_solve(nvar, None, &q, trip, &b, nr, cuts.len() + nvar)?;
+    let t = x[np];
+    Some((normalise_rows(&x[..np], nr, nc), t))
+}
+
+/// Euclidean projection of `center` onto {z in simplices : g_k . z + h_k <= level for all k}.
+fn level_projection(cuts: &[Cut], level: f64, center: &[f64], nr: usize, nc: usize) -> Option<Vec<f64>> {
+    let np = nr * nc;
+    let mut trip = (Vec::new(), Vec::new(), Vec::new());
+    let mut b = Vec::new();
+    simplex_rows(nr, nc, &mut trip, &mut b);
+    let mut row = nr;
+    for cut in cuts {
+        for (k, &gk) in cut.g.iter().enumerate() {
+            if gk != 0.0 {
+                trip.0.push(row);
+                trip.1.push(k);
+                trip.2.push(gk);
+            }
+        }
+        b.push(level - cut.h);
+        row += 1;
+    }
+    for k in 0..np {
+        trip.0.push(row);
+        trip.1.push(k);
+        trip.2.push(-1.0);
+        b.push(0.0);
+        row += 1;
+    }
+    let q: Vec<f64> = center.iter().map(|v| -v).collect();
+    let x = clarabel_solve(np, Some(1.0), &q, trip, &b, nr, cuts.len() + np)?;
+    Some(normalise_rows(&x, nr, nc))
+}
+
+/// Level bundle method for lphom. `rel_tol` is the stopping gap relative to the total votes.
+pub(crate) fn lphom_bundle(d: &Data, rel_tol: f64, max_iter: usize) -> LpFit {
+    let (nr, nc) = (d.r, d.c);
+    let s = 1.0 / d.total;
+    // Start from the independence table: every row moves like the whole electorate.
+    let mut z: Vec<f64> = (0..nr).flat_map(|_| d.col_tot.iter().map(|&v| v * s)).collect();
+    z = normalise_rows(&z, nr, nc);
+    let mut cuts: Vec<Cut> = Vec::new();
+    let mut best = z.clone();
+    let mut f_best = f64::INFINITY;
+    let mut f_low = 0.0f64;
+    let mut iterations = 0;
+    let lambda = 0.3;
+    for it in 0..max_iter {
+        iterations = it + 1;
+        let (f, g) = eval(d, &z);
+        let (f, g): (f64, Vec<f64>) = (f * s, g.iter().map(|v| v * s).collect());
+        if f < f_best {
+            f_best = f;
+            best.clone_from(&z);
+        }
+        let h = f - g.iter().zip(&z).map(|(a, b)| a * b).sum::<f64>();
+        cuts.push(Cut { g, h });
+        let Some((zl, t)) = master_lp(&cuts, nr, nc) else {
+            break;
+        };
+        f_low = f_low.max(t.max(0.0));
+        let gap = f_best - f_low;
+        if gap <= rel_tol {
+            break;
+        }
+        let level = f_low + lambda * gap;
+        z = level_projection(&cuts, level, &best, nr, nc).unwrap_or(zl);
+    }
+    LpFit {
+        p: best,
+        objective: f_best / s,
+        gap: (f_best - f_low).max(0.0) / s,
+        iterations,
+        solver: "level bundle (Clarabel master problems)",
+    }
+}
+
+/// lphom with the solver chosen by size: the exact sparse LP up to `exact_max_cells` unit cells
+/// (`units x cols`), the bundle method above (or if Clarabel fails).
+pub(crate) fn lphom(d: &Data, exact_max_cells: usize) -> LpFit {
+    if d.u * d.c <= exact_max_cells {
+        if let Some(fit) = lphom_exact(d) {
+            return fit;
+        }
+    }
+    lphom_bundle(d, 1e-9, 2000)
+}
+
+/// L1-closest table to `x_r p_rc` with margins `x`, `y` (closed-form member of the optimal set; see
+/// module docs). Writes row-major `R x C` into `out`.
+pub(crate) fn unit_table(x: &[f64], y: &[f64], p: &[f64], out: &mut [f64]) {
+    let (nr, nc) = (x.len(), y.len());
+    // Widths are limited to MAX_DIM by `estimate`.
+    let mut yhat = [0.0f64; MAX_DIM];
+    let yhat = &mut yhat[..nc];
+    for i in 0..nr {
+        for j in 0..nc {
+            let t = x[i] * p[i * nc + j];
+            out[i * nc + j] = t;
+            yhat[j] += t;
+        }
+    }
+    // Deficits (positive) and surpluses (negative).
+    let mut dsum = 0.0;
+    for j in 0..nc {
+        let dj = y[j] - yhat[j];
+        if dj > 0.0 {
+            dsum += dj;
+        }
+    }
+    if dsum <= 0.0 {
+        return;
+    }
+    let mut freed = [0.0f64; MAX_DIM];
+    let freed = &mut freed[..nr];
+    let mut ftot = 0.0;
+    for j in 0..nc {
+        let dj = y[j] - yhat[j];
+        if dj < 0.0 && yhat[j] > 0.0 {
+            let frac = (-dj / yhat[j]).min(1.0);
+            for i in 0..nr {
+                let dec = out[i * nc + j] * frac;
+                out[i * nc + j] -= dec;
+                freed[i] += dec;
+                ftot += dec;
+            }
+        }
+    }
+    if ftot <= 0.0 {
+        return;
+    }
+    for j in 0..nc {
+        let dj = y[j] - yhat[j];
+        if dj > 0.0 {
+            let share = dj / dsum;
+            for i in 0..nr {
+                out[i * nc + j] += freed[i] * share;
+            }
+        }
+    }
+}
+
+/// Result of the unit-level refinement.
+pub(crate) struct Refined {
+    pub p: Vec<f64>,
+    /// Aggregated unit tables (votes), row-major.
+    pub votes: Vec<f64>,
+    pub passes: usize,
+    /// Unit tables (`u * R * C`) when requested.
+    pub units: Option<Vec<f64>>,
+}
+
+/// Sum of unit tables for `p`, and optionally the unit tables themselves.
+pub(crate) fn aggregate_units(d: &Data, p: &[f64], keep: bool) -> (Vec<f64>, Option<Vec<f64>>) {
+    let (nr, nc) = (d.r, d.c);
+    let k = nr * nc;
+    let parts = par_chunks(d.u, |_, a, b| {
+        let mut agg = vec![0.0; k];
+        let mut tab = vec![0.0; k];
+        let mut kept = if keep { Vec::with_capacity((b - a) * k) } else { Vec::new() };
+        for u in a..b {
+            unit_table(d.xu(u), d.yu(u), p, &mut tab);
+            for (s, t) in agg.iter_mut().zip(&tab) {
+                *s += t;
+            }
+            if keep {
+                kept.extend_from_slice(&tab);
+            }
+        }
+        (agg, kept)
+    });
+    let mut agg = vec![0.0; k];
+    let mut units = if keep { Some(Vec::with_capacity(d.u * k)) } else { None };
+    for (a, t) in parts {
+        for (s, v) in agg.iter_mut().zip(&a) {
+            *s += v;
+        }
+        if let Some(all) = units.as_mut() {
+            all.extend_from_slice(&t);
+        }
+    }
+    (agg, units)
+}
+
+/// tslphom (`max_passes == 1`) / nslphom (`max_passes > 1`) starting from `p0`.
+pub(crate) fn refine(d: &Data, p0: &[f64], max_passes: usize, tol: f64, keep: bool) -> Refined {
+    let (nr, nc) = (d.r, d.c);
+    let mut p = p0.to_vec();
+    let mut passes = 0;
+    loop {
+        passes += 1;
+        let (votes, units) = aggregate_units(d, &p, keep && passes >= max_passes);
+        let mut next = p.clone();
+        for i in 0..nr {
+            if d.row_tot[i] > 0.0 {
+                for j in 0..nc {
+                    next[i * nc + j] = votes[i * nc + j] / d.row_tot[i];
+                }
+            }
+        }
+        let delta = next.iter().zip(&p).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        p = next;
+        if passes >= max_passes || delta < tol {
+            let units = if keep && units.is_none() { aggregate_units(d, &p, true).1 } else { units };
+            return Refined { p, votes, passes, units };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_table_has_exact_margins_and_optimal_distance() {
+        let x = [30.0, 50.0, 20.0];
+        let y = [10.0, 60.0, 30.0];
+        let p = [0.5, 0.3, 0.2, 0.1, 0.8, 0.1, 0.4, 0.4, 0.2];
+        let mut out = [0.0; 9];
+        unit_table(&x, &y, &p, &mut out);
+        let mut yhat = [0.0; 3];
+        let mut dist = 0.0;
+        for i in 0..3 {
+            let rs: f64 = out[i * 3..i * 3 + 3].iter().sum();
+            assert!((rs - x[i]).abs() < 1e-9);
+            for j in 0..3 {
+                assert!(out[i * 3 + j] >= -1e-12);
+                yhat[j] += x[i] * p[i * 3 + j];
+                dist += (out[i * 3 + j] - x[i] * p[i * 3 + j]).abs();
+            }
+        }
+        for j in 0..3 {
+            let cs: f64 = (0..3).map(|i| out[i * 3 + j]).sum();
+            assert!((cs - y[j]).abs() < 1e-9);
+        }
+        let lower: f64 = (0..3).map(|j| (y[j] - yhat[j]).abs()).sum();
+        assert!((dist - lower).abs() < 1e-9, "dist {dist} lower bound {lower}");
+    }
+}
