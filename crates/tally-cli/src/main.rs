@@ -1,1 +1,229 @@
-fn main() {}
+//! `tally`: election results and election-integrity evidence from polling-station tally sheets.
+//!
+//! The binary is thin glue: parsing arguments, calling the library crates, printing.
+
+mod bench;
+mod embedded;
+mod load;
+mod results;
+mod table;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use load::{load, LoadArgs};
+use std::io::Write;
+use std::process::ExitCode;
+use tally_model::ValidationConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "tally",
+    version,
+    about = "Election results and election-integrity evidence from polling-station tally sheets",
+    long_about = "Tally turns polling-station tally sheets into results (totals at every level of the area tree, \
+turnout, shares, margins, progress, the majority/runoff rule) and results into evidence.\n\n\
+Without input files, commands use the embedded default election: the official district-level results of \
+both rounds of the 2023 Turkish presidential election.",
+    after_help = "Examples:\n  tally results\n  tally results r1.csv.gz r2.csv.gz --level voivodeship\n  tally results r1.csv --format json --quarantine rejected.csv\n  tally synth --stations 100000 --candidates 5 --seed 7 --rounds 2 --out synth.csv\n  tally bench --stations 1000000\n  tally codes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(clap::Args)]
+struct InputArgs {
+    /// Tally-sheet files (uniform CSV, .csv.gz, or - for stdin): round 1, then round 2.
+    /// None: the embedded Turkey 2023 election.
+    files: Vec<String>,
+    /// Election definition (TOML): display names, colours, rule, columns.
+    #[arg(long, value_name = "DEF.toml")]
+    election: Option<String>,
+    /// Majority rule: majority (default), argentina, costa-rica, or a threshold such as 40%.
+    #[arg(long)]
+    rule: Option<String>,
+    /// Station registry (any results file): stations not in it are E106.
+    #[arg(long, value_name = "FILE")]
+    registry: Option<String>,
+    /// Write every rejected row, with its codes and reasons, to this CSV file.
+    #[arg(long, value_name = "FILE")]
+    quarantine: Option<String>,
+    /// Fail (exit code 2) if any sheet is quarantined.
+    #[arg(long)]
+    strict: bool,
+    /// How many findings to print per round (all are in --quarantine).
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    show_issues: usize,
+    /// Tolerance for cast > registered, in permille of registered (E104 beyond, W206 within).
+    #[arg(long, default_value_t = 10, value_name = "PERMILLE")]
+    over_registered_permille: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Results of one or two rounds: totals, turnout, shares, margin, progress and outcome.
+    #[command(after_help = "Examples:\n  tally results\n  tally results --level province --area Ankara\n  tally results ../shared/data/poland2020/r1.csv.gz ../shared/data/poland2020/r2.csv.gz --format json\n  zcat r1.csv.gz | tally results - --strict")]
+    Results {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Also report every area of this level (e.g. province, district, voivodeship).
+        #[arg(long)]
+        level: Option<String>,
+        /// Report this area only, as a path from the first level (e.g. Adana or Adana/Ceyhan).
+        #[arg(long)]
+        area: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Write a synthetic election (uniform CSV), deterministic for a seed.
+    #[command(after_help = "Examples:\n  tally synth --stations 10000 --candidates 4 --seed 1 --out synth.csv\n  tally synth --stations 50000 --rounds 2 --stuffing 0.1,0.02,0.2 --out planted.csv")]
+    Synth {
+        #[arg(long, default_value_t = 10_000)]
+        stations: usize,
+        #[arg(long, default_value_t = 4)]
+        candidates: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 1)]
+        rounds: u8,
+        /// Plant ballot stuffing: incremental fraction, extreme fraction, alpha (e.g. 0.1,0.02,0.2).
+        #[arg(long, value_name = "FI,FE,ALPHA")]
+        stuffing: Option<String>,
+        /// Plant rounding of the leader's share to whole percents at this fraction of stations.
+        #[arg(long, value_name = "FRACTION")]
+        rounding: Option<f64>,
+        /// With --rounding, also round turnout to whole percents.
+        #[arg(long)]
+        rounding_turnout: bool,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<String>,
+    },
+    /// Benchmark import + validation + counting on a synthetic election against the raw-read floor.
+    Bench {
+        #[arg(long, default_value_t = 1_000_000)]
+        stations: usize,
+        #[arg(long, default_value_t = 5)]
+        candidates: usize,
+        /// Timed repetitions (the best is reported).
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
+    /// List every validation code with its meaning.
+    Codes,
+}
+
+fn validation(input: &InputArgs) -> ValidationConfig {
+    ValidationConfig {
+        over_registered_permille: input.over_registered_permille,
+        ..ValidationConfig::default()
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Results { input, level, area, format } => {
+            let cfg = validation(&input);
+            let loaded = load(&LoadArgs {
+                files: &input.files,
+                election: input.election.as_deref(),
+                rule: input.rule.as_deref(),
+                registry: input.registry.as_deref(),
+                validation: cfg.clone(),
+                quiet: false,
+                show_issues: input.show_issues,
+            })?;
+            let rep = results::build(&loaded, &results::ResultsArgs { level: level.as_deref(), area: area.as_deref() }, &cfg)?;
+            let text = match format {
+                Format::Table => results::render_table(&rep, &loaded.rule.describe()),
+                Format::Json => serde_json::to_string_pretty(&rep).map_err(|e| e.to_string())? + "\n",
+                Format::Csv => results::render_csv(&rep),
+            };
+            std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+            finish_import(&loaded, input.quarantine.as_deref(), input.strict)
+        }
+        Command::Synth { stations, candidates, seed, rounds, stuffing, rounding, rounding_turnout, out } => {
+            let mut anomalies = Vec::new();
+            if let Some(s) = stuffing {
+                let v: Vec<f64> = s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|_| format!("--stuffing expects FI,FE,ALPHA, got '{s}'"))?;
+                if v.len() != 3 || v.iter().any(|x| !(0.0..=1.0).contains(x)) || v[0] + v[1] > 1.0 {
+                    return Err(format!("--stuffing expects three fractions FI,FE,ALPHA in [0,1] with FI+FE <= 1, got '{s}'"));
+                }
+                anomalies.push(tally_synth::Anomaly::Stuffing { incremental: v[0], extreme: v[1], alpha: v[2] });
+            }
+            if let Some(f) = rounding {
+                if !(0.0..=1.0).contains(&f) {
+                    return Err(format!("--rounding expects a fraction in [0,1], got {f}"));
+                }
+                anomalies.push(tally_synth::Anomaly::Rounding { fraction: f, turnout: rounding_turnout });
+            }
+            if !(1..=2).contains(&rounds) {
+                return Err("--rounds is 1 or 2".into());
+            }
+            let cfg = tally_synth::SynthConfig { stations, candidates, seed, rounds, anomalies, ..Default::default() };
+            let e = tally_synth::generate(&cfg);
+            match out {
+                Some(path) => {
+                    let tmp = format!("{path}.partial");
+                    let f = std::fs::File::create(&tmp).map_err(|e| format!("{tmp}: {e}"))?;
+                    tally_synth::write_csv(&e, f).map_err(|e| format!("{tmp}: {e}"))?;
+                    std::fs::rename(&tmp, &path).map_err(|e| format!("{path}: {e}"))?;
+                    eprintln!(
+                        "wrote {path}: {} stations x {} round(s), {} candidates, seed {seed}; {} stations with planted anomalies",
+                        stations,
+                        e.rounds.len(),
+                        candidates.max(2),
+                        e.planted.len()
+                    );
+                }
+                None => tally_synth::write_csv(&e, std::io::stdout().lock()).map_err(|e| e.to_string())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { stations, candidates, repeat } => bench::run(stations, candidates, repeat),
+        Command::Codes => {
+            let mut t = table::Table::new(&[("Code", table::Align::Left), ("Severity", table::Align::Left), ("Meaning", table::Align::Left)]);
+            for c in tally_model::Code::ALL {
+                let sev = match c.severity() {
+                    tally_model::Severity::Fatal => "file error",
+                    tally_model::Severity::Error => "quarantine",
+                    tally_model::Severity::Warning => "warning",
+                };
+                t.row(vec![c.to_string(), sev.into(), c.title().into()]);
+            }
+            print!("{}", t.render(0));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Writes the quarantine file and applies --strict.
+fn finish_import(loaded: &load::Loaded, quarantine: Option<&str>, strict: bool) -> Result<ExitCode, String> {
+    let rows: Vec<&tally_io::QuarantinedRow> = loaded.rounds.iter().flat_map(|r| r.quarantine.iter()).collect();
+    if let Some(path) = quarantine {
+        tally_io::quarantine::write_quarantine(std::path::Path::new(path), &rows).map_err(|e| format!("{path}: {e}"))?;
+        eprintln!("wrote {path}: {} quarantined rows", rows.len());
+    }
+    if strict && !rows.is_empty() {
+        eprintln!("--strict: {} sheets quarantined", rows.len());
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}

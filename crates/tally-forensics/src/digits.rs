@@ -76,7 +76,7 @@ fn rounded_percent(k: u64, n: u64) -> u64 {
 }
 
 /// Draws a multinomial vector of `n` trials with probabilities `freq / n` into `out`.
-fn multinomial<R: Rng>(rng: &mut R, n: u64, freq: &[u64], out: &mut [u64]) {
+pub(crate) fn multinomial<R: Rng>(rng: &mut R, n: u64, freq: &[u64], out: &mut [u64]) {
     let mut remaining_n = n;
     let mut remaining_mass: u64 = freq.iter().sum();
     for (i, &f) in freq.iter().enumerate() {

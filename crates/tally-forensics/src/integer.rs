@@ -94,8 +94,6 @@ pub(crate) struct IntegerOutcome {
     pub reps: usize,
     /// Per group: (tested, observed, exact expectation, mc mean, mc sd, replicates >= observed).
     pub groups: Vec<GroupIntegerOutcome>,
-    /// Per station of the input list: observed hit.
-    pub hits: Vec<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -134,7 +132,7 @@ pub(crate) fn run(
         })
         .collect();
 
-    let mut hits = Vec::with_capacity(stations.len());
+    let mut observed = 0u64;
     let mut observed_turnout = 0u64;
     let mut observed_share = 0u64;
     let mut groups = vec![GroupIntegerOutcome::default(); n_groups];
@@ -147,7 +145,7 @@ pub(crate) fn run(
         observed_turnout += ht as u64;
         observed_share += hs as u64;
         let hit = ht || hs;
-        hits.push(hit);
+        observed += hit as u64;
         let g = &mut groups[s.group as usize];
         g.tested += 1;
         g.observed += hit as u64;
@@ -161,7 +159,6 @@ pub(crate) fn run(
             active.push((thr, s.group));
         }
     }
-    let observed = hits.iter().filter(|&&h| h).count() as u64;
 
     // Monte Carlo: one generator per replicate, derived from the seed.
     struct Acc {
@@ -264,7 +261,6 @@ pub(crate) fn run(
         mc_ge: acc.ge,
         reps,
         groups,
-        hits,
     }
 }
 

@@ -1,1 +1,492 @@
+//! # tally-io
+//!
+//! Reading tally sheets into [`tally_model::Round`]s: the uniform CSV of Tally (plain, `.gz`,
+//! or stdin), with its layout inferred from the header and the data or named in an election
+//! definition (TOML); every row ends accepted, quarantined (with its code, line and raw text)
+//! or as a known station without result. Nothing is dropped silently.
+//!
+//! Architecture invariant: this crate reads files and bytes; it knows nothing of HTTP or
+//! databases, and it does no counting beyond what validation needs.
 
+pub mod definition;
+pub mod layout;
+pub mod parse;
+pub mod quarantine;
+mod read;
+
+pub use definition::ElectionDef;
+pub use layout::Layout;
+pub use read::{decode, read_input};
+
+use parse::{parse_chunks, sheet_of, split, Chunk, ParseContext};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use tally_model::report::SheetStats;
+use tally_model::validate::{check_sheet, find_duplicates, Duplicate, Finding};
+use tally_model::{AreaTree, Code, Round, Severity, SheetStatus, ValidationConfig, MISSING};
+
+/// A problem that stops the import of a whole file (F0xx, or E107 for a column).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ImportError {
+    pub code: Code,
+    pub file: String,
+    pub detail: String,
+}
+
+impl ImportError {
+    pub fn fatal(code: Code, file: &str, detail: impl Into<String>) -> Self {
+        ImportError {
+            code,
+            file: file.to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {} ({})", self.code, self.file, self.detail, self.code.title())
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+/// A located finding on one row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    pub code: Code,
+    pub file: String,
+    pub line: u64,
+    pub station: String,
+    pub detail: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let station = if self.station.is_empty() { "?" } else { &self.station };
+        write!(
+            f,
+            "{} {}:{} station {}: {} ({})",
+            self.code,
+            self.file,
+            self.line,
+            station,
+            self.detail,
+            self.code.title()
+        )
+    }
+}
+
+/// A rejected row, kept with its reasons and its original text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct QuarantinedRow {
+    pub file: String,
+    pub line: u64,
+    pub station: String,
+    pub codes: Vec<Code>,
+    pub reasons: Vec<String>,
+    pub raw: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ImportedRound {
+    pub round: Round,
+    pub stats: SheetStats,
+    /// Every finding, errors and warnings, in file order.
+    pub issues: Vec<Issue>,
+    pub quarantine: Vec<QuarantinedRow>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FileImport {
+    pub file: String,
+    pub layout: Layout,
+    pub rounds: Vec<ImportedRound>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ImportOptions<'a> {
+    pub definition: Option<&'a ElectionDef>,
+    pub validation: ValidationConfig,
+    /// Known station ids: rows of other stations are E106.
+    pub registry: Option<&'a HashSet<String>>,
+    /// Round number for files without a `round` column.
+    pub default_round: u8,
+    /// Name of the root of the area tree.
+    pub election_name: String,
+}
+
+impl Default for ImportOptions<'_> {
+    fn default() -> Self {
+        ImportOptions {
+            definition: None,
+            validation: ValidationConfig::default(),
+            registry: None,
+            default_round: 1,
+            election_name: "All".into(),
+        }
+    }
+}
+
+const SAMPLE_ROWS: usize = 20_000;
+
+/// Reads and imports `path` (`-` for stdin).
+pub fn import_path(path: &str, opts: &ImportOptions<'_>) -> Result<FileImport, ImportError> {
+    let data = read_input(path)?;
+    import_bytes(&data, path, opts)
+}
+
+/// Imports the bytes of one (decompressed) CSV file.
+pub fn import_bytes(data: &[u8], file: &str, opts: &ImportOptions<'_>) -> Result<FileImport, ImportError> {
+    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let (header, body_start, sample) = read_header_and_sample(data, file)?;
+    let layout = layout::infer(&header, &sample, opts.definition, file)?;
+    let parts = rayon::current_num_threads().max(1) * 2;
+    let ranges = split(data, body_start, 2, parts);
+    let ctx = ParseContext {
+        layout: &layout,
+        file,
+        default_round: opts.default_round,
+        validation: &opts.validation,
+        registry: opts.registry,
+    };
+    let chunks = parse_chunks(data, &ranges, &ctx);
+    let rounds = assemble(&chunks, &layout, file, opts);
+    Ok(FileImport {
+        file: file.to_string(),
+        layout,
+        rounds,
+    })
+}
+
+fn read_header_and_sample(data: &[u8], file: &str) -> Result<(Vec<String>, usize, Vec<Vec<String>>), ImportError> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(data);
+    let mut rec = csv::ByteRecord::new();
+    let got = rdr
+        .read_byte_record(&mut rec)
+        .map_err(|e| ImportError::fatal(Code::F001, file, format!("cannot read the header: {e}")))?;
+    if !got || rec.iter().all(|f| f.is_empty()) {
+        return Err(ImportError::fatal(Code::F002, file, "the file is empty (no header line)"));
+    }
+    let header: Vec<String> = rec
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            std::str::from_utf8(f)
+                .map(|s| s.trim().to_string())
+                .map_err(|_| ImportError::fatal(Code::F005, file, format!("column {} of the header is not valid UTF-8", i + 1)))
+        })
+        .collect::<Result<_, _>>()?;
+    let body_start = rdr.position().byte() as usize;
+    let mut sample = Vec::new();
+    while sample.len() < SAMPLE_ROWS {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(true) => {
+                if rec.len() == header.len() {
+                    sample.push(rec.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect());
+                }
+            }
+            Ok(false) => break,
+            Err(_) => continue,
+        }
+    }
+    if sample.is_empty() {
+        return Err(ImportError::fatal(
+            Code::F002,
+            file,
+            "the file has a header but no readable data row",
+        ));
+    }
+    Ok((header, body_start, sample))
+}
+
+fn issue(file: &str, row: &parse::RowIssue) -> Issue {
+    Issue {
+        code: row.finding.code,
+        file: file.to_string(),
+        line: row.line,
+        station: row.station.clone(),
+        detail: row.finding.detail.clone(),
+    }
+}
+
+/// Joins the chunks into one `Round` per round number found in the file.
+fn assemble(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOptions<'_>) -> Vec<ImportedRound> {
+    let mut numbers: BTreeSet<u8> = chunks.iter().flat_map(|c| c.round.iter().copied()).collect();
+    let rejected_rows: u64 = chunks.iter().map(|c| c.rejected.len() as u64).sum();
+    if numbers.is_empty() {
+        numbers.insert(opts.default_round);
+    }
+    let first_round = *numbers.iter().next().expect("one round");
+    numbers
+        .into_iter()
+        .map(|number| {
+            let mut r = assemble_round(chunks, layout, file, opts, number);
+            if number == first_round {
+                // Rows too broken to tell their round are reported with the first round.
+                r.stats.rows += rejected_rows;
+                r.stats.quarantined += rejected_rows;
+                for c in chunks {
+                    for (ri, raw) in &c.rejected {
+                        r.issues.push(issue(file, ri));
+                        r.quarantine.push(QuarantinedRow {
+                            file: file.to_string(),
+                            line: ri.line,
+                            station: ri.station.clone(),
+                            codes: vec![ri.finding.code],
+                            reasons: vec![ri.finding.detail.clone()],
+                            raw: raw.clone(),
+                        });
+                    }
+                }
+                r.issues.sort_by_key(|i| i.line);
+                r.quarantine.sort_by_key(|q| q.line);
+            }
+            r
+        })
+        .collect()
+}
+
+fn assemble_round(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOptions<'_>, number: u8) -> ImportedRound {
+    let k_all = layout.candidates.len();
+    let e = layout.extra.len();
+    // Candidates of this round: the columns with a count on at least one of its rows.
+    let mut on_ballot = vec![false; k_all];
+    for c in chunks {
+        if let Some(seen) = c.seen.get(&number) {
+            on_ballot.iter_mut().zip(seen).for_each(|(a, b)| *a |= b);
+        }
+    }
+    if !on_ballot.iter().any(|&b| b) {
+        on_ballot = vec![true; k_all];
+    }
+    let cand_idx: Vec<usize> = (0..k_all).filter(|&j| on_ballot[j]).collect();
+    let compact = cand_idx.len() != k_all;
+    let tree = AreaTree::new(&opts.election_name, layout.level_names());
+    let mut round = Round::new(
+        number,
+        cand_idx.iter().map(|&j| layout.candidates[j].1.clone()).collect(),
+        layout.extra_names(),
+        tree,
+    );
+    let mut stats = SheetStats::default();
+    let mut issues: Vec<Issue> = Vec::new();
+    let mut quarantine: Vec<QuarantinedRow> = Vec::new();
+    let mut votes = vec![0u64; cand_idx.len()];
+    let mut findings: Vec<Finding> = Vec::new();
+    for c in chunks {
+        let leaf: Vec<u32> = c.paths.iter().map(|p| round.tree.leaf(p)).collect();
+        let mut pending = c.pending.iter().peekable();
+        let mut raw = c.raw.iter().peekable();
+        let mut iss = c.issues.iter().peekable();
+        for i in 0..c.ids.len() {
+            let is_pending = pending.next_if(|&&p| p == i).is_some();
+            let raw_text = raw.next_if(|r| r.0 == i).map(|r| r.1.as_str());
+            findings.clear();
+            while let Some((_, ri)) = iss.next_if(|x| x.0 == i) {
+                findings.push(ri.finding.clone());
+            }
+            if c.round[i] != number {
+                continue;
+            }
+            stats.rows += 1;
+            let all_votes = &c.votes[i * k_all..(i + 1) * k_all];
+            for (o, &j) in votes.iter_mut().zip(&cand_idx) {
+                *o = all_votes[j];
+            }
+            let mut core = [c.core[0][i], c.core[1][i], c.core[2][i], c.core[3][i]];
+            let mut status = c.status[i];
+            if is_pending {
+                let missing: Vec<&str> = cand_idx
+                    .iter()
+                    .filter(|&&j| all_votes[j] == MISSING)
+                    .map(|&j| layout.candidates[j].1.id.as_str())
+                    .collect();
+                if !missing.is_empty() {
+                    imply_missing_votes(&mut votes, core[3], &missing, &mut findings);
+                }
+                if !findings.iter().any(|f| f.code == Code::E110) {
+                    check_sheet(&sheet_of(&core, &votes), &opts.validation, &mut findings);
+                }
+                status = if findings.iter().any(|f| f.code.severity() == Severity::Error) {
+                    SheetStatus::Quarantined
+                } else {
+                    SheetStatus::Counted
+                };
+                if status == SheetStatus::Quarantined {
+                    core[1..].iter_mut().for_each(|v| *v = MISSING);
+                    votes.iter_mut().for_each(|v| *v = 0);
+                }
+            }
+            match status {
+                SheetStatus::Counted => {
+                    stats.accepted += 1;
+                    if !findings.is_empty() {
+                        stats.with_warnings += 1;
+                    }
+                }
+                SheetStatus::Quarantined => stats.quarantined += 1,
+                SheetStatus::Missing | SheetStatus::Annulled => stats.missing += 1,
+            }
+            let line = c.lines[i];
+            let station = &c.ids[i];
+            for f in &findings {
+                issues.push(Issue {
+                    code: f.code,
+                    file: file.to_string(),
+                    line,
+                    station: station.clone(),
+                    detail: f.detail.clone(),
+                });
+            }
+            if status == SheetStatus::Quarantined {
+                let errors: Vec<&Finding> = findings.iter().filter(|f| f.code.severity() == Severity::Error).collect();
+                quarantine.push(QuarantinedRow {
+                    file: file.to_string(),
+                    line,
+                    station: station.clone(),
+                    codes: errors.iter().map(|f| f.code).collect(),
+                    reasons: errors.iter().map(|f| f.detail.clone()).collect(),
+                    raw: raw_text.unwrap_or_default().to_string(),
+                });
+            }
+            let extra = &c.extra[i * e..(i + 1) * e];
+            let v: &[u64] = if compact || is_pending { &votes } else { all_votes };
+            let v: Vec<u64> = if status == SheetStatus::Counted {
+                v.to_vec()
+            } else {
+                v.iter().map(|&x| if x == MISSING { 0 } else { x }).collect()
+            };
+            round.push(station.clone(), leaf[c.path_of[i] as usize], status, line, core, &v, extra);
+        }
+    }
+    resolve_duplicates(&mut round, &mut stats, &mut issues, &mut quarantine, file);
+    issues.sort_by_key(|i| i.line);
+    quarantine.sort_by_key(|q| q.line);
+    ImportedRound {
+        round,
+        stats,
+        issues,
+        quarantine,
+    }
+}
+
+/// W208 or E110 for a sheet with empty candidate cells: the valid total determines them when
+/// the others already add up to it (all zero) or when only one is missing.
+fn imply_missing_votes(votes: &mut [u64], valid: u64, missing: &[&str], findings: &mut Vec<Finding>) {
+    let present: u64 = votes.iter().filter(|&&v| v != MISSING).sum();
+    let holes = votes.iter().filter(|&&v| v == MISSING).count();
+    let rest = (valid != MISSING).then(|| valid.checked_sub(present)).flatten();
+    match rest {
+        Some(rest) if rest == 0 || holes == 1 => {
+            votes.iter_mut().filter(|v| **v == MISSING).for_each(|v| *v = rest);
+            findings.push(Finding::new(
+                Code::W208,
+                format!("no count for {} in the source; {rest} implied by valid {valid}", missing.join(", ")),
+            ));
+        }
+        _ => findings.push(Finding::new(
+            Code::E110,
+            format!("no count for {}", missing.join(", ")),
+        )),
+    }
+}
+
+/// E105/W207: one station twice in one source.
+fn resolve_duplicates(
+    round: &mut Round,
+    stats: &mut SheetStats,
+    issues: &mut Vec<Issue>,
+    quarantine: &mut Vec<QuarantinedRow>,
+    file: &str,
+) {
+    let dups = {
+        let ids: Vec<&str> = round.stations.ids.iter().map(String::as_str).collect();
+        let r = &*round;
+        let same = |a: usize, b: usize| {
+            let s = &r.stations;
+            s.registered[a] == s.registered[b]
+                && s.cast[a] == s.cast[b]
+                && s.invalid[a] == s.invalid[b]
+                && s.valid[a] == s.valid[b]
+                && s.status[a] == s.status[b]
+                && r.votes_of(a) == r.votes_of(b)
+                && r.extra_of(a) == r.extra_of(b)
+        };
+        find_duplicates(&ids, same)
+    };
+    if dups.is_empty() {
+        return;
+    }
+    let mut keep = vec![true; round.len()];
+    for d in dups {
+        match d {
+            Duplicate::Identical { keep: first, drop } => {
+                for i in drop {
+                    keep[i] = false;
+                    stats.duplicates += 1;
+                    uncount(stats, round.stations.status[i], false);
+                    issues.push(Issue {
+                        code: Code::W207,
+                        file: file.to_string(),
+                        line: round.stations.line[i],
+                        station: round.stations.ids[i].clone(),
+                        detail: format!("same numbers as line {}; counted once", round.stations.line[first]),
+                    });
+                }
+            }
+            Duplicate::Conflicting { rows } => {
+                let lines: Vec<String> = rows.iter().map(|&i| round.stations.line[i].to_string()).collect();
+                for (n, &i) in rows.iter().enumerate() {
+                    let was = round.stations.status[i];
+                    uncount(stats, was, true);
+                    let detail = format!("station appears on lines {} with different numbers", lines.join(", "));
+                    let station = round.stations.ids[i].clone();
+                    let line = round.stations.line[i];
+                    issues.push(Issue {
+                        code: Code::E105,
+                        file: file.to_string(),
+                        line,
+                        station: station.clone(),
+                        detail: detail.clone(),
+                    });
+                    if let Some(q) = quarantine.iter_mut().find(|q| q.line == line) {
+                        q.codes.push(Code::E105);
+                        q.reasons.push(detail);
+                    } else {
+                        quarantine.push(QuarantinedRow {
+                            file: file.to_string(),
+                            line,
+                            station,
+                            codes: vec![Code::E105],
+                            reasons: vec![detail],
+                            raw: String::new(),
+                        });
+                    }
+                    if n == 0 {
+                        round.quarantine_station(i);
+                    } else {
+                        keep[i] = false;
+                    }
+                }
+            }
+        }
+    }
+    round.retain_stations(&keep);
+}
+
+/// Moves one row out of its category; with `to_quarantine` it lands in `quarantined`.
+fn uncount(stats: &mut SheetStats, status: SheetStatus, to_quarantine: bool) {
+    match status {
+        SheetStatus::Counted => stats.accepted -= 1,
+        SheetStatus::Quarantined => stats.quarantined -= 1,
+        SheetStatus::Missing | SheetStatus::Annulled => stats.missing -= 1,
+    }
+    if to_quarantine {
+        stats.quarantined += 1;
+    }
+}

@@ -42,6 +42,9 @@ pub enum Code {
     W206,
     /// The same sheet appears twice with identical numbers; it is counted once.
     W207,
+    /// A candidate's count is empty in the source but implied by the valid total (the other
+    /// candidates already add up to it, or only one count is missing).
+    W208,
     /// The file cannot be read (I/O error, broken gzip stream).
     F001,
     /// The file is empty or has no header line.
@@ -70,7 +73,7 @@ pub enum Severity {
 }
 
 impl Code {
-    pub const ALL: [Code; 24] = [
+    pub const ALL: [Code; 25] = [
         Code::E101,
         Code::E102,
         Code::E103,
@@ -88,6 +91,7 @@ impl Code {
         Code::W205,
         Code::W206,
         Code::W207,
+        Code::W208,
         Code::F001,
         Code::F002,
         Code::F003,
@@ -124,6 +128,7 @@ impl Code {
             Code::W205 => "W205",
             Code::W206 => "W206",
             Code::W207 => "W207",
+            Code::W208 => "W208",
             Code::F001 => "F001",
             Code::F002 => "F002",
             Code::F003 => "F003",
@@ -154,6 +159,7 @@ impl Code {
             Code::W205 => "registered voters differ between rounds beyond the tolerance",
             Code::W206 => "ballots cast exceed registered voters within the tolerance",
             Code::W207 => "identical duplicate sheet counted once",
+            Code::W208 => "candidate count missing in the source, implied by the valid total",
             Code::F001 => "file cannot be read",
             Code::F002 => "empty file or no header",
             Code::F003 => "duplicate column name",

@@ -166,6 +166,50 @@ impl Round {
         s.extra.extend_from_slice(extra);
     }
 
+    /// Keeps the stations whose `keep` entry is true, in order.
+    pub fn retain_stations(&mut self, keep: &[bool]) {
+        let k = self.candidates.len();
+        let e = self.extra_lines.len();
+        let s = &mut self.stations;
+        fn filter<T: Clone>(v: &mut Vec<T>, keep: &[bool], width: usize) {
+            let mut out = Vec::with_capacity(v.len());
+            for (i, chunk) in v.chunks(width.max(1)).enumerate() {
+                if keep[i] {
+                    out.extend_from_slice(chunk);
+                }
+            }
+            *v = out;
+        }
+        filter(&mut s.ids, keep, 1);
+        filter(&mut s.area, keep, 1);
+        filter(&mut s.status, keep, 1);
+        filter(&mut s.line, keep, 1);
+        filter(&mut s.registered, keep, 1);
+        filter(&mut s.cast, keep, 1);
+        filter(&mut s.invalid, keep, 1);
+        filter(&mut s.valid, keep, 1);
+        if k > 0 {
+            filter(&mut s.votes, keep, k);
+        }
+        if e > 0 {
+            filter(&mut s.extra, keep, e);
+        }
+    }
+
+    /// Marks a station quarantined: its counts no longer count; registered stays as the
+    /// progress base of a known station.
+    pub fn quarantine_station(&mut self, i: usize) {
+        let k = self.candidates.len();
+        let e = self.extra_lines.len();
+        let s = &mut self.stations;
+        s.status[i] = SheetStatus::Quarantined;
+        s.cast[i] = MISSING;
+        s.invalid[i] = MISSING;
+        s.valid[i] = MISSING;
+        s.votes[i * k..(i + 1) * k].iter_mut().for_each(|v| *v = 0);
+        s.extra[i * e..(i + 1) * e].iter_mut().for_each(|v| *v = MISSING);
+    }
+
     pub fn candidate_index(&self, id: &str) -> Option<usize> {
         self.candidates
             .iter()

@@ -23,6 +23,8 @@ pub struct Margins {
 pub enum InputError {
     /// Fewer than two row or two column categories.
     TooFewCategories { rows: usize, cols: usize },
+    /// More rows or columns than [`crate::MAX_DIM`].
+    TooManyCategories { rows: usize, cols: usize, max: usize },
     /// No unit left (after dropping unmatched stations or empty units).
     NoUnits,
     /// `unit_ids`, `row_counts` and `col_counts` disagree in length.
@@ -45,6 +47,9 @@ impl fmt::Display for InputError {
         match self {
             InputError::TooFewCategories { rows, cols } => {
                 write!(f, "need at least 2 rows and 2 columns, got {rows} x {cols}")
+            }
+            InputError::TooManyCategories { rows, cols, max } => {
+                write!(f, "at most {max} rows and {max} columns are supported, got {rows} x {cols}")
             }
             InputError::NoUnits => write!(f, "no usable unit"),
             InputError::LengthMismatch { what, expected, found } => {

@@ -1,1 +1,261 @@
+//! # tally-transfers
+//!
+//! Ecological inference of vote transfers between two rounds (or any two margins over the same
+//! units): from per-unit row totals (round-1 options) and column totals (round-2 options), estimate
+//! the table "how many of row r's voters went to column c".
+//!
+//! Methods ([`Method`]):
+//! * `lphom` — global LP, least absolute residuals (Romero & Pavía), see [`lp`](crate::lp) docs;
+//! * `tslphom` / `nslphom` — lphom plus unit-level refinement (one pass / iterated);
+//! * `md-bayes` — Bayesian multinomial-Dirichlet (Rosen et al. 2001) with a parallel Gibbs sampler.
+//!
+//! Duncan–Davis bounds are computed for every result. The default method is
+//! [`DEFAULT_METHOD`]; see the crate README for the accuracy measurements behind that choice.
+//!
+//! Architecture invariant: pure statistics. No I/O except [`write_png`] (and [`write_csv`] into a
+//! caller-supplied writer), no clock, no global state; randomness only from the seed in
+//! [`Options`], split into per-chain / per-chunk streams so results do not depend on the number of
+//! threads.
 
+mod bayes;
+mod bounds;
+mod data;
+mod diag;
+pub mod input;
+mod lp;
+mod output;
+mod plot;
+
+pub use bayes::BayesConfig;
+pub use bounds::Bounds;
+pub use data::MAX_DIM;
+pub use diag::{ess, split_rhat};
+pub use input::{from_two_rounds, InputError, Margins, RoundCounts, TwoRoundMargins};
+pub use output::{render_text, to_csv_string, write_csv, Diagnostics, LpInfo, TransferResult, UnitTable};
+pub use plot::{write_png, PlotError};
+
+use data::Data;
+
+/// Estimation method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Global least-absolute-residuals LP.
+    Lphom,
+    /// lphom followed by one unit-level refinement.
+    Tslphom,
+    /// lphom followed by unit-level refinements repeated until the global table stops moving.
+    Nslphom,
+    /// Bayesian multinomial-Dirichlet model (Rosen, Jiang, King & Tanner 2001).
+    MdBayes,
+}
+
+/// The method used when none is asked for (chosen on the accuracy tests; see README).
+pub const DEFAULT_METHOD: Method = Method::MdBayes;
+
+impl Method {
+    /// All methods, in a stable order.
+    pub const ALL: [Method; 4] = [Method::Lphom, Method::Tslphom, Method::Nslphom, Method::MdBayes];
+
+    /// Stable name used in output and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Lphom => "lphom",
+            Method::Tslphom => "tslphom",
+            Method::Nslphom => "nslphom",
+            Method::MdBayes => "md-bayes",
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown method {s:?}; expected one of lphom, tslphom, nslphom, md-bayes"))
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Estimation options. `Options::default()` is what the CLI should use without flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub method: Method,
+    /// Seed for every random choice (only `md-bayes` uses randomness).
+    pub seed: u64,
+    /// nslphom: maximum number of unit-level passes.
+    pub nslphom_max_passes: usize,
+    /// nslphom: stop when no global proportion moves by more than this.
+    pub nslphom_tol: f64,
+    /// lphom: use the exact sparse LP (Clarabel) when `units x cols` is at most this; above it the
+    /// level bundle method (same optimum, certified gap).
+    pub exact_lp_max_cells: usize,
+    /// Sampler settings for `md-bayes`.
+    pub bayes: BayesConfig,
+    /// Also return the per-unit tables (unit-level methods: tslphom, nslphom, md-bayes).
+    pub keep_unit_tables: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            method: DEFAULT_METHOD,
+            seed: 20_240_101,
+            nslphom_max_passes: 10,
+            nslphom_tol: 1e-5,
+            exact_lp_max_cells: 20_000,
+            bayes: BayesConfig::default(),
+            keep_unit_tables: false,
+        }
+    }
+}
+
+/// Duncan–Davis bounds of the aggregate table (votes and proportions) of `m`.
+pub fn bounds(m: &Margins) -> Result<Bounds, InputError> {
+    check(m)?;
+    Ok(bounds::compute(&Data::new(m)))
+}
+
+fn check(m: &Margins) -> Result<(), InputError> {
+    m.validate()?;
+    if m.rows.len() > MAX_DIM || m.cols.len() > MAX_DIM {
+        return Err(InputError::TooManyCategories { rows: m.rows.len(), cols: m.cols.len(), max: MAX_DIM });
+    }
+    Ok(())
+}
+
+fn grid(v: &[f64], nc: usize) -> Vec<Vec<f64>> {
+    v.chunks(nc).map(|r| r.to_vec()).collect()
+}
+
+/// Estimates the transfer table of `m` with `opts.method`.
+pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputError> {
+    check(m)?;
+    let d = Data::new(m);
+    if d.u == 0 {
+        return Err(InputError::NoUnits);
+    }
+    let (nr, nc) = (d.r, d.c);
+    let b = bounds::compute(&d);
+    let mut notes = Vec::new();
+    if d.empty > 0 {
+        notes.push(format!("{} unit(s) with no voters dropped", d.empty));
+    }
+    for (i, r) in m.rows.iter().enumerate() {
+        if d.row_tot[i] == 0.0 {
+            notes.push(format!("row {r:?} is empty everywhere: its proportions are not identified"));
+        }
+    }
+    let fit = lp::lphom(&d, opts.exact_lp_max_cells);
+    let mut lp_info = LpInfo {
+        solver: fit.solver.to_string(),
+        objective: fit.objective,
+        gap: fit.gap,
+        iterations: fit.iterations,
+        unit_passes: 0,
+    };
+    let row_votes = |p: &[f64]| -> Vec<f64> { (0..nr * nc).map(|q| p[q] * d.row_tot[q / nc]).collect() };
+    let mut diagnostics = None;
+    let mut unit_flat: Option<Vec<f64>> = None;
+    let (p, votes, lower, upper, interval) = match opts.method {
+        Method::Lphom => {
+            let v = row_votes(&fit.p);
+            (fit.p.clone(), v, None, None, "duncan-davis bounds")
+        }
+        Method::Tslphom | Method::Nslphom => {
+            let passes = if opts.method == Method::Tslphom { 1 } else { opts.nslphom_max_passes.max(1) };
+            let rf = lp::refine(&d, &fit.p, passes, opts.nslphom_tol, opts.keep_unit_tables);
+            lp_info.unit_passes = rf.passes;
+            unit_flat = rf.units;
+            (rf.p, rf.votes, None, None, "duncan-davis bounds")
+        }
+        Method::MdBayes => {
+            // Start chain 0 from the nslphom solution (close to the posterior bulk).
+            let rf = lp::refine(&d, &fit.p, opts.nslphom_max_passes.max(1), opts.nslphom_tol, false);
+            let bf = bayes::fit(&d, &rf.p, &opts.bayes, opts.seed, opts.keep_unit_tables);
+            let max_rhat = bf.rhat.iter().copied().filter(|v| v.is_finite()).fold(f64::NAN, f64::max);
+            let min_ess = bf.ess.iter().copied().filter(|v| v.is_finite()).fold(f64::NAN, f64::min);
+            let converged = max_rhat.is_finite() && max_rhat < 1.05;
+            if !converged {
+                notes.push(format!(
+                    "md-bayes: max split R-hat {max_rhat:.3} >= 1.05 (or not computable): chains have not converged; \
+                     increase warmup/samples"
+                ));
+            }
+            diagnostics = Some(Diagnostics {
+                chains: opts.bayes.chains.max(1),
+                warmup: opts.bayes.warmup,
+                draws_per_chain: bf.draws_per_chain,
+                rhat: grid(&bf.rhat, nc),
+                ess: grid(&bf.ess, nc),
+                max_rhat,
+                min_ess,
+                converged,
+                alpha: grid(&bf.alpha, nc),
+            });
+            unit_flat = bf.units;
+            (bf.p, bf.votes, Some(bf.lower), Some(bf.upper), "95% posterior interval (2.5%-97.5% quantiles)")
+        }
+    };
+    let lower = lower.map(|v| grid(&v, nc)).unwrap_or_else(|| b.lower.clone());
+    let upper = upper.map(|v| grid(&v, nc)).unwrap_or_else(|| b.upper.clone());
+    let unit_votes = unit_flat.map(|flat| {
+        d.kept
+            .iter()
+            .enumerate()
+            .map(|(k, &u)| UnitTable {
+                unit_id: m.unit_ids[u].clone(),
+                votes: grid(&flat[k * nr * nc..(k + 1) * nr * nc], nc),
+            })
+            .collect()
+    });
+    Ok(TransferResult {
+        method: opts.method.name().to_string(),
+        rows: m.rows.clone(),
+        cols: m.cols.clone(),
+        proportions: grid(&p, nc),
+        votes: grid(&votes, nc),
+        lower,
+        upper,
+        interval: interval.to_string(),
+        units_used: d.u,
+        units_dropped: d.empty,
+        seed: opts.seed,
+        bounds: b,
+        lp: if opts.method == Method::MdBayes { None } else { Some(lp_info) },
+        diagnostics,
+        notes,
+        unit_votes,
+    })
+}
+
+/// [`from_two_rounds`] then [`estimate`]; `units_dropped` also counts stations present in only one
+/// round, and their ids are listed in `notes`.
+pub fn estimate_two_rounds(
+    round1: &RoundCounts,
+    round2: &RoundCounts,
+    opts: &Options,
+) -> Result<TransferResult, InputError> {
+    let tm = from_two_rounds(round1, round2)?;
+    let mut res = estimate(&tm.margins, opts)?;
+    res.units_dropped += tm.units_dropped;
+    if !tm.only_in_round1.is_empty() {
+        res.notes.push(format!("dropped, only in round 1: {}", tm.only_in_round1.join(", ")));
+    }
+    if !tm.only_in_round2.is_empty() {
+        res.notes.push(format!("dropped, only in round 2: {}", tm.only_in_round2.join(", ")));
+    }
+    if tm.has_new_voters {
+        res.notes.push("registered grew in some units: row \"new voters\" holds the growth".into());
+    }
+    if tm.has_exit {
+        res.notes.push("registered shrank in some units: column \"exit\" holds the decrease".into());
+    }
+    Ok(res)
+}

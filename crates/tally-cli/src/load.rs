@@ -1,0 +1,160 @@
+//! Loading one or two rounds for a command: files given on the command line, or the embedded
+//! default election. Prints the import report (what was inferred, what was rejected) to stderr.
+
+use crate::embedded;
+use std::collections::HashSet;
+use std::io::Write;
+use tally_io::{decode, import_bytes, read_input, ElectionDef, FileImport, ImportOptions, ImportedRound, Issue};
+use tally_model::{Rule, ValidationConfig};
+
+pub struct Loaded {
+    pub election: String,
+    pub rule: Rule,
+    pub rounds: Vec<ImportedRound>,
+    pub files: Vec<FileImport>,
+}
+
+pub struct LoadArgs<'a> {
+    pub files: &'a [String],
+    pub election: Option<&'a str>,
+    pub rule: Option<&'a str>,
+    pub registry: Option<&'a str>,
+    pub validation: ValidationConfig,
+    pub quiet: bool,
+    pub show_issues: usize,
+}
+
+pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
+    let embedded_def;
+    let user_def;
+    let (def, inputs): (Option<&ElectionDef>, Vec<(String, Vec<u8>)>) = if args.files.is_empty() {
+        embedded_def = ElectionDef::parse(embedded::DEFINITION, "embedded:election.toml").map_err(|e| e.to_string())?;
+        let r1 = decode(embedded::ROUND1.to_vec(), embedded::ROUND1_NAME).map_err(|e| e.to_string())?;
+        let r2 = decode(embedded::ROUND2.to_vec(), embedded::ROUND2_NAME).map_err(|e| e.to_string())?;
+        (
+            Some(&embedded_def),
+            vec![(embedded::ROUND1_NAME.to_string(), r1), (embedded::ROUND2_NAME.to_string(), r2)],
+        )
+    } else {
+        user_def = match args.election {
+            Some(p) => Some(ElectionDef::load(p).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let mut v = Vec::new();
+        for f in args.files {
+            v.push((f.clone(), read_input(f).map_err(|e| e.to_string())?));
+        }
+        (user_def.as_ref(), v)
+    };
+    let rule = match args.rule {
+        Some(name) => Rule::by_name(name)
+            .or_else(|| tally_model::Ratio::from_percent_str(name).map(|r| Rule::threshold(r, false)))
+            .ok_or_else(|| format!("unknown rule '{name}': use majority, argentina, costa-rica or a percentage"))?,
+        None => match def {
+            Some(d) => d.rule("election definition").map_err(|e| e.to_string())?,
+            None => Rule::majority(),
+        },
+    };
+    let registry: Option<HashSet<String>> = match args.registry {
+        None => None,
+        Some(path) => {
+            let f = tally_io::import_path(path, &ImportOptions::default()).map_err(|e| e.to_string())?;
+            Some(f.rounds.iter().flat_map(|r| r.round.stations.ids.iter().cloned()).collect())
+        }
+    };
+    let election = if args.files.is_empty() {
+        embedded::NAME.to_string()
+    } else {
+        def.and_then(|d| d.name.clone()).unwrap_or_else(|| "Election".to_string())
+    };
+    let mut files = Vec::new();
+    let mut rounds: Vec<ImportedRound> = Vec::new();
+    for (i, (name, bytes)) in inputs.iter().enumerate() {
+        let opts = ImportOptions {
+            definition: def,
+            validation: args.validation.clone(),
+            registry: registry.as_ref(),
+            default_round: (i + 1).min(9) as u8,
+            election_name: "All".into(),
+        };
+        let mut f = import_bytes(bytes, name, &opts).map_err(|e| e.to_string())?;
+        if !args.quiet {
+            report_import(&f, args.show_issues);
+        }
+        for r in f.rounds.drain(..) {
+            if rounds.iter().any(|x| x.round.number == r.round.number) {
+                return Err(format!(
+                    "round {} appears in more than one input ({}); give round 1 then round 2",
+                    r.round.number, name
+                ));
+            }
+            rounds.push(r);
+        }
+        files.push(f);
+    }
+    rounds.sort_by_key(|r| r.round.number);
+    Ok(Loaded {
+        election,
+        rule,
+        rounds,
+        files,
+    })
+}
+
+/// What was inferred and rejected, for people, on stderr.
+pub fn report_import(f: &FileImport, show: usize) {
+    let mut err = std::io::stderr().lock();
+    let l = &f.layout;
+    let _ = writeln!(err, "{}:", f.file);
+    let cands: Vec<&str> = l.candidates.iter().map(|c| c.1.id.as_str()).collect();
+    let _ = writeln!(
+        err,
+        "  layout: station {}; areas {}; candidates {}{}",
+        l.header[l.station],
+        if l.areas.is_empty() { "none".to_string() } else { l.level_names().join(" > ") },
+        cands.join(", "),
+        if l.extra.is_empty() { String::new() } else { format!("; extra lines {}", l.extra_names().join(", ")) }
+    );
+    for n in &l.notes {
+        if n.starts_with("cannot decide") || n.starts_with("no ") {
+            let _ = writeln!(err, "  note: {n}");
+        }
+    }
+    if !l.ignored.is_empty() {
+        let names: Vec<String> = l.ignored.iter().map(|(c, _)| l.header[*c].clone()).collect();
+        let _ = writeln!(err, "  not used: {}", names.join(", "));
+    }
+    for r in &f.rounds {
+        let s = &r.stats;
+        let _ = writeln!(
+            err,
+            "  round {}: {} sheets: {} accepted ({} with warnings), {} quarantined{}{}",
+            r.round.number,
+            s.rows,
+            s.accepted,
+            s.with_warnings,
+            s.quarantined,
+            if s.missing > 0 { format!(", {} without result (missing)", s.missing) } else { String::new() },
+            if s.duplicates > 0 { format!(", {} identical duplicates counted once", s.duplicates) } else { String::new() },
+        );
+        print_issues(&mut err, &r.issues, show);
+    }
+}
+
+pub fn print_issues(err: &mut impl Write, issues: &[Issue], show: usize) {
+    if issues.is_empty() {
+        return;
+    }
+    let mut by_code: std::collections::BTreeMap<String, usize> = Default::default();
+    for i in issues {
+        *by_code.entry(i.code.to_string()).or_default() += 1;
+    }
+    let summary: Vec<String> = by_code.iter().map(|(c, n)| format!("{c} x{n}")).collect();
+    let _ = writeln!(err, "    findings: {}", summary.join(", "));
+    for i in issues.iter().take(show) {
+        let _ = writeln!(err, "    {i}");
+    }
+    if issues.len() > show {
+        let _ = writeln!(err, "    ... {} more (use --show-issues N, or --quarantine FILE)", issues.len() - show);
+    }
+}

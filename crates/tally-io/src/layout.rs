@@ -1,0 +1,494 @@
+//! Which column is what: inferred from the header and a sample of rows, or named by an
+//! election definition. Every decision is written down in [`Layout::notes`] so the user can see
+//! (and correct) what was inferred.
+
+use crate::definition::ElectionDef;
+use crate::ImportError;
+use std::collections::{HashMap, HashSet};
+use tally_model::{Candidate, Code};
+
+/// How one file's columns map onto tally-sheet lines.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    pub header: Vec<String>,
+    pub round: Option<usize>,
+    pub station: usize,
+    /// Area columns, coarsest first, with their level names.
+    pub areas: Vec<usize>,
+    /// registered, cast, invalid, valid.
+    pub core: [Option<usize>; 4],
+    pub candidates: Vec<(usize, Candidate)>,
+    pub extra: Vec<usize>,
+    /// Columns read but not used, with the reason.
+    pub ignored: Vec<(usize, String)>,
+    /// What was inferred and why, for the report.
+    pub notes: Vec<String>,
+}
+
+pub const CORE_NAMES: [&str; 4] = ["registered", "cast", "invalid", "valid"];
+
+const CORE_ALIASES: [&[&str]; 4] = [
+    &["registered", "registered_voters", "electorate", "eligible", "voters"],
+    &["cast", "ballots_cast", "votes_cast", "turnout_votes", "total_votes"],
+    &["invalid", "invalid_total", "spoilt", "rejected"],
+    &["valid", "valid_votes", "total_valid"],
+];
+
+const STATION_NAMES: [&str; 6] = [
+    "station_id",
+    "station",
+    "polling_station",
+    "precinct_id",
+    "unit_id",
+    "id",
+];
+
+impl Layout {
+    pub fn level_names(&self) -> Vec<String> {
+        self.areas.iter().map(|&i| self.header[i].clone()).collect()
+    }
+
+    pub fn extra_names(&self) -> Vec<String> {
+        self.extra.iter().map(|&i| self.header[i].clone()).collect()
+    }
+
+    /// Every column that holds a count (parsed as an integer).
+    pub fn count_columns(&self) -> impl Iterator<Item = usize> + '_ {
+        self.core
+            .iter()
+            .flatten()
+            .copied()
+            .chain(self.candidates.iter().map(|c| c.0))
+            .chain(self.extra.iter().copied())
+    }
+}
+
+fn norm(s: &str) -> String {
+    s.trim().to_lowercase()
+}
+
+/// Integer-looking cell (the same acceptance as the parser: digits, optionally `.0`).
+fn is_int(s: &str) -> bool {
+    crate::parse::parse_count(s.trim().as_bytes()).is_ok()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Empty,
+    Numeric,
+    Text,
+}
+
+fn column_kind(sample: &[Vec<String>], col: usize) -> Kind {
+    let mut seen = false;
+    for row in sample {
+        let v = row.get(col).map(|s| s.trim()).unwrap_or("");
+        if v.is_empty() {
+            continue;
+        }
+        seen = true;
+        if !is_int(v) {
+            return Kind::Text;
+        }
+    }
+    if seen {
+        Kind::Numeric
+    } else {
+        Kind::Empty
+    }
+}
+
+pub fn check_header(header: &[String], file: &str) -> Result<(), ImportError> {
+    let mut seen = HashMap::new();
+    for (i, h) in header.iter().enumerate() {
+        if let Some(j) = seen.insert(norm(h), i) {
+            return Err(ImportError::fatal(
+                Code::F003,
+                file,
+                format!("columns {} and {} are both named '{}'", j + 1, i + 1, h.trim()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Infers the layout of a file from its header and a sample of its rows, following `def`
+/// where it names columns.
+pub fn infer(
+    header: &[String],
+    sample: &[Vec<String>],
+    def: Option<&ElectionDef>,
+    file: &str,
+) -> Result<Layout, ImportError> {
+    check_header(header, file)?;
+    let names: Vec<String> = header.iter().map(|h| norm(h)).collect();
+    let find = |name: &str| names.iter().position(|n| *n == norm(name));
+    let named = |opt: &Option<String>, what: &str| -> Result<Option<usize>, ImportError> {
+        match opt {
+            None => Ok(None),
+            Some(n) => find(n).map(Some).ok_or_else(|| {
+                ImportError::fatal(
+                    Code::F007,
+                    file,
+                    format!("the election definition names {what} column '{n}', which the file does not have"),
+                )
+            }),
+        }
+    };
+    let cols = def.map(|d| d.columns.clone()).unwrap_or_default();
+    let mut notes = Vec::new();
+    let mut used: HashSet<usize> = HashSet::new();
+
+    let round = match named(&cols.round, "round")? {
+        Some(i) => Some(i),
+        None => find("round"),
+    };
+    round.map(|i| used.insert(i));
+
+    let station = match named(&cols.station, "station")? {
+        Some(i) => i,
+        None => STATION_NAMES
+            .iter()
+            .find_map(|n| find(n))
+            .ok_or_else(|| {
+                ImportError::fatal(
+                    Code::F004,
+                    file,
+                    format!(
+                        "no station id column (looked for {}); name it in an election definition under [columns] station",
+                        STATION_NAMES.join(", ")
+                    ),
+                )
+            })?,
+    };
+    used.insert(station);
+
+    let mut core = [None; 4];
+    let core_named = [&cols.registered, &cols.cast, &cols.invalid, &cols.valid];
+    for f in 0..4 {
+        core[f] = match named(core_named[f], CORE_NAMES[f])? {
+            Some(i) => Some(i),
+            None => CORE_ALIASES[f]
+                .iter()
+                .find_map(|a| find(a).filter(|i| !used.contains(i))),
+        };
+        if let Some(i) = core[f] {
+            used.insert(i);
+            if names[i] != CORE_NAMES[f] {
+                notes.push(format!("'{}' read as {}", header[i], CORE_NAMES[f]));
+            }
+        } else {
+            notes.push(format!("no {} column: checks that need it are skipped", CORE_NAMES[f]));
+        }
+    }
+    let mut ignored: Vec<(usize, String)> = Vec::new();
+    for n in &cols.ignore {
+        let i = named(&Some(n.clone()), "ignored")?.expect("named");
+        used.insert(i);
+        ignored.push((i, "ignored by the election definition".into()));
+    }
+    let mut extra: Vec<usize> = Vec::new();
+    for n in &cols.extra {
+        let i = named(&Some(n.clone()), "extra")?.expect("named");
+        used.insert(i);
+        extra.push(i);
+    }
+
+    let first_core = core.iter().flatten().min().copied().unwrap_or(header.len());
+    let kinds: Vec<Kind> = (0..header.len()).map(|c| column_kind(sample, c)).collect();
+
+    // Areas: named, or inferred from the descriptive columns before the counts.
+    let areas = match &cols.areas {
+        Some(list) => {
+            let mut v = Vec::new();
+            for n in list {
+                let i = named(&Some(n.clone()), "area")?.expect("named");
+                used.insert(i);
+                v.push(i);
+            }
+            v
+        }
+        None => {
+            let descriptive: Vec<usize> = (0..first_core)
+                .filter(|c| !used.contains(c) && kinds[*c] != Kind::Empty)
+                .collect();
+            let (levels, skipped) = infer_levels(header, sample, &descriptive, &kinds, &mut notes);
+            for (c, why) in skipped {
+                used.insert(c);
+                ignored.push((c, why));
+            }
+            levels.iter().for_each(|c| {
+                used.insert(*c);
+            });
+            levels
+        }
+    };
+    if !areas.is_empty() {
+        notes.push(format!(
+            "area levels: {}",
+            areas.iter().map(|&i| header[i].as_str()).collect::<Vec<_>>().join(" > ")
+        ));
+    } else {
+        notes.push("no area columns: every station hangs directly under the whole election".into());
+    }
+
+    // Candidates.
+    let candidates: Vec<(usize, Candidate)> = if let Some(d) = def.filter(|d| !d.candidates.is_empty()) {
+        let mut v = Vec::new();
+        for c in &d.candidates {
+            if let Some(i) = find(&c.id) {
+                used.insert(i);
+                v.push((i, c.to_candidate()));
+            }
+        }
+        // Any other numeric column after the counts is a column the definition does not know.
+        for c in first_core..header.len() {
+            if !used.contains(&c) && kinds[c] == Kind::Numeric {
+                return Err(ImportError::fatal(
+                    Code::E107,
+                    file,
+                    format!(
+                        "column '{}' holds counts but is not a candidate of the election definition; list it under [columns] extra or ignore",
+                        header[c]
+                    ),
+                ));
+            }
+        }
+        v
+    } else {
+        infer_candidates(header, sample, &kinds, &core, &used, &mut extra, &mut ignored, &mut notes, file)?
+    };
+    if candidates.is_empty() {
+        return Err(ImportError::fatal(
+            Code::F004,
+            file,
+            "no candidate column found; name the candidates in an election definition",
+        ));
+    }
+    for (c, _) in &candidates {
+        used.insert(*c);
+    }
+    for c in &extra {
+        used.insert(*c);
+    }
+    // Whatever is left is described, not silently dropped.
+    for c in 0..header.len() {
+        if !used.contains(&c) {
+            let why = match kinds[c] {
+                Kind::Empty => "empty in the sample",
+                Kind::Numeric => "numeric column before the counts (a code, not a count)",
+                Kind::Text => "text column (not an area level)",
+            };
+            ignored.push((c, why.into()));
+        }
+    }
+    ignored.sort();
+    ignored.dedup_by_key(|x| x.0);
+    let layout = Layout {
+        header: header.to_vec(),
+        round,
+        station,
+        areas,
+        core,
+        candidates,
+        extra,
+        ignored,
+        notes,
+    };
+    Ok(layout)
+}
+
+/// The chain of area levels among `cols` (in file order, coarsest first). A column is a level
+/// when its values nest under the levels already chosen (each value has one parent); a column
+/// that only restates the previous level (a code) or numbers the stations is skipped.
+fn infer_levels(
+    header: &[String],
+    sample: &[Vec<String>],
+    cols: &[usize],
+    kinds: &[Kind],
+    notes: &mut Vec<String>,
+) -> (Vec<usize>, Vec<(usize, String)>) {
+    let n = sample.len();
+    let mut levels: Vec<usize> = Vec::new();
+    let mut skipped = Vec::new();
+    // Path id of each sample row under the chosen levels.
+    let mut path: Vec<usize> = vec![0; n];
+    let mut distinct_paths = 1usize;
+    for &c in cols {
+        let cell = |r: usize| sample[r].get(c).map(|s| s.trim()).unwrap_or("");
+        let mut ids: HashMap<(usize, &str), usize> = HashMap::new();
+        let mut new_path = vec![0; n];
+        let mut parents: HashMap<&str, HashSet<usize>> = HashMap::new();
+        for r in 0..n {
+            let next = ids.len();
+            new_path[r] = *ids.entry((path[r], cell(r))).or_insert(next);
+            parents.entry(cell(r)).or_default().insert(path[r]);
+        }
+        let d = ids.len();
+        let name = &header[c];
+        let last = levels.last().map(|&l| header[l].as_str()).unwrap_or("the election");
+        if d == distinct_paths {
+            skipped.push((c, format!("determined by {last} (a code or attribute of it)")));
+            notes.push(format!("'{name}' is determined by {last}: not a level"));
+            continue;
+        }
+        if d == n && kinds[c] == Kind::Numeric && n > 1 {
+            skipped.push((c, format!("numbers the stations within {last}")));
+            notes.push(format!("'{name}' numbers the stations within {last}: not a level"));
+            continue;
+        }
+        let nested = parents.values().filter(|p| p.len() == 1).count() as f64 / parents.len() as f64;
+        if nested >= 0.9 {
+            levels.push(c);
+            path = new_path;
+            distinct_paths = d;
+        } else if nested <= 0.5 {
+            let example = parents
+                .iter()
+                .max_by_key(|(v, p)| (p.len(), std::cmp::Reverse(*v)))
+                .map(|(v, p)| format!("'{v}' appears under {} different {last} values", p.len()))
+                .unwrap_or_default();
+            skipped.push((c, format!("attribute, not nested under {last}")));
+            notes.push(format!("'{name}' is an attribute, not an area level: {example}"));
+        } else {
+            skipped.push((c, "undecided: treated as an attribute".into()));
+            notes.push(format!(
+                "cannot decide whether '{name}' is an area level ({:.0}% of its values nest under {last}); treated as an attribute: name the levels under [columns] areas of an election definition to decide",
+                nested * 100.0
+            ));
+        }
+    }
+    (levels, skipped)
+}
+
+/// Candidates are the contiguous run of numeric columns after the counts whose sum equals the
+/// valid votes on the most sample rows; other numeric columns are extra count lines, and
+/// identifier-like ones (`*_id`) are ignored.
+#[allow(clippy::too_many_arguments)]
+fn infer_candidates(
+    header: &[String],
+    sample: &[Vec<String>],
+    kinds: &[Kind],
+    core: &[Option<usize>; 4],
+    used: &HashSet<usize>,
+    extra: &mut Vec<usize>,
+    ignored: &mut Vec<(usize, String)>,
+    notes: &mut Vec<String>,
+    file: &str,
+) -> Result<Vec<(usize, Candidate)>, ImportError> {
+    let last_core = core.iter().flatten().max().copied();
+    let first_core = core.iter().flatten().min().copied().unwrap_or(0);
+    let start = last_core.map_or(0, |c| c + 1);
+    let is_id = |c: usize| {
+        let n = norm(&header[c]);
+        n.ends_with("_id") || n.ends_with("_code") || n == "code"
+    };
+    // Count columns inside the core block (e.g. ballots_issued between registered and cast).
+    for c in first_core..start {
+        if !used.contains(&c) && kinds[c] != Kind::Text {
+            extra.push(c);
+            notes.push(format!("'{}' read as an extra count line", header[c]));
+        }
+    }
+    let pool: Vec<usize> = (start..header.len())
+        .filter(|c| !used.contains(c) && kinds[*c] == Kind::Numeric && !is_id(*c))
+        .collect();
+    for c in (start..header.len()).filter(|c| !used.contains(c) && kinds[*c] == Kind::Numeric && is_id(*c)) {
+        ignored.push((c, "identifier (name ends in _id/_code)".into()));
+        notes.push(format!("'{}' is an identifier, not a count", header[c]));
+    }
+    let window = match core[3] {
+        None => {
+            notes.push("no valid-votes column: every numeric column after the counts is taken as a candidate".into());
+            (0, pool.len())
+        }
+        Some(valid_col) => {
+            let rows: Vec<(u64, Vec<Option<u64>>)> = sample
+                .iter()
+                .filter_map(|r| {
+                    let v = crate::parse::parse_count(r.get(valid_col)?.trim().as_bytes()).ok()??;
+                    let cells = pool
+                        .iter()
+                        .map(|&c| crate::parse::parse_count(r.get(c).map(|s| s.trim()).unwrap_or("").as_bytes()).ok().flatten())
+                        .collect();
+                    Some((v, cells))
+                })
+                .collect();
+            if rows.is_empty() {
+                notes.push("no row with valid votes in the sample: every numeric column after the counts is taken as a candidate".into());
+                (0, pool.len())
+            } else {
+                let mut best: Option<((usize, usize), usize)> = None;
+                let mut best_count = 0usize;
+                let mut tied = false;
+                for a in 0..pool.len() {
+                    for b in a + 1..=pool.len() {
+                        let hits = rows
+                            .iter()
+                            .filter(|(v, cells)| {
+                                let mut s = 0u64;
+                                // An empty cell counts as 0 here; the parser decides later
+                                // whether the valid total implies it (W208) or not (E110).
+                                for x in cells[a..b].iter().flatten() {
+                                    s += x;
+                                }
+                                s == *v
+                            })
+                            .count();
+                        let width = b - a;
+                        match best {
+                            None => {
+                                best = Some(((a, b), width));
+                                best_count = hits;
+                            }
+                            Some((_, bw)) => {
+                                if hits > best_count || (hits == best_count && width > bw) {
+                                    best = Some(((a, b), width));
+                                    best_count = hits;
+                                    tied = false;
+                                } else if hits == best_count && width == bw && hits > 0 {
+                                    tied = true;
+                                }
+                            }
+                        }
+                    }
+                }
+                let ((a, b), _) = best.unwrap_or(((0, pool.len()), 0));
+                let frac = best_count as f64 / rows.len() as f64;
+                if pool.is_empty() {
+                    (0, 0)
+                } else if frac < 0.9 || tied {
+                    return Err(ImportError::fatal(
+                        Code::F006,
+                        file,
+                        format!(
+                            "cannot tell which columns are candidates: the best run of columns adds up to the valid votes on only {:.1}% of {} sample rows{}; list the candidates in an election definition",
+                            frac * 100.0,
+                            rows.len(),
+                            if tied { " and several runs do equally well" } else { "" }
+                        ),
+                    ));
+                } else {
+                    notes.push(format!(
+                        "candidates: {} (they add up to the valid votes on {:.1}% of {} sample rows)",
+                        pool[a..b].iter().map(|&c| header[c].as_str()).collect::<Vec<_>>().join(", "),
+                        frac * 100.0,
+                        rows.len()
+                    ));
+                    (a, b)
+                }
+            }
+        }
+    };
+    for (i, &c) in pool.iter().enumerate() {
+        if i < window.0 || i >= window.1 {
+            extra.push(c);
+            notes.push(format!("'{}' read as an extra count line", header[c]));
+        }
+    }
+    extra.sort_unstable();
+    Ok(pool[window.0..window.1]
+        .iter()
+        .map(|&c| (c, Candidate::new(header[c].trim())))
+        .collect())
+}

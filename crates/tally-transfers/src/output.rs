@@ -1,0 +1,240 @@
+//! The result type, its terminal rendering and its CSV form. JSON schema: `SCHEMA.md`.
+
+use crate::bounds::Bounds;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+/// Estimated transfer table. Serialises to the JSON documented in `SCHEMA.md`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransferResult {
+    /// `lphom`, `tslphom`, `nslphom` or `md-bayes`.
+    pub method: String,
+    /// Row labels (origin: round-1 options).
+    pub rows: Vec<String>,
+    /// Column labels (destination: round-2 options).
+    pub cols: Vec<String>,
+    /// `proportions[r][c]`: share of row `r` that went to column `c` (each row sums to 1).
+    pub proportions: Vec<Vec<f64>>,
+    /// `votes[r][c]`: estimated number of voters in the aggregate cell.
+    pub votes: Vec<Vec<f64>>,
+    /// Interval for each proportion, lower end (see `interval` for its kind).
+    pub lower: Vec<Vec<f64>>,
+    /// Interval for each proportion, upper end.
+    pub upper: Vec<Vec<f64>>,
+    /// What `lower`/`upper` are: Duncan–Davis bounds (LP methods) or a 95% posterior interval.
+    pub interval: String,
+    /// Units that entered the estimation.
+    pub units_used: usize,
+    /// Units left out (no voters, or only in one round when built with `estimate_two_rounds`).
+    pub units_dropped: usize,
+    /// The seed (only `md-bayes` is random).
+    pub seed: u64,
+    /// Duncan–Davis bounds, always present.
+    pub bounds: Bounds,
+    /// LP details (LP methods only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lp: Option<LpInfo>,
+    /// MCMC diagnostics (`md-bayes` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnostics: Option<Diagnostics>,
+    /// Human-readable remarks (dropped units, convergence warnings...).
+    pub notes: Vec<String>,
+    /// Per-unit tables (only with `Options::keep_unit_tables`, unit-level methods); not serialised.
+    #[serde(skip)]
+    pub unit_votes: Option<Vec<UnitTable>>,
+}
+
+/// One unit's estimated table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnitTable {
+    pub unit_id: String,
+    /// `votes[r][c]`
+    pub votes: Vec<Vec<f64>>,
+}
+
+/// How the lphom LP was solved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LpInfo {
+    pub solver: String,
+    /// Optimal sum of absolute unit residuals, in votes.
+    pub objective: f64,
+    /// Certified optimality gap, in votes (0 for the exact LP).
+    pub gap: f64,
+    /// Bundle iterations (1 for the exact LP).
+    pub iterations: usize,
+    /// Unit-level passes (0 for plain lphom).
+    pub unit_passes: usize,
+}
+
+/// MCMC convergence diagnostics, per cell of the aggregate proportions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Diagnostics {
+    pub chains: usize,
+    pub warmup: usize,
+    pub draws_per_chain: usize,
+    /// Split R-hat per cell.
+    pub rhat: Vec<Vec<f64>>,
+    /// Effective sample size per cell (over all chains).
+    pub ess: Vec<Vec<f64>>,
+    pub max_rhat: f64,
+    pub min_ess: f64,
+    /// `max_rhat < 1.05`.
+    pub converged: bool,
+    /// Posterior mean of the Dirichlet parameters α.
+    pub alpha: Vec<Vec<f64>>,
+}
+
+fn pad(s: &str, w: usize, right: bool) -> String {
+    let n = s.chars().count();
+    if n >= w {
+        s.to_string()
+    } else if right {
+        format!("{}{s}", " ".repeat(w - n))
+    } else {
+        format!("{s}{}", " ".repeat(w - n))
+    }
+}
+
+fn table(head: &[String], body: &[Vec<String>]) -> String {
+    let ncol = head.len();
+    let mut w = vec![0usize; ncol];
+    for row in std::iter::once(head).chain(body.iter().map(|r| r.as_slice())) {
+        for (k, cell) in row.iter().enumerate() {
+            w[k] = w[k].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |row: &[String], out: &mut String| {
+        let cells: Vec<String> = row.iter().enumerate().map(|(k, c)| pad(c, w[k], k > 0)).collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    };
+    line(head, &mut out);
+    let total: usize = w.iter().sum::<usize>() + 2 * (ncol - 1);
+    let _ = writeln!(out, "{}", "-".repeat(total));
+    for row in body {
+        line(row, &mut out);
+    }
+    out
+}
+
+/// Aligned terminal tables: proportions in percent (rows sum to 100%) with their interval, then
+/// votes, then diagnostics and notes.
+pub fn render_text(r: &TransferResult) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Vote transfers — method {} ({} units used, {} dropped)", r.method, r.units_used, r.units_dropped);
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Row -> column, percent of the row (interval: {}):", r.interval);
+    let mut head = vec!["from \\ to".to_string()];
+    head.extend(r.cols.iter().cloned());
+    head.push("total".into());
+    let body: Vec<Vec<String>> = r
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut row = vec![name.clone()];
+            for j in 0..r.cols.len() {
+                row.push(format!(
+                    "{:.1}% [{:.1}, {:.1}]",
+                    100.0 * r.proportions[i][j],
+                    100.0 * r.lower[i][j],
+                    100.0 * r.upper[i][j]
+                ));
+            }
+            row.push(format!("{:.1}%", 100.0 * r.proportions[i].iter().sum::<f64>()));
+            row
+        })
+        .collect();
+    out.push_str(&table(&head, &body));
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Votes (estimate, Duncan-Davis bounds in brackets):");
+    let mut body: Vec<Vec<String>> = r
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let mut row = vec![name.clone()];
+            for j in 0..r.cols.len() {
+                row.push(format!(
+                    "{:.0} [{}, {}]",
+                    r.votes[i][j], r.bounds.lower_votes[i][j], r.bounds.upper_votes[i][j]
+                ));
+            }
+            row.push(format!("{:.0}", r.votes[i].iter().sum::<f64>()));
+            row
+        })
+        .collect();
+    let mut tot = vec!["total".to_string()];
+    for j in 0..r.cols.len() {
+        tot.push(format!("{:.0}", r.votes.iter().map(|row| row[j]).sum::<f64>()));
+    }
+    tot.push(format!("{:.0}", r.votes.iter().flatten().sum::<f64>()));
+    body.push(tot);
+    out.push_str(&table(&head, &body));
+    if let Some(lp) = &r.lp {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "LP: {} — objective {:.1} votes, gap {:.3}, {} iteration(s), {} unit pass(es)",
+            lp.solver, lp.objective, lp.gap, lp.iterations, lp.unit_passes
+        );
+    }
+    if let Some(dg) = &r.diagnostics {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "MCMC: {} chains x {} draws (after {} warm-up); max split R-hat {:.3}, min ESS {:.0} — {}",
+            dg.chains,
+            dg.draws_per_chain,
+            dg.warmup,
+            dg.max_rhat,
+            dg.min_ess,
+            if dg.converged { "converged" } else { "NOT converged" }
+        );
+    }
+    for n in &r.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Long-format CSV, one line per cell:
+/// `method,row,col,proportion,lower,upper,votes,bound_lower_votes,bound_upper_votes`.
+pub fn write_csv<W: Write>(r: &TransferResult, mut w: W) -> io::Result<()> {
+    writeln!(w, "method,row,col,proportion,lower,upper,votes,bound_lower_votes,bound_upper_votes")?;
+    for (i, rn) in r.rows.iter().enumerate() {
+        for (j, cn) in r.cols.iter().enumerate() {
+            writeln!(
+                w,
+                "{},{},{},{:.6},{:.6},{:.6},{:.2},{},{}",
+                csv_field(&r.method),
+                csv_field(rn),
+                csv_field(cn),
+                r.proportions[i][j],
+                r.lower[i][j],
+                r.upper[i][j],
+                r.votes[i][j],
+                r.bounds.lower_votes[i][j],
+                r.bounds.upper_votes[i][j]
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// [`write_csv`] into a `String`.
+pub fn to_csv_string(r: &TransferResult) -> String {
+    let mut buf = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write_csv(r, &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
