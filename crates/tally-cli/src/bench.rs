@@ -10,11 +10,17 @@ pub fn run(stations: usize, candidates: usize, repeat: usize) -> Result<ExitCode
     let dir = std::env::temp_dir().join(format!("tally-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let path = dir.join("bench.csv");
-    let spinner = ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("template"));
+    let spinner = ProgressBar::new_spinner()
+        .with_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("template"));
     spinner.enable_steady_tick(Duration::from_millis(120));
     spinner.set_message(format!("generating {stations} stations"));
     let t0 = Instant::now();
-    let e = tally_synth::generate(&tally_synth::SynthConfig { stations, candidates, seed: 42, ..Default::default() });
+    let e = tally_synth::generate(&tally_synth::SynthConfig {
+        stations,
+        candidates,
+        seed: 42,
+        ..Default::default()
+    });
     let f = std::fs::File::create(&path).map_err(|e| e.to_string())?;
     tally_synth::write_csv(&e, f).map_err(|e| e.to_string())?;
     drop(e);
@@ -35,7 +41,8 @@ pub fn run(stations: usize, candidates: usize, repeat: usize) -> Result<ExitCode
         drop(bytes);
 
         let t = Instant::now();
-        let imported = import_path(&path_s, &ImportOptions::default()).map_err(|e| e.to_string())?;
+        let imported =
+            import_path(&path_s, &ImportOptions::default()).map_err(|e| e.to_string())?;
         let round = &imported.rounds[0].round;
         let totals = tally_model::count(round);
         full = full.min(t.elapsed());
@@ -46,9 +53,19 @@ pub fn run(stations: usize, candidates: usize, repeat: usize) -> Result<ExitCode
     let _ = std::fs::remove_dir_all(&dir);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("tally bench: {stations} stations, {candidates} candidates, {:.1} MB CSV (generated in {:.2} s), {} threads, best of {}", size as f64 / 1e6, generated.as_secs_f64(), rayon::current_num_threads(), repeat.max(1));
-    println!("  raw-read floor (read bytes + count lines): {:>8.1} ms   ({lines} lines)", ms(floor));
-    println!("  tally import + validate + count all levels: {:>8.1} ms   ({counted} sheets counted)", ms(full));
+    println!(
+        "  raw-read floor (read bytes + count lines): {:>8.1} ms   ({lines} lines)",
+        ms(floor)
+    );
+    println!(
+        "  tally import + validate + count all levels: {:>8.1} ms   ({counted} sheets counted)",
+        ms(full)
+    );
     println!("  ratio to the floor: {:.1}x", ms(full) / ms(floor));
-    println!("  throughput: {:.0} MB/s, {:.2} M stations/s", size as f64 / 1e6 / full.as_secs_f64(), stations as f64 / 1e6 / full.as_secs_f64());
+    println!(
+        "  throughput: {:.0} MB/s, {:.2} M stations/s",
+        size as f64 / 1e6 / full.as_secs_f64(),
+        stations as f64 / 1e6 / full.as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,9 @@
 use crate::embedded;
 use std::collections::HashSet;
 use std::io::Write;
-use tally_io::{decode, import_bytes, read_input, ElectionDef, FileImport, ImportOptions, ImportedRound, Issue};
+use tally_io::{
+    decode, import_bytes, read_input, ElectionDef, FileImport, ImportOptions, ImportedRound, Issue,
+};
 use tally_model::{Rule, ValidationConfig};
 
 pub struct Loaded {
@@ -28,12 +30,18 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
     let embedded_def;
     let user_def;
     let (def, inputs): (Option<&ElectionDef>, Vec<(String, Vec<u8>)>) = if args.files.is_empty() {
-        embedded_def = ElectionDef::parse(embedded::DEFINITION, "embedded:election.toml").map_err(|e| e.to_string())?;
-        let r1 = decode(embedded::ROUND1.to_vec(), embedded::ROUND1_NAME).map_err(|e| e.to_string())?;
-        let r2 = decode(embedded::ROUND2.to_vec(), embedded::ROUND2_NAME).map_err(|e| e.to_string())?;
+        embedded_def = ElectionDef::parse(embedded::DEFINITION, "embedded:election.toml")
+            .map_err(|e| e.to_string())?;
+        let r1 =
+            decode(embedded::ROUND1.to_vec(), embedded::ROUND1_NAME).map_err(|e| e.to_string())?;
+        let r2 =
+            decode(embedded::ROUND2.to_vec(), embedded::ROUND2_NAME).map_err(|e| e.to_string())?;
         (
             Some(&embedded_def),
-            vec![(embedded::ROUND1_NAME.to_string(), r1), (embedded::ROUND2_NAME.to_string(), r2)],
+            vec![
+                (embedded::ROUND1_NAME.to_string(), r1),
+                (embedded::ROUND2_NAME.to_string(), r2),
+            ],
         )
     } else {
         user_def = match args.election {
@@ -48,8 +56,14 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
     };
     let rule = match args.rule {
         Some(name) => Rule::by_name(name)
-            .or_else(|| tally_model::Ratio::from_percent_str(name).map(|r| Rule::threshold(r, false)))
-            .ok_or_else(|| format!("unknown rule '{name}': use majority, argentina, costa-rica or a percentage"))?,
+            .or_else(|| {
+                tally_model::Ratio::from_percent_str(name).map(|r| Rule::threshold(r, false))
+            })
+            .ok_or_else(|| {
+                format!(
+                    "unknown rule '{name}': use majority, argentina, costa-rica or a percentage"
+                )
+            })?,
         None => match def {
             Some(d) => d.rule("election definition").map_err(|e| e.to_string())?,
             None => Rule::majority(),
@@ -58,14 +72,21 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
     let registry: Option<HashSet<String>> = match args.registry {
         None => None,
         Some(path) => {
-            let f = tally_io::import_path(path, &ImportOptions::default()).map_err(|e| e.to_string())?;
-            Some(f.rounds.iter().flat_map(|r| r.round.stations.ids.iter().cloned()).collect())
+            let f = tally_io::import_path(path, &ImportOptions::default())
+                .map_err(|e| e.to_string())?;
+            Some(
+                f.rounds
+                    .iter()
+                    .flat_map(|r| r.round.stations.ids.iter().cloned())
+                    .collect(),
+            )
         }
     };
     let election = if args.files.is_empty() {
         embedded::NAME.to_string()
     } else {
-        def.and_then(|d| d.name.clone()).unwrap_or_else(|| "Election".to_string())
+        def.and_then(|d| d.name.clone())
+            .unwrap_or_else(|| "Election".to_string())
     };
     let mut files = Vec::new();
     let mut rounds: Vec<ImportedRound> = Vec::new();
@@ -111,9 +132,17 @@ pub fn report_import(f: &FileImport, show: usize) {
         err,
         "  layout: station {}; areas {}; candidates {}{}",
         l.header[l.station],
-        if l.areas.is_empty() { "none".to_string() } else { l.level_names().join(" > ") },
+        if l.areas.is_empty() {
+            "none".to_string()
+        } else {
+            l.level_names().join(" > ")
+        },
         cands.join(", "),
-        if l.extra.is_empty() { String::new() } else { format!("; extra lines {}", l.extra_names().join(", ")) }
+        if l.extra.is_empty() {
+            String::new()
+        } else {
+            format!("; extra lines {}", l.extra_names().join(", "))
+        }
     );
     for n in &l.notes {
         if n.starts_with("cannot decide") || n.starts_with("no ") {
@@ -121,7 +150,11 @@ pub fn report_import(f: &FileImport, show: usize) {
         }
     }
     if !l.ignored.is_empty() {
-        let names: Vec<String> = l.ignored.iter().map(|(c, _)| l.header[*c].clone()).collect();
+        let names: Vec<String> = l
+            .ignored
+            .iter()
+            .map(|(c, _)| l.header[*c].clone())
+            .collect();
         let _ = writeln!(err, "  not used: {}", names.join(", "));
     }
     for r in &f.rounds {
@@ -134,8 +167,16 @@ pub fn report_import(f: &FileImport, show: usize) {
             s.accepted,
             s.with_warnings,
             s.quarantined,
-            if s.missing > 0 { format!(", {} without result (missing)", s.missing) } else { String::new() },
-            if s.duplicates > 0 { format!(", {} identical duplicates counted once", s.duplicates) } else { String::new() },
+            if s.missing > 0 {
+                format!(", {} without result (missing)", s.missing)
+            } else {
+                String::new()
+            },
+            if s.duplicates > 0 {
+                format!(", {} identical duplicates counted once", s.duplicates)
+            } else {
+                String::new()
+            },
         );
         print_issues(&mut err, &r.issues, show);
     }
@@ -155,6 +196,10 @@ pub fn print_issues(err: &mut impl Write, issues: &[Issue], show: usize) {
         let _ = writeln!(err, "    {i}");
     }
     if issues.len() > show {
-        let _ = writeln!(err, "    ... {} more (use --show-issues N, or --quarantine FILE)", issues.len() - show);
+        let _ = writeln!(
+            err,
+            "    ... {} more (use --show-issues N, or --quarantine FILE)",
+            issues.len() - show
+        );
     }
 }

@@ -68,7 +68,9 @@ struct InputArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Results of one or two rounds: totals, turnout, shares, margin, progress and outcome.
-    #[command(after_help = "Examples:\n  tally results\n  tally results --level province --area Ankara\n  tally results ../shared/data/poland2020/r1.csv.gz ../shared/data/poland2020/r2.csv.gz --format json\n  zcat r1.csv.gz | tally results - --strict")]
+    #[command(
+        after_help = "Examples:\n  tally results\n  tally results --level province --area Ankara\n  tally results ../shared/data/poland2020/r1.csv.gz ../shared/data/poland2020/r2.csv.gz --format json\n  zcat r1.csv.gz | tally results - --strict"
+    )]
     Results {
         #[command(flatten)]
         input: InputArgs,
@@ -82,7 +84,9 @@ enum Command {
         format: Format,
     },
     /// Write a synthetic election (uniform CSV), deterministic for a seed.
-    #[command(after_help = "Examples:\n  tally synth --stations 10000 --candidates 4 --seed 1 --out synth.csv\n  tally synth --stations 50000 --rounds 2 --stuffing 0.1,0.02,0.2 --out planted.csv")]
+    #[command(
+        after_help = "Examples:\n  tally synth --stations 10000 --candidates 4 --seed 1 --out synth.csv\n  tally synth --stations 50000 --rounds 2 --stuffing 0.1,0.02,0.2 --out planted.csv"
+    )]
     Synth {
         #[arg(long, default_value_t = 10_000)]
         stations: usize,
@@ -139,7 +143,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Results { input, level, area, format } => {
+        Command::Results {
+            input,
+            level,
+            area,
+            format,
+        } => {
             let cfg = validation(&input);
             let loaded = load(&LoadArgs {
                 files: &input.files,
@@ -150,34 +159,73 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 quiet: false,
                 show_issues: input.show_issues,
             })?;
-            let rep = results::build(&loaded, &results::ResultsArgs { level: level.as_deref(), area: area.as_deref() }, &cfg)?;
+            let rep = results::build(
+                &loaded,
+                &results::ResultsArgs {
+                    level: level.as_deref(),
+                    area: area.as_deref(),
+                },
+                &cfg,
+            )?;
             let text = match format {
                 Format::Table => results::render_table(&rep, &loaded.rule.describe()),
-                Format::Json => serde_json::to_string_pretty(&rep).map_err(|e| e.to_string())? + "\n",
+                Format::Json => {
+                    serde_json::to_string_pretty(&rep).map_err(|e| e.to_string())? + "\n"
+                }
                 Format::Csv => results::render_csv(&rep),
             };
-            std::io::stdout().lock().write_all(text.as_bytes()).map_err(|e| e.to_string())?;
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .map_err(|e| e.to_string())?;
             finish_import(&loaded, input.quarantine.as_deref(), input.strict)
         }
-        Command::Synth { stations, candidates, seed, rounds, stuffing, rounding, rounding_turnout, out } => {
+        Command::Synth {
+            stations,
+            candidates,
+            seed,
+            rounds,
+            stuffing,
+            rounding,
+            rounding_turnout,
+            out,
+        } => {
             let mut anomalies = Vec::new();
             if let Some(s) = stuffing {
-                let v: Vec<f64> = s.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|_| format!("--stuffing expects FI,FE,ALPHA, got '{s}'"))?;
+                let v: Vec<f64> = s
+                    .split(',')
+                    .map(|x| x.trim().parse::<f64>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| format!("--stuffing expects FI,FE,ALPHA, got '{s}'"))?;
                 if v.len() != 3 || v.iter().any(|x| !(0.0..=1.0).contains(x)) || v[0] + v[1] > 1.0 {
                     return Err(format!("--stuffing expects three fractions FI,FE,ALPHA in [0,1] with FI+FE <= 1, got '{s}'"));
                 }
-                anomalies.push(tally_synth::Anomaly::Stuffing { incremental: v[0], extreme: v[1], alpha: v[2] });
+                anomalies.push(tally_synth::Anomaly::Stuffing {
+                    incremental: v[0],
+                    extreme: v[1],
+                    alpha: v[2],
+                });
             }
             if let Some(f) = rounding {
                 if !(0.0..=1.0).contains(&f) {
                     return Err(format!("--rounding expects a fraction in [0,1], got {f}"));
                 }
-                anomalies.push(tally_synth::Anomaly::Rounding { fraction: f, turnout: rounding_turnout });
+                anomalies.push(tally_synth::Anomaly::Rounding {
+                    fraction: f,
+                    turnout: rounding_turnout,
+                });
             }
             if !(1..=2).contains(&rounds) {
                 return Err("--rounds is 1 or 2".into());
             }
-            let cfg = tally_synth::SynthConfig { stations, candidates, seed, rounds, anomalies, ..Default::default() };
+            let cfg = tally_synth::SynthConfig {
+                stations,
+                candidates,
+                seed,
+                rounds,
+                anomalies,
+                ..Default::default()
+            };
             let e = tally_synth::generate(&cfg);
             match out {
                 Some(path) => {
@@ -193,13 +241,22 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         e.planted.len()
                     );
                 }
-                None => tally_synth::write_csv(&e, std::io::stdout().lock()).map_err(|e| e.to_string())?,
+                None => tally_synth::write_csv(&e, std::io::stdout().lock())
+                    .map_err(|e| e.to_string())?,
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { stations, candidates, repeat } => bench::run(stations, candidates, repeat),
+        Command::Bench {
+            stations,
+            candidates,
+            repeat,
+        } => bench::run(stations, candidates, repeat),
         Command::Codes => {
-            let mut t = table::Table::new(&[("Code", table::Align::Left), ("Severity", table::Align::Left), ("Meaning", table::Align::Left)]);
+            let mut t = table::Table::new(&[
+                ("Code", table::Align::Left),
+                ("Severity", table::Align::Left),
+                ("Meaning", table::Align::Left),
+            ]);
             for c in tally_model::Code::ALL {
                 let sev = match c.severity() {
                     tally_model::Severity::Fatal => "file error",
@@ -215,10 +272,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
 }
 
 /// Writes the quarantine file and applies --strict.
-fn finish_import(loaded: &load::Loaded, quarantine: Option<&str>, strict: bool) -> Result<ExitCode, String> {
-    let rows: Vec<&tally_io::QuarantinedRow> = loaded.rounds.iter().flat_map(|r| r.quarantine.iter()).collect();
+fn finish_import(
+    loaded: &load::Loaded,
+    quarantine: Option<&str>,
+    strict: bool,
+) -> Result<ExitCode, String> {
+    let rows: Vec<&tally_io::QuarantinedRow> = loaded
+        .rounds
+        .iter()
+        .flat_map(|r| r.quarantine.iter())
+        .collect();
     if let Some(path) = quarantine {
-        tally_io::quarantine::write_quarantine(std::path::Path::new(path), &rows).map_err(|e| format!("{path}: {e}"))?;
+        tally_io::quarantine::write_quarantine(std::path::Path::new(path), &rows)
+            .map_err(|e| format!("{path}: {e}"))?;
         eprintln!("wrote {path}: {} quarantined rows", rows.len());
     }
     if strict && !rows.is_empty() {

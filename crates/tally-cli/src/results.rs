@@ -3,7 +3,9 @@
 use crate::load::Loaded;
 use crate::table::{thousands, Align, Table};
 use std::collections::HashMap;
-use tally_model::report::{round_report, Matching, RegisteredChange, ResultsReport, RoundReport, SCHEMA};
+use tally_model::report::{
+    round_report, Matching, RegisteredChange, ResultsReport, RoundReport, SCHEMA,
+};
 use tally_model::validate::check_registered_between_rounds;
 use tally_model::{count, Outcome, ValidationConfig, MISSING, ROOT};
 
@@ -12,7 +14,11 @@ pub struct ResultsArgs<'a> {
     pub area: Option<&'a str>,
 }
 
-pub fn build(loaded: &Loaded, args: &ResultsArgs<'_>, validation: &ValidationConfig) -> Result<ResultsReport, String> {
+pub fn build(
+    loaded: &Loaded,
+    args: &ResultsArgs<'_>,
+    validation: &ValidationConfig,
+) -> Result<ResultsReport, String> {
     let mut rounds = Vec::new();
     for r in &loaded.rounds {
         let round = &r.round;
@@ -29,11 +35,22 @@ pub fn build(loaded: &Loaded, args: &ResultsArgs<'_>, validation: &ValidationCon
                 format!(
                     "no level '{name}' in round {}: the levels are {}",
                     round.number,
-                    if round.tree.levels.is_empty() { "none".to_string() } else { round.tree.levels.join(", ") }
+                    if round.tree.levels.is_empty() {
+                        "none".to_string()
+                    } else {
+                        round.tree.levels.join(", ")
+                    }
                 )
             })?),
         };
-        rounds.push(round_report(round, &totals, &loaded.rule, r.stats, area, depth));
+        rounds.push(round_report(
+            round,
+            &totals,
+            &loaded.rule,
+            r.stats,
+            area,
+            depth,
+        ));
     }
     let matching = (loaded.rounds.len() >= 2).then(|| matching(loaded, validation));
     Ok(ResultsReport {
@@ -47,7 +64,13 @@ pub fn build(loaded: &Loaded, args: &ResultsArgs<'_>, validation: &ValidationCon
 /// Stations matched between round 1 and round 2 by station id.
 fn matching(loaded: &Loaded, cfg: &ValidationConfig) -> Matching {
     let (a, b) = (&loaded.rounds[0].round, &loaded.rounds[1].round);
-    let index: HashMap<&str, usize> = b.stations.ids.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = b
+        .stations
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
     let mut m = Matching::default();
     let mut seen = vec![false; b.len()];
     for (i, id) in a.stations.ids.iter().enumerate() {
@@ -56,7 +79,10 @@ fn matching(loaded: &Loaded, cfg: &ValidationConfig) -> Matching {
                 seen[j] = true;
                 m.matched += 1;
                 let (r1, r2) = (a.stations.registered[i], b.stations.registered[j]);
-                if r1 != MISSING && r2 != MISSING && check_registered_between_rounds(r1, r2, cfg).is_some() {
+                if r1 != MISSING
+                    && r2 != MISSING
+                    && check_registered_between_rounds(r1, r2, cfg).is_some()
+                {
                     m.registered_changed.push(RegisteredChange {
                         station_id: id.clone(),
                         round1: r1,
@@ -67,36 +93,66 @@ fn matching(loaded: &Loaded, cfg: &ValidationConfig) -> Matching {
             None => m.only_in_round1.push(id.clone()),
         }
     }
-    m.only_in_round2 = b.stations.ids.iter().zip(&seen).filter(|(_, s)| !**s).map(|(id, _)| id.clone()).collect();
+    m.only_in_round2 = b
+        .stations
+        .ids
+        .iter()
+        .zip(&seen)
+        .filter(|(_, s)| !**s)
+        .map(|(id, _)| id.clone())
+        .collect();
     m
 }
 
 fn name_of<'a>(r: &'a RoundReport, id: &'a str) -> &'a str {
-    r.candidates.iter().find(|c| c.id == id).map_or(id, |c| c.name.as_str())
+    r.candidates
+        .iter()
+        .find(|c| c.id == id)
+        .map_or(id, |c| c.name.as_str())
 }
 
 pub fn outcome_words(r: &RoundReport, rule_text: &str) -> String {
     match &r.outcome {
         Outcome::Elected { winner, by_lot } => {
-            let share = r.candidates.iter().find(|c| &c.id == winner).map_or(0.0, |c| c.share);
+            let share = r
+                .candidates
+                .iter()
+                .find(|c| &c.id == winner)
+                .map_or(0.0, |c| c.share);
             if r.round >= 2 {
-                format!("{} is elected with {:.2}% of valid votes{}.", name_of(r, winner), share, if *by_lot { " (tie broken by lot)" } else { "" })
+                format!(
+                    "{} is elected with {:.2}% of valid votes{}.",
+                    name_of(r, winner),
+                    share,
+                    if *by_lot { " (tie broken by lot)" } else { "" }
+                )
             } else {
-                format!("{} is elected in the first round with {:.2}% of valid votes ({rule_text}).", name_of(r, winner), share)
+                format!(
+                    "{} is elected in the first round with {:.2}% of valid votes ({rule_text}).",
+                    name_of(r, winner),
+                    share
+                )
             }
         }
         Outcome::Runoff { runoff, by_lot } => format!(
             "No candidate has {rule_text}: runoff between {} and {}{}.",
             name_of(r, &runoff[0]),
             name_of(r, &runoff[1]),
-            if *by_lot { " (second place drawn by lot)" } else { "" }
+            if *by_lot {
+                " (second place drawn by lot)"
+            } else {
+                ""
+            }
         ),
         Outcome::Undecided { reason, tied } => {
             let names: Vec<&str> = tied.iter().map(|t| name_of(r, t)).collect();
             if names.is_empty() {
                 format!("Undecided: {reason}.")
             } else {
-                format!("Undecided: {reason} between {}; the law decides.", names.join(" and "))
+                format!(
+                    "Undecided: {reason} between {}; the law decides.",
+                    names.join(" and ")
+                )
             }
         }
     }
@@ -110,8 +166,16 @@ pub fn render_table(rep: &ResultsReport, rule_text: &str) -> String {
     let mut out = String::new();
     out.push_str(&format!("{}\n", rep.election));
     for r in &rep.rounds {
-        let title = if r.round >= 2 { format!("Round {} (runoff)", r.round) } else { format!("Round {}", r.round) };
-        let area = if r.area.is_empty() { String::new() } else { format!(" — {}", r.area) };
+        let title = if r.round >= 2 {
+            format!("Round {} (runoff)", r.round)
+        } else {
+            format!("Round {}", r.round)
+        };
+        let area = if r.area.is_empty() {
+            String::new()
+        } else {
+            format!(" — {}", r.area)
+        };
         out.push_str(&format!("\n{title}{area}\n"));
         let s = &r.sheets;
         out.push_str(&format!(
@@ -120,8 +184,16 @@ pub fn render_table(rep: &ResultsReport, rule_text: &str) -> String {
             thousands(s.accepted),
             thousands(s.with_warnings),
             thousands(s.quarantined),
-            if s.missing > 0 { format!(", {} without result", thousands(s.missing)) } else { String::new() },
-            if s.duplicates > 0 { format!(", {} duplicates counted once", thousands(s.duplicates)) } else { String::new() },
+            if s.missing > 0 {
+                format!(", {} without result", thousands(s.missing))
+            } else {
+                String::new()
+            },
+            if s.duplicates > 0 {
+                format!(", {} duplicates counted once", thousands(s.duplicates))
+            } else {
+                String::new()
+            },
         ));
         let t = &r.totals;
         out.push_str(&format!(
@@ -140,9 +212,19 @@ pub fn render_table(rep: &ResultsReport, rule_text: &str) -> String {
             p.stations_pct,
             pct(p.registered_pct)
         ));
-        let mut table = Table::new(&[("#", Align::Right), ("Candidate", Align::Left), ("Votes", Align::Right), ("Share", Align::Right)]);
+        let mut table = Table::new(&[
+            ("#", Align::Right),
+            ("Candidate", Align::Left),
+            ("Votes", Align::Right),
+            ("Share", Align::Right),
+        ]);
         for (i, c) in r.candidates.iter().enumerate() {
-            table.row(vec![(i + 1).to_string(), c.name.clone(), thousands(c.votes), format!("{:.2}%", c.share)]);
+            table.row(vec![
+                (i + 1).to_string(),
+                c.name.clone(),
+                thousands(c.votes),
+                format!("{:.2}%", c.share),
+            ]);
         }
         out.push_str(&table.render(2));
         if let Some(m) = &r.margin {
@@ -156,9 +238,18 @@ pub fn render_table(rep: &ResultsReport, rule_text: &str) -> String {
         }
         out.push_str(&format!("  Outcome: {}\n", outcome_words(r, rule_text)));
         if let Some(areas) = &r.areas {
-            out.push_str(&format!("\n  By {} ({} areas)\n", areas.first().map_or("area", |a| a.level.as_str()), areas.len()));
+            out.push_str(&format!(
+                "\n  By {} ({} areas)\n",
+                areas.first().map_or("area", |a| a.level.as_str()),
+                areas.len()
+            ));
             let show: Vec<&str> = r.candidates.iter().take(4).map(|c| c.id.as_str()).collect();
-            let mut cols: Vec<(&str, Align)> = vec![("Area", Align::Left), ("Valid", Align::Right), ("Turnout", Align::Right), ("Leader", Align::Left)];
+            let mut cols: Vec<(&str, Align)> = vec![
+                ("Area", Align::Left),
+                ("Valid", Align::Right),
+                ("Turnout", Align::Right),
+                ("Leader", Align::Left),
+            ];
             for id in &show {
                 cols.push((id, Align::Right));
             }
@@ -168,7 +259,9 @@ pub fn render_table(rep: &ResultsReport, rule_text: &str) -> String {
                     a.area.clone(),
                     thousands(a.totals.valid),
                     pct(a.totals.turnout),
-                    a.leader.as_deref().map_or("-".to_string(), |l| name_of(r, l).to_string()),
+                    a.leader
+                        .as_deref()
+                        .map_or("-".to_string(), |l| name_of(r, l).to_string()),
                 ];
                 for id in &show {
                     let share = a.candidates.iter().find(|c| c.id == *id).map(|c| c.share);
@@ -201,10 +294,26 @@ fn list(ids: &[String]) -> String {
 
 /// Long format: one line per round, area and candidate.
 pub fn render_csv(rep: &ResultsReport) -> String {
-    let mut w = csv_line(&["round", "area", "level", "registered", "cast", "invalid", "valid", "turnout", "candidate", "votes", "share"]);
+    let mut w = csv_line(&[
+        "round",
+        "area",
+        "level",
+        "registered",
+        "cast",
+        "invalid",
+        "valid",
+        "turnout",
+        "candidate",
+        "votes",
+        "share",
+    ]);
     for r in &rep.rounds {
-        let mut rows: Vec<(String, String, &tally_model::report::TotalsOut, &Vec<tally_model::report::CandidateOut>)> =
-            vec![(r.area.clone(), String::new(), &r.totals, &r.candidates)];
+        let mut rows: Vec<(
+            String,
+            String,
+            &tally_model::report::TotalsOut,
+            &Vec<tally_model::report::CandidateOut>,
+        )> = vec![(r.area.clone(), String::new(), &r.totals, &r.candidates)];
         if let Some(areas) = &r.areas {
             for a in areas {
                 rows.push((a.area.clone(), a.level.clone(), &a.totals, &a.candidates));

@@ -131,7 +131,10 @@ colour = "#ff0000"
             "t.toml",
         )
         .unwrap();
-        assert_eq!(d.columns.areas.as_deref(), Some(&["province".to_string()][..]));
+        assert_eq!(
+            d.columns.areas.as_deref(),
+            Some(&["province".to_string()][..])
+        );
         assert_eq!(d.candidate("A").unwrap().to_candidate().name, "Alice");
         let r = d.rule("t.toml").unwrap();
         assert_eq!(r.clauses[0].share, Ratio::new(40, 100));

@@ -28,8 +28,20 @@ pub struct Layout {
 pub const CORE_NAMES: [&str; 4] = ["registered", "cast", "invalid", "valid"];
 
 const CORE_ALIASES: [&[&str]; 4] = [
-    &["registered", "registered_voters", "electorate", "eligible", "voters"],
-    &["cast", "ballots_cast", "votes_cast", "turnout_votes", "total_votes"],
+    &[
+        "registered",
+        "registered_voters",
+        "electorate",
+        "eligible",
+        "voters",
+    ],
+    &[
+        "cast",
+        "ballots_cast",
+        "votes_cast",
+        "turnout_votes",
+        "total_votes",
+    ],
     &["invalid", "invalid_total", "spoilt", "rejected"],
     &["valid", "valid_votes", "total_valid"],
 ];
@@ -79,22 +91,24 @@ enum Kind {
     Text,
 }
 
+/// A column is numeric when (nearly) all its non-empty sample cells are integers: a few bad
+/// cells do not turn a count column into text, they become E101 findings on their rows.
 fn column_kind(sample: &[Vec<String>], col: usize) -> Kind {
-    let mut seen = false;
+    let (mut seen, mut ints) = (0usize, 0usize);
     for row in sample {
         let v = row.get(col).map(|s| s.trim()).unwrap_or("");
         if v.is_empty() {
             continue;
         }
-        seen = true;
-        if !is_int(v) {
-            return Kind::Text;
-        }
+        seen += 1;
+        ints += usize::from(is_int(v));
     }
-    if seen {
+    if seen == 0 {
+        Kind::Empty
+    } else if ints * 100 >= seen * 95 {
         Kind::Numeric
     } else {
-        Kind::Empty
+        Kind::Text
     }
 }
 
@@ -105,7 +119,12 @@ pub fn check_header(header: &[String], file: &str) -> Result<(), ImportError> {
             return Err(ImportError::fatal(
                 Code::F003,
                 file,
-                format!("columns {} and {} are both named '{}'", j + 1, i + 1, h.trim()),
+                format!(
+                    "columns {} and {} are both named '{}'",
+                    j + 1,
+                    i + 1,
+                    h.trim()
+                ),
             ));
         }
     }
@@ -178,7 +197,10 @@ pub fn infer(
                 notes.push(format!("'{}' read as {}", header[i], CORE_NAMES[f]));
             }
         } else {
-            notes.push(format!("no {} column: checks that need it are skipped", CORE_NAMES[f]));
+            notes.push(format!(
+                "no {} column: checks that need it are skipped",
+                CORE_NAMES[f]
+            ));
         }
     }
     let mut ignored: Vec<(usize, String)> = Vec::new();
@@ -226,14 +248,20 @@ pub fn infer(
     if !areas.is_empty() {
         notes.push(format!(
             "area levels: {}",
-            areas.iter().map(|&i| header[i].as_str()).collect::<Vec<_>>().join(" > ")
+            areas
+                .iter()
+                .map(|&i| header[i].as_str())
+                .collect::<Vec<_>>()
+                .join(" > ")
         ));
     } else {
         notes.push("no area columns: every station hangs directly under the whole election".into());
     }
 
     // Candidates.
-    let candidates: Vec<(usize, Candidate)> = if let Some(d) = def.filter(|d| !d.candidates.is_empty()) {
+    let candidates: Vec<(usize, Candidate)> = if let Some(d) =
+        def.filter(|d| !d.candidates.is_empty())
+    {
         let mut v = Vec::new();
         for c in &d.candidates {
             if let Some(i) = find(&c.id) {
@@ -256,7 +284,17 @@ pub fn infer(
         }
         v
     } else {
-        infer_candidates(header, sample, &kinds, &core, &used, &mut extra, &mut ignored, &mut notes, file)?
+        infer_candidates(
+            header,
+            sample,
+            &kinds,
+            &core,
+            &used,
+            &mut extra,
+            &mut ignored,
+            &mut notes,
+            file,
+        )?
     };
     if candidates.is_empty() {
         return Err(ImportError::fatal(
@@ -326,18 +364,27 @@ fn infer_levels(
         }
         let d = ids.len();
         let name = &header[c];
-        let last = levels.last().map(|&l| header[l].as_str()).unwrap_or("the election");
+        let last = levels
+            .last()
+            .map(|&l| header[l].as_str())
+            .unwrap_or("the election");
         if d == distinct_paths {
-            skipped.push((c, format!("determined by {last} (a code or attribute of it)")));
+            skipped.push((
+                c,
+                format!("determined by {last} (a code or attribute of it)"),
+            ));
             notes.push(format!("'{name}' is determined by {last}: not a level"));
             continue;
         }
         if d == n && kinds[c] == Kind::Numeric && n > 1 {
             skipped.push((c, format!("numbers the stations within {last}")));
-            notes.push(format!("'{name}' numbers the stations within {last}: not a level"));
+            notes.push(format!(
+                "'{name}' numbers the stations within {last}: not a level"
+            ));
             continue;
         }
-        let nested = parents.values().filter(|p| p.len() == 1).count() as f64 / parents.len() as f64;
+        let nested =
+            parents.values().filter(|p| p.len() == 1).count() as f64 / parents.len() as f64;
         if nested >= 0.9 {
             levels.push(c);
             path = new_path;
@@ -349,7 +396,9 @@ fn infer_levels(
                 .map(|(v, p)| format!("'{v}' appears under {} different {last} values", p.len()))
                 .unwrap_or_default();
             skipped.push((c, format!("attribute, not nested under {last}")));
-            notes.push(format!("'{name}' is an attribute, not an area level: {example}"));
+            notes.push(format!(
+                "'{name}' is an attribute, not an area level: {example}"
+            ));
         } else {
             skipped.push((c, "undecided: treated as an attribute".into()));
             notes.push(format!(
@@ -393,7 +442,9 @@ fn infer_candidates(
     let pool: Vec<usize> = (start..header.len())
         .filter(|c| !used.contains(c) && kinds[*c] == Kind::Numeric && !is_id(*c))
         .collect();
-    for c in (start..header.len()).filter(|c| !used.contains(c) && kinds[*c] == Kind::Numeric && is_id(*c)) {
+    for c in (start..header.len())
+        .filter(|c| !used.contains(c) && kinds[*c] == Kind::Numeric && is_id(*c))
+    {
         ignored.push((c, "identifier (name ends in _id/_code)".into()));
         notes.push(format!("'{}' is an identifier, not a count", header[c]));
     }
@@ -406,10 +457,17 @@ fn infer_candidates(
             let rows: Vec<(u64, Vec<Option<u64>>)> = sample
                 .iter()
                 .filter_map(|r| {
-                    let v = crate::parse::parse_count(r.get(valid_col)?.trim().as_bytes()).ok()??;
+                    let v =
+                        crate::parse::parse_count(r.get(valid_col)?.trim().as_bytes()).ok()??;
                     let cells = pool
                         .iter()
-                        .map(|&c| crate::parse::parse_count(r.get(c).map(|s| s.trim()).unwrap_or("").as_bytes()).ok().flatten())
+                        .map(|&c| {
+                            crate::parse::parse_count(
+                                r.get(c).map(|s| s.trim()).unwrap_or("").as_bytes(),
+                            )
+                            .ok()
+                            .flatten()
+                        })
                         .collect();
                     Some((v, cells))
                 })

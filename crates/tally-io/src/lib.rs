@@ -46,7 +46,14 @@ impl ImportError {
 
 impl fmt::Display for ImportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {} ({})", self.code, self.file, self.detail, self.code.title())
+        write!(
+            f,
+            "{} {}: {} ({})",
+            self.code,
+            self.file,
+            self.detail,
+            self.code.title()
+        )
     }
 }
 
@@ -64,7 +71,11 @@ pub struct Issue {
 
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let station = if self.station.is_empty() { "?" } else { &self.station };
+        let station = if self.station.is_empty() {
+            "?"
+        } else {
+            &self.station
+        };
         write!(
             f,
             "{} {}:{} station {}: {} ({})",
@@ -137,10 +148,21 @@ pub fn import_path(path: &str, opts: &ImportOptions<'_>) -> Result<FileImport, I
     import_bytes(&data, path, opts)
 }
 
-/// Imports the bytes of one (decompressed) CSV file.
-pub fn import_bytes(data: &[u8], file: &str, opts: &ImportOptions<'_>) -> Result<FileImport, ImportError> {
+/// Imports the bytes of one CSV file (gzip-compressed bytes are decompressed first).
+pub fn import_bytes(
+    data: &[u8],
+    file: &str,
+    opts: &ImportOptions<'_>,
+) -> Result<FileImport, ImportError> {
+    let decoded;
+    let data = if data.starts_with(&[0x1f, 0x8b]) {
+        decoded = decode(data.to_vec(), file)?;
+        &decoded[..]
+    } else {
+        data
+    };
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
-    let (header, body_start, sample) = read_header_and_sample(data, file)?;
+    let (header, body_start, sample, sample_bytes) = read_header_and_sample(data, file)?;
     let layout = layout::infer(&header, &sample, opts.definition, file)?;
     let parts = rayon::current_num_threads().max(1) * 2;
     let ranges = split(data, body_start, 2, parts);
@@ -150,9 +172,10 @@ pub fn import_bytes(data: &[u8], file: &str, opts: &ImportOptions<'_>) -> Result
         default_round: opts.default_round,
         validation: &opts.validation,
         registry: opts.registry,
+        avg_row_bytes: sample_bytes / sample.len().max(1),
     };
-    let chunks = parse_chunks(data, &ranges, &ctx);
-    let rounds = assemble(&chunks, &layout, file, opts);
+    let mut chunks = parse_chunks(data, &ranges, &ctx);
+    let rounds = assemble(&mut chunks, &layout, file, opts);
     Ok(FileImport {
         file: file.to_string(),
         layout,
@@ -160,17 +183,24 @@ pub fn import_bytes(data: &[u8], file: &str, opts: &ImportOptions<'_>) -> Result
     })
 }
 
-fn read_header_and_sample(data: &[u8], file: &str) -> Result<(Vec<String>, usize, Vec<Vec<String>>), ImportError> {
+type HeaderAndSample = (Vec<String>, usize, Vec<Vec<String>>, usize);
+
+/// The header, where the body starts, up to SAMPLE_ROWS rows for inference and their size.
+fn read_header_and_sample(data: &[u8], file: &str) -> Result<HeaderAndSample, ImportError> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(data);
     let mut rec = csv::ByteRecord::new();
-    let got = rdr
-        .read_byte_record(&mut rec)
-        .map_err(|e| ImportError::fatal(Code::F001, file, format!("cannot read the header: {e}")))?;
+    let got = rdr.read_byte_record(&mut rec).map_err(|e| {
+        ImportError::fatal(Code::F001, file, format!("cannot read the header: {e}"))
+    })?;
     if !got || rec.iter().all(|f| f.is_empty()) {
-        return Err(ImportError::fatal(Code::F002, file, "the file is empty (no header line)"));
+        return Err(ImportError::fatal(
+            Code::F002,
+            file,
+            "the file is empty (no header line)",
+        ));
     }
     let header: Vec<String> = rec
         .iter()
@@ -178,7 +208,13 @@ fn read_header_and_sample(data: &[u8], file: &str) -> Result<(Vec<String>, usize
         .map(|(i, f)| {
             std::str::from_utf8(f)
                 .map(|s| s.trim().to_string())
-                .map_err(|_| ImportError::fatal(Code::F005, file, format!("column {} of the header is not valid UTF-8", i + 1)))
+                .map_err(|_| {
+                    ImportError::fatal(
+                        Code::F005,
+                        file,
+                        format!("column {} of the header is not valid UTF-8", i + 1),
+                    )
+                })
         })
         .collect::<Result<_, _>>()?;
     let body_start = rdr.position().byte() as usize;
@@ -187,7 +223,11 @@ fn read_header_and_sample(data: &[u8], file: &str) -> Result<(Vec<String>, usize
         match rdr.read_byte_record(&mut rec) {
             Ok(true) => {
                 if rec.len() == header.len() {
-                    sample.push(rec.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect());
+                    sample.push(
+                        rec.iter()
+                            .map(|f| String::from_utf8_lossy(f).into_owned())
+                            .collect(),
+                    );
                 }
             }
             Ok(false) => break,
@@ -201,7 +241,8 @@ fn read_header_and_sample(data: &[u8], file: &str) -> Result<(Vec<String>, usize
             "the file has a header but no readable data row",
         ));
     }
-    Ok((header, body_start, sample))
+    let sample_bytes = rdr.position().byte() as usize - body_start;
+    Ok((header, body_start, sample, sample_bytes))
 }
 
 fn issue(file: &str, row: &parse::RowIssue) -> Issue {
@@ -215,8 +256,16 @@ fn issue(file: &str, row: &parse::RowIssue) -> Issue {
 }
 
 /// Joins the chunks into one `Round` per round number found in the file.
-fn assemble(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOptions<'_>) -> Vec<ImportedRound> {
-    let mut numbers: BTreeSet<u8> = chunks.iter().flat_map(|c| c.round.iter().copied()).collect();
+fn assemble(
+    chunks: &mut [Chunk],
+    layout: &Layout,
+    file: &str,
+    opts: &ImportOptions<'_>,
+) -> Vec<ImportedRound> {
+    let mut numbers: BTreeSet<u8> = chunks
+        .iter()
+        .flat_map(|c| c.round.iter().copied())
+        .collect();
     let rejected_rows: u64 = chunks.iter().map(|c| c.rejected.len() as u64).sum();
     if numbers.is_empty() {
         numbers.insert(opts.default_round);
@@ -225,12 +274,12 @@ fn assemble(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOptions<
     numbers
         .into_iter()
         .map(|number| {
-            let mut r = assemble_round(chunks, layout, file, opts, number);
+            let mut r = assemble_round(&mut *chunks, layout, file, opts, number);
             if number == first_round {
                 // Rows too broken to tell their round are reported with the first round.
                 r.stats.rows += rejected_rows;
                 r.stats.quarantined += rejected_rows;
-                for c in chunks {
+                for c in chunks.iter() {
                     for (ri, raw) in &c.rejected {
                         r.issues.push(issue(file, ri));
                         r.quarantine.push(QuarantinedRow {
@@ -251,12 +300,18 @@ fn assemble(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOptions<
         .collect()
 }
 
-fn assemble_round(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOptions<'_>, number: u8) -> ImportedRound {
+fn assemble_round(
+    chunks: &mut [Chunk],
+    layout: &Layout,
+    file: &str,
+    opts: &ImportOptions<'_>,
+    number: u8,
+) -> ImportedRound {
     let k_all = layout.candidates.len();
     let e = layout.extra.len();
     // Candidates of this round: the columns with a count on at least one of its rows.
     let mut on_ballot = vec![false; k_all];
-    for c in chunks {
+    for c in chunks.iter() {
         if let Some(seen) = c.seen.get(&number) {
             on_ballot.iter_mut().zip(seen).for_each(|(a, b)| *a |= b);
         }
@@ -269,7 +324,10 @@ fn assemble_round(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOp
     let tree = AreaTree::new(&opts.election_name, layout.level_names());
     let mut round = Round::new(
         number,
-        cand_idx.iter().map(|&j| layout.candidates[j].1.clone()).collect(),
+        cand_idx
+            .iter()
+            .map(|&j| layout.candidates[j].1.clone())
+            .collect(),
         layout.extra_names(),
         tree,
     );
@@ -278,8 +336,12 @@ fn assemble_round(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOp
     let mut quarantine: Vec<QuarantinedRow> = Vec::new();
     let mut votes = vec![0u64; cand_idx.len()];
     let mut findings: Vec<Finding> = Vec::new();
-    for c in chunks {
+    for c in chunks.iter_mut() {
         let leaf: Vec<u32> = c.paths.iter().map(|p| round.tree.leaf(p)).collect();
+        if !compact && c.pending.is_empty() && c.round.iter().all(|&r| r == number) {
+            append_chunk(&mut round, c, &leaf, &mut stats, &mut issues, &mut quarantine, file);
+            continue;
+        }
         let mut pending = c.pending.iter().peekable();
         let mut raw = c.raw.iter().peekable();
         let mut iss = c.issues.iter().peekable();
@@ -295,11 +357,14 @@ fn assemble_round(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOp
             }
             stats.rows += 1;
             let all_votes = &c.votes[i * k_all..(i + 1) * k_all];
-            for (o, &j) in votes.iter_mut().zip(&cand_idx) {
-                *o = all_votes[j];
-            }
             let mut core = [c.core[0][i], c.core[1][i], c.core[2][i], c.core[3][i]];
             let mut status = c.status[i];
+            let reshaped = compact || is_pending;
+            if reshaped {
+                for (o, &j) in votes.iter_mut().zip(&cand_idx) {
+                    *o = all_votes[j];
+                }
+            }
             if is_pending {
                 let missing: Vec<&str> = cand_idx
                     .iter()
@@ -322,6 +387,10 @@ fn assemble_round(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOp
                     votes.iter_mut().for_each(|v| *v = 0);
                 }
             }
+            if reshaped {
+                // Absent counts of a station that is not counted are stored as 0.
+                votes.iter_mut().filter(|v| **v == MISSING).for_each(|v| *v = 0);
+            }
             match status {
                 SheetStatus::Counted => {
                     stats.accepted += 1;
@@ -333,7 +402,7 @@ fn assemble_round(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOp
                 SheetStatus::Missing | SheetStatus::Annulled => stats.missing += 1,
             }
             let line = c.lines[i];
-            let station = &c.ids[i];
+            let station = std::mem::take(&mut c.ids[i]);
             for f in &findings {
                 issues.push(Issue {
                     code: f.code,
@@ -355,13 +424,8 @@ fn assemble_round(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOp
                 });
             }
             let extra = &c.extra[i * e..(i + 1) * e];
-            let v: &[u64] = if compact || is_pending { &votes } else { all_votes };
-            let v: Vec<u64> = if status == SheetStatus::Counted {
-                v.to_vec()
-            } else {
-                v.iter().map(|&x| if x == MISSING { 0 } else { x }).collect()
-            };
-            round.push(station.clone(), leaf[c.path_of[i] as usize], status, line, core, &v, extra);
+            let v: &[u64] = if reshaped { &votes } else { all_votes };
+            round.push(station, leaf[c.path_of[i] as usize], status, line, core, v, extra);
         }
     }
     resolve_duplicates(&mut round, &mut stats, &mut issues, &mut quarantine, file);
@@ -375,18 +439,91 @@ fn assemble_round(chunks: &[Chunk], layout: &Layout, file: &str, opts: &ImportOp
     }
 }
 
+/// The common case, a chunk whose rows all belong to this round with all its candidates:
+/// its columns are moved into the round as they are.
+fn append_chunk(
+    round: &mut Round,
+    c: &mut Chunk,
+    leaf: &[u32],
+    stats: &mut SheetStats,
+    issues: &mut Vec<Issue>,
+    quarantine: &mut Vec<QuarantinedRow>,
+    file: &str,
+) {
+    let n = c.ids.len() as u64;
+    stats.rows += n;
+    for st in &c.status {
+        match st {
+            SheetStatus::Counted => stats.accepted += 1,
+            SheetStatus::Quarantined => stats.quarantined += 1,
+            SheetStatus::Missing | SheetStatus::Annulled => stats.missing += 1,
+        }
+    }
+    let mut last_warned = usize::MAX;
+    for (row, ri) in &c.issues {
+        if c.status[*row] == SheetStatus::Counted && *row != last_warned {
+            stats.with_warnings += 1;
+            last_warned = *row;
+        }
+        issues.push(issue(file, ri));
+    }
+    // Both lists are in row order: walk them together.
+    let mut found = c.issues.iter().peekable();
+    for (row, raw) in &c.raw {
+        while found.next_if(|(r, _)| r < row).is_some() {}
+        let mut errors: Vec<&parse::RowIssue> = Vec::new();
+        while let Some((_, ri)) = found.next_if(|(r, _)| r == row) {
+            if ri.finding.code.severity() == Severity::Error {
+                errors.push(ri);
+            }
+        }
+        quarantine.push(QuarantinedRow {
+            file: file.to_string(),
+            line: c.lines[*row],
+            station: c.ids[*row].clone(),
+            codes: errors.iter().map(|e| e.finding.code).collect(),
+            reasons: errors.iter().map(|e| e.finding.detail.clone()).collect(),
+            raw: raw.clone(),
+        });
+    }
+    let s = &mut round.stations;
+    s.ids.append(&mut c.ids);
+    s.area.extend(c.path_of.iter().map(|&p| leaf[p as usize]));
+    s.status.extend_from_slice(&c.status);
+    s.line.extend_from_slice(&c.lines);
+    s.registered.extend_from_slice(&c.core[0]);
+    s.cast.extend_from_slice(&c.core[1]);
+    s.invalid.extend_from_slice(&c.core[2]);
+    s.valid.extend_from_slice(&c.core[3]);
+    s.votes.extend_from_slice(&c.votes);
+    s.extra.extend_from_slice(&c.extra);
+}
+
 /// W208 or E110 for a sheet with empty candidate cells: the valid total determines them when
 /// the others already add up to it (all zero) or when only one is missing.
-fn imply_missing_votes(votes: &mut [u64], valid: u64, missing: &[&str], findings: &mut Vec<Finding>) {
+fn imply_missing_votes(
+    votes: &mut [u64],
+    valid: u64,
+    missing: &[&str],
+    findings: &mut Vec<Finding>,
+) {
     let present: u64 = votes.iter().filter(|&&v| v != MISSING).sum();
     let holes = votes.iter().filter(|&&v| v == MISSING).count();
-    let rest = (valid != MISSING).then(|| valid.checked_sub(present)).flatten();
+    let rest = (valid != MISSING)
+        .then(|| valid.checked_sub(present))
+        .flatten();
     match rest {
         Some(rest) if rest == 0 || holes == 1 => {
-            votes.iter_mut().filter(|v| **v == MISSING).for_each(|v| *v = rest);
+            votes
+                .iter_mut()
+                .filter(|v| **v == MISSING)
+                .for_each(|v| *v = rest);
             findings.push(Finding::new(
                 Code::W208,
-                format!("no count for {} in the source; {rest} implied by valid {valid}", missing.join(", ")),
+                format!(
+                    "no count for {} in the source; {rest} implied by valid {valid}",
+                    missing.join(", ")
+                ),
             ));
         }
         _ => findings.push(Finding::new(
@@ -435,16 +572,25 @@ fn resolve_duplicates(
                         file: file.to_string(),
                         line: round.stations.line[i],
                         station: round.stations.ids[i].clone(),
-                        detail: format!("same numbers as line {}; counted once", round.stations.line[first]),
+                        detail: format!(
+                            "same numbers as line {}; counted once",
+                            round.stations.line[first]
+                        ),
                     });
                 }
             }
             Duplicate::Conflicting { rows } => {
-                let lines: Vec<String> = rows.iter().map(|&i| round.stations.line[i].to_string()).collect();
+                let lines: Vec<String> = rows
+                    .iter()
+                    .map(|&i| round.stations.line[i].to_string())
+                    .collect();
                 for (n, &i) in rows.iter().enumerate() {
                     let was = round.stations.status[i];
                     uncount(stats, was, true);
-                    let detail = format!("station appears on lines {} with different numbers", lines.join(", "));
+                    let detail = format!(
+                        "station appears on lines {} with different numbers",
+                        lines.join(", ")
+                    );
                     let station = round.stations.ids[i].clone();
                     let line = round.stations.line[i];
                     issues.push(Issue {

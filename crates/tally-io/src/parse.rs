@@ -29,11 +29,13 @@ pub fn parse_count(b: &[u8]) -> Result<Option<u64>, CountError> {
         None => (b, &b[..0]),
     };
     if int.first() == Some(&b'-') {
-        return Err(if int.len() > 1 && int[1..].iter().all(u8::is_ascii_digit) {
-            CountError::Negative
-        } else {
-            CountError::NotInteger
-        });
+        return Err(
+            if int.len() > 1 && int[1..].iter().all(u8::is_ascii_digit) {
+                CountError::Negative
+            } else {
+                CountError::NotInteger
+            },
+        );
     }
     if int.is_empty() || !frac.iter().all(|&c| c == b'0') {
         return Err(CountError::NotInteger);
@@ -44,7 +46,10 @@ pub fn parse_count(b: &[u8]) -> Result<Option<u64>, CountError> {
         if d > 9 {
             return Err(CountError::NotInteger);
         }
-        v = v.checked_mul(10).and_then(|v| v.checked_add(u64::from(d))).ok_or(CountError::TooLarge)?;
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(d)))
+            .ok_or(CountError::TooLarge)?;
     }
     if v > MAX_COUNT {
         return Err(CountError::TooLarge);
@@ -110,11 +115,18 @@ pub struct ParseContext<'a> {
     pub default_round: u8,
     pub validation: &'a ValidationConfig,
     pub registry: Option<&'a HashSet<String>>,
+    /// Average bytes per row in the sample, to size the column buffers once.
+    pub avg_row_bytes: usize,
 }
 
 /// Splits `data` (after the header) into about `parts` chunks at record boundaries.
 /// Returns `(start, end, first_line)` with 1-based line numbers.
-pub fn split(data: &[u8], body_start: usize, first_line: u64, parts: usize) -> Vec<(usize, usize, u64)> {
+pub fn split(
+    data: &[u8],
+    body_start: usize,
+    first_line: u64,
+    parts: usize,
+) -> Vec<(usize, usize, u64)> {
     let len = data.len();
     let mut out = Vec::new();
     let mut start = body_start;
@@ -156,7 +168,11 @@ pub fn split(data: &[u8], body_start: usize, first_line: u64, parts: usize) -> V
     out
 }
 
-pub fn parse_chunks(data: &[u8], ranges: &[(usize, usize, u64)], ctx: &ParseContext<'_>) -> Vec<Chunk> {
+pub fn parse_chunks(
+    data: &[u8],
+    ranges: &[(usize, usize, u64)],
+    ctx: &ParseContext<'_>,
+) -> Vec<Chunk> {
     ranges
         .par_iter()
         .map(|&(a, b, line)| parse_chunk(&data[a..b], line, ctx))
@@ -164,7 +180,9 @@ pub fn parse_chunks(data: &[u8], ranges: &[(usize, usize, u64)], ctx: &ParseCont
 }
 
 fn raw_row(rec: &csv::ByteRecord) -> String {
-    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
     // Writing to a Vec cannot fail.
     let _ = w.write_byte_record(rec);
     let bytes = w.into_inner().unwrap_or_default();
@@ -179,21 +197,117 @@ fn count_error_text(e: CountError) -> &'static str {
     }
 }
 
+/// One data row, from the fast splitter or from the `csv` crate.
+trait Row {
+    fn len(&self) -> usize;
+    fn field(&self, i: usize) -> &[u8];
+    /// The row as CSV text, for the quarantine file.
+    fn raw(&self) -> String;
+}
+
+struct CsvRow<'a>(&'a csv::ByteRecord);
+
+impl Row for CsvRow<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn field(&self, i: usize) -> &[u8] {
+        self.0.get(i).unwrap_or(b"")
+    }
+    fn raw(&self) -> String {
+        raw_row(self.0)
+    }
+}
+
+/// A row of a chunk without quotes: fields are the bytes between commas.
+struct PlainRow<'a> {
+    line: &'a [u8],
+    bounds: &'a [(usize, usize)],
+}
+
+impl Row for PlainRow<'_> {
+    fn len(&self) -> usize {
+        self.bounds.len()
+    }
+    fn field(&self, i: usize) -> &[u8] {
+        self.bounds.get(i).map_or(b"", |&(a, b)| &self.line[a..b])
+    }
+    fn raw(&self) -> String {
+        String::from_utf8_lossy(self.line).into_owned()
+    }
+}
+
+/// Buffers reused from row to row.
+struct RowState {
+    votes: Vec<u64>,
+    extra: Vec<u64>,
+    findings: Vec<Finding>,
+    last_path: Option<Vec<Vec<u8>>>,
+}
+
 fn parse_chunk(bytes: &[u8], first_line: u64, ctx: &ParseContext<'_>) -> Chunk {
     let l = ctx.layout;
-    let width = l.header.len();
     let k = l.candidates.len();
     let e = l.extra.len();
-    let mut c = Chunk::default();
+    let rows = bytes.len() / ctx.avg_row_bytes.max(8) + 16;
+    let mut c = Chunk {
+        ids: Vec::with_capacity(rows),
+        lines: Vec::with_capacity(rows),
+        path_of: Vec::with_capacity(rows),
+        status: Vec::with_capacity(rows),
+        round: Vec::with_capacity(rows),
+        core: std::array::from_fn(|_| Vec::with_capacity(rows)),
+        votes: Vec::with_capacity(rows * k),
+        extra: Vec::with_capacity(rows * e),
+        ..Chunk::default()
+    };
+    let mut st = RowState {
+        votes: vec![0u64; k],
+        extra: vec![MISSING; e],
+        findings: Vec::new(),
+        last_path: None,
+    };
+    if memchr::memchr(b'"', bytes).is_none() {
+        // Fast path: no quoting anywhere in the chunk, so commas and newlines are separators.
+        let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(l.header.len() + 1);
+        let mut line_no = first_line;
+        let mut start = 0usize;
+        while start < bytes.len() {
+            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |p| start + p);
+            let mut line = &bytes[start..end];
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            if !line.is_empty() {
+                bounds.clear();
+                let mut a = 0usize;
+                for comma in memchr::memchr_iter(b',', line) {
+                    bounds.push((a, comma));
+                    a = comma + 1;
+                }
+                bounds.push((a, line.len()));
+                c.rows_read += 1;
+                handle_row(
+                    &mut c,
+                    &mut st,
+                    ctx,
+                    line_no,
+                    &PlainRow {
+                        line,
+                        bounds: &bounds,
+                    },
+                );
+            }
+            line_no += 1;
+            start = end + 1;
+        }
+        return c;
+    }
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(bytes);
     let mut rec = csv::ByteRecord::new();
-    let mut votes = vec![0u64; k];
-    let mut extra = vec![MISSING; e];
-    let mut findings: Vec<Finding> = Vec::new();
-    let mut last_path: Option<Vec<Vec<u8>>> = None;
     loop {
         let line = first_line + rdr.position().line().saturating_sub(1);
         match rdr.read_byte_record(&mut rec) {
@@ -215,180 +329,222 @@ fn parse_chunk(bytes: &[u8], first_line: u64, ctx: &ParseContext<'_>) -> Chunk {
             continue; // blank line
         }
         c.rows_read += 1;
-        let station = std::str::from_utf8(rec.get(l.station).unwrap_or(b"")).map(|s| s.trim().to_string());
-        let reject = |c: &mut Chunk, code: Code, detail: String, station: String| {
-            c.rejected.push((
-                RowIssue {
-                    line,
-                    station,
-                    finding: Finding::new(code, detail),
-                },
-                raw_row(&rec),
-            ));
-        };
-        if rec.len() != width {
-            let st = station.clone().unwrap_or_default();
-            reject(&mut c, Code::E108, format!("row has {} fields, the header has {width}", rec.len()), st);
-            continue;
-        }
-        let station = match station {
-            Ok(s) if !s.is_empty() => s,
-            Ok(_) => {
-                reject(&mut c, Code::E109, "empty station id".into(), String::new());
-                continue;
-            }
-            Err(_) => {
-                reject(&mut c, Code::E108, "station id is not valid UTF-8".into(), String::new());
-                continue;
-            }
-        };
-        // Area path: reuse the previous row's when the cells are the same bytes.
-        let same_path = last_path
-            .as_ref()
-            .is_some_and(|p| l.areas.iter().zip(p).all(|(&col, prev)| &rec[col] == prev.as_slice()));
-        if !same_path {
-            let mut names = Vec::with_capacity(l.areas.len());
-            let mut bad = false;
-            for &col in &l.areas {
-                match std::str::from_utf8(&rec[col]) {
-                    Ok(s) => names.push(s.trim().to_string()),
-                    Err(_) => bad = true,
-                }
-            }
-            if bad {
-                reject(&mut c, Code::E108, "an area name is not valid UTF-8".into(), station);
-                last_path = None;
-                continue;
-            }
-            c.paths.push(names);
-            last_path = Some(l.areas.iter().map(|&col| rec[col].to_vec()).collect());
-        }
-        let row = c.ids.len();
-        findings.clear();
-        let mut present = 0usize;
-        let mut number = |col: usize, what: &str, findings: &mut Vec<Finding>| -> u64 {
-            match parse_count(&rec[col]) {
-                Ok(Some(v)) => {
-                    present += 1;
-                    v
-                }
-                Ok(None) => MISSING,
-                Err(err) => {
-                    present += 1;
-                    findings.push(Finding::new(
-                        Code::E101,
-                        format!(
-                            "{what} '{}' is {}",
-                            String::from_utf8_lossy(&rec[col]).trim(),
-                            count_error_text(err)
-                        ),
-                    ));
-                    MISSING
-                }
-            }
-        };
-        let round = match l.round {
-            None => ctx.default_round,
-            Some(col) => match parse_count(&rec[col]) {
-                Ok(Some(v)) if (1..=9).contains(&v) => v as u8,
-                _ => {
-                    reject(
-                        &mut c,
-                        Code::E101,
-                        format!("round '{}' is not a round number (1-9)", String::from_utf8_lossy(&rec[col]).trim()),
-                        station,
-                    );
-                    if !same_path {
-                        c.paths.pop();
-                        last_path = None;
-                    }
-                    continue;
-                }
-            },
-        };
-        let mut core = [MISSING; 4];
-        for (f, col) in l.core.iter().enumerate() {
-            if let Some(col) = *col {
-                core[f] = number(col, tally_model_core_name(f), &mut findings);
-            }
-        }
-        for (j, (col, cand)) in l.candidates.iter().enumerate() {
-            votes[j] = number(*col, &cand.id, &mut findings);
-        }
-        for (j, &col) in l.extra.iter().enumerate() {
-            extra[j] = number(col, &l.header[col], &mut findings);
-        }
-        let mut pending = false;
-        let status = if present == 0 {
-            SheetStatus::Missing
-        } else {
-            if let Some(reg) = ctx.registry {
-                if !reg.contains(&station) {
-                    findings.push(Finding::new(
-                        Code::E106,
-                        format!("station '{station}' is not in the registry"),
-                    ));
-                }
-            }
-            let seen = c.seen.entry(round).or_insert_with(|| vec![false; k]);
-            for (j, &v) in votes.iter().enumerate() {
-                seen[j] |= v != MISSING;
-            }
-            if findings.iter().any(|f| f.code == Code::E101) {
-                SheetStatus::Quarantined
-            } else if votes.contains(&MISSING) {
-                // Either a candidate not on this round's ballot (a multi-round file) or an
-                // incomplete sheet (E110): decided once the whole round has been read.
-                pending = true;
-                SheetStatus::Quarantined
-            } else {
-                check_sheet(&sheet_of(&core, &votes), ctx.validation, &mut findings);
-                if findings
-                    .iter()
-                    .any(|f| f.code.severity() == tally_model::Severity::Error)
-                {
-                    SheetStatus::Quarantined
-                } else {
-                    SheetStatus::Counted
-                }
-            }
-        };
-        if pending {
-            c.pending.push(row);
-        } else if status == SheetStatus::Quarantined {
-            c.raw.push((row, raw_row(&rec)));
-            // Only the registered count survives, as the progress base of a known station.
-            core[1..].iter_mut().for_each(|v| *v = MISSING);
-            votes.iter_mut().for_each(|v| *v = 0);
-            extra.iter_mut().for_each(|v| *v = MISSING);
-        } else if status == SheetStatus::Missing {
-            votes.iter_mut().for_each(|v| *v = 0);
-        }
-        if pending {
-            c.raw.push((row, raw_row(&rec)));
-        }
-        for f in findings.drain(..) {
-            c.issues.push((
-                row,
-                RowIssue {
-                    line,
-                    station: station.clone(),
-                    finding: f,
-                },
-            ));
-        }
-        c.round.push(round);
-        c.ids.push(station);
-        c.lines.push(line);
-        c.path_of.push((c.paths.len() - 1) as u32);
-        c.status.push(status);
-        for f in 0..4 {
-            c.core[f].push(core[f]);
-        }
-        c.votes.extend_from_slice(&votes);
-        c.extra.extend_from_slice(&extra);
+        handle_row(&mut c, &mut st, ctx, line, &CsvRow(&rec));
     }
     c
+}
+
+fn handle_row<R: Row>(
+    c: &mut Chunk,
+    st: &mut RowState,
+    ctx: &ParseContext<'_>,
+    line: u64,
+    rec: &R,
+) {
+    let l = ctx.layout;
+    let width = l.header.len();
+    let k = l.candidates.len();
+    let station = std::str::from_utf8(rec.field(l.station)).map(|s| s.trim().to_string());
+    let reject = |c: &mut Chunk, code: Code, detail: String, station: String| {
+        c.rejected.push((
+            RowIssue {
+                line,
+                station,
+                finding: Finding::new(code, detail),
+            },
+            rec.raw(),
+        ));
+    };
+    if rec.len() != width {
+        let id = station.clone().unwrap_or_default();
+        reject(
+            c,
+            Code::E108,
+            format!("row has {} fields, the header has {width}", rec.len()),
+            id,
+        );
+        return;
+    }
+    let station = match station {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => {
+            reject(c, Code::E109, "empty station id".into(), String::new());
+            return;
+        }
+        Err(_) => {
+            reject(
+                c,
+                Code::E108,
+                "station id is not valid UTF-8".into(),
+                String::new(),
+            );
+            return;
+        }
+    };
+    // Area path: reuse the previous row's when the cells are the same bytes.
+    let same_path = st.last_path.as_ref().is_some_and(|p| {
+        l.areas
+            .iter()
+            .zip(p)
+            .all(|(&col, prev)| rec.field(col) == prev.as_slice())
+    });
+    if !same_path {
+        let mut names = Vec::with_capacity(l.areas.len());
+        let mut bad = false;
+        for &col in &l.areas {
+            match std::str::from_utf8(rec.field(col)) {
+                Ok(s) => names.push(s.trim().to_string()),
+                Err(_) => bad = true,
+            }
+        }
+        if bad {
+            reject(
+                c,
+                Code::E108,
+                "an area name is not valid UTF-8".into(),
+                station,
+            );
+            st.last_path = None;
+            return;
+        }
+        c.paths.push(names);
+        st.last_path = Some(l.areas.iter().map(|&col| rec.field(col).to_vec()).collect());
+    }
+    let row = c.ids.len();
+    st.findings.clear();
+    let mut present = 0usize;
+    let mut number = |col: usize, what: &str, findings: &mut Vec<Finding>| -> u64 {
+        match parse_count(rec.field(col)) {
+            Ok(Some(v)) => {
+                present += 1;
+                v
+            }
+            Ok(None) => MISSING,
+            Err(err) => {
+                present += 1;
+                findings.push(Finding::new(
+                    Code::E101,
+                    format!(
+                        "{what} '{}' is {}",
+                        String::from_utf8_lossy(rec.field(col)).trim(),
+                        count_error_text(err)
+                    ),
+                ));
+                MISSING
+            }
+        }
+    };
+    let round = match l.round {
+        None => ctx.default_round,
+        Some(col) => match parse_count(rec.field(col)) {
+            Ok(Some(v)) if (1..=9).contains(&v) => v as u8,
+            _ => {
+                reject(
+                    c,
+                    Code::E101,
+                    format!(
+                        "round '{}' is not a round number (1-9)",
+                        String::from_utf8_lossy(rec.field(col)).trim()
+                    ),
+                    station,
+                );
+                if !same_path {
+                    c.paths.pop();
+                    st.last_path = None;
+                }
+                return;
+            }
+        },
+    };
+    let mut core = [MISSING; 4];
+    for (f, col) in l.core.iter().enumerate() {
+        if let Some(col) = *col {
+            core[f] = number(col, tally_model_core_name(f), &mut st.findings);
+        }
+    }
+    for (j, (col, cand)) in l.candidates.iter().enumerate() {
+        st.votes[j] = number(*col, &cand.id, &mut st.findings);
+    }
+    for (j, &col) in l.extra.iter().enumerate() {
+        st.extra[j] = number(col, &l.header[col], &mut st.findings);
+    }
+    // Registered alone is a known station without a result (a registry row).
+    let results_present =
+        present - usize::from(l.core[0].is_some_and(|col| !trim(rec.field(col)).is_empty()));
+    let mut pending = false;
+    let status = if results_present == 0 {
+        SheetStatus::Missing
+    } else {
+        if let Some(reg) = ctx.registry {
+            if !reg.contains(&station) {
+                st.findings.push(Finding::new(
+                    Code::E106,
+                    format!("station '{station}' is not in the registry"),
+                ));
+            }
+        }
+        let seen = c.seen.entry(round).or_insert_with(|| vec![false; k]);
+        for (j, &v) in st.votes.iter().enumerate() {
+            seen[j] |= v != MISSING;
+        }
+        if st.findings.iter().any(|f| f.code == Code::E101) {
+            SheetStatus::Quarantined
+        } else if st.votes.contains(&MISSING) {
+            // Either a candidate not on this round's ballot (a multi-round file) or an
+            // incomplete sheet (E110): decided once the whole round has been read.
+            pending = true;
+            SheetStatus::Quarantined
+        } else {
+            check_sheet(
+                &sheet_of(&core, &st.votes),
+                ctx.validation,
+                &mut st.findings,
+            );
+            if st
+                .findings
+                .iter()
+                .any(|f| f.code.severity() == tally_model::Severity::Error)
+            {
+                SheetStatus::Quarantined
+            } else {
+                SheetStatus::Counted
+            }
+        }
+    };
+    if pending {
+        c.pending.push(row);
+    } else if status == SheetStatus::Quarantined {
+        c.raw.push((row, rec.raw()));
+        // Only the registered count survives, as the progress base of a known station.
+        core[1..].iter_mut().for_each(|v| *v = MISSING);
+        st.votes.iter_mut().for_each(|v| *v = 0);
+        st.extra.iter_mut().for_each(|v| *v = MISSING);
+    } else if status == SheetStatus::Missing {
+        st.votes.iter_mut().for_each(|v| *v = 0);
+    }
+    if pending {
+        c.raw.push((row, rec.raw()));
+    }
+    for f in st.findings.drain(..) {
+        c.issues.push((
+            row,
+            RowIssue {
+                line,
+                station: station.clone(),
+                finding: f,
+            },
+        ));
+    }
+    c.round.push(round);
+    c.ids.push(station);
+    c.lines.push(line);
+    c.path_of.push((c.paths.len() - 1) as u32);
+    c.status.push(status);
+    for f in 0..4 {
+        c.core[f].push(core[f]);
+    }
+    c.votes.extend_from_slice(&st.votes);
+    c.extra.extend_from_slice(&st.extra);
 }
 
 pub fn sheet_of<'a>(core: &[u64; 4], votes: &'a [u64]) -> SheetCounts<'a> {
@@ -420,7 +576,10 @@ mod tests {
         assert_eq!(parse_count(b"1e3"), Err(CountError::NotInteger));
         assert_eq!(parse_count(b"abc"), Err(CountError::NotInteger));
         assert_eq!(parse_count(b"-"), Err(CountError::NotInteger));
-        assert_eq!(parse_count(b"99999999999999999999999"), Err(CountError::TooLarge));
+        assert_eq!(
+            parse_count(b"99999999999999999999999"),
+            Err(CountError::TooLarge)
+        );
         assert_eq!(parse_count(b"2000000000000"), Err(CountError::TooLarge));
     }
 
@@ -436,7 +595,10 @@ mod tests {
             assert_eq!(w[0].1, w[1].0);
             // Every chunk starts at a record: a digit, never the "b\"" continuation.
             assert!(data[w[1].0].is_ascii_digit(), "chunk starts inside a field");
-            assert_eq!(w[1].2, 2 + 2 * (memchr::memchr_iter(b'\n', &data[2..w[1].0]).count() as u64 / 2));
+            assert_eq!(
+                w[1].2,
+                2 + 2 * (memchr::memchr_iter(b'\n', &data[2..w[1].0]).count() as u64 / 2)
+            );
         }
         assert_eq!(ranges.last().unwrap().1, data.len());
     }

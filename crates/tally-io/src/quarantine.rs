@@ -24,8 +24,12 @@ pub fn write_quarantine(path: &Path, rows: &[&QuarantinedRow]) -> io::Result<()>
             ])?;
         }
         w.flush()?;
-        let f = w.into_inner().map_err(|e| io::Error::other(e.to_string()))?;
-        f.into_inner().map_err(|e| io::Error::other(e.to_string()))?.sync_all()?;
+        let f = w
+            .into_inner()
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        f.into_inner()
+            .map_err(|e| io::Error::other(e.to_string()))?
+            .sync_all()?;
     }
     std::fs::rename(&tmp, path)
 }

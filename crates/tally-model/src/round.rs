@@ -207,7 +207,9 @@ impl Round {
         s.invalid[i] = MISSING;
         s.valid[i] = MISSING;
         s.votes[i * k..(i + 1) * k].iter_mut().for_each(|v| *v = 0);
-        s.extra[i * e..(i + 1) * e].iter_mut().for_each(|v| *v = MISSING);
+        s.extra[i * e..(i + 1) * e]
+            .iter_mut()
+            .for_each(|v| *v = MISSING);
     }
 
     pub fn candidate_index(&self, id: &str) -> Option<usize> {

@@ -169,6 +169,11 @@ pub fn permille_text(num: u64, den: u64) -> String {
     format!("{:.2}%", 100.0 * num as f64 / den as f64)
 }
 
+/// FNV-1a: station ids are short, and this only groups candidates for an exact comparison.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// A group of rows that share a station id in one source, as found by [`find_duplicates`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Duplicate {
@@ -184,17 +189,13 @@ pub fn find_duplicates<F>(ids: &[&str], same: F) -> Vec<Duplicate>
 where
     F: Fn(usize, usize) -> bool,
 {
-    use std::hash::{Hash, Hasher};
+    use rayon::prelude::*;
     let mut keyed: Vec<(u64, u32)> = ids
-        .iter()
+        .par_iter()
         .enumerate()
-        .map(|(i, id)| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            id.hash(&mut h);
-            (h.finish(), i as u32)
-        })
+        .map(|(i, id)| (fnv1a(id.as_bytes()), i as u32))
         .collect();
-    keyed.sort_unstable();
+    keyed.par_sort_unstable();
     let mut out = Vec::new();
     let mut i = 0;
     while i < keyed.len() {

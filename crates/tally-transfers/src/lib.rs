@@ -50,7 +50,7 @@ pub enum Method {
 }
 
 /// The method used when none is asked for (chosen on the accuracy tests; see README).
-pub const DEFAULT_METHOD: Method = Method::MdBayes;
+pub const DEFAULT_METHOD: Method = Method::Tslphom;
 
 impl Method {
     /// All methods, in a stable order.

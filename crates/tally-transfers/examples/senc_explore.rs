@@ -1,0 +1,96 @@
+//! Accuracy on eiPack's `senc` (212 North Carolina precincts with the true race x party cells).
+//! EI = 100 * sum |estimated cell - true cell| / (2 * total): the share of votes in the wrong cell.
+//! Reference points from the R packages on the same data: lphom 5.6%, tslphom 4.5%, eiPack MD 1.4%.
+
+use tally_transfers::{estimate, Margins, Method, Options};
+
+struct Senc {
+    margins: Margins,
+    /// truth[u][r][c]
+    truth: Vec<[[f64; 3]; 3]>,
+}
+
+fn load() -> Senc {
+    let text = include_str!("../tests/data/senc.csv");
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(|s| s.trim_matches('"').to_string()).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (cw, cb, cn) = (col("white"), col("black"), col("natam"));
+    let (cd, cr, cnon) = (col("dem"), col("rep"), col("non"));
+    let cells = ["whdem", "whrep", "whnon", "bldem", "blrep", "blnon", "natamdem", "natamrep", "natamnon"].map(col);
+    let mut m = Margins {
+        unit_ids: vec![],
+        rows: vec!["white".into(), "black".into(), "natam".into()],
+        cols: vec!["dem".into(), "rep".into(), "non".into()],
+        row_counts: vec![],
+        col_counts: vec![],
+    };
+    let mut truth = vec![];
+    for line in lines {
+        let f: Vec<&str> = line.split(',').map(|s| s.trim_matches('"')).collect();
+        let n = |k: usize| f[k].parse::<u64>().unwrap();
+        m.unit_ids.push(format!("{}/{}", f[0], f[1]));
+        m.row_counts.push(vec![n(cw), n(cb), n(cn)]);
+        m.col_counts.push(vec![n(cd), n(cr), n(cnon)]);
+        let mut t = [[0.0; 3]; 3];
+        for (k, &c) in cells.iter().enumerate() {
+            t[k / 3][k % 3] = n(c) as f64;
+        }
+        truth.push(t);
+    }
+    Senc { margins: m, truth }
+}
+
+fn ei_aggregate(est: &[Vec<f64>], s: &Senc) -> f64 {
+    let mut err = 0.0;
+    let mut total = 0.0;
+    for r in 0..3 {
+        for c in 0..3 {
+            let t: f64 = s.truth.iter().map(|u| u[r][c]).sum();
+            err += (est[r][c] - t).abs();
+            total += t;
+        }
+    }
+    100.0 * err / (2.0 * total)
+}
+
+fn ei_units(units: &[tally_transfers::UnitTable], s: &Senc) -> f64 {
+    assert_eq!(units.len(), s.truth.len());
+    let mut err = 0.0;
+    let mut total = 0.0;
+    for (u, t) in units.iter().zip(&s.truth) {
+        for r in 0..3 {
+            for c in 0..3 {
+                err += (u.votes[r][c] - t[r][c]).abs();
+                total += t[r][c];
+            }
+        }
+    }
+    100.0 * err / (2.0 * total)
+}
+
+#[allow(dead_code)]
+fn run(method: Method) -> (f64, Option<f64>, tally_transfers::TransferResult) {
+    let s = load();
+    let opts = Options { method, keep_unit_tables: true, ..Options::default() };
+    let res = estimate(&s.margins, &opts).unwrap();
+    let agg = ei_aggregate(&res.votes, &s);
+    let units = res.unit_votes.as_ref().map(|u| ei_units(u, &s));
+    println!("senc {:>9}: EI aggregate {agg:.2}%  per precinct {:?}", method.name(), units.map(|v| (v * 100.0).round() / 100.0));
+    (agg, units, res)
+}
+
+
+fn main() {
+    let s = load();
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().unwrap()).collect();
+    let mut opts = Options { method: Method::MdBayes, keep_unit_tables: true, ..Options::default() };
+    opts.bayes.warmup = args[0];
+    opts.bayes.samples = args[1];
+    opts.bayes.moves_per_unit = args[2];
+    opts.bayes.chains = args[3];
+    let res = estimate(&s.margins, &opts).unwrap();
+    let dg = res.diagnostics.as_ref().unwrap();
+    println!("EI agg {:.2} units {:.2} rhat {:.3} ess {:.0}", ei_aggregate(&res.votes, &s), ei_units(res.unit_votes.as_ref().unwrap(), &s), dg.max_rhat, dg.min_ess);
+    println!("{:?}\n{:?}", dg.rhat, dg.alpha);
+}
