@@ -13,7 +13,6 @@ pub struct Loaded {
     pub election: String,
     pub rule: Rule,
     pub rounds: Vec<ImportedRound>,
-    pub files: Vec<FileImport>,
 }
 
 pub struct LoadArgs<'a> {
@@ -88,7 +87,6 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
         def.and_then(|d| d.name.clone())
             .unwrap_or_else(|| "Election".to_string())
     };
-    let mut files = Vec::new();
     let mut rounds: Vec<ImportedRound> = Vec::new();
     for (i, (name, bytes)) in inputs.iter().enumerate() {
         let opts = ImportOptions {
@@ -98,11 +96,11 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
             default_round: (i + 1).min(9) as u8,
             election_name: "All".into(),
         };
-        let mut f = import_bytes(bytes, name, &opts).map_err(|e| e.to_string())?;
+        let f = import_bytes(bytes, name, &opts).map_err(|e| e.to_string())?;
         if !args.quiet {
             report_import(&f, args.show_issues);
         }
-        for r in f.rounds.drain(..) {
+        for r in f.rounds {
             if rounds.iter().any(|x| x.round.number == r.round.number) {
                 return Err(format!(
                     "round {} appears in more than one input ({}); give round 1 then round 2",
@@ -111,14 +109,12 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
             }
             rounds.push(r);
         }
-        files.push(f);
     }
     rounds.sort_by_key(|r| r.round.number);
     Ok(Loaded {
         election,
         rule,
         rounds,
-        files,
     })
 }
 

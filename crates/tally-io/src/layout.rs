@@ -310,9 +310,9 @@ pub fn infer(
         used.insert(*c);
     }
     // Whatever is left is described, not silently dropped.
-    for c in 0..header.len() {
+    for (c, kind) in kinds.iter().enumerate() {
         if !used.contains(&c) {
-            let why = match kinds[c] {
+            let why = match kind {
                 Kind::Empty => "empty in the sample",
                 Kind::Numeric => "numeric column before the counts (a code, not a count)",
                 Kind::Text => "text column (not an area level)",

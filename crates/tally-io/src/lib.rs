@@ -339,7 +339,15 @@ fn assemble_round(
     for c in chunks.iter_mut() {
         let leaf: Vec<u32> = c.paths.iter().map(|p| round.tree.leaf(p)).collect();
         if !compact && c.pending.is_empty() && c.round.iter().all(|&r| r == number) {
-            append_chunk(&mut round, c, &leaf, &mut stats, &mut issues, &mut quarantine, file);
+            append_chunk(
+                &mut round,
+                c,
+                &leaf,
+                &mut stats,
+                &mut issues,
+                &mut quarantine,
+                file,
+            );
             continue;
         }
         let mut pending = c.pending.iter().peekable();
@@ -377,7 +385,10 @@ fn assemble_round(
                 if !findings.iter().any(|f| f.code == Code::E110) {
                     check_sheet(&sheet_of(&core, &votes), &opts.validation, &mut findings);
                 }
-                status = if findings.iter().any(|f| f.code.severity() == Severity::Error) {
+                status = if findings
+                    .iter()
+                    .any(|f| f.code.severity() == Severity::Error)
+                {
                     SheetStatus::Quarantined
                 } else {
                     SheetStatus::Counted
@@ -389,7 +400,10 @@ fn assemble_round(
             }
             if reshaped {
                 // Absent counts of a station that is not counted are stored as 0.
-                votes.iter_mut().filter(|v| **v == MISSING).for_each(|v| *v = 0);
+                votes
+                    .iter_mut()
+                    .filter(|v| **v == MISSING)
+                    .for_each(|v| *v = 0);
             }
             match status {
                 SheetStatus::Counted => {
@@ -413,7 +427,10 @@ fn assemble_round(
                 });
             }
             if status == SheetStatus::Quarantined {
-                let errors: Vec<&Finding> = findings.iter().filter(|f| f.code.severity() == Severity::Error).collect();
+                let errors: Vec<&Finding> = findings
+                    .iter()
+                    .filter(|f| f.code.severity() == Severity::Error)
+                    .collect();
                 quarantine.push(QuarantinedRow {
                     file: file.to_string(),
                     line,
@@ -425,7 +442,15 @@ fn assemble_round(
             }
             let extra = &c.extra[i * e..(i + 1) * e];
             let v: &[u64] = if reshaped { &votes } else { all_votes };
-            round.push(station, leaf[c.path_of[i] as usize], status, line, core, v, extra);
+            round.push(
+                station,
+                leaf[c.path_of[i] as usize],
+                status,
+                line,
+                core,
+                v,
+                extra,
+            );
         }
     }
     resolve_duplicates(&mut round, &mut stats, &mut issues, &mut quarantine, file);

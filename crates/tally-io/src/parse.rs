@@ -149,7 +149,7 @@ pub fn split(
                         if data[at] == b'"' {
                             q += 1;
                             cut = at + 1;
-                        } else if q % 2 == 0 {
+                        } else if q.is_multiple_of(2) {
                             cut = at + 1;
                             break;
                         } else {
@@ -540,8 +540,8 @@ fn handle_row<R: Row>(
     c.lines.push(line);
     c.path_of.push((c.paths.len() - 1) as u32);
     c.status.push(status);
-    for f in 0..4 {
-        c.core[f].push(core[f]);
+    for (column, value) in c.core.iter_mut().zip(core) {
+        column.push(value);
     }
     c.votes.extend_from_slice(&st.votes);
     c.extra.extend_from_slice(&st.extra);

@@ -239,9 +239,9 @@ pub fn decide_first_round(rule: &Rule, ids: &[String], votes: &[u64]) -> Outcome
             std::cmp::Ordering::Equal => c.inclusive,
             std::cmp::Ordering::Less => false,
         };
-        let lead_ok = c.lead.map_or(true, |l| {
-            l.cmp_share(lead, valid) == std::cmp::Ordering::Greater
-        });
+        let lead_ok = c
+            .lead
+            .is_none_or(|l| l.cmp_share(lead, valid) == std::cmp::Ordering::Greater);
         share_ok && lead_ok
     });
     if qualifies && leaders.len() == 1 {

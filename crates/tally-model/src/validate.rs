@@ -171,7 +171,9 @@ pub fn permille_text(num: u64, den: u64) -> String {
 
 /// FNV-1a: station ids are short, and this only groups candidates for an exact comparison.
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A group of rows that share a station id in one source, as found by [`find_duplicates`].

@@ -3,7 +3,7 @@
 //! Duncan–Davis bounds = one pass over the data).
 //!
 //! `cargo bench --bench transfers` (release). Environment: `TALLY_BENCH_STATIONS` (default 200000),
-//! `TALLY_BENCH_SWEEPS` (md-bayes warm-up = recorded sweeps per chain, default 300).
+//! `TALLY_BENCH_SWEEPS` (md-bayes warm-up = recorded sweeps per chain, default 50).
 //!
 //! Reference points measured with the R implementations (from the issue): lphom 139 s at 5,000
 //! units and a 26.8 GB allocation failure at 20,000 units; eiPack 28 s per 1,000 iterations at
@@ -20,12 +20,17 @@ fn rc(r: &SynthRound) -> RoundCounts {
         cast: r.stations.iter().map(|s| s.cast).collect(),
         invalid: r.stations.iter().map(|s| s.invalid).collect(),
         candidates: r.candidates.clone(),
-        votes: (0..r.candidates.len()).map(|c| r.stations.iter().map(|s| s.votes[c]).collect()).collect(),
+        votes: (0..r.candidates.len())
+            .map(|c| r.stations.iter().map(|s| s.votes[c]).collect())
+            .collect(),
     }
 }
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn ei(votes: &[Vec<f64>], truth: &[Vec<u64>]) -> f64 {
@@ -52,9 +57,18 @@ fn subset(m: &Margins, n: usize) -> Margins {
 
 fn main() {
     let stations = env("TALLY_BENCH_STATIONS", 200_000);
-    let sweeps = env("TALLY_BENCH_SWEEPS", 300);
-    println!("tally-transfers benchmark: {stations} stations, {} rayon threads", rayon::current_num_threads());
-    let e = generate(&SynthConfig { stations, candidates: 3, seed: 42, rounds: 2, ..Default::default() });
+    let sweeps = env("TALLY_BENCH_SWEEPS", 50);
+    println!(
+        "tally-transfers benchmark: {stations} stations, {} rayon threads",
+        rayon::current_num_threads()
+    );
+    let e = generate(&SynthConfig {
+        stations,
+        candidates: 3,
+        seed: 42,
+        rounds: 2,
+        ..Default::default()
+    });
     let truth = e.transfer.as_ref().unwrap().votes.clone();
     let tm = from_two_rounds(&rc(&e.rounds[0]), &rc(&e.rounds[1])).unwrap();
     let m = tm.margins;
@@ -64,11 +78,21 @@ fn main() {
     let b = bounds(&m).unwrap();
     let base = t.elapsed().as_secs_f64();
     std::hint::black_box(&b);
-    println!("{:<44} {:>9.3} s   (baseline: one pass over the data)", "duncan-davis bounds", base);
+    println!(
+        "{:<44} {:>9.3} s   (baseline: one pass over the data)",
+        "duncan-davis bounds", base
+    );
 
     for method in [Method::Lphom, Method::Tslphom, Method::Nslphom] {
         let t = Instant::now();
-        let r = estimate(&m, &Options { method, ..Options::default() }).unwrap();
+        let r = estimate(
+            &m,
+            &Options {
+                method,
+                ..Options::default()
+            },
+        )
+        .unwrap();
         let s = t.elapsed().as_secs_f64();
         let lp = r.lp.as_ref().unwrap();
         println!(
@@ -91,11 +115,26 @@ fn main() {
         }
         let sm = subset(&m, n);
         let t = Instant::now();
-        let ex = estimate(&sm, &Options { method: Method::Lphom, exact_lp_max_cells: usize::MAX, ..Options::default() })
-            .unwrap();
+        let ex = estimate(
+            &sm,
+            &Options {
+                method: Method::Lphom,
+                exact_lp_max_cells: usize::MAX,
+                ..Options::default()
+            },
+        )
+        .unwrap();
         let te = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let bu = estimate(&sm, &Options { method: Method::Lphom, exact_lp_max_cells: 0, ..Options::default() }).unwrap();
+        let bu = estimate(
+            &sm,
+            &Options {
+                method: Method::Lphom,
+                exact_lp_max_cells: 0,
+                ..Options::default()
+            },
+        )
+        .unwrap();
         let tb = t.elapsed().as_secs_f64();
         println!(
             "lphom at {n:>6} units: exact sparse LP {te:>7.3} s (obj {:.1}), bundle {tb:>6.3} s (obj {:.1}, {} iters)",
@@ -105,7 +144,10 @@ fn main() {
         );
     }
 
-    let mut opts = Options { method: Method::MdBayes, ..Options::default() };
+    let mut opts = Options {
+        method: Method::MdBayes,
+        ..Options::default()
+    };
     opts.bayes.warmup = sweeps;
     opts.bayes.samples = sweeps;
     let t = Instant::now();

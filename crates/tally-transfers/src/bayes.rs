@@ -54,7 +54,15 @@ pub struct BayesConfig {
 
 impl Default for BayesConfig {
     fn default() -> Self {
-        BayesConfig { chains: 2, warmup: 300, samples: 300, thin: 1, moves_per_unit: 0, lambda1: 4.0, lambda2: 2.0 }
+        BayesConfig {
+            chains: 2,
+            warmup: 300,
+            samples: 300,
+            thin: 1,
+            moves_per_unit: 0,
+            lambda1: 4.0,
+            lambda2: 2.0,
+        }
     }
 }
 
@@ -83,7 +91,9 @@ fn round_table(t: &[f64], x: &[u64], y: &[u64], out: &mut [u32]) {
     cc[..nc].copy_from_slice(y);
     for i in 0..nr {
         for j in 0..nc {
-            let v = (t[i * nc + j].max(0.0).floor() as u64).min(rr[i]).min(cc[j]);
+            let v = (t[i * nc + j].max(0.0).floor() as u64)
+                .min(rr[i])
+                .min(cc[j]);
             out[i * nc + j] = v as u32;
             rr[i] -= v;
             cc[j] -= v;
@@ -126,7 +136,15 @@ fn round_table(t: &[f64], x: &[u64], y: &[u64], out: &mut [u32]) {
 /// The law is unimodal when every α >= 1 but not in general, so we start at a crossing point of the
 /// probability ratio (bisection) and walk outward, stopping in each direction only when the weight
 /// is negligible *and* a bound on all remaining ratios shows it can only decrease further.
-fn dm_shift(a: i64, b: i64, c: i64, d: i64, al: [f64; 4], rng: &mut ChaCha8Rng, buf: &mut Vec<f64>) -> i64 {
+fn dm_shift(
+    a: i64,
+    b: i64,
+    c: i64,
+    d: i64,
+    al: [f64; 4],
+    rng: &mut ChaCha8Rng,
+    buf: &mut Vec<f64>,
+) -> i64 {
     let lo = -a.min(d);
     let hi = b.min(c);
     if lo == hi {
@@ -258,7 +276,11 @@ fn moment_alpha(d: &Data, n: &[u32]) -> Vec<f64> {
                 xm1 += x - 1.0;
             }
         }
-        let rho = if xm1 > 0.0 && q > 0.0 { ((ss / q - cnt) / xm1).clamp(1e-5, 0.95) } else { 0.5 };
+        let rho = if xm1 > 0.0 && q > 0.0 {
+            ((ss / q - cnt) / xm1).clamp(1e-5, 0.95)
+        } else {
+            0.5
+        };
         let a = 1.0 / rho - 1.0;
         for j in 0..nc {
             alpha[i * nc + j] = (a * mu[j]).max(1e-3);
@@ -277,7 +299,9 @@ fn dm_loglik(d: &Data, n: &[u32], alphas: &[&[f64]]) -> Vec<Vec<f64>> {
     let consts: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = alphas
         .iter()
         .map(|a| {
-            let asum: Vec<f64> = (0..nr).map(|i| a[i * nc..(i + 1) * nc].iter().sum()).collect();
+            let asum: Vec<f64> = (0..nr)
+                .map(|i| a[i * nc..(i + 1) * nc].iter().sum())
+                .collect();
             let lga: Vec<f64> = asum.iter().map(|&s| ln_gamma(s)).collect();
             let lgc: Vec<f64> = a.iter().map(|&v| ln_gamma(v)).collect();
             (asum, lga, lgc)
@@ -333,13 +357,26 @@ fn run_chain(
     let k = nr * nc;
     let mut n = vec![0u32; d.u * k];
     n.par_chunks_mut(k).enumerate().for_each(|(u, out)| {
-        round_table(&init[u * k..(u + 1) * k], &d.xi[u * nr..(u + 1) * nr], &d.yi[u * nc..(u + 1) * nc], out)
+        round_table(
+            &init[u * k..(u + 1) * k],
+            &d.xi[u * nr..(u + 1) * nr],
+            &d.yi[u * nc..(u + 1) * nc],
+            out,
+        )
     });
-    let mut unit_sum = if keep_units { Some(vec![0.0f64; d.u * k]) } else { None };
+    let mut unit_sum = if keep_units {
+        Some(vec![0.0f64; d.u * k])
+    } else {
+        None
+    };
     let mut alpha = moment_alpha(d, &n);
     let mut alpha_sum = vec![0.0; k];
     let mut log_step = vec![(0.05f64).ln(); nr];
-    let moves = if cfg.moves_per_unit == 0 { (nr - 1) * (nc - 1) } else { cfg.moves_per_unit };
+    let moves = if cfg.moves_per_unit == 0 {
+        (nr - 1) * (nc - 1)
+    } else {
+        cfg.moves_per_unit
+    };
     let thin = cfg.thin.max(1);
     let total = cfg.warmup + cfg.samples * thin;
     let mut draws = Vec::with_capacity(cfg.samples);
@@ -348,7 +385,8 @@ fn run_chain(
         let recording = it >= cfg.warmup && (it - cfg.warmup) % thin == thin - 1;
         let alpha_ref = &alpha;
         let work = |ci: usize, chunk: &mut [u32], sums: Option<&mut [f64]>| -> Vec<f64> {
-            let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, &[chain as u64, it as u64, ci as u64]));
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(derive_seed(seed, &[chain as u64, it as u64, ci as u64]));
             let mut cells = vec![0.0; k];
             let mut buf = Vec::with_capacity(64);
             let mut rows = [0usize; MAX_DIM];
@@ -383,8 +421,14 @@ fn run_chain(
                         if j2 == j1 {
                             j2 = cols[ac - 1];
                         }
-                        let (p11, p12, p21, p22) = (i1 * nc + j1, i1 * nc + j2, i2 * nc + j1, i2 * nc + j2);
-                        let al = [alpha_ref[p11], alpha_ref[p12], alpha_ref[p21], alpha_ref[p22]];
+                        let (p11, p12, p21, p22) =
+                            (i1 * nc + j1, i1 * nc + j2, i2 * nc + j1, i2 * nc + j2);
+                        let al = [
+                            alpha_ref[p11],
+                            alpha_ref[p12],
+                            alpha_ref[p21],
+                            alpha_ref[p22],
+                        ];
                         let sh = dm_shift(
                             t[p11] as i64,
                             t[p12] as i64,
@@ -421,7 +465,11 @@ fn run_chain(
                 .enumerate()
                 .map(|(ci, (chunk, s))| work(ci, chunk, Some(s)))
                 .collect(),
-            _ => n.par_chunks_mut(CHUNK * k).enumerate().map(|(ci, chunk)| work(ci, chunk, None)).collect(),
+            _ => n
+                .par_chunks_mut(CHUNK * k)
+                .enumerate()
+                .map(|(ci, chunk)| work(ci, chunk, None))
+                .collect(),
         };
         let mut cells = vec![0.0; k];
         for p in parts {
@@ -443,7 +491,10 @@ fn run_chain(
         for i in 0..nr {
             // Gamma(λ1, λ2) prior on α plus the log-scale Jacobian.
             let lp = |a: &[f64]| -> f64 {
-                a[i * nc..(i + 1) * nc].iter().map(|&v| cfg.lambda1 * v.ln() - cfg.lambda2 * v).sum()
+                a[i * nc..(i + 1) * nc]
+                    .iter()
+                    .map(|&v| cfg.lambda1 * v.ln() - cfg.lambda2 * v)
+                    .sum()
             };
             let delta = ll[1][i] + lp(&prop) - ll[0][i] - lp(&alpha);
             let accept = delta.is_finite() && arng.gen::<f64>().ln() < delta;
@@ -484,11 +535,20 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// Runs `cfg.chains` chains (one after another, each parallel over units). Chain 0, 2, ... start from
 /// the tslphom unit tables of `p_start`; chains 1, 3, ... from the independence tables
 /// `x_r y_c / N` (dispersed starts, so R-hat can detect non-convergence).
-pub(crate) fn fit(d: &Data, p_start: &[f64], cfg: &BayesConfig, seed: u64, keep_units: bool) -> BayesFit {
+pub(crate) fn fit(
+    d: &Data,
+    p_start: &[f64],
+    cfg: &BayesConfig,
+    seed: u64,
+    keep_units: bool,
+) -> BayesFit {
     let (nr, nc) = (d.r, d.c);
     let k = nr * nc;
     let chains = cfg.chains.max(1);
-    let (lp_tables, _) = (lp::aggregate_units(d, p_start, true).1.unwrap_or_default(), ());
+    let (lp_tables, _) = (
+        lp::aggregate_units(d, p_start, true).1.unwrap_or_default(),
+        (),
+    );
     let indep: Vec<f64> = (0..d.u)
         .flat_map(|u| {
             let x = d.xu(u);
@@ -509,7 +569,10 @@ pub(crate) fn fit(d: &Data, p_start: &[f64], cfg: &BayesConfig, seed: u64, keep_
                 None => unit_acc = Some(us),
             }
         }
-        alpha_acc.iter_mut().zip(&alpha).for_each(|(a, b)| *a += b / chains as f64);
+        alpha_acc
+            .iter_mut()
+            .zip(&alpha)
+            .for_each(|(a, b)| *a += b / chains as f64);
         all_draws.push(draws);
     }
     if let Some(acc) = unit_acc.as_mut() {
@@ -526,7 +589,11 @@ pub(crate) fn fit(d: &Data, p_start: &[f64], cfg: &BayesConfig, seed: u64, keep_
         let rt = d.row_tot[q / nc];
         let per_chain: Vec<Vec<f64>> = all_draws
             .iter()
-            .map(|c| c.iter().map(|dr| if rt > 0.0 { dr[q] / rt } else { 0.0 }).collect())
+            .map(|c| {
+                c.iter()
+                    .map(|dr| if rt > 0.0 { dr[q] / rt } else { 0.0 })
+                    .collect()
+            })
             .collect();
         let mut pooled: Vec<f64> = per_chain.iter().flatten().copied().collect();
         let tot = pooled.len().max(1) as f64;
@@ -540,7 +607,17 @@ pub(crate) fn fit(d: &Data, p_start: &[f64], cfg: &BayesConfig, seed: u64, keep_
             ess[q] = diag::ess(&per_chain);
         }
     }
-    BayesFit { votes, p, lower, upper, rhat, ess, draws_per_chain: nd, units: unit_acc, alpha: alpha_acc }
+    BayesFit {
+        votes,
+        p,
+        lower,
+        upper,
+        rhat,
+        ess,
+        draws_per_chain: nd,
+        units: unit_acc,
+        alpha: alpha_acc,
+    }
 }
 
 #[cfg(test)]
@@ -565,8 +642,9 @@ mod tests {
         let lo = -a.min(d);
         let hi = b.min(c);
         let lf = |al: f64, n: i64| ln_gamma(al + n as f64) - ln_gamma(n as f64 + 1.0);
-        let logp: Vec<f64> =
-            (lo..=hi).map(|k| lf(al[0], a + k) + lf(al[1], b - k) + lf(al[2], c - k) + lf(al[3], d + k)).collect();
+        let logp: Vec<f64> = (lo..=hi)
+            .map(|k| lf(al[0], a + k) + lf(al[1], b - k) + lf(al[2], c - k) + lf(al[3], d + k))
+            .collect();
         let m = logp.iter().cloned().fold(f64::MIN, f64::max);
         let z: f64 = logp.iter().map(|l| (l - m).exp()).sum();
         let exact: Vec<f64> = logp.iter().map(|l| (l - m).exp() / z).collect();
@@ -582,7 +660,11 @@ mod tests {
         for (i, &e) in exact.iter().enumerate() {
             let f = counts[i] as f64 / n as f64;
             let tol = 4.5 * (e * (1.0 - e) / n as f64).sqrt() + 2e-4;
-            assert!((f - e).abs() < tol, "k={} f={f} e={e} al={al:?}", lo + i as i64);
+            assert!(
+                (f - e).abs() < tol,
+                "k={} f={f} e={e} al={al:?}",
+                lo + i as i64
+            );
         }
     }
 

@@ -45,15 +45,28 @@ pub(crate) fn compute(d: &Data) -> Bounds {
             hi[k] += h[k];
         }
     }
-    let grid = |v: &[u64]| -> Vec<Vec<u64>> { (0..nr).map(|i| v[i * nc..(i + 1) * nc].to_vec()).collect() };
+    let grid = |v: &[u64]| -> Vec<Vec<u64>> {
+        (0..nr).map(|i| v[i * nc..(i + 1) * nc].to_vec()).collect()
+    };
     let prop = |v: &[u64]| -> Vec<Vec<f64>> {
         (0..nr)
             .map(|i| {
                 (0..nc)
-                    .map(|j| if d.row_tot[i] > 0.0 { v[i * nc + j] as f64 / d.row_tot[i] } else { 0.0 })
+                    .map(|j| {
+                        if d.row_tot[i] > 0.0 {
+                            v[i * nc + j] as f64 / d.row_tot[i]
+                        } else {
+                            0.0
+                        }
+                    })
                     .collect()
             })
             .collect()
     };
-    Bounds { lower_votes: grid(&lo), upper_votes: grid(&hi), lower: prop(&lo), upper: prop(&hi) }
+    Bounds {
+        lower_votes: grid(&lo),
+        upper_votes: grid(&hi),
+        lower: prop(&lo),
+        upper: prop(&hi),
+    }
 }

@@ -86,7 +86,10 @@ impl Data {
 
 /// Maps each chunk of units `[start, end)` through `f` in parallel and returns the results in
 /// chunk order (so a sequential fold over them is deterministic).
-pub(crate) fn par_chunks<T: Send>(units: usize, f: impl Fn(usize, usize, usize) -> T + Sync) -> Vec<T> {
+pub(crate) fn par_chunks<T: Send>(
+    units: usize,
+    f: impl Fn(usize, usize, usize) -> T + Sync,
+) -> Vec<T> {
     let n_chunks = units.div_ceil(CHUNK);
     (0..n_chunks)
         .into_par_iter()

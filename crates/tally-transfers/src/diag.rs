@@ -64,7 +64,12 @@ pub fn ess(chains: &[Vec<f64>]) -> f64 {
     let acov = |t: usize| -> f64 {
         seqs.iter()
             .zip(&means)
-            .map(|(s, &mu)| (0..n - t).map(|i| (s[i] - mu) * (s[i + t] - mu)).sum::<f64>() / nf)
+            .map(|(s, &mu)| {
+                (0..n - t)
+                    .map(|i| (s[i] - mu) * (s[i + t] - mu))
+                    .sum::<f64>()
+                    / nf
+            })
             .sum::<f64>()
             / m
     };
@@ -93,7 +98,9 @@ mod tests {
     #[test]
     fn iid_chains_look_converged() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let chains: Vec<Vec<f64>> = (0..4).map(|_| (0..500).map(|_| rng.gen::<f64>()).collect()).collect();
+        let chains: Vec<Vec<f64>> = (0..4)
+            .map(|_| (0..500).map(|_| rng.gen::<f64>()).collect())
+            .collect();
         let r = split_rhat(&chains);
         assert!(r < 1.02, "rhat {r}");
         let e = ess(&chains);
@@ -103,8 +110,9 @@ mod tests {
     #[test]
     fn shifted_chains_are_flagged() {
         let mut rng = ChaCha8Rng::seed_from_u64(8);
-        let chains: Vec<Vec<f64>> =
-            (0..2).map(|k| (0..400).map(|_| rng.gen::<f64>() + k as f64).collect()).collect();
+        let chains: Vec<Vec<f64>> = (0..2)
+            .map(|k| (0..400).map(|_| rng.gen::<f64>() + k as f64).collect())
+            .collect();
         assert!(split_rhat(&chains) > 1.5);
     }
 

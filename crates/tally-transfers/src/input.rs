@@ -24,18 +24,39 @@ pub enum InputError {
     /// Fewer than two row or two column categories.
     TooFewCategories { rows: usize, cols: usize },
     /// More rows or columns than [`crate::MAX_DIM`].
-    TooManyCategories { rows: usize, cols: usize, max: usize },
+    TooManyCategories {
+        rows: usize,
+        cols: usize,
+        max: usize,
+    },
     /// No unit left (after dropping unmatched stations or empty units).
     NoUnits,
     /// `unit_ids`, `row_counts` and `col_counts` disagree in length.
-    LengthMismatch { what: &'static str, expected: usize, found: usize },
+    LengthMismatch {
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
     /// A unit's row vector or column vector has the wrong number of entries.
-    WidthMismatch { unit: String, what: &'static str, expected: usize, found: usize },
+    WidthMismatch {
+        unit: String,
+        what: &'static str,
+        expected: usize,
+        found: usize,
+    },
     /// A unit whose row total differs from its column total.
-    Unbalanced { unit: String, row_total: u64, col_total: u64 },
+    Unbalanced {
+        unit: String,
+        row_total: u64,
+        col_total: u64,
+    },
     /// A round's station has `cast > registered` or `invalid > cast`, or its candidate votes
     /// do not add up to `cast - invalid`.
-    InconsistentStation { round: u8, station: String, reason: String },
+    InconsistentStation {
+        round: u8,
+        station: String,
+        reason: String,
+    },
     /// The second round does not have exactly two candidates.
     NotARunoff { candidates: usize },
     /// The same station id appears twice in one round.
@@ -49,24 +70,50 @@ impl fmt::Display for InputError {
                 write!(f, "need at least 2 rows and 2 columns, got {rows} x {cols}")
             }
             InputError::TooManyCategories { rows, cols, max } => {
-                write!(f, "at most {max} rows and {max} columns are supported, got {rows} x {cols}")
+                write!(
+                    f,
+                    "at most {max} rows and {max} columns are supported, got {rows} x {cols}"
+                )
             }
             InputError::NoUnits => write!(f, "no usable unit"),
-            InputError::LengthMismatch { what, expected, found } => {
+            InputError::LengthMismatch {
+                what,
+                expected,
+                found,
+            } => {
                 write!(f, "{what}: expected {expected} entries, found {found}")
             }
-            InputError::WidthMismatch { unit, what, expected, found } => {
-                write!(f, "unit {unit}: {what} has {found} entries, expected {expected}")
+            InputError::WidthMismatch {
+                unit,
+                what,
+                expected,
+                found,
+            } => {
+                write!(
+                    f,
+                    "unit {unit}: {what} has {found} entries, expected {expected}"
+                )
             }
-            InputError::Unbalanced { unit, row_total, col_total } => write!(
+            InputError::Unbalanced {
+                unit,
+                row_total,
+                col_total,
+            } => write!(
                 f,
                 "unit {unit}: row total {row_total} != column total {col_total}"
             ),
-            InputError::InconsistentStation { round, station, reason } => {
+            InputError::InconsistentStation {
+                round,
+                station,
+                reason,
+            } => {
                 write!(f, "round {round}, station {station}: {reason}")
             }
             InputError::NotARunoff { candidates } => {
-                write!(f, "round 2 must have exactly 2 candidates, has {candidates}")
+                write!(
+                    f,
+                    "round 2 must have exactly 2 candidates, has {candidates}"
+                )
             }
             InputError::DuplicateStation { round, station } => {
                 write!(f, "round {round}: station {station} appears twice")
@@ -88,9 +135,16 @@ impl Margins {
         if n == 0 {
             return Err(InputError::NoUnits);
         }
-        for (what, len) in [("row_counts", self.row_counts.len()), ("col_counts", self.col_counts.len())] {
+        for (what, len) in [
+            ("row_counts", self.row_counts.len()),
+            ("col_counts", self.col_counts.len()),
+        ] {
             if len != n {
-                return Err(InputError::LengthMismatch { what, expected: n, found: len });
+                return Err(InputError::LengthMismatch {
+                    what,
+                    expected: n,
+                    found: len,
+                });
             }
         }
         for u in 0..n {
@@ -114,7 +168,11 @@ impl Margins {
             let rt: u64 = self.row_counts[u].iter().sum();
             let ct: u64 = self.col_counts[u].iter().sum();
             if rt != ct {
-                return Err(InputError::Unbalanced { unit: unit(), row_total: rt, col_total: ct });
+                return Err(InputError::Unbalanced {
+                    unit: unit(),
+                    row_total: rt,
+                    col_total: ct,
+                });
             }
         }
         Ok(())
@@ -176,7 +234,11 @@ fn check_round(round: u8, rc: &RoundCounts) -> Result<(), InputError> {
         ("invalid", rc.invalid.len()),
     ] {
         if len != n {
-            return Err(InputError::LengthMismatch { what, expected: n, found: len });
+            return Err(InputError::LengthMismatch {
+                what,
+                expected: n,
+                found: len,
+            });
         }
     }
     if rc.votes.len() != rc.candidates.len() {
@@ -188,7 +250,11 @@ fn check_round(round: u8, rc: &RoundCounts) -> Result<(), InputError> {
     }
     for v in &rc.votes {
         if v.len() != n {
-            return Err(InputError::LengthMismatch { what: "votes[c]", expected: n, found: v.len() });
+            return Err(InputError::LengthMismatch {
+                what: "votes[c]",
+                expected: n,
+                found: v.len(),
+            });
         }
     }
     for s in 0..n {
@@ -198,10 +264,16 @@ fn check_round(round: u8, rc: &RoundCounts) -> Result<(), InputError> {
             reason,
         };
         if rc.cast[s] > rc.registered[s] {
-            return Err(bad(format!("cast {} > registered {}", rc.cast[s], rc.registered[s])));
+            return Err(bad(format!(
+                "cast {} > registered {}",
+                rc.cast[s], rc.registered[s]
+            )));
         }
         if rc.invalid[s] > rc.cast[s] {
-            return Err(bad(format!("invalid {} > cast {}", rc.invalid[s], rc.cast[s])));
+            return Err(bad(format!(
+                "invalid {} > cast {}",
+                rc.invalid[s], rc.cast[s]
+            )));
         }
         let valid: u64 = rc.votes.iter().map(|v| v[s]).sum();
         if valid != rc.cast[s] - rc.invalid[s] {
@@ -227,16 +299,24 @@ fn check_round(round: u8, rc: &RoundCounts) -> Result<(), InputError> {
 ///
 /// Stations present in only one round are dropped and their ids reported; the output is in
 /// round-1 order.
-pub fn from_two_rounds(round1: &RoundCounts, round2: &RoundCounts) -> Result<TwoRoundMargins, InputError> {
+pub fn from_two_rounds(
+    round1: &RoundCounts,
+    round2: &RoundCounts,
+) -> Result<TwoRoundMargins, InputError> {
     check_round(1, round1)?;
     check_round(2, round2)?;
     if round2.candidates.len() != 2 {
-        return Err(InputError::NotARunoff { candidates: round2.candidates.len() });
+        return Err(InputError::NotARunoff {
+            candidates: round2.candidates.len(),
+        });
     }
     let mut idx2: HashMap<&str, usize> = HashMap::with_capacity(round2.station_ids.len());
     for (s, id) in round2.station_ids.iter().enumerate() {
         if idx2.insert(id.as_str(), s).is_some() {
-            return Err(InputError::DuplicateStation { round: 2, station: id.clone() });
+            return Err(InputError::DuplicateStation {
+                round: 2,
+                station: id.clone(),
+            });
         }
     }
     let mut seen1: HashMap<&str, ()> = HashMap::with_capacity(round1.station_ids.len());
@@ -244,7 +324,10 @@ pub fn from_two_rounds(round1: &RoundCounts, round2: &RoundCounts) -> Result<Two
     let mut only1 = Vec::new();
     for (s, id) in round1.station_ids.iter().enumerate() {
         if seen1.insert(id.as_str(), ()).is_some() {
-            return Err(InputError::DuplicateStation { round: 1, station: id.clone() });
+            return Err(InputError::DuplicateStation {
+                round: 1,
+                station: id.clone(),
+            });
         }
         match idx2.get(id.as_str()) {
             Some(&t) => pairs.push((s, t)),
@@ -260,8 +343,12 @@ pub fn from_two_rounds(round1: &RoundCounts, round2: &RoundCounts) -> Result<Two
     if pairs.is_empty() {
         return Err(InputError::NoUnits);
     }
-    let has_new = pairs.iter().any(|&(s, t)| round2.registered[t] > round1.registered[s]);
-    let has_exit = pairs.iter().any(|&(s, t)| round2.registered[t] < round1.registered[s]);
+    let has_new = pairs
+        .iter()
+        .any(|&(s, t)| round2.registered[t] > round1.registered[s]);
+    let has_exit = pairs
+        .iter()
+        .any(|&(s, t)| round2.registered[t] < round1.registered[s]);
 
     let mut rows: Vec<String> = round1.candidates.clone();
     rows.push(ABSTAINED.into());
@@ -296,7 +383,13 @@ pub fn from_two_rounds(round1: &RoundCounts, round2: &RoundCounts) -> Result<Two
         row_counts.push(r);
         col_counts.push(c);
     }
-    let margins = Margins { unit_ids, rows, cols, row_counts, col_counts };
+    let margins = Margins {
+        unit_ids,
+        rows,
+        cols,
+        row_counts,
+        col_counts,
+    };
     margins.validate()?;
     Ok(TwoRoundMargins {
         units_used: pairs.len(),
@@ -313,7 +406,14 @@ pub fn from_two_rounds(round1: &RoundCounts, round2: &RoundCounts) -> Result<Two
 mod tests {
     use super::*;
 
-    fn round(ids: &[&str], reg: &[u64], cast: &[u64], inv: &[u64], cands: &[&str], votes: Vec<Vec<u64>>) -> RoundCounts {
+    fn round(
+        ids: &[&str],
+        reg: &[u64],
+        cast: &[u64],
+        inv: &[u64],
+        cands: &[&str],
+        votes: Vec<Vec<u64>>,
+    ) -> RoundCounts {
         RoundCounts {
             station_ids: ids.iter().map(|s| s.to_string()).collect(),
             registered: reg.to_vec(),
@@ -348,8 +448,14 @@ mod tests {
         assert_eq!(m.only_in_round1, vec!["c".to_string()]);
         assert_eq!(m.only_in_round2, vec!["d".to_string()]);
         assert!(m.has_new_voters && m.has_exit);
-        assert_eq!(m.margins.rows, vec!["X", "Y", "Z", "abstained", "invalid", "new voters"]);
-        assert_eq!(m.margins.cols, vec!["X", "Y", "abstained", "invalid", "exit"]);
+        assert_eq!(
+            m.margins.rows,
+            vec!["X", "Y", "Z", "abstained", "invalid", "new voters"]
+        );
+        assert_eq!(
+            m.margins.cols,
+            vec!["X", "Y", "abstained", "invalid", "exit"]
+        );
         // unit a: reg 100 -> 90: exit 10; unit b: 50 -> 55: new 5.
         assert_eq!(m.margins.row_counts[0], vec![40, 30, 8, 20, 2, 0]);
         assert_eq!(m.margins.col_counts[0], vec![40, 30, 20, 0, 10]);
@@ -372,8 +478,25 @@ mod tests {
 
     #[test]
     fn inconsistent_station_is_reported() {
-        let r1 = round(&["a"], &[10], &[11], &[0], &["X", "Y"], vec![vec![5], vec![6]]);
-        let r2 = round(&["a"], &[10], &[5], &[0], &["X", "Y"], vec![vec![2], vec![3]]);
-        assert!(matches!(from_two_rounds(&r1, &r2), Err(InputError::InconsistentStation { round: 1, .. })));
+        let r1 = round(
+            &["a"],
+            &[10],
+            &[11],
+            &[0],
+            &["X", "Y"],
+            vec![vec![5], vec![6]],
+        );
+        let r2 = round(
+            &["a"],
+            &[10],
+            &[5],
+            &[0],
+            &["X", "Y"],
+            vec![vec![2], vec![3]],
+        );
+        assert!(matches!(
+            from_two_rounds(&r1, &r2),
+            Err(InputError::InconsistentStation { round: 1, .. })
+        ));
     }
 }

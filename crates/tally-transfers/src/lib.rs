@@ -31,7 +31,9 @@ pub use bounds::Bounds;
 pub use data::MAX_DIM;
 pub use diag::{ess, split_rhat};
 pub use input::{from_two_rounds, InputError, Margins, RoundCounts, TwoRoundMargins};
-pub use output::{render_text, to_csv_string, write_csv, Diagnostics, LpInfo, TransferResult, UnitTable};
+pub use output::{
+    render_text, to_csv_string, write_csv, Diagnostics, LpInfo, TransferResult, UnitTable,
+};
 pub use plot::{write_png, PlotError};
 
 use data::Data;
@@ -54,7 +56,12 @@ pub const DEFAULT_METHOD: Method = Method::Tslphom;
 
 impl Method {
     /// All methods, in a stable order.
-    pub const ALL: [Method; 4] = [Method::Lphom, Method::Tslphom, Method::Nslphom, Method::MdBayes];
+    pub const ALL: [Method; 4] = [
+        Method::Lphom,
+        Method::Tslphom,
+        Method::Nslphom,
+        Method::MdBayes,
+    ];
 
     /// Stable name used in output and on the command line.
     pub fn name(self) -> &'static str {
@@ -73,7 +80,9 @@ impl std::str::FromStr for Method {
         Method::ALL
             .into_iter()
             .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown method {s:?}; expected one of lphom, tslphom, nslphom, md-bayes"))
+            .ok_or_else(|| {
+                format!("unknown method {s:?}; expected one of lphom, tslphom, nslphom, md-bayes")
+            })
     }
 }
 
@@ -125,7 +134,11 @@ pub fn bounds(m: &Margins) -> Result<Bounds, InputError> {
 fn check(m: &Margins) -> Result<(), InputError> {
     m.validate()?;
     if m.rows.len() > MAX_DIM || m.cols.len() > MAX_DIM {
-        return Err(InputError::TooManyCategories { rows: m.rows.len(), cols: m.cols.len(), max: MAX_DIM });
+        return Err(InputError::TooManyCategories {
+            rows: m.rows.len(),
+            cols: m.cols.len(),
+            max: MAX_DIM,
+        });
     }
     Ok(())
 }
@@ -149,7 +162,9 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
     }
     for (i, r) in m.rows.iter().enumerate() {
         if d.row_tot[i] == 0.0 {
-            notes.push(format!("row {r:?} is empty everywhere: its proportions are not identified"));
+            notes.push(format!(
+                "row {r:?} is empty everywhere: its proportions are not identified"
+            ));
         }
     }
     let fit = lp::lphom(&d, opts.exact_lp_max_cells);
@@ -160,7 +175,8 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
         iterations: fit.iterations,
         unit_passes: 0,
     };
-    let row_votes = |p: &[f64]| -> Vec<f64> { (0..nr * nc).map(|q| p[q] * d.row_tot[q / nc]).collect() };
+    let row_votes =
+        |p: &[f64]| -> Vec<f64> { (0..nr * nc).map(|q| p[q] * d.row_tot[q / nc]).collect() };
     let mut diagnostics = None;
     let mut unit_flat: Option<Vec<f64>> = None;
     let (p, votes, lower, upper, interval) = match opts.method {
@@ -169,7 +185,11 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
             (fit.p.clone(), v, None, None, "duncan-davis bounds")
         }
         Method::Tslphom | Method::Nslphom => {
-            let passes = if opts.method == Method::Tslphom { 1 } else { opts.nslphom_max_passes.max(1) };
+            let passes = if opts.method == Method::Tslphom {
+                1
+            } else {
+                opts.nslphom_max_passes.max(1)
+            };
             let rf = lp::refine(&d, &fit.p, passes, opts.nslphom_tol, opts.keep_unit_tables);
             lp_info.unit_passes = rf.passes;
             unit_flat = rf.units;
@@ -177,10 +197,26 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
         }
         Method::MdBayes => {
             // Start chain 0 from the nslphom solution (close to the posterior bulk).
-            let rf = lp::refine(&d, &fit.p, opts.nslphom_max_passes.max(1), opts.nslphom_tol, false);
+            let rf = lp::refine(
+                &d,
+                &fit.p,
+                opts.nslphom_max_passes.max(1),
+                opts.nslphom_tol,
+                false,
+            );
             let bf = bayes::fit(&d, &rf.p, &opts.bayes, opts.seed, opts.keep_unit_tables);
-            let max_rhat = bf.rhat.iter().copied().filter(|v| v.is_finite()).fold(f64::NAN, f64::max);
-            let min_ess = bf.ess.iter().copied().filter(|v| v.is_finite()).fold(f64::NAN, f64::min);
+            let max_rhat = bf
+                .rhat
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .fold(f64::NAN, f64::max);
+            let min_ess = bf
+                .ess
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .fold(f64::NAN, f64::min);
             let converged = max_rhat.is_finite() && max_rhat < 1.05;
             if !converged {
                 notes.push(format!(
@@ -200,11 +236,21 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
                 alpha: grid(&bf.alpha, nc),
             });
             unit_flat = bf.units;
-            (bf.p, bf.votes, Some(bf.lower), Some(bf.upper), "95% posterior interval (2.5%-97.5% quantiles)")
+            (
+                bf.p,
+                bf.votes,
+                Some(bf.lower),
+                Some(bf.upper),
+                "95% posterior interval (2.5%-97.5% quantiles)",
+            )
         }
     };
-    let lower = lower.map(|v| grid(&v, nc)).unwrap_or_else(|| b.lower.clone());
-    let upper = upper.map(|v| grid(&v, nc)).unwrap_or_else(|| b.upper.clone());
+    let lower = lower
+        .map(|v| grid(&v, nc))
+        .unwrap_or_else(|| b.lower.clone());
+    let upper = upper
+        .map(|v| grid(&v, nc))
+        .unwrap_or_else(|| b.upper.clone());
     let unit_votes = unit_flat.map(|flat| {
         d.kept
             .iter()
@@ -228,7 +274,11 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
         units_dropped: d.empty,
         seed: opts.seed,
         bounds: b,
-        lp: if opts.method == Method::MdBayes { None } else { Some(lp_info) },
+        lp: if opts.method == Method::MdBayes {
+            None
+        } else {
+            Some(lp_info)
+        },
         diagnostics,
         notes,
         unit_votes,
@@ -246,16 +296,24 @@ pub fn estimate_two_rounds(
     let mut res = estimate(&tm.margins, opts)?;
     res.units_dropped += tm.units_dropped;
     if !tm.only_in_round1.is_empty() {
-        res.notes.push(format!("dropped, only in round 1: {}", tm.only_in_round1.join(", ")));
+        res.notes.push(format!(
+            "dropped, only in round 1: {}",
+            tm.only_in_round1.join(", ")
+        ));
     }
     if !tm.only_in_round2.is_empty() {
-        res.notes.push(format!("dropped, only in round 2: {}", tm.only_in_round2.join(", ")));
+        res.notes.push(format!(
+            "dropped, only in round 2: {}",
+            tm.only_in_round2.join(", ")
+        ));
     }
     if tm.has_new_voters {
-        res.notes.push("registered grew in some units: row \"new voters\" holds the growth".into());
+        res.notes
+            .push("registered grew in some units: row \"new voters\" holds the growth".into());
     }
     if tm.has_exit {
-        res.notes.push("registered shrank in some units: column \"exit\" holds the decrease".into());
+        res.notes
+            .push("registered shrank in some units: column \"exit\" holds the decrease".into());
     }
     Ok(res)
 }

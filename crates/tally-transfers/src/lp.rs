@@ -26,7 +26,8 @@
 use crate::data::{par_chunks, Data, MAX_DIM};
 use clarabel::algebra::CscMatrix;
 use clarabel::solver::{
-    DefaultSettingsBuilder, DefaultSolver, IPSolver, NonnegativeConeT, SolverStatus, SupportedConeT, ZeroConeT,
+    DefaultSettingsBuilder, DefaultSolver, IPSolver, NonnegativeConeT, SolverStatus,
+    SupportedConeT, ZeroConeT,
 };
 
 /// A solved lphom problem.
@@ -103,7 +104,13 @@ fn clarabel_solve(
 ) -> Option<Vec<f64>> {
     let m = b.len();
     let pm = match p_diag {
-        Some(w) => CscMatrix::new_from_triplets(nvar, nvar, (0..nvar).collect(), (0..nvar).collect(), vec![w; nvar]),
+        Some(w) => CscMatrix::new_from_triplets(
+            nvar,
+            nvar,
+            (0..nvar).collect(),
+            (0..nvar).collect(),
+            vec![w; nvar],
+        ),
         None => CscMatrix::zeros((nvar, nvar)),
     };
     let a = CscMatrix::new_from_triplets(m, nvar, trip.0, trip.1, trip.2);
@@ -174,7 +181,13 @@ pub(crate) fn lphom_exact(d: &Data) -> Option<LpFit> {
     let x = clarabel_solve(nvar, None, &q, (ri, ci, v), &b, n_eq, nvar)?;
     let p = normalise_rows(&x[..np], nr, nc);
     let (f, _) = eval(d, &p);
-    Some(LpFit { p, objective: f, gap: 0.0, iterations: 1, solver: "clarabel sparse LP" })
+    Some(LpFit {
+        p,
+        objective: f,
+        gap: 0.0,
+        iterations: 1,
+        solver: "clarabel sparse LP",
+    })
 }
 
 fn normalise_rows(z: &[f64], nr: usize, nc: usize) -> Vec<f64> {
@@ -182,7 +195,11 @@ fn normalise_rows(z: &[f64], nr: usize, nc: usize) -> Vec<f64> {
     for i in 0..nr {
         let s: f64 = p[i * nc..(i + 1) * nc].iter().sum();
         for j in 0..nc {
-            p[i * nc + j] = if s > 0.0 { p[i * nc + j] / s } else { 1.0 / nc as f64 };
+            p[i * nc + j] = if s > 0.0 {
+                p[i * nc + j] / s
+            } else {
+                1.0 / nc as f64
+            };
         }
     }
     p
@@ -195,7 +212,12 @@ struct Cut {
 }
 
 /// Shared constraint block: row sums (equalities) then `z >= 0`, appended after `extra` rows.
-fn simplex_rows(nr: usize, nc: usize, trip: &mut (Vec<usize>, Vec<usize>, Vec<f64>), b: &mut Vec<f64>) {
+fn simplex_rows(
+    nr: usize,
+    nc: usize,
+    trip: &mut (Vec<usize>, Vec<usize>, Vec<f64>),
+    b: &mut Vec<f64>,
+) {
     for i in 0..nr {
         for j in 0..nc {
             trip.0.push(i);
@@ -243,7 +265,13 @@ fn master_lp(cuts: &[Cut], nr: usize, nc: usize) -> Option<(Vec<f64>, f64)> {
 }
 
 /// Euclidean projection of `center` onto {z in simplices : g_k . z + h_k <= level for all k}.
-fn level_projection(cuts: &[Cut], level: f64, center: &[f64], nr: usize, nc: usize) -> Option<Vec<f64>> {
+fn level_projection(
+    cuts: &[Cut],
+    level: f64,
+    center: &[f64],
+    nr: usize,
+    nc: usize,
+) -> Option<Vec<f64>> {
     let np = nr * nc;
     let mut trip = (Vec::new(), Vec::new(), Vec::new());
     let mut b = Vec::new();
@@ -277,7 +305,9 @@ pub(crate) fn lphom_bundle(d: &Data, rel_tol: f64, max_iter: usize) -> LpFit {
     let (nr, nc) = (d.r, d.c);
     let s = 1.0 / d.total;
     // Start from the independence table: every row moves like the whole electorate.
-    let mut z: Vec<f64> = (0..nr).flat_map(|_| d.col_tot.iter().map(|&v| v * s)).collect();
+    let mut z: Vec<f64> = (0..nr)
+        .flat_map(|_| d.col_tot.iter().map(|&v| v * s))
+        .collect();
     z = normalise_rows(&z, nr, nc);
     let mut cuts: Vec<Cut> = Vec::new();
     let mut best = z.clone();
@@ -442,7 +472,11 @@ pub(crate) fn aggregate_units(d: &Data, p: &[f64], keep: bool) -> (Vec<f64>, Opt
     let parts = par_chunks(d.u, |_, a, b| {
         let mut agg = vec![0.0; k];
         let mut tab = vec![0.0; k];
-        let mut kept = if keep { Vec::with_capacity((b - a) * k) } else { Vec::new() };
+        let mut kept = if keep {
+            Vec::with_capacity((b - a) * k)
+        } else {
+            Vec::new()
+        };
         for u in a..b {
             unit_table(d.xu(u), d.yu(u), p, &mut tab);
             for (s, t) in agg.iter_mut().zip(&tab) {
@@ -455,7 +489,11 @@ pub(crate) fn aggregate_units(d: &Data, p: &[f64], keep: bool) -> (Vec<f64>, Opt
         (agg, kept)
     });
     let mut agg = vec![0.0; k];
-    let mut units = if keep { Some(Vec::with_capacity(d.u * k)) } else { None };
+    let mut units = if keep {
+        Some(Vec::with_capacity(d.u * k))
+    } else {
+        None
+    };
     for (a, t) in parts {
         for (s, v) in agg.iter_mut().zip(&a) {
             *s += v;
@@ -483,11 +521,24 @@ pub(crate) fn refine(d: &Data, p0: &[f64], max_passes: usize, tol: f64, keep: bo
                 }
             }
         }
-        let delta = next.iter().zip(&p).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let delta = next
+            .iter()
+            .zip(&p)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         p = next;
         if passes >= max_passes || delta < tol {
-            let units = if keep && units.is_none() { aggregate_units(d, &p, true).1 } else { units };
-            return Refined { p, votes, passes, units };
+            let units = if keep && units.is_none() {
+                aggregate_units(d, &p, true).1
+            } else {
+                units
+            };
+            return Refined {
+                p,
+                votes,
+                passes,
+                units,
+            };
         }
     }
 }
@@ -507,7 +558,11 @@ mod tests {
         let mut dist = 0.0;
         for i in 0..3 {
             let rs: f64 = out[i * 3..i * 3 + 3].iter().sum();
-            assert!((rs - x[i]).abs() < 1e-7, "row {i}: {rs} vs {} table {out:?}", x[i]);
+            assert!(
+                (rs - x[i]).abs() < 1e-7,
+                "row {i}: {rs} vs {} table {out:?}",
+                x[i]
+            );
             for j in 0..3 {
                 assert!(out[i * 3 + j] >= -1e-12);
                 yhat[j] += x[i] * p[i * 3 + j];
@@ -519,6 +574,9 @@ mod tests {
             assert!((cs - y[j]).abs() < 1e-7);
         }
         let lower: f64 = (0..3).map(|j| (y[j] - yhat[j]).abs()).sum();
-        assert!((dist - lower).abs() < 1e-6, "dist {dist} lower bound {lower}");
+        assert!(
+            (dist - lower).abs() < 1e-6,
+            "dist {dist} lower bound {lower}"
+        );
     }
 }

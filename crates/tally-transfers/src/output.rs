@@ -106,7 +106,11 @@ fn table(head: &[String], body: &[Vec<String>]) -> String {
     }
     let mut out = String::new();
     let line = |row: &[String], out: &mut String| {
-        let cells: Vec<String> = row.iter().enumerate().map(|(k, c)| pad(c, w[k], k > 0)).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(k, c)| pad(c, w[k], k > 0))
+            .collect();
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     };
     line(head, &mut out);
@@ -122,9 +126,17 @@ fn table(head: &[String], body: &[Vec<String>]) -> String {
 /// votes, then diagnostics and notes.
 pub fn render_text(r: &TransferResult) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Vote transfers — method {} ({} units used, {} dropped)", r.method, r.units_used, r.units_dropped);
+    let _ = writeln!(
+        out,
+        "Vote transfers — method {} ({} units used, {} dropped)",
+        r.method, r.units_used, r.units_dropped
+    );
     let _ = writeln!(out);
-    let _ = writeln!(out, "Row -> column, percent of the row (interval: {}):", r.interval);
+    let _ = writeln!(
+        out,
+        "Row -> column, percent of the row (interval: {}):",
+        r.interval
+    );
     let mut head = vec!["from \\ to".to_string()];
     head.extend(r.cols.iter().cloned());
     head.push("total".into());
@@ -142,7 +154,10 @@ pub fn render_text(r: &TransferResult) -> String {
                     100.0 * r.upper[i][j]
                 ));
             }
-            row.push(format!("{:.1}%", 100.0 * r.proportions[i].iter().sum::<f64>()));
+            row.push(format!(
+                "{:.1}%",
+                100.0 * r.proportions[i].iter().sum::<f64>()
+            ));
             row
         })
         .collect();
@@ -167,7 +182,10 @@ pub fn render_text(r: &TransferResult) -> String {
         .collect();
     let mut tot = vec!["total".to_string()];
     for j in 0..r.cols.len() {
-        tot.push(format!("{:.0}", r.votes.iter().map(|row| row[j]).sum::<f64>()));
+        tot.push(format!(
+            "{:.0}",
+            r.votes.iter().map(|row| row[j]).sum::<f64>()
+        ));
     }
     tot.push(format!("{:.0}", r.votes.iter().flatten().sum::<f64>()));
     body.push(tot);
@@ -210,7 +228,10 @@ fn csv_field(s: &str) -> String {
 /// Long-format CSV, one line per cell:
 /// `method,row,col,proportion,lower,upper,votes,bound_lower_votes,bound_upper_votes`.
 pub fn write_csv<W: Write>(r: &TransferResult, mut w: W) -> io::Result<()> {
-    writeln!(w, "method,row,col,proportion,lower,upper,votes,bound_lower_votes,bound_upper_votes")?;
+    writeln!(
+        w,
+        "method,row,col,proportion,lower,upper,votes,bound_lower_votes,bound_upper_votes"
+    )?;
     for (i, rn) in r.rows.iter().enumerate() {
         for (j, cn) in r.cols.iter().enumerate() {
             writeln!(

@@ -59,17 +59,22 @@ pub fn write_png(r: &TransferResult, path: &Path) -> Result<(), PlotError> {
     }
     let (nr, nc) = (r.rows.len(), r.cols.len());
     let (cw, ch) = (170i32, 78i32);
-    let left = 40 + 10 * r.rows.iter().map(|s| s.chars().count()).max().unwrap_or(4).max(8) as i32;
+    let left =
+        (40 + 10 * r.rows.iter().map(|s| s.chars().count()).max().unwrap_or(4) as i32).max(190);
     let top = 120i32;
     let scale_w = 150i32;
     let width = (left + cw * nc as i32 + scale_w) as u32;
-    let height = (top + ch * nr as i32 + 70) as u32;
+    let height = (top + ch * nr as i32 + 50) as u32;
     let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let font = |size: f64| FontDesc::new(FontFamily::Name(FAMILY), size, FontStyle::Normal);
     let centre = Pos::new(HPos::Center, VPos::Center);
     let text = |s: &str, x: i32, y: i32, size: f64, pos: Pos, c: &RGBColor| {
-        root.draw(&Text::new(s.to_string(), (x, y), font(size).color(c).pos(pos)))
+        root.draw(&Text::new(
+            s.to_string(),
+            (x, y),
+            font(size).color(c).pos(pos),
+        ))
     };
     let grid_right = left + cw * nc as i32;
     text(
@@ -82,7 +87,10 @@ pub fn write_png(r: &TransferResult, path: &Path) -> Result<(), PlotError> {
     )
     .map_err(err)?;
     text(
-        &format!("percent of each round-1 row; votes; interval = {}", r.interval),
+        &format!(
+            "percent of each round-1 row; votes; interval = {}",
+            r.interval
+        ),
         (width / 2) as i32,
         52,
         14.0,
@@ -91,25 +99,85 @@ pub fn write_png(r: &TransferResult, path: &Path) -> Result<(), PlotError> {
     )
     .map_err(err)?;
     // Axis titles.
-    text("to (round 2) →", (left + grid_right) / 2, top - 46, 17.0, centre, &BLACK).map_err(err)?;
-    text("from (round 1) ↓", left - 12, top - 46, 17.0, Pos::new(HPos::Right, VPos::Center), &BLACK).map_err(err)?;
+    text(
+        "to (round 2) →",
+        (left + grid_right) / 2,
+        top - 46,
+        17.0,
+        centre,
+        &BLACK,
+    )
+    .map_err(err)?;
+    text(
+        "from (round 1) ↓",
+        left - 12,
+        top - 46,
+        17.0,
+        Pos::new(HPos::Right, VPos::Center),
+        &BLACK,
+    )
+    .map_err(err)?;
     for (j, c) in r.cols.iter().enumerate() {
-        text(c, left + cw * j as i32 + cw / 2, top - 16, 17.0, centre, &BLACK).map_err(err)?;
+        text(
+            c,
+            left + cw * j as i32 + cw / 2,
+            top - 16,
+            17.0,
+            centre,
+            &BLACK,
+        )
+        .map_err(err)?;
     }
     for (i, rn) in r.rows.iter().enumerate() {
         let y0 = top + ch * i as i32;
-        text(rn, left - 12, y0 + ch / 2, 17.0, Pos::new(HPos::Right, VPos::Center), &BLACK).map_err(err)?;
+        text(
+            rn,
+            left - 12,
+            y0 + ch / 2,
+            17.0,
+            Pos::new(HPos::Right, VPos::Center),
+            &BLACK,
+        )
+        .map_err(err)?;
         for j in 0..nc {
             let x0 = left + cw * j as i32;
             let p = r.proportions[i][j];
-            root.draw(&Rectangle::new([(x0, y0), (x0 + cw, y0 + ch)], colour(p).filled())).map_err(err)?;
-            root.draw(&Rectangle::new([(x0, y0), (x0 + cw, y0 + ch)], RGBColor(200, 200, 200))).map_err(err)?;
+            root.draw(&Rectangle::new(
+                [(x0, y0), (x0 + cw, y0 + ch)],
+                colour(p).filled(),
+            ))
+            .map_err(err)?;
+            root.draw(&Rectangle::new(
+                [(x0, y0), (x0 + cw, y0 + ch)],
+                RGBColor(200, 200, 200),
+            ))
+            .map_err(err)?;
             let fg = if p > 0.5 { WHITE } else { BLACK };
             let cx = x0 + cw / 2;
-            text(&format!("{:.1}%", 100.0 * p), cx, y0 + 20, 20.0, centre, &fg).map_err(err)?;
-            text(&format!("{} votes", thousands(r.votes[i][j])), cx, y0 + 44, 13.0, centre, &fg).map_err(err)?;
             text(
-                &format!("[{:.1}, {:.1}]", 100.0 * r.lower[i][j], 100.0 * r.upper[i][j]),
+                &format!("{:.1}%", 100.0 * p),
+                cx,
+                y0 + 20,
+                20.0,
+                centre,
+                &fg,
+            )
+            .map_err(err)?;
+            text(
+                &format!("{} votes", thousands(r.votes[i][j])),
+                cx,
+                y0 + 44,
+                13.0,
+                centre,
+                &fg,
+            )
+            .map_err(err)?;
+            text(
+                &format!(
+                    "[{:.1}, {:.1}]",
+                    100.0 * r.lower[i][j],
+                    100.0 * r.upper[i][j]
+                ),
                 cx,
                 y0 + 62,
                 12.0,
@@ -127,18 +195,39 @@ pub fn write_png(r: &TransferResult, path: &Path) -> Result<(), PlotError> {
         let y1 = top + sh - (sh * (k + 1)) / steps;
         let y2 = top + sh - (sh * k) / steps;
         let p = (k as f64 + 0.5) / steps as f64;
-        root.draw(&Rectangle::new([(sx, y1), (sx + 24, y2)], colour(p).filled())).map_err(err)?;
+        root.draw(&Rectangle::new(
+            [(sx, y1), (sx + 24, y2)],
+            colour(p).filled(),
+        ))
+        .map_err(err)?;
     }
-    root.draw(&Rectangle::new([(sx, top), (sx + 24, top + sh)], BLACK)).map_err(err)?;
+    root.draw(&Rectangle::new([(sx, top), (sx + 24, top + sh)], BLACK))
+        .map_err(err)?;
     for t in [0, 25, 50, 75, 100] {
         let y = top + sh - sh * t / 100;
-        root.draw(&PathElement::new(vec![(sx + 24, y), (sx + 30, y)], BLACK)).map_err(err)?;
-        text(&format!("{t}%"), sx + 34, y, 13.0, Pos::new(HPos::Left, VPos::Center), &BLACK).map_err(err)?;
+        root.draw(&PathElement::new(vec![(sx + 24, y), (sx + 30, y)], BLACK))
+            .map_err(err)?;
+        text(
+            &format!("{t}%"),
+            sx + 34,
+            y,
+            13.0,
+            Pos::new(HPos::Left, VPos::Center),
+            &BLACK,
+        )
+        .map_err(err)?;
     }
     text("share of row", sx + 12, top + sh + 22, 13.0, centre, &BLACK).map_err(err)?;
     let n_units = format!("{} units used, {} dropped", r.units_used, r.units_dropped);
-    text(&n_units, left, top + sh + 22, 13.0, Pos::new(HPos::Left, VPos::Center), &RGBColor(80, 80, 80))
-        .map_err(err)?;
+    text(
+        &n_units,
+        left,
+        top + sh + 22,
+        13.0,
+        Pos::new(HPos::Left, VPos::Center),
+        &RGBColor(80, 80, 80),
+    )
+    .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
 }

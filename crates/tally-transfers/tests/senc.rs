@@ -13,11 +13,19 @@ struct Senc {
 fn load() -> Senc {
     let text = include_str!("data/senc.csv");
     let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(|s| s.trim_matches('"').to_string()).collect();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .map(|s| s.trim_matches('"').to_string())
+        .collect();
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
     let (cw, cb, cn) = (col("white"), col("black"), col("natam"));
     let (cd, cr, cnon) = (col("dem"), col("rep"), col("non"));
-    let cells = ["whdem", "whrep", "whnon", "bldem", "blrep", "blnon", "natamdem", "natamrep", "natamnon"].map(col);
+    let cells = [
+        "whdem", "whrep", "whnon", "bldem", "blrep", "blnon", "natamdem", "natamrep", "natamnon",
+    ]
+    .map(col);
     let mut m = Margins {
         unit_ids: vec![],
         rows: vec!["white".into(), "black".into(), "natam".into()],
@@ -71,11 +79,19 @@ fn ei_units(units: &[tally_transfers::UnitTable], s: &Senc) -> f64 {
 
 fn run(method: Method) -> (f64, Option<f64>, tally_transfers::TransferResult) {
     let s = load();
-    let opts = Options { method, keep_unit_tables: true, ..Options::default() };
+    let opts = Options {
+        method,
+        keep_unit_tables: true,
+        ..Options::default()
+    };
     let res = estimate(&s.margins, &opts).unwrap();
     let agg = ei_aggregate(&res.votes, &s);
     let units = res.unit_votes.as_ref().map(|u| ei_units(u, &s));
-    println!("senc {:>9}: EI aggregate {agg:.2}%  per precinct {:?}", method.name(), units.map(|v| (v * 100.0).round() / 100.0));
+    println!(
+        "senc {:>9}: EI aggregate {agg:.2}%  per precinct {:?}",
+        method.name(),
+        units.map(|v| (v * 100.0).round() / 100.0)
+    );
     (agg, units, res)
 }
 
@@ -118,7 +134,10 @@ fn senc_nslphom() {
 fn senc_md_bayes() {
     let (agg, units, res) = run(Method::MdBayes);
     let dg = res.diagnostics.as_ref().unwrap();
-    println!("md-bayes diagnostics: max R-hat {:.3}, min ESS {:.0}", dg.max_rhat, dg.min_ess);
+    println!(
+        "md-bayes diagnostics: max R-hat {:.3}, min ESS {:.0}",
+        dg.max_rhat, dg.min_ess
+    );
     assert!(agg < 4.5, "md-bayes EI {agg}");
     assert!(units.unwrap() < 20.0);
 }

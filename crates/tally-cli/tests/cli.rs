@@ -1,0 +1,228 @@
+//! The `tally` binary end to end: the embedded default, the shared real data sets (skipped
+//! with a message when ../shared is absent), exit codes, the quarantine file, synth.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn tally(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn shared(rel: &str) -> Option<String> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(rel);
+    if p.exists() {
+        Some(p.to_string_lossy().into_owned())
+    } else {
+        eprintln!(
+            "skipped: {} not present (../shared/data is optional)",
+            p.display()
+        );
+        None
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tally-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn the_default_command_tells_the_turkish_2023_story() {
+    let o = tally(&["results"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = stdout(&o);
+    for needle in [
+        "Recep Tayyip Erdoğan  27,133,842  49.52%",
+        "Kemal Kılıçdaroğlu    24,595,176  44.88%",
+        "Sinan Oğan             2,831,239   5.17%",
+        "Muharrem İnce            235,783   0.43%",
+        "No candidate has more than 50% of valid votes: runoff between Recep Tayyip Erdoğan and Kemal Kılıçdaroğlu.",
+        "Recep Tayyip Erdoğan  27,834,701  52.18%",
+        "Kemal Kılıçdaroğlu    25,504,734  47.82%",
+        "Recep Tayyip Erdoğan is elected with 52.18% of valid votes.",
+    ] {
+        assert!(s.contains(needle), "missing {needle:?} in\n{s}");
+    }
+}
+
+#[test]
+fn json_has_the_documented_fields() {
+    let o = tally(&["results", "--format", "json", "--level", "province"]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["schema"], "tally.results/1");
+    let r1 = &v["rounds"][0];
+    assert_eq!(r1["round"], 1);
+    assert_eq!(r1["totals"]["valid"], 54_796_040);
+    assert_eq!(r1["outcome"]["kind"], "runoff");
+    assert_eq!(r1["outcome"]["runoff"][0], "erdogan");
+    assert_eq!(r1["sheets"]["accepted"], 974);
+    assert_eq!(r1["sheets"]["quarantined"], 0);
+    assert_eq!(
+        r1["areas"].as_array().unwrap().len(),
+        82,
+        "81 provinces and the abroad row"
+    );
+    let share = r1["candidates"][0]["share"].as_f64().unwrap();
+    assert!((share - 100.0 * 27_133_842.0 / 54_796_040.0).abs() < 1e-9);
+    let r2 = &v["rounds"][1];
+    assert_eq!(r2["outcome"]["kind"], "elected");
+    assert_eq!(r2["outcome"]["winner"], "erdogan");
+}
+
+#[test]
+fn area_and_csv_output() {
+    let o = tally(&["results", "--area", "Ankara", "--format", "csv"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    assert!(s.starts_with("round,area,level,registered"));
+    assert!(s
+        .lines()
+        .any(|l| l.starts_with("1,Ankara,,") && l.contains(",kilicdaroglu,")));
+    let o = tally(&["results", "--level", "nowhere"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the levels are province, district"));
+}
+
+#[test]
+fn poland_2020_official_shares_and_outcomes() {
+    let (Some(r1), Some(r2)) = (
+        shared("poland2020/r1.csv.gz"),
+        shared("poland2020/r2.csv.gz"),
+    ) else {
+        return;
+    };
+    let o = tally(&["results", &r1, &r2, "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let share = |round: usize, id: &str| -> f64 {
+        let c = v["rounds"][round]["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap()
+            .clone();
+        (c["share"].as_f64().unwrap() * 100.0).round() / 100.0
+    };
+    assert_eq!(share(0, "duda"), 43.50);
+    assert_eq!(share(0, "trzaskowski"), 30.46);
+    assert_eq!(share(0, "holownia"), 13.87);
+    assert_eq!(share(0, "bosak"), 6.78);
+    assert_eq!(v["rounds"][0]["outcome"]["kind"], "runoff");
+    assert_eq!(
+        v["rounds"][0]["outcome"]["runoff"],
+        serde_json::json!(["duda", "trzaskowski"])
+    );
+    assert_eq!(share(1, "duda"), 51.03);
+    assert_eq!(share(1, "trzaskowski"), 48.97);
+    assert_eq!(v["rounds"][1]["outcome"]["kind"], "elected");
+    assert_eq!(v["rounds"][1]["outcome"]["winner"], "duda");
+    // 4 abroad stations without counts; 1 station only in round 1, 3 only in round 2.
+    assert_eq!(v["rounds"][0]["sheets"]["missing"], 4);
+    assert_eq!(v["matching"]["only_in_round1"].as_array().unwrap().len(), 1);
+    assert_eq!(v["matching"]["only_in_round2"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn turkey_and_russia_shared_totals() {
+    if let (Some(r1), Some(r2)) = (
+        shared("turkey2023/r1.csv.gz"),
+        shared("turkey2023/r2.csv.gz"),
+    ) {
+        let o = tally(&["results", &r1, &r2, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["rounds"][0]["candidates"][2]["votes"], 2_831_239);
+        assert_eq!(v["rounds"][1]["candidates"][0]["votes"], 27_834_701);
+    }
+    if let Some(ru) = shared("russia2018/r1.csv.gz") {
+        let o = tally(&["results", &ru, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let r = &v["rounds"][0];
+        assert_eq!(r["totals"]["registered"], 109_008_428u64);
+        // Published as a share of cast (valid + invalid): Putin 76.69%.
+        let putin = r["candidates"][0]["votes"].as_f64().unwrap();
+        let cast = r["totals"]["cast"].as_f64().unwrap();
+        assert_eq!((10000.0 * putin / cast).round() / 100.0, 76.69);
+        assert_eq!(r["outcome"]["kind"], "elected");
+    }
+}
+
+#[test]
+fn planted_errors_strict_mode_and_the_quarantine_file() {
+    let planted =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tally-io/tests/data/planted.csv");
+    let planted = planted.to_string_lossy();
+    let q = tmp("quarantine.csv");
+    let o = tally(&[
+        "results",
+        &planted,
+        "--quarantine",
+        q.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("61 sheets: 49 accepted (6 with warnings), 10 quarantined, 1 without result (missing), 1 identical duplicates counted once"), "{err}");
+    let text = std::fs::read_to_string(&q).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "file,line,station_id,codes,reasons,row");
+    assert_eq!(lines.len(), 1 + 10);
+    assert!(text.contains("E104"));
+    let o = tally(&["results", &planted, "--strict"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn malformed_files_fail_cleanly() {
+    let empty = tmp("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    let o = tally(&["results", empty.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("F002") && err.contains("empty.csv"), "{err}");
+    assert!(!err.contains("panicked"));
+    let dup = tmp("dup.csv");
+    std::fs::write(&dup, "station_id,valid,a,a\n1,2,1,1\n").unwrap();
+    let o = tally(&["results", dup.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("F003"));
+    let o = tally(&["results", "/no/such/file.csv"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("F001"));
+}
+
+#[test]
+fn synth_is_deterministic_and_reads_back() {
+    let a = tally(&["synth", "--stations", "300", "--seed", "5", "--rounds", "2"]);
+    let b = tally(&["synth", "--stations", "300", "--seed", "5", "--rounds", "2"]);
+    assert!(a.status.success());
+    assert_eq!(a.stdout, b.stdout);
+    let c = tally(&["synth", "--stations", "300", "--seed", "6", "--rounds", "2"]);
+    assert_ne!(a.stdout, c.stdout);
+    let f = tmp("synth.csv");
+    std::fs::write(&f, &a.stdout).unwrap();
+    let o = tally(&["results", f.to_str().unwrap(), "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rounds"].as_array().unwrap().len(), 2);
+    assert_eq!(v["rounds"][1]["candidates"].as_array().unwrap().len(), 2);
+    let o = tally(&["synth", "--stuffing", "0.5,0.6,0.1"]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn codes_lists_every_code() {
+    let s = stdout(&tally(&["codes"]));
+    for c in tally_model::Code::ALL {
+        assert!(s.contains(c.as_str()), "{c}");
+    }
+}
