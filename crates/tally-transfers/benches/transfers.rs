@@ -9,6 +9,8 @@
 //! units and a 26.8 GB allocation failure at 20,000 units; eiPack 28 s per 1,000 iterations at
 //! 20,000 units.
 
+#![allow(clippy::needless_range_loop)]
+
 use std::time::Instant;
 use tally_synth::{generate, SynthConfig, SynthRound};
 use tally_transfers::{bounds, estimate, from_two_rounds, Margins, Method, Options, RoundCounts};

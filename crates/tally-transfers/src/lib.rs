@@ -17,6 +17,9 @@
 //! [`Options`], split into per-chain / per-chunk streams so results do not depend on the number of
 //! threads.
 
+// Index loops over small row-major matrices read better than iterator chains here.
+#![allow(clippy::needless_range_loop)]
+
 mod bayes;
 mod bounds;
 mod data;

@@ -1,5 +1,7 @@
 //! Output forms: JSON field names, text table, CSV, PNG; bounds contain the truth; properties.
 
+#![allow(clippy::needless_range_loop)]
+
 use proptest::prelude::*;
 use tally_transfers::{
     bounds, estimate, render_text, to_csv_string, write_png, Margins, Method, Options,

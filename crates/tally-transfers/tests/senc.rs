@@ -2,6 +2,8 @@
 //! EI = 100 * sum |estimated cell - true cell| / (2 * total): the share of votes in the wrong cell.
 //! Reference points from the R packages on the same data: lphom 5.6%, tslphom 4.5%, eiPack MD 1.4%.
 
+#![allow(clippy::needless_range_loop)]
+
 use tally_transfers::{estimate, Margins, Method, Options};
 
 struct Senc {
