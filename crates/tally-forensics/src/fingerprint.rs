@@ -3,7 +3,7 @@
 //!
 //! ## The model
 //! A station with turnout `a` and leader share `v` is *clean* with `a ~ N(mu_a, sd_a)`,
-//! `v ~ N(mu_v, sd_v)` independently (censored to [0, 1]). With probability `fi` it receives
+//! `v ~ N(mu_v, sd_v)` with correlation `corr` (censored to [0, 1]). With probability `fi` it receives
 //! *incremental* stuffing: a fraction `x ~ |N(0, alpha)|` of its non-voters and of its opponents'
 //! votes become leader votes, so `a' = a + x(1-a)` and `v' = (a(1-x)v + x) / a'`. With probability
 //! `fe` it receives *extreme* stuffing: the same with `x ~ 1 - |N(0, theta)|`, `theta = 0.05`.
@@ -18,7 +18,7 @@
 //! nodes), `v'` is an affine function of a normal variable, so its bin probabilities are exact
 //! differences of the normal distribution function. The mixture weights (clean, fi, fe, bg) enter
 //! linearly and are maximised by EM for each shape; the five shape parameters
-//! (mu_a, sd_a, mu_v, sd_v, alpha) are maximised by Nelder–Mead with one restart.
+//! (mu_a, sd_a, mu_v, sd_v, corr, alpha) are maximised by Nelder–Mead with one restart.
 //!
 //! ## Intervals
 //! Percentile bootstrap over stations (a multinomial redraw of the cell counts, identical in
@@ -27,7 +27,7 @@
 //! sampling error is small next to the alpha–fi trade-off, but the intervals are conditional on them).
 
 use crate::digits::multinomial;
-use crate::util::{norm_quantile, percentile_interval, rng_for, stream};
+use crate::util::{percentile_interval, rng_for, stream};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -35,18 +35,31 @@ use serde::Serialize;
 pub const BINS: usize = 100;
 /// Width of the extreme-stuffing spread (fixed, as in Klimek et al.'s formulation).
 pub const THETA_EXTREME: f64 = 0.05;
-const N_CELLS: usize = BINS * BINS;
-const X_NODES_INC: usize = 12;
-const X_NODES_EXT: usize = 6;
+/// Bins per axis of the fit (two percentage points each).
+pub const FIT_BINS: usize = 50;
+const N_CELLS: usize = FIT_BINS * FIT_BINS;
 
 /// Name of the estimator, printed in reports.
-pub const ESTIMATOR: &str = "binned maximum likelihood (100x100 cells, numerical integration of the \
+pub const ESTIMATOR: &str = "binned maximum likelihood (50x50 cells of 2 points, numerical integration of the \
 Klimek model; EM for the mixture weights, Nelder-Mead for the shape), percentile bootstrap over stations";
 
 /// Cell index of a (turnout, share) pair.
 #[inline]
 pub(crate) fn cell(a: f64, v: f64) -> usize {
     bin(a) * BINS + bin(v)
+}
+
+#[inline]
+fn fit_cell(a: f64, v: f64) -> usize {
+    let b = |x: f64| {
+        let b = (x * FIT_BINS as f64).floor();
+        if b.is_nan() || b < 0.0 {
+            0
+        } else {
+            (b as usize).min(FIT_BINS - 1)
+        }
+    };
+    b(a) * FIT_BINS + b(v)
 }
 
 #[inline]
@@ -110,6 +123,9 @@ pub struct CleanShape {
     pub mu_share: f64,
     /// Standard deviation of the leader share of clean stations.
     pub sd_share: f64,
+    /// Correlation of turnout and share among clean stations (absorbs genuine heterogeneity, e.g.
+    /// regions that both turn out more and support the leader more).
+    pub corr: f64,
 }
 
 /// Result of the Klimek model fit.
@@ -144,112 +160,206 @@ pub struct KlimekFit {
 }
 
 /// Model components for one shape.
-struct Components {
+struct Components<'c> {
+    clean: &'c [f64],
+    inc: &'c [f64],
+    ext: &'c [f64],
+}
+
+/// Owned components.
+struct OwnedComponents {
     clean: Vec<f64>,
     inc: Vec<f64>,
     ext: Vec<f64>,
 }
 
-/// Fixed quadrature nodes: quantile midpoints of |N(0,1)|.
-fn half_normal_nodes(m: usize) -> Vec<f64> {
-    (0..m)
-        .map(|k| norm_quantile(0.5 + 0.5 * (k as f64 + 0.5) / m as f64))
-        .collect()
+impl OwnedComponents {
+    fn view(&self) -> Components<'_> {
+        Components {
+            clean: &self.clean,
+            inc: &self.inc,
+            ext: &self.ext,
+        }
+    }
 }
 
-/// Probability of each of the BINS bins of N(mean, sd) censored to [0,1] (tails into the edge bins).
+/// Distribution of the stuffing fraction x.
+#[derive(Debug, Clone, Copy)]
+enum XDist {
+    /// x ~ |N(0, alpha)| (incremental).
+    Half(f64),
+    /// x ~ 1 - |N(0, theta)| (extreme).
+    Extreme(f64),
+}
+
+impl XDist {
+    #[inline]
+    fn cdf(self, t: &NormTable, x: f64) -> f64 {
+        if x <= 0.0 {
+            return 0.0;
+        }
+        match self {
+            XDist::Half(alpha) => 2.0 * t.cdf(x / alpha) - 1.0,
+            XDist::Extreme(theta) => {
+                if x >= 1.0 {
+                    1.0
+                } else {
+                    2.0 * (1.0 - t.cdf((1.0 - x) / theta))
+                }
+            }
+        }
+    }
+}
+
+/// Probability of each of the FIT_BINS bins of N(mean, sd) censored to [0,1] (tails into the edge bins).
 #[inline]
-fn binned_normal(t: &NormTable, mean: f64, sd: f64, out: &mut [f64; BINS]) {
+fn binned_normal(t: &NormTable, mean: f64, sd: f64, out: &mut [f64; FIT_BINS]) {
     let inv = 1.0 / sd;
     let mut prev = 0.0;
     for (j, o) in out.iter_mut().enumerate() {
-        let upper = if j + 1 == BINS {
+        let upper = if j + 1 == FIT_BINS {
             1.0
         } else {
-            t.cdf(((j + 1) as f64 / BINS as f64 - mean) * inv)
+            t.cdf(((j + 1) as f64 / FIT_BINS as f64 - mean) * inv)
         };
         *o = upper - prev;
         prev = upper;
     }
 }
 
+/// Sub-points per turnout bin and per stuffing interval in the numerical integration.
+const SUB_A: usize = 2;
+const SUB_X: usize = 2;
+
+/// Binned clean distribution: turnout bins and conditional share bins per turnout sub-point.
+struct Marg {
+    pa: [f64; FIT_BINS],
+    pv: Vec<[f64; FIT_BINS]>,
+}
+
 struct Model<'a> {
     table: &'a NormTable,
-    z_inc: Vec<f64>,
-    z_ext: Vec<f64>,
 }
 
 impl<'a> Model<'a> {
     fn new(table: &'a NormTable) -> Self {
-        Model {
-            table,
-            z_inc: half_normal_nodes(X_NODES_INC),
-            z_ext: half_normal_nodes(X_NODES_EXT),
-        }
+        Model { table }
     }
 
-    fn turnout_bins(&self, shape: &CleanShape) -> [f64; BINS] {
-        let mut pa = [0.0; BINS];
+    /// Binned turnout distribution, and for each turnout sub-point the binned conditional share
+    /// distribution (bivariate normal: v | a ~ N(mu_v + corr sd_v/sd_a (a - mu_a), sd_v sqrt(1-corr^2))).
+    fn marginals(&self, shape: &CleanShape) -> Marg {
+        let mut pa = [0.0; FIT_BINS];
         binned_normal(self.table, shape.mu_turnout, shape.sd_turnout, &mut pa);
-        pa
-    }
-
-    fn clean(&self, shape: &CleanShape, pa: &[f64; BINS]) -> Vec<f64> {
-        let mut pv = [0.0; BINS];
-        binned_normal(self.table, shape.mu_share, shape.sd_share, &mut pv);
-        let mut out = vec![0.0; N_CELLS];
-        for i in 0..BINS {
+        let h = 1.0 / FIT_BINS as f64;
+        let slope = shape.corr * shape.sd_share / shape.sd_turnout;
+        let sd = shape.sd_share * (1.0 - shape.corr * shape.corr).sqrt();
+        let mut pv = vec![[0.0; FIT_BINS]; FIT_BINS * SUB_A];
+        for i in 0..FIT_BINS {
             if pa[i] < 1e-12 {
                 continue;
             }
-            for j in 0..BINS {
-                out[i * BINS + j] = pa[i] * pv[j];
+            for sa in 0..SUB_A {
+                let a = (i as f64 + (sa as f64 + 0.5) / SUB_A as f64) * h;
+                let mean = shape.mu_share + slope * (a - shape.mu_turnout);
+                binned_normal(self.table, mean, sd, &mut pv[i * SUB_A + sa]);
+            }
+        }
+        Marg { pa, pv }
+    }
+
+    fn clean(&self, m: &Marg) -> Vec<f64> {
+        let mut out = vec![0.0; N_CELLS];
+        for i in 0..FIT_BINS {
+            if m.pa[i] < 1e-12 {
+                continue;
+            }
+            for sa in 0..SUB_A {
+                let w = m.pa[i] / SUB_A as f64;
+                let pv = &m.pv[i * SUB_A + sa];
+                for j in 0..FIT_BINS {
+                    out[i * FIT_BINS + j] += w * pv[j];
+                }
             }
         }
         out
     }
 
-    /// Stuffed component with stuffing fractions `xs` (equal weights).
-    fn stuffed(&self, shape: &CleanShape, pa: &[f64; BINS], xs: &[f64]) -> Vec<f64> {
+    /// Stuffed component: for each clean turnout sub-point `a`, the stuffing fraction x is cut into
+    /// the exact intervals that send a' = a + x(1-a) into each turnout bin (probabilities from the
+    /// distribution function of x), each split in SUB_X pieces; the share v' = (a(1-x)v + x)/a' of
+    /// each clean share bin is spread linearly over the two nearest share bins.
+    fn stuffed(&self, m: &Marg, dist: XDist) -> Vec<f64> {
+        let pa = &m.pa;
+        let t = self.table;
+        let h = 1.0 / FIT_BINS as f64;
         let mut out = vec![0.0; N_CELLS];
-        let mut pv = [0.0; BINS];
-        let wx = 1.0 / xs.len() as f64;
+        // (turnout bin of a', x, probability) pieces for one a.
+        let mut pieces: Vec<(usize, f64, f64)> = Vec::with_capacity(4 * FIT_BINS);
+        let mut vj: Vec<usize> = Vec::with_capacity(FIT_BINS);
         for (i, &pai) in pa.iter().enumerate() {
-            if pai < 1e-10 {
+            if pai < 1e-12 {
                 continue;
             }
-            let a = (i as f64 + 0.5) / BINS as f64;
-            for &x in xs {
-                let x = x.clamp(0.0, 1.0);
-                let a2 = a + x * (1.0 - a);
-                // v' = (a(1-x) v + x) / a'  with v ~ N(mu_v, sd_v)
-                let slope = a * (1.0 - x) / a2;
-                let mean = slope * shape.mu_share + x / a2;
-                let sd = (slope * shape.sd_share).max(1e-4);
-                binned_normal(self.table, mean, sd, &mut pv);
-                // Linear splat of a' between the two nearest bin centres.
-                let u = a2 * BINS as f64 - 0.5;
-                let (i0, f) = if u <= 0.0 {
-                    (0usize, 0.0)
-                } else {
-                    let fl = u.floor();
-                    (fl as usize, u - fl)
-                };
-                let (i0, i1, f) = if i0 >= BINS - 1 {
-                    (BINS - 1, BINS - 1, 0.0)
-                } else {
-                    (i0, i0 + 1, f)
-                };
-                let w = pai * wx;
-                let w0 = w * (1.0 - f);
-                let w1 = w * f;
-                let row0 = i0 * BINS;
-                let row1 = i1 * BINS;
-                for j in 0..BINS {
-                    let p = pv[j];
-                    if p > 0.0 {
-                        out[row0 + j] += w0 * p;
-                        out[row1 + j] += w1 * p;
+            for sa in 0..SUB_A {
+                let a = (i as f64 + (sa as f64 + 0.5) / SUB_A as f64) * h;
+                let wa = pai / SUB_A as f64;
+                let pv = &m.pv[i * SUB_A + sa];
+                vj.clear();
+                vj.extend((0..FIT_BINS).filter(|&j| pv[j] > 1e-12));
+                pieces.clear();
+                let one_minus_a = 1.0 - a;
+                for k in i..FIT_BINS {
+                    let x_lo = ((k as f64 * h - a) / one_minus_a).max(0.0);
+                    let x_hi = if k + 1 == FIT_BINS {
+                        1.0
+                    } else {
+                        (((k + 1) as f64 * h - a) / one_minus_a).min(1.0)
+                    };
+                    let f_lo = dist.cdf(t, x_lo);
+                    if f_lo >= 1.0 - 1e-13 {
+                        break;
+                    }
+                    let step = (x_hi - x_lo) / SUB_X as f64;
+                    let mut prev = f_lo;
+                    for s in 0..SUB_X {
+                        let hi = x_lo + (s + 1) as f64 * step;
+                        let f_hi = if k + 1 == FIT_BINS && s + 1 == SUB_X {
+                            1.0
+                        } else {
+                            dist.cdf(t, hi)
+                        };
+                        let p = f_hi - prev;
+                        prev = f_hi;
+                        if p > 1e-14 {
+                            pieces.push((k, x_lo + (s as f64 + 0.5) * step, p));
+                        }
+                    }
+                }
+                for &(k, x, p) in &pieces {
+                    let a2 = a + x * one_minus_a;
+                    let slope = a * (1.0 - x) / a2;
+                    let shift = x / a2;
+                    let row = k * FIT_BINS;
+                    let w = wa * p;
+                    for &j in &vj {
+                        let v = (j as f64 + 0.5) * h;
+                        let v2 = slope * v + shift;
+                        let u = v2 * FIT_BINS as f64 - 0.5;
+                        let m = w * pv[j];
+                        if u <= 0.0 {
+                            out[row] += m;
+                        } else {
+                            let fl = u.floor();
+                            let j0 = fl as usize;
+                            if j0 >= FIT_BINS - 1 {
+                                out[row + FIT_BINS - 1] += m;
+                            } else {
+                                let f = u - fl;
+                                out[row + j0] += m * (1.0 - f);
+                                out[row + j0 + 1] += m * f;
+                            }
+                        }
                     }
                 }
             }
@@ -257,20 +367,12 @@ impl<'a> Model<'a> {
         out
     }
 
-    fn inc_xs(&self, alpha: f64) -> Vec<f64> {
-        self.z_inc.iter().map(|z| alpha * z).collect()
-    }
-
-    fn ext_xs(&self) -> Vec<f64> {
-        self.z_ext.iter().map(|z| 1.0 - THETA_EXTREME * z).collect()
-    }
-
-    fn components(&self, shape: &CleanShape, alpha: f64) -> Components {
-        let pa = self.turnout_bins(shape);
-        Components {
-            clean: self.clean(shape, &pa),
-            inc: self.stuffed(shape, &pa, &self.inc_xs(alpha)),
-            ext: self.stuffed(shape, &pa, &self.ext_xs()),
+    fn components(&self, shape: &CleanShape, alpha: f64) -> OwnedComponents {
+        let m = self.marginals(shape);
+        OwnedComponents {
+            clean: self.clean(&m),
+            inc: self.stuffed(&m, XDist::Half(alpha)),
+            ext: self.stuffed(&m, XDist::Extreme(THETA_EXTREME)),
         }
     }
 }
@@ -286,7 +388,7 @@ impl FitData {
     pub(crate) fn from_pairs(turnout: &[f64], share: &[f64]) -> Self {
         let mut grid = vec![0u64; N_CELLS];
         for (&a, &v) in turnout.iter().zip(share) {
-            grid[cell(a, v)] += 1;
+            grid[fit_cell(a, v)] += 1;
         }
         let mut cells = Vec::new();
         let mut counts = Vec::new();
@@ -351,13 +453,14 @@ fn em(data: &FitData, comp: &Components, start: Weights, max_iter: usize) -> (We
 }
 
 /// Unconstrained parameter vector <-> shape and alpha.
-fn decode(p: &[f64; 5]) -> (CleanShape, f64) {
+fn decode(p: &[f64; 6]) -> (CleanShape, f64) {
     (
         CleanShape {
             mu_turnout: p[0].clamp(0.0, 1.0),
             sd_turnout: p[1].exp().clamp(0.004, 0.5),
             mu_share: p[2].clamp(0.0, 1.0),
             sd_share: p[3].exp().clamp(0.004, 0.5),
+            corr: p[5].tanh().clamp(-0.95, 0.95),
         },
         p[4].exp().clamp(0.003, 3.0),
     )
@@ -444,29 +547,29 @@ fn nelder_mead<const D: usize>(
 
 /// Starting values from the data: modes of the marginals and half-widths on their lower side.
 fn initial_shape(data: &FitData) -> CleanShape {
-    let mut ma = [0f64; BINS];
-    let mut mv = [0f64; BINS];
+    let mut ma = [0f64; FIT_BINS];
+    let mut mv = [0f64; FIT_BINS];
     for (&c, &n) in data.cells.iter().zip(&data.counts) {
-        ma[c as usize / BINS] += n as f64;
-        mv[c as usize % BINS] += n as f64;
+        ma[c as usize / FIT_BINS] += n as f64;
+        mv[c as usize % FIT_BINS] += n as f64;
     }
-    let stat = |m: &[f64; BINS]| -> (f64, f64) {
+    let stat = |m: &[f64; FIT_BINS]| -> (f64, f64) {
         // Smoothed mode below 95%.
         let mut best = 0usize;
         let mut best_v = -1.0;
-        for i in 0..95usize {
-            let lo = i.saturating_sub(2);
-            let hi = (i + 2).min(BINS - 1);
+        for i in 0..(FIT_BINS * 95 / 100) {
+            let lo = i.saturating_sub(1);
+            let hi = (i + 1).min(FIT_BINS - 1);
             let s: f64 = m[lo..=hi].iter().sum();
             if s > best_v {
                 best_v = s;
                 best = i;
             }
         }
-        let mode = (best as f64 + 0.5) / BINS as f64;
+        let mode = (best as f64 + 0.5) / FIT_BINS as f64;
         let (mut s2, mut w) = (0.0, 0.0);
         for (i, &c) in m.iter().enumerate().take(best + 1) {
-            let x = (i as f64 + 0.5) / BINS as f64 - mode;
+            let x = (i as f64 + 0.5) / FIT_BINS as f64 - mode;
             s2 += c * x * x;
             w += c;
         }
@@ -480,16 +583,18 @@ fn initial_shape(data: &FitData) -> CleanShape {
         sd_turnout: sd_a,
         mu_share: mu_v,
         sd_share: sd_v,
+        corr: 0.0,
     }
 }
 
-fn encode(shape: &CleanShape, alpha: f64) -> [f64; 5] {
+fn encode(shape: &CleanShape, alpha: f64) -> [f64; 6] {
     [
         shape.mu_turnout,
         shape.sd_turnout.ln(),
         shape.mu_share,
         shape.sd_share.ln(),
         alpha.ln(),
+        shape.corr.clamp(-0.95, 0.95).atanh(),
     ]
 }
 
@@ -509,24 +614,24 @@ fn fit_point(data: &FitData, model: &Model) -> PointFit {
     // Two starting values of alpha (small and large stuffing), then a restart from the better one.
     for &alpha0 in &[0.08, 0.3] {
         let mut last_w = start_w;
-        let obj = |p: &[f64; 5]| -> f64 {
+        let obj = |p: &[f64; 6]| -> f64 {
             let (shape, alpha) = decode(p);
             let comp = model.components(&shape, alpha);
-            let (w, ll) = em(data, &comp, last_w, 300);
+            let (w, ll) = em(data, &comp.view(), last_w, 300);
             last_w = w;
             -ll
         };
         let (x, _, e) = nelder_mead(
             obj,
             encode(&init, alpha0),
-            [0.02, 0.2, 0.02, 0.2, 0.5],
+            [0.02, 0.2, 0.02, 0.2, 0.5, 0.3],
             400,
             1e-9,
         );
         evals += e;
         let (shape, alpha) = decode(&x);
         let comp = model.components(&shape, alpha);
-        let (w, ll) = em(data, &comp, start_w, 2000);
+        let (w, ll) = em(data, &comp.view(), start_w, 2000);
         if best.as_ref().is_none_or(|b| ll > b.ll) {
             best = Some(PointFit {
                 shape,
@@ -540,24 +645,24 @@ fn fit_point(data: &FitData, model: &Model) -> PointFit {
     let b = best.expect("at least one start");
     // Restart with a fresh simplex at the best point (guards against a collapsed simplex).
     let mut last_w = b.weights;
-    let obj = |p: &[f64; 5]| -> f64 {
+    let obj = |p: &[f64; 6]| -> f64 {
         let (shape, alpha) = decode(p);
         let comp = model.components(&shape, alpha);
-        let (w, ll) = em(data, &comp, last_w, 300);
+        let (w, ll) = em(data, &comp.view(), last_w, 300);
         last_w = w;
         -ll
     };
     let (x, _, e) = nelder_mead(
         obj,
         encode(&b.shape, b.alpha),
-        [0.01, 0.1, 0.01, 0.1, 0.3],
+        [0.01, 0.1, 0.01, 0.1, 0.3, 0.15],
         300,
         1e-10,
     );
     evals += e;
     let (shape, alpha) = decode(&x);
     let comp = model.components(&shape, alpha);
-    let (w, ll) = em(data, &comp, b.weights, 3000);
+    let (w, ll) = em(data, &comp.view(), b.weights, 3000);
     let out = if ll >= b.ll {
         PointFit {
             shape,
@@ -572,34 +677,66 @@ fn fit_point(data: &FitData, model: &Model) -> PointFit {
     out
 }
 
+/// Incremental components precomputed on a grid of ln(alpha), interpolated linearly in between
+/// (used by the bootstrap, where the clean shape is held fixed).
+struct AlphaGrid {
+    lo: f64,
+    step: f64,
+    comps: Vec<Vec<f64>>,
+}
+
+impl AlphaGrid {
+    fn new(model: &Model, shape: &CleanShape, alpha0: f64, half_width: f64, n: usize) -> Self {
+        let m = model.marginals(shape);
+        let lo = alpha0.ln() - half_width;
+        let step = 2.0 * half_width / (n - 1) as f64;
+        let comps = (0..n)
+            .into_par_iter()
+            .map(|k| model.stuffed(&m, XDist::Half((lo + k as f64 * step).exp())))
+            .collect();
+        AlphaGrid { lo, step, comps }
+    }
+
+    fn hi(&self) -> f64 {
+        self.lo + self.step * (self.comps.len() - 1) as f64
+    }
+
+    fn at(&self, la: f64, out: &mut [f64]) {
+        let pos = ((la - self.lo) / self.step).clamp(0.0, (self.comps.len() - 1) as f64);
+        let k = (pos.floor() as usize).min(self.comps.len() - 2);
+        let f = pos - k as f64;
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = self.comps[k][c] * (1.0 - f) + self.comps[k + 1][c] * f;
+        }
+    }
+}
+
 /// Golden-section maximisation of the profile likelihood over ln(alpha) with the clean shape fixed.
 fn fit_alpha_only(
     data: &FitData,
-    model: &Model,
-    shape: &CleanShape,
+    grid: &AlphaGrid,
     clean: &[f64],
     ext: &[f64],
-    alpha0: f64,
     w0: Weights,
 ) -> (f64, Weights) {
-    let pa = model.turnout_bins(shape);
-    let eval = |la: f64| -> (f64, Weights) {
-        let inc = model.stuffed(shape, &pa, &model.inc_xs(la.exp()));
+    let mut inc = vec![0.0; N_CELLS];
+    let mut eval = |la: f64| -> (f64, Weights) {
+        grid.at(la, &mut inc);
         let comp = Components {
-            clean: clean.to_vec(),
-            inc,
-            ext: ext.to_vec(),
+            clean,
+            inc: &inc,
+            ext,
         };
         let (w, ll) = em(data, &comp, w0, 400);
         (ll, w)
     };
     let g = 0.618_033_988_749_894_9;
-    let (mut lo, mut hi) = (alpha0.ln() - 1.2, alpha0.ln() + 1.2);
+    let (mut lo, mut hi) = (grid.lo, grid.hi());
     let mut x1 = hi - g * (hi - lo);
     let mut x2 = lo + g * (hi - lo);
     let mut f1 = eval(x1);
     let mut f2 = eval(x2);
-    for _ in 0..14 {
+    for _ in 0..16 {
         if f1.0 > f2.0 {
             hi = x2;
             x2 = x1;
@@ -652,9 +789,10 @@ pub(crate) fn fit(
         };
     }
     let pf = fit_point(&data, &model);
-    let pa = model.turnout_bins(&pf.shape);
-    let clean = model.clean(&pf.shape, &pa);
-    let ext = model.stuffed(&pf.shape, &pa, &model.ext_xs());
+    let m = model.marginals(&pf.shape);
+    let clean = model.clean(&m);
+    let ext = model.stuffed(&m, XDist::Extreme(THETA_EXTREME));
+    let grid = AlphaGrid::new(&model, &pf.shape, pf.alpha, 1.0, 21);
 
     let reps: Vec<(f64, f64, f64)> = (0..boot_reps)
         .into_par_iter()
@@ -674,7 +812,7 @@ pub(crate) fn fit(
                 }
             }
             let (alpha, w) =
-                fit_alpha_only(&bd, &model, &pf.shape, &clean, &ext, pf.alpha, pf.weights);
+                fit_alpha_only(&bd, &grid, &clean, &ext, pf.weights);
             (w[1], w[2], alpha)
         })
         .collect();
@@ -723,6 +861,7 @@ mod tests {
             sd_turnout: 0.1,
             mu_share: 0.5,
             sd_share: 0.08,
+            corr: 0.3,
         };
         let c = m.components(&shape, 0.2);
         for comp in [&c.clean, &c.inc, &c.ext] {
@@ -730,8 +869,8 @@ mod tests {
             assert!((s - 1.0).abs() < 1e-6, "{s}");
         }
         // Extreme stuffing puts its mass in the top-right corner.
-        let corner: f64 = (90..BINS)
-            .flat_map(|i| (90..BINS).map(move |j| i * BINS + j))
+        let corner: f64 = (45..FIT_BINS)
+            .flat_map(|i| (45..FIT_BINS).map(move |j| i * FIT_BINS + j))
             .map(|k| c.ext[k])
             .sum();
         assert!(corner > 0.95, "{corner}");
@@ -773,6 +912,16 @@ mod tests {
             vs.push(v2);
         }
         let f = fit(&ts, &vs, 30, 0.95, 5);
+        eprintln!("{f:?}");
+        {
+            let data = FitData::from_pairs(&ts, &vs);
+            let t = NormTable::new();
+            let m = Model::new(&t);
+            let sh = CleanShape { mu_turnout: 0.55, sd_turnout: 0.08, mu_share: 0.45, sd_share: 0.07, corr: 0.0 };
+            let comp = m.components(&sh, alpha);
+            let (w, ll) = em(&data, &comp.view(), [0.66, 0.3, 0.04, 0.0], 5000);
+            eprintln!("truth: w {w:?} llps {}", ll / n as f64);
+        }
         assert!((f.fi - fi).abs() < 0.05, "fi {}", f.fi);
         assert!((f.fe - fe).abs() < 0.01, "fe {}", f.fe);
         assert!(f.fi_ci[0] <= fi + 0.02 && f.fi_ci[1] >= fi - 0.02, "{:?}", f.fi_ci);

@@ -331,6 +331,22 @@ fn assemble_round(
         layout.extra_names(),
         tree,
     );
+    let rows: usize = chunks.iter().map(|c| c.ids.len()).sum();
+    let st = &mut round.stations;
+    for col in [
+        &mut st.registered,
+        &mut st.cast,
+        &mut st.invalid,
+        &mut st.valid,
+        &mut st.line,
+    ] {
+        col.reserve_exact(rows);
+    }
+    st.ids.reserve_exact(rows);
+    st.area.reserve_exact(rows);
+    st.status.reserve_exact(rows);
+    st.votes.reserve_exact(rows * cand_idx.len());
+    st.extra.reserve_exact(rows * e);
     let mut stats = SheetStats::default();
     let mut issues: Vec<Issue> = Vec::new();
     let mut quarantine: Vec<QuarantinedRow> = Vec::new();

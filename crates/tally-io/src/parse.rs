@@ -24,32 +24,21 @@ pub fn parse_count(b: &[u8]) -> Result<Option<u64>, CountError> {
     if b.is_empty() {
         return Ok(None);
     }
-    let (int, frac) = match memchr::memchr(b'.', b) {
-        Some(p) => (&b[..p], &b[p + 1..]),
-        None => (b, &b[..0]),
-    };
-    if int.first() == Some(&b'-') {
-        return Err(
-            if int.len() > 1 && int[1..].iter().all(u8::is_ascii_digit) {
-                CountError::Negative
-            } else {
-                CountError::NotInteger
-            },
-        );
-    }
-    if int.is_empty() || !frac.iter().all(|&c| c == b'0') {
-        return Err(CountError::NotInteger);
-    }
     let mut v: u64 = 0;
-    for &c in int {
+    for (i, &c) in b.iter().enumerate() {
         let d = c.wrapping_sub(b'0');
-        if d > 9 {
+        if d <= 9 {
+            v = v
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(d)))
+                .ok_or(CountError::TooLarge)?;
+        } else if c == b'.' && i > 0 && b[i + 1..].iter().all(|&z| z == b'0') {
+            break; // "12.0" from spreadsheet exports
+        } else if c == b'-' && i == 0 && b.len() > 1 && b[1..].iter().all(u8::is_ascii_digit) {
+            return Err(CountError::Negative);
+        } else {
             return Err(CountError::NotInteger);
         }
-        v = v
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(d)))
-            .ok_or(CountError::TooLarge)?;
     }
     if v > MAX_COUNT {
         return Err(CountError::TooLarge);
@@ -272,34 +261,41 @@ fn parse_chunk(bytes: &[u8], first_line: u64, ctx: &ParseContext<'_>) -> Chunk {
         let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(l.header.len() + 1);
         let mut line_no = first_line;
         let mut start = 0usize;
-        while start < bytes.len() {
-            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |p| start + p);
-            let mut line = &bytes[start..end];
-            if let [rest @ .., b'\r'] = line {
-                line = rest;
-            }
-            if !line.is_empty() {
-                bounds.clear();
-                let mut a = 0usize;
-                for comma in memchr::memchr_iter(b',', line) {
-                    bounds.push((a, comma));
-                    a = comma + 1;
-                }
-                bounds.push((a, line.len()));
-                c.rows_read += 1;
-                handle_row(
-                    &mut c,
-                    &mut st,
-                    ctx,
-                    line_no,
-                    &PlainRow {
-                        line,
+        let mut field = 0usize;
+        // One scalar pass: rows are short, so a byte loop beats a search call per separator.
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b',' {
+                bounds.push((field - start, i - start));
+                field = i + 1;
+            } else if b == b'\n' {
+                let end = if i > start && bytes[i - 1] == b'\r' {
+                    i - 1
+                } else {
+                    i
+                };
+                if end > start {
+                    bounds.push((field - start, end - start));
+                    c.rows_read += 1;
+                    let row = PlainRow {
+                        line: &bytes[start..end],
                         bounds: &bounds,
-                    },
-                );
+                    };
+                    handle_row(&mut c, &mut st, ctx, line_no, &row);
+                }
+                bounds.clear();
+                line_no += 1;
+                start = i + 1;
+                field = start;
             }
-            line_no += 1;
-            start = end + 1;
+        }
+        if start < bytes.len() {
+            bounds.push((field - start, bytes.len() - start));
+            c.rows_read += 1;
+            let row = PlainRow {
+                line: &bytes[start..],
+                bounds: &bounds,
+            };
+            handle_row(&mut c, &mut st, ctx, line_no, &row);
         }
         return c;
     }

@@ -23,7 +23,8 @@ pub struct AreaTree {
     /// Names of the levels below the root, coarsest first (e.g. `province`, `district`).
     pub levels: Vec<String>,
     pub nodes: Vec<AreaNode>,
-    index: HashMap<(AreaId, String), AreaId>,
+    /// Children of each node by name.
+    index: HashMap<AreaId, HashMap<String, AreaId>>,
 }
 
 /// Shown for an area cell left empty in the source.
@@ -45,7 +46,7 @@ impl AreaTree {
     /// The child of `parent` called `name`, created if new.
     pub fn child(&mut self, parent: AreaId, name: &str) -> AreaId {
         let name = if name.is_empty() { UNNAMED_AREA } else { name };
-        if let Some(&id) = self.index.get(&(parent, name.to_string())) {
+        if let Some(&id) = self.index.get(&parent).and_then(|m| m.get(name)) {
             return id;
         }
         let id = self.nodes.len() as AreaId;
@@ -55,7 +56,10 @@ impl AreaTree {
             depth,
             parent,
         });
-        self.index.insert((parent, name.to_string()), id);
+        self.index
+            .entry(parent)
+            .or_default()
+            .insert(name.to_string(), id);
         id
     }
 
@@ -103,11 +107,14 @@ impl AreaTree {
     pub fn find(&self, path: &str) -> Option<AreaId> {
         let mut cur = ROOT;
         for part in path.split('/').filter(|p| !p.is_empty()) {
-            cur = self
-                .index
-                .iter()
-                .find(|((parent, name), _)| *parent == cur && names_match(name, part))
-                .map(|(_, &id)| id)?;
+            let children = self.index.get(&cur)?;
+            cur = match children.get(part) {
+                Some(&id) => id,
+                None => children
+                    .iter()
+                    .find(|(name, _)| names_match(name, part))
+                    .map(|(_, &id)| id)?,
+            };
         }
         Some(cur)
     }

@@ -300,7 +300,8 @@ fn level_projection(
     Some(normalise_rows(&x, nr, nc))
 }
 
-/// Level bundle method for lphom. `rel_tol` is the stopping gap relative to the total votes.
+/// Level bundle method for lphom. Stops when the certified gap is at most `rel_tol` times the
+/// best objective value (or `1e-12` of the votes, whichever is larger).
 pub(crate) fn lphom_bundle(d: &Data, rel_tol: f64, max_iter: usize) -> LpFit {
     let (nr, nc) = (d.r, d.c);
     let s = 1.0 / d.total;
@@ -330,7 +331,7 @@ pub(crate) fn lphom_bundle(d: &Data, rel_tol: f64, max_iter: usize) -> LpFit {
         };
         f_low = f_low.max(t.max(0.0));
         let gap = f_best - f_low;
-        if gap <= rel_tol {
+        if gap <= (rel_tol * f_best).max(1e-12) {
             break;
         }
         let level = f_low + lambda * gap;
@@ -353,7 +354,7 @@ pub(crate) fn lphom(d: &Data, exact_max_cells: usize) -> LpFit {
             return fit;
         }
     }
-    lphom_bundle(d, 1e-9, 2000)
+    lphom_bundle(d, 1e-6, 2000)
 }
 
 /// L1-closest table to `x_r p_rc` with margins `x`, `y` (closed-form member of the optimal set; see

@@ -111,8 +111,31 @@ fn senc_data_is_consistent() {
 
 #[test]
 fn senc_lphom() {
+    // The lphom optimum is not unique; Clarabel's interior point returns a central optimal table
+    // (7.6% here) where lp_solve's vertex gave 5.6% in R. Both solvers must agree on the optimum.
     let (agg, _, res) = run(Method::Lphom);
-    assert!(agg < 7.0, "lphom EI {agg}");
+    assert!(agg < 8.0, "lphom EI {agg}");
+    let s = load();
+    let bundle = estimate(
+        &s.margins,
+        &Options {
+            method: Method::Lphom,
+            exact_lp_max_cells: 0,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let (a, b) = (res.lp.as_ref().unwrap(), bundle.lp.as_ref().unwrap());
+    println!(
+        "senc lphom objective: exact {:.3}, bundle {:.3} (gap {:.3}, {} iters)",
+        a.objective, b.objective, b.gap, b.iterations
+    );
+    assert!(
+        (a.objective - b.objective).abs() < 1e-4 * a.objective,
+        "{} vs {}",
+        a.objective,
+        b.objective
+    );
     for row in &res.proportions {
         assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-6);
     }
@@ -121,14 +144,15 @@ fn senc_lphom() {
 #[test]
 fn senc_tslphom() {
     let (agg, units, _) = run(Method::Tslphom);
-    assert!(agg < 6.0, "tslphom EI {agg}");
+    // Must beat R's tslphom (4.5%): this is the default method.
+    assert!(agg < 4.5, "tslphom EI {agg}");
     assert!(units.unwrap() < 20.0);
 }
 
 #[test]
 fn senc_nslphom() {
     let (agg, units, _) = run(Method::Nslphom);
-    assert!(agg < 6.0, "nslphom EI {agg}");
+    assert!(agg < 2.0, "nslphom EI {agg}");
     assert!(units.unwrap() < 20.0);
 }
 
@@ -140,6 +164,6 @@ fn senc_md_bayes() {
         "md-bayes diagnostics: max R-hat {:.3}, min ESS {:.0}",
         dg.max_rhat, dg.min_ess
     );
-    assert!(agg < 4.5, "md-bayes EI {agg}");
+    assert!(agg < 3.0, "md-bayes EI {agg}");
     assert!(units.unwrap() < 20.0);
 }

@@ -72,3 +72,45 @@ pub fn load_russia() -> Option<StationCounts> {
     }
     load_uniform_csv_gz(&p, "region")
 }
+
+/// Adapter from the synthetic generator: groups = the area at `level` (0 region, 1 district, 2 commune).
+pub fn to_counts(round: &tally_synth::SynthRound, level: usize) -> StationCounts {
+    let k = round.candidates.len();
+    let mut out = StationCounts {
+        candidates: round.candidates.clone(),
+        votes: vec![Vec::with_capacity(round.stations.len()); k],
+        ..Default::default()
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut lookup = std::collections::HashMap::new();
+    let mut idx = Vec::with_capacity(round.stations.len());
+    for s in &round.stations {
+        out.station_ids.push(s.station_id.clone());
+        out.registered.push(s.registered);
+        out.cast.push(s.cast);
+        out.valid.push(s.valid);
+        for (c, v) in s.votes.iter().enumerate() {
+            out.votes[c].push(*v);
+        }
+        let name = s.areas.get(level).cloned().unwrap_or_default();
+        let next = names.len() as u32;
+        let g = *lookup.entry(name.clone()).or_insert_with(|| {
+            names.push(name);
+            next
+        });
+        idx.push(g);
+    }
+    out.groups = Some((idx, names));
+    out
+}
+
+/// A synthetic election's first round as counts.
+pub fn synth(stations: usize, seed: u64, anomalies: Vec<tally_synth::Anomaly>) -> StationCounts {
+    let e = tally_synth::generate(&tally_synth::SynthConfig {
+        stations,
+        seed,
+        anomalies,
+        ..Default::default()
+    });
+    to_counts(&e.rounds[0], 1)
+}
