@@ -11,13 +11,13 @@
 //! (its size is a diagnostic of misfit).
 //!
 //! ## The estimator
-//! Binned maximum likelihood: the stations' (turnout, share) pairs are binned into 100 × 100 cells
-//! of one point, and the multinomial log-likelihood of the cell counts under the model's cell
+//! Binned maximum likelihood: the stations' (turnout, share) pairs are binned into 50 × 50 cells
+//! of two points, and the multinomial log-likelihood of the cell counts under the model's cell
 //! probabilities is maximised. The cell probabilities are computed by numerical integration, not
 //! simulation: given `a` (integrated exactly over turnout bins) and `x` (integrated over quantile
 //! nodes), `v'` is an affine function of a normal variable, so its bin probabilities are exact
 //! differences of the normal distribution function. The mixture weights (clean, fi, fe, bg) enter
-//! linearly and are maximised by EM for each shape; the five shape parameters
+//! linearly and are maximised by EM for each shape; the six shape parameters
 //! (mu_a, sd_a, mu_v, sd_v, corr, alpha) are maximised by Nelder–Mead with one restart.
 //!
 //! ## Intervals
