@@ -165,7 +165,7 @@ pub fn import_bytes(
     let (header, body_start, sample, sample_bytes) = read_header_and_sample(data, file)?;
     let layout = layout::infer(&header, &sample, opts.definition, file)?;
     let parts = rayon::current_num_threads().max(1) * 2;
-    let ranges = split(data, body_start, 2, parts);
+    let ranges = split(data, body_start, parts);
     let ctx = ParseContext {
         layout: &layout,
         file,
@@ -174,7 +174,8 @@ pub fn import_bytes(
         registry: opts.registry,
         avg_row_bytes: sample_bytes / sample.len().max(1),
     };
-    let mut chunks = parse_chunks(data, &ranges, &ctx);
+    // The header is line 1 (a header with a quoted newline would shift the numbers by one).
+    let mut chunks = parse_chunks(data, &ranges, 2, &ctx);
     let rounds = assemble(&mut chunks, &layout, file, opts);
     Ok(FileImport {
         file: file.to_string(),

@@ -96,6 +96,8 @@ pub struct Chunk {
     /// Per round: which candidate columns hold a count on at least one row.
     pub seen: std::collections::BTreeMap<u8, Vec<bool>>,
     pub rows_read: u64,
+    /// Newlines in the chunk (line numbers in the chunk are relative until joined).
+    pub newlines: u64,
 }
 
 pub struct ParseContext<'a> {
@@ -109,17 +111,10 @@ pub struct ParseContext<'a> {
 }
 
 /// Splits `data` (after the header) into about `parts` chunks at record boundaries.
-/// Returns `(start, end, first_line)` with 1-based line numbers.
-pub fn split(
-    data: &[u8],
-    body_start: usize,
-    first_line: u64,
-    parts: usize,
-) -> Vec<(usize, usize, u64)> {
+pub fn split(data: &[u8], body_start: usize, parts: usize) -> Vec<(usize, usize)> {
     let len = data.len();
     let mut out = Vec::new();
     let mut start = body_start;
-    let mut line = first_line;
     let mut quotes_before = 0usize; // parity of quotes in data[body_start..start]
     let target = ((len - body_start) / parts.max(1)).max(1 << 16);
     while start < len {
@@ -135,37 +130,43 @@ pub fn split(
                     }
                     Some(p) => {
                         let at = cut + p;
+                        cut = at + 1;
                         if data[at] == b'"' {
                             q += 1;
-                            cut = at + 1;
                         } else if q.is_multiple_of(2) {
-                            cut = at + 1;
                             break;
-                        } else {
-                            cut = at + 1;
                         }
                     }
                 }
             }
             quotes_before = q % 2;
         }
-        let newlines = memchr::memchr_iter(b'\n', &data[start..cut]).count() as u64;
-        out.push((start, cut, line));
-        line += newlines;
+        out.push((start, cut));
         start = cut;
     }
     out
 }
 
+/// Parses the chunks in parallel, then turns their chunk-relative line numbers into file
+/// line numbers (`first_line` is the line of the first chunk's first byte).
 pub fn parse_chunks(
     data: &[u8],
-    ranges: &[(usize, usize, u64)],
+    ranges: &[(usize, usize)],
+    first_line: u64,
     ctx: &ParseContext<'_>,
 ) -> Vec<Chunk> {
-    ranges
+    let mut chunks: Vec<Chunk> = ranges
         .par_iter()
-        .map(|&(a, b, line)| parse_chunk(&data[a..b], line, ctx))
-        .collect()
+        .map(|&(a, b)| parse_chunk(&data[a..b], ctx))
+        .collect();
+    let mut offset = first_line;
+    for c in &mut chunks {
+        c.lines.iter_mut().for_each(|l| *l += offset);
+        c.issues.iter_mut().for_each(|(_, i)| i.line += offset);
+        c.rejected.iter_mut().for_each(|(i, _)| i.line += offset);
+        offset += c.newlines;
+    }
+    chunks
 }
 
 fn raw_row(rec: &csv::ByteRecord) -> String {
@@ -234,7 +235,9 @@ struct RowState {
     last_path: Option<Vec<Vec<u8>>>,
 }
 
-fn parse_chunk(bytes: &[u8], first_line: u64, ctx: &ParseContext<'_>) -> Chunk {
+/// Parses one chunk; line numbers are relative to the chunk (0 = its first line).
+fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>) -> Chunk {
+    let first_line = 0;
     let l = ctx.layout;
     let k = l.candidates.len();
     let e = l.extra.len();
@@ -288,6 +291,7 @@ fn parse_chunk(bytes: &[u8], first_line: u64, ctx: &ParseContext<'_>) -> Chunk {
                 field = start;
             }
         }
+        c.newlines = line_no;
         if start < bytes.len() {
             bounds.push((field - start, bytes.len() - start));
             c.rows_read += 1;
@@ -327,6 +331,7 @@ fn parse_chunk(bytes: &[u8], first_line: u64, ctx: &ParseContext<'_>) -> Chunk {
         c.rows_read += 1;
         handle_row(&mut c, &mut st, ctx, line, &CsvRow(&rec));
     }
+    c.newlines = memchr::memchr_iter(b'\n', bytes).count() as u64;
     c
 }
 
@@ -585,16 +590,12 @@ mod tests {
         for i in 0..20000 {
             data.extend_from_slice(format!("{i},\"a\nb\"\n").as_bytes());
         }
-        let ranges = split(&data, 2, 2, 8);
+        let ranges = split(&data, 2, 8);
         assert!(ranges.len() > 1);
         for w in ranges.windows(2) {
             assert_eq!(w[0].1, w[1].0);
             // Every chunk starts at a record: a digit, never the "b\"" continuation.
             assert!(data[w[1].0].is_ascii_digit(), "chunk starts inside a field");
-            assert_eq!(
-                w[1].2,
-                2 + 2 * (memchr::memchr_iter(b'\n', &data[2..w[1].0]).count() as u64 / 2)
-            );
         }
         assert_eq!(ranges.last().unwrap().1, data.len());
     }

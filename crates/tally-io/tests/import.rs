@@ -294,3 +294,34 @@ fn every_shared_data_set_is_read_and_its_layout_inferred() {
         .any(|n| n.starts_with("cannot decide whether 'neighbourhood'")));
     assert_eq!(f.rounds[0].stats.missing, 83_462 - 60_007);
 }
+
+#[test]
+fn quoted_fields_with_newlines_keep_true_line_numbers_across_chunks() {
+    // 6,000 rows (several chunks); every 10th area name holds a quoted newline, so line numbers
+    // run ahead of row numbers. Row 4,321 breaks E102.
+    let mut text = String::from("station_id,region,valid,a,b\n");
+    let mut line = 2u64;
+    let mut bad_line = 0;
+    for i in 0..6000u64 {
+        let region = if i % 10 == 0 {
+            "\"North,\nEast\""
+        } else {
+            "\"South\""
+        };
+        let b = if i == 4321 { 9 } else { 10 };
+        if i == 4321 {
+            bad_line = line;
+        }
+        text.push_str(&format!("s{i},{region},30,20,{b}\n"));
+        line += if i % 10 == 0 { 2 } else { 1 };
+    }
+    let f = import(&text, &ImportOptions::default()).unwrap();
+    let r = &f.rounds[0];
+    assert_eq!(r.stats.rows, 6000);
+    assert_eq!(r.stats.quarantined, 1);
+    assert_eq!(r.issues.len(), 1);
+    assert_eq!((r.issues[0].line, r.issues[0].code), (bad_line, Code::E102));
+    assert_eq!(r.issues[0].station, "s4321");
+    assert_eq!(r.round.tree.levels, vec!["region"]);
+    assert!(r.round.tree.find("North,\nEast").is_some());
+}
