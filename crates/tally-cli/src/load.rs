@@ -140,18 +140,11 @@ pub fn report_import(f: &FileImport, show: usize) {
             format!("; extra lines {}", l.extra_names().join(", "))
         }
     );
-    for n in &l.notes {
-        if n.starts_with("cannot decide") || n.starts_with("no ") {
-            let _ = writeln!(err, "  note: {n}");
-        }
+    for (c, why) in &l.ignored {
+        let _ = writeln!(err, "  not used: {} ({why})", l.header[*c]);
     }
-    if !l.ignored.is_empty() {
-        let names: Vec<String> = l
-            .ignored
-            .iter()
-            .map(|(c, _)| l.header[*c].clone())
-            .collect();
-        let _ = writeln!(err, "  not used: {}", names.join(", "));
+    for n in l.notes.iter().filter(|n| n.starts_with("cannot decide") || n.starts_with("no ")) {
+        let _ = writeln!(err, "  note: {n}");
     }
     for r in &f.rounds {
         let s = &r.stats;

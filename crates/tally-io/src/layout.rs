@@ -218,6 +218,16 @@ pub fn infer(
 
     let first_core = core.iter().flatten().min().copied().unwrap_or(header.len());
     let kinds: Vec<Kind> = (0..header.len()).map(|c| column_kind(sample, c)).collect();
+    for (f, col) in core.iter().enumerate() {
+        if let Some(c) = *col {
+            if kinds[c] == Kind::Empty {
+                notes.push(format!(
+                    "no {} in the sample ('{}' is empty): checks that need it are skipped",
+                    CORE_NAMES[f], header[c]
+                ));
+            }
+        }
+    }
 
     // Areas: named, or inferred from the descriptive columns before the counts.
     let areas = match &cols.areas {
