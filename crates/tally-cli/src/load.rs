@@ -143,7 +143,11 @@ pub fn report_import(f: &FileImport, show: usize) {
     for (c, why) in &l.ignored {
         let _ = writeln!(err, "  not used: {} ({why})", l.header[*c]);
     }
-    for n in l.notes.iter().filter(|n| n.starts_with("cannot decide") || n.starts_with("no ")) {
+    for n in l
+        .notes
+        .iter()
+        .filter(|n| n.starts_with("cannot decide") || n.starts_with("no "))
+    {
         let _ = writeln!(err, "  note: {n}");
     }
     for r in &f.rounds {

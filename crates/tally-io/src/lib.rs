@@ -18,7 +18,8 @@ pub use definition::ElectionDef;
 pub use layout::Layout;
 pub use read::{decode, read_input};
 
-use parse::{parse_chunks, sheet_of, split, Chunk, ParseContext};
+use parse::{parse_chunks, sheet_of, split, Chunk, ParseContext, Table};
+use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
@@ -175,8 +176,8 @@ pub fn import_bytes(
         avg_row_bytes: sample_bytes / sample.len().max(1),
     };
     // The header is line 1 (a header with a quoted newline would shift the numbers by one).
-    let mut chunks = parse_chunks(data, &ranges, 2, &ctx);
-    let rounds = assemble(&mut chunks, &layout, file, opts);
+    let (table, chunks) = parse_chunks(data, &ranges, 2, &ctx);
+    let rounds = assemble(table, chunks, &layout, file, opts);
     Ok(FileImport {
         file: file.to_string(),
         layout,
@@ -256,53 +257,201 @@ fn issue(file: &str, row: &parse::RowIssue) -> Issue {
     }
 }
 
-/// Joins the chunks into one `Round` per round number found in the file.
+/// Findings of all chunks, merged in row order.
+struct Findings {
+    issues: Vec<(usize, parse::RowIssue)>,
+    raw: Vec<(usize, String)>,
+    pending: Vec<usize>,
+}
+
+/// Splits the table into one `Round` per round number found in the file.
 fn assemble(
-    chunks: &mut [Chunk],
+    mut table: Table,
+    chunks: Vec<Chunk>,
     layout: &Layout,
     file: &str,
     opts: &ImportOptions<'_>,
 ) -> Vec<ImportedRound> {
-    let mut numbers: BTreeSet<u8> = chunks
-        .iter()
-        .flat_map(|c| c.round.iter().copied())
-        .collect();
-    let rejected_rows: u64 = chunks.iter().map(|c| c.rejected.len() as u64).sum();
+    let mut numbers: BTreeSet<u8> = BTreeSet::new();
+    let mut last = None;
+    for &r in &table.round {
+        if last != Some(r) {
+            numbers.insert(r);
+            last = Some(r);
+        }
+    }
     if numbers.is_empty() {
         numbers.insert(opts.default_round);
     }
+    let k_all = layout.candidates.len();
+    let mut seen: std::collections::BTreeMap<u8, Vec<bool>> = Default::default();
+    for c in &chunks {
+        for (round, s) in &c.seen {
+            let acc = seen.entry(*round).or_insert_with(|| vec![false; k_all]);
+            acc.iter_mut().zip(s).for_each(|(a, b)| *a |= b);
+        }
+    }
+    let mut paths: Vec<Vec<String>> = Vec::new();
+    let mut rejected = Vec::new();
+    let mut found = Findings {
+        issues: Vec::new(),
+        raw: Vec::new(),
+        pending: Vec::new(),
+    };
+    for c in chunks {
+        paths.extend(c.paths);
+        rejected.extend(c.rejected);
+        found.issues.extend(c.issues);
+        found.raw.extend(c.raw);
+        found.pending.extend(c.pending);
+    }
     let first_round = *numbers.iter().next().expect("one round");
-    numbers
-        .into_iter()
-        .map(|number| {
-            let mut r = assemble_round(&mut *chunks, layout, file, opts, number);
-            if number == first_round {
-                // Rows too broken to tell their round are reported with the first round.
-                r.stats.rows += rejected_rows;
-                r.stats.quarantined += rejected_rows;
-                for c in chunks.iter() {
-                    for (ri, raw) in &c.rejected {
-                        r.issues.push(issue(file, ri));
-                        r.quarantine.push(QuarantinedRow {
-                            file: file.to_string(),
-                            line: ri.line,
-                            station: ri.station.clone(),
-                            codes: vec![ri.finding.code],
-                            reasons: vec![ri.finding.detail.clone()],
-                            raw: raw.clone(),
-                        });
-                    }
-                }
-                r.issues.sort_by_key(|i| i.line);
-                r.quarantine.sort_by_key(|q| q.line);
+    let single = numbers.len() == 1;
+    let mut rounds = Vec::new();
+    for number in numbers {
+        // Candidates of this round: the columns with a count on at least one of its rows.
+        let on_ballot = seen
+            .get(&number)
+            .filter(|s| s.iter().any(|&b| b))
+            .cloned()
+            .unwrap_or_else(|| vec![true; k_all]);
+        let mut r = if single && on_ballot.iter().all(|&b| b) && found.pending.is_empty() {
+            round_from_table(
+                std::mem::take(&mut table),
+                &paths,
+                &found,
+                layout,
+                file,
+                opts,
+                number,
+            )
+        } else {
+            round_from_rows(
+                &mut table, &paths, &found, &on_ballot, layout, file, opts, number,
+            )
+        };
+        if number == first_round {
+            // Rows too broken to tell their round are reported with the first round.
+            r.stats.rows += rejected.len() as u64;
+            r.stats.quarantined += rejected.len() as u64;
+            for (ri, raw) in &rejected {
+                r.issues.push(issue(file, ri));
+                r.quarantine.push(QuarantinedRow {
+                    file: file.to_string(),
+                    line: ri.line,
+                    station: ri.station.clone(),
+                    codes: vec![ri.finding.code],
+                    reasons: vec![ri.finding.detail.clone()],
+                    raw: raw.clone(),
+                });
             }
-            r
-        })
-        .collect()
+            r.issues.sort_by_key(|i| i.line);
+            r.quarantine.sort_by_key(|q| q.line);
+        }
+        rounds.push(r);
+    }
+    rounds
 }
 
-fn assemble_round(
-    chunks: &mut [Chunk],
+/// The common case, one round with all its candidates and nothing pending: the table's columns
+/// become the round's columns without a copy.
+fn round_from_table(
+    table: Table,
+    paths: &[Vec<String>],
+    found: &Findings,
+    layout: &Layout,
+    file: &str,
+    opts: &ImportOptions<'_>,
+    number: u8,
+) -> ImportedRound {
+    let mut tree = AreaTree::new(&opts.election_name, layout.level_names());
+    let leaf: Vec<u32> = paths.iter().map(|p| tree.leaf(p)).collect();
+    let mut round = Round::new(
+        number,
+        layout.candidates.iter().map(|c| c.1.clone()).collect(),
+        layout.extra_names(),
+        tree,
+    );
+    let mut stats = SheetStats {
+        rows: table.len() as u64,
+        ..SheetStats::default()
+    };
+    for st in &table.status {
+        match st {
+            SheetStatus::Counted => stats.accepted += 1,
+            SheetStatus::Quarantined => stats.quarantined += 1,
+            SheetStatus::Missing | SheetStatus::Annulled => stats.missing += 1,
+        }
+    }
+    let mut issues = Vec::with_capacity(found.issues.len());
+    let mut last_warned = usize::MAX;
+    for (row, ri) in &found.issues {
+        if table.status[*row] == SheetStatus::Counted && *row != last_warned {
+            stats.with_warnings += 1;
+            last_warned = *row;
+        }
+        issues.push(issue(file, ri));
+    }
+    // Both lists are in row order: walk them together.
+    let mut quarantine = Vec::with_capacity(found.raw.len());
+    let mut at = found.issues.iter().peekable();
+    for (row, raw) in &found.raw {
+        while at.next_if(|(r, _)| r < row).is_some() {}
+        let mut errors: Vec<&parse::RowIssue> = Vec::new();
+        while let Some((_, ri)) = at.next_if(|(r, _)| r == row) {
+            if ri.finding.code.severity() == Severity::Error {
+                errors.push(ri);
+            }
+        }
+        quarantine.push(QuarantinedRow {
+            file: file.to_string(),
+            line: table.lines[*row],
+            station: table.ids[*row].clone(),
+            codes: errors.iter().map(|e| e.finding.code).collect(),
+            reasons: errors.iter().map(|e| e.finding.detail.clone()).collect(),
+            raw: raw.clone(),
+        });
+    }
+    let Table {
+        ids,
+        lines,
+        path,
+        status,
+        core,
+        votes,
+        extra,
+        ..
+    } = table;
+    let [registered, cast, invalid, valid] = core;
+    round.stations = tally_model::round::Stations {
+        ids,
+        area: path.into_par_iter().map(|p| leaf[p as usize]).collect(),
+        status,
+        line: lines,
+        registered,
+        cast,
+        invalid,
+        valid,
+        votes,
+        extra,
+    };
+    resolve_duplicates(&mut round, &mut stats, &mut issues, &mut quarantine, file);
+    ImportedRound {
+        round,
+        stats,
+        issues,
+        quarantine,
+    }
+}
+
+/// The general case, row by row: a file holding several rounds, candidates not on this round's
+/// ballot, or sheets whose empty candidate cells must be resolved (W208/E110).
+#[allow(clippy::too_many_arguments)]
+fn round_from_rows(
+    table: &mut Table,
+    paths: &[Vec<String>],
+    found: &Findings,
+    on_ballot: &[bool],
     layout: &Layout,
     file: &str,
     opts: &ImportOptions<'_>,
@@ -310,19 +459,7 @@ fn assemble_round(
 ) -> ImportedRound {
     let k_all = layout.candidates.len();
     let e = layout.extra.len();
-    // Candidates of this round: the columns with a count on at least one of its rows.
-    let mut on_ballot = vec![false; k_all];
-    for c in chunks.iter() {
-        if let Some(seen) = c.seen.get(&number) {
-            on_ballot.iter_mut().zip(seen).for_each(|(a, b)| *a |= b);
-        }
-    }
-    if !on_ballot.iter().any(|&b| b) {
-        on_ballot = vec![true; k_all];
-    }
     let cand_idx: Vec<usize> = (0..k_all).filter(|&j| on_ballot[j]).collect();
-    let compact = cand_idx.len() != k_all;
-    let tree = AreaTree::new(&opts.election_name, layout.level_names());
     let mut round = Round::new(
         number,
         cand_idx
@@ -330,145 +467,108 @@ fn assemble_round(
             .map(|&j| layout.candidates[j].1.clone())
             .collect(),
         layout.extra_names(),
-        tree,
+        AreaTree::new(&opts.election_name, layout.level_names()),
     );
-    let rows: usize = chunks.iter().map(|c| c.ids.len()).sum();
-    let st = &mut round.stations;
-    for col in [
-        &mut st.registered,
-        &mut st.cast,
-        &mut st.invalid,
-        &mut st.valid,
-        &mut st.line,
-    ] {
-        col.reserve_exact(rows);
-    }
-    st.ids.reserve_exact(rows);
-    st.area.reserve_exact(rows);
-    st.status.reserve_exact(rows);
-    st.votes.reserve_exact(rows * cand_idx.len());
-    st.extra.reserve_exact(rows * e);
+    let mut leaf: Vec<Option<u32>> = vec![None; paths.len()];
     let mut stats = SheetStats::default();
     let mut issues: Vec<Issue> = Vec::new();
     let mut quarantine: Vec<QuarantinedRow> = Vec::new();
     let mut votes = vec![0u64; cand_idx.len()];
     let mut findings: Vec<Finding> = Vec::new();
-    for c in chunks.iter_mut() {
-        let leaf: Vec<u32> = c.paths.iter().map(|p| round.tree.leaf(p)).collect();
-        if !compact && c.pending.is_empty() && c.round.iter().all(|&r| r == number) {
-            append_chunk(
-                &mut round,
-                c,
-                &leaf,
-                &mut stats,
-                &mut issues,
-                &mut quarantine,
-                file,
-            );
+    let mut pending = found.pending.iter().peekable();
+    let mut raw = found.raw.iter().peekable();
+    let mut iss = found.issues.iter().peekable();
+    for i in 0..table.len() {
+        let is_pending = pending.next_if(|&&p| p == i).is_some();
+        let raw_text = raw.next_if(|r| r.0 == i).map(|r| r.1.as_str());
+        findings.clear();
+        while let Some((_, ri)) = iss.next_if(|x| x.0 == i) {
+            findings.push(ri.finding.clone());
+        }
+        if table.round[i] != number {
             continue;
         }
-        let mut pending = c.pending.iter().peekable();
-        let mut raw = c.raw.iter().peekable();
-        let mut iss = c.issues.iter().peekable();
-        for i in 0..c.ids.len() {
-            let is_pending = pending.next_if(|&&p| p == i).is_some();
-            let raw_text = raw.next_if(|r| r.0 == i).map(|r| r.1.as_str());
-            findings.clear();
-            while let Some((_, ri)) = iss.next_if(|x| x.0 == i) {
-                findings.push(ri.finding.clone());
-            }
-            if c.round[i] != number {
-                continue;
-            }
-            stats.rows += 1;
-            let all_votes = &c.votes[i * k_all..(i + 1) * k_all];
-            let mut core = [c.core[0][i], c.core[1][i], c.core[2][i], c.core[3][i]];
-            let mut status = c.status[i];
-            let reshaped = compact || is_pending;
-            if reshaped {
-                for (o, &j) in votes.iter_mut().zip(&cand_idx) {
-                    *o = all_votes[j];
-                }
-            }
-            if is_pending {
-                let missing: Vec<&str> = cand_idx
-                    .iter()
-                    .filter(|&&j| all_votes[j] == MISSING)
-                    .map(|&j| layout.candidates[j].1.id.as_str())
-                    .collect();
-                if !missing.is_empty() {
-                    imply_missing_votes(&mut votes, core[3], &missing, &mut findings);
-                }
-                if !findings.iter().any(|f| f.code == Code::E110) {
-                    check_sheet(&sheet_of(&core, &votes), &opts.validation, &mut findings);
-                }
-                status = if findings
-                    .iter()
-                    .any(|f| f.code.severity() == Severity::Error)
-                {
-                    SheetStatus::Quarantined
-                } else {
-                    SheetStatus::Counted
-                };
-                if status == SheetStatus::Quarantined {
-                    core[1..].iter_mut().for_each(|v| *v = MISSING);
-                    votes.iter_mut().for_each(|v| *v = 0);
-                }
-            }
-            if reshaped {
-                // Absent counts of a station that is not counted are stored as 0.
-                votes
-                    .iter_mut()
-                    .filter(|v| **v == MISSING)
-                    .for_each(|v| *v = 0);
-            }
-            match status {
-                SheetStatus::Counted => {
-                    stats.accepted += 1;
-                    if !findings.is_empty() {
-                        stats.with_warnings += 1;
-                    }
-                }
-                SheetStatus::Quarantined => stats.quarantined += 1,
-                SheetStatus::Missing | SheetStatus::Annulled => stats.missing += 1,
-            }
-            let line = c.lines[i];
-            let station = std::mem::take(&mut c.ids[i]);
-            for f in &findings {
-                issues.push(Issue {
-                    code: f.code,
-                    file: file.to_string(),
-                    line,
-                    station: station.clone(),
-                    detail: f.detail.clone(),
-                });
-            }
-            if status == SheetStatus::Quarantined {
-                let errors: Vec<&Finding> = findings
-                    .iter()
-                    .filter(|f| f.code.severity() == Severity::Error)
-                    .collect();
-                quarantine.push(QuarantinedRow {
-                    file: file.to_string(),
-                    line,
-                    station: station.clone(),
-                    codes: errors.iter().map(|f| f.code).collect(),
-                    reasons: errors.iter().map(|f| f.detail.clone()).collect(),
-                    raw: raw_text.unwrap_or_default().to_string(),
-                });
-            }
-            let extra = &c.extra[i * e..(i + 1) * e];
-            let v: &[u64] = if reshaped { &votes } else { all_votes };
-            round.push(
-                station,
-                leaf[c.path_of[i] as usize],
-                status,
-                line,
-                core,
-                v,
-                extra,
-            );
+        stats.rows += 1;
+        let all_votes = &table.votes[i * k_all..(i + 1) * k_all];
+        for (o, &j) in votes.iter_mut().zip(&cand_idx) {
+            *o = all_votes[j];
         }
+        let mut core = [
+            table.core[0][i],
+            table.core[1][i],
+            table.core[2][i],
+            table.core[3][i],
+        ];
+        let mut status = table.status[i];
+        if is_pending {
+            let missing: Vec<&str> = cand_idx
+                .iter()
+                .filter(|&&j| all_votes[j] == MISSING)
+                .map(|&j| layout.candidates[j].1.id.as_str())
+                .collect();
+            if !missing.is_empty() {
+                imply_missing_votes(&mut votes, core[3], &missing, &mut findings);
+            }
+            if !findings.iter().any(|f| f.code == Code::E110) {
+                check_sheet(&sheet_of(&core, &votes), &opts.validation, &mut findings);
+            }
+            status = if findings
+                .iter()
+                .any(|f| f.code.severity() == Severity::Error)
+            {
+                SheetStatus::Quarantined
+            } else {
+                SheetStatus::Counted
+            };
+            if status == SheetStatus::Quarantined {
+                core[1..].iter_mut().for_each(|v| *v = MISSING);
+                votes.iter_mut().for_each(|v| *v = 0);
+            }
+        }
+        // Absent counts of a station that is not counted are stored as 0.
+        votes
+            .iter_mut()
+            .filter(|v| **v == MISSING)
+            .for_each(|v| *v = 0);
+        match status {
+            SheetStatus::Counted => {
+                stats.accepted += 1;
+                if !findings.is_empty() {
+                    stats.with_warnings += 1;
+                }
+            }
+            SheetStatus::Quarantined => stats.quarantined += 1,
+            SheetStatus::Missing | SheetStatus::Annulled => stats.missing += 1,
+        }
+        let line = table.lines[i];
+        let station = std::mem::take(&mut table.ids[i]);
+        for f in &findings {
+            issues.push(Issue {
+                code: f.code,
+                file: file.to_string(),
+                line,
+                station: station.clone(),
+                detail: f.detail.clone(),
+            });
+        }
+        if status == SheetStatus::Quarantined {
+            let errors: Vec<&Finding> = findings
+                .iter()
+                .filter(|f| f.code.severity() == Severity::Error)
+                .collect();
+            quarantine.push(QuarantinedRow {
+                file: file.to_string(),
+                line,
+                station: station.clone(),
+                codes: errors.iter().map(|f| f.code).collect(),
+                reasons: errors.iter().map(|f| f.detail.clone()).collect(),
+                raw: raw_text.unwrap_or_default().to_string(),
+            });
+        }
+        let p = table.path[i] as usize;
+        let area = *leaf[p].get_or_insert_with(|| round.tree.leaf(&paths[p]));
+        let extra = &table.extra[i * e..(i + 1) * e];
+        round.push(station, area, status, line, core, &votes, extra);
     }
     resolve_duplicates(&mut round, &mut stats, &mut issues, &mut quarantine, file);
     issues.sort_by_key(|i| i.line);
@@ -479,66 +579,6 @@ fn assemble_round(
         issues,
         quarantine,
     }
-}
-
-/// The common case, a chunk whose rows all belong to this round with all its candidates:
-/// its columns are moved into the round as they are.
-fn append_chunk(
-    round: &mut Round,
-    c: &mut Chunk,
-    leaf: &[u32],
-    stats: &mut SheetStats,
-    issues: &mut Vec<Issue>,
-    quarantine: &mut Vec<QuarantinedRow>,
-    file: &str,
-) {
-    let n = c.ids.len() as u64;
-    stats.rows += n;
-    for st in &c.status {
-        match st {
-            SheetStatus::Counted => stats.accepted += 1,
-            SheetStatus::Quarantined => stats.quarantined += 1,
-            SheetStatus::Missing | SheetStatus::Annulled => stats.missing += 1,
-        }
-    }
-    let mut last_warned = usize::MAX;
-    for (row, ri) in &c.issues {
-        if c.status[*row] == SheetStatus::Counted && *row != last_warned {
-            stats.with_warnings += 1;
-            last_warned = *row;
-        }
-        issues.push(issue(file, ri));
-    }
-    // Both lists are in row order: walk them together.
-    let mut found = c.issues.iter().peekable();
-    for (row, raw) in &c.raw {
-        while found.next_if(|(r, _)| r < row).is_some() {}
-        let mut errors: Vec<&parse::RowIssue> = Vec::new();
-        while let Some((_, ri)) = found.next_if(|(r, _)| r == row) {
-            if ri.finding.code.severity() == Severity::Error {
-                errors.push(ri);
-            }
-        }
-        quarantine.push(QuarantinedRow {
-            file: file.to_string(),
-            line: c.lines[*row],
-            station: c.ids[*row].clone(),
-            codes: errors.iter().map(|e| e.finding.code).collect(),
-            reasons: errors.iter().map(|e| e.finding.detail.clone()).collect(),
-            raw: raw.clone(),
-        });
-    }
-    let s = &mut round.stations;
-    s.ids.append(&mut c.ids);
-    s.area.extend(c.path_of.iter().map(|&p| leaf[p as usize]));
-    s.status.extend_from_slice(&c.status);
-    s.line.extend_from_slice(&c.lines);
-    s.registered.extend_from_slice(&c.core[0]);
-    s.cast.extend_from_slice(&c.core[1]);
-    s.invalid.extend_from_slice(&c.core[2]);
-    s.valid.extend_from_slice(&c.core[3]);
-    s.votes.extend_from_slice(&c.votes);
-    s.extra.extend_from_slice(&c.extra);
 }
 
 /// W208 or E110 for a sheet with empty candidate cells: the valid total determines them when

@@ -72,30 +72,151 @@ pub struct RowIssue {
     pub finding: Finding,
 }
 
-/// Columns parsed from one chunk of rows, in file order.
+/// Every row of one file, all rounds, in file order. The parser writes each chunk's rows
+/// straight into its own region of these columns, so no row is copied after parsing (a million
+/// stations fill hundreds of megabytes; every copy is paid in page faults).
 #[derive(Default)]
-pub struct Chunk {
+pub struct Table {
     pub round: Vec<u8>,
     pub ids: Vec<String>,
     pub lines: Vec<u64>,
-    /// Index into `paths` per row (consecutive rows usually share a path).
-    pub path_of: Vec<u32>,
-    pub paths: Vec<Vec<String>>,
+    /// Index into the file's list of area paths.
+    pub path: Vec<u32>,
     pub status: Vec<SheetStatus>,
     pub core: [Vec<u64>; 4],
+    /// Row-major, one entry per candidate column of the layout.
     pub votes: Vec<u64>,
     pub extra: Vec<u64>,
-    /// Rows that could not become a station at all (no id, malformed): line, raw CSV, issue.
+}
+
+impl Table {
+    fn with_rows(n: usize, k: usize, e: usize) -> Table {
+        Table {
+            round: vec![0; n],
+            ids: std::iter::repeat_with(String::new).take(n).collect(),
+            lines: vec![0; n],
+            path: vec![0; n],
+            status: vec![SheetStatus::Missing; n],
+            core: std::array::from_fn(|_| vec![0; n]),
+            votes: vec![0; n * k],
+            extra: vec![0; n * e],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Disjoint mutable regions of `sizes[i]` rows each.
+    fn regions(&mut self, sizes: &[usize], k: usize, e: usize) -> Vec<Region<'_>> {
+        let mut out = Vec::with_capacity(sizes.len());
+        let Table {
+            round,
+            ids,
+            lines,
+            path,
+            status,
+            core,
+            votes,
+            extra,
+        } = self;
+        let [c0, c1, c2, c3] = core;
+        let (mut round, mut ids, mut lines, mut path, mut status) = (
+            &mut round[..],
+            &mut ids[..],
+            &mut lines[..],
+            &mut path[..],
+            &mut status[..],
+        );
+        let (mut c0, mut c1, mut c2, mut c3) = (&mut c0[..], &mut c1[..], &mut c2[..], &mut c3[..]);
+        let (mut votes, mut extra) = (&mut votes[..], &mut extra[..]);
+        for &n in sizes {
+            macro_rules! take {
+                ($v:ident, $w:expr) => {{
+                    let (head, tail) = std::mem::take(&mut $v).split_at_mut(n * $w);
+                    $v = tail;
+                    head
+                }};
+            }
+            out.push(Region {
+                round: take!(round, 1),
+                ids: take!(ids, 1),
+                lines: take!(lines, 1),
+                path: take!(path, 1),
+                status: take!(status, 1),
+                core: [take!(c0, 1), take!(c1, 1), take!(c2, 1), take!(c3, 1)],
+                votes: take!(votes, k),
+                extra: take!(extra, e),
+            });
+        }
+        out
+    }
+
+    /// Moves `n` rows from `from` down to `to` (`to < from`).
+    fn move_rows(&mut self, from: usize, to: usize, n: usize, k: usize, e: usize) {
+        for j in 0..n {
+            self.ids.swap(to + j, from + j);
+        }
+        self.round.copy_within(from..from + n, to);
+        self.lines.copy_within(from..from + n, to);
+        self.path.copy_within(from..from + n, to);
+        self.status.copy_within(from..from + n, to);
+        for c in &mut self.core {
+            c.copy_within(from..from + n, to);
+        }
+        self.votes.copy_within(from * k..(from + n) * k, to * k);
+        self.extra.copy_within(from * e..(from + n) * e, to * e);
+    }
+
+    fn truncate(&mut self, n: usize, k: usize, e: usize) {
+        self.round.truncate(n);
+        self.ids.truncate(n);
+        self.lines.truncate(n);
+        self.path.truncate(n);
+        self.status.truncate(n);
+        for c in &mut self.core {
+            c.truncate(n);
+        }
+        self.votes.truncate(n * k);
+        self.extra.truncate(n * e);
+    }
+}
+
+/// One chunk's rows of the [`Table`].
+struct Region<'a> {
+    round: &'a mut [u8],
+    ids: &'a mut [String],
+    lines: &'a mut [u64],
+    path: &'a mut [u32],
+    status: &'a mut [SheetStatus],
+    core: [&'a mut [u64]; 4],
+    votes: &'a mut [u64],
+    extra: &'a mut [u64],
+}
+
+/// What parsing a chunk found besides the rows themselves. Row indices are positions in the
+/// table once [`parse_chunks`] has joined the chunks.
+#[derive(Default)]
+pub struct Chunk {
+    /// Area paths first seen in this chunk (consecutive rows usually share one).
+    pub paths: Vec<Vec<String>>,
+    /// Rows that could not become a station at all (no id, malformed): issue and raw CSV.
     pub rejected: Vec<(RowIssue, String)>,
     /// Issues of rows kept as stations (errors mark the row Quarantined; warnings only flag it).
     pub issues: Vec<(usize, RowIssue)>,
-    /// Raw text of quarantined station rows, by row index in this chunk.
+    /// Raw text of quarantined station rows, by row index.
     pub raw: Vec<(usize, String)>,
     /// Rows with empty candidate cells, validated once the round's candidates are known.
     pub pending: Vec<usize>,
     /// Per round: which candidate columns hold a count on at least one row.
     pub seen: std::collections::BTreeMap<u8, Vec<bool>>,
     pub rows_read: u64,
+    /// Rows written into the chunk's region.
+    pub written: usize,
     /// Newlines in the chunk (line numbers in the chunk are relative until joined).
     pub newlines: u64,
 }
@@ -147,26 +268,55 @@ pub fn split(data: &[u8], body_start: usize, parts: usize) -> Vec<(usize, usize)
     out
 }
 
-/// Parses the chunks in parallel, then turns their chunk-relative line numbers into file
-/// line numbers (`first_line` is the line of the first chunk's first byte).
+/// Parses the chunks in parallel into one [`Table`], in file order; line numbers become file
+/// line numbers (`first_line` is the line of the first chunk's first byte) and row indices in
+/// the chunks' findings become table rows.
 pub fn parse_chunks(
     data: &[u8],
     ranges: &[(usize, usize)],
     first_line: u64,
     ctx: &ParseContext<'_>,
-) -> Vec<Chunk> {
+) -> (Table, Vec<Chunk>) {
+    let k = ctx.layout.candidates.len();
+    let e = ctx.layout.extra.len();
+    // A chunk holds at most one row per line: size the regions by counting newlines.
+    let sizes: Vec<usize> = ranges
+        .par_iter()
+        .map(|&(a, b)| {
+            let n = memchr::memchr_iter(b'\n', &data[a..b]).count();
+            n + usize::from(b > a && data[b - 1] != b'\n')
+        })
+        .collect();
+    let mut table = Table::with_rows(sizes.iter().sum(), k, e);
     let mut chunks: Vec<Chunk> = ranges
         .par_iter()
-        .map(|&(a, b)| parse_chunk(&data[a..b], ctx))
+        .zip(table.regions(&sizes, k, e))
+        .map(|(&(a, b), mut region)| parse_chunk(&data[a..b], ctx, &mut region))
         .collect();
-    let mut offset = first_line;
-    for c in &mut chunks {
-        c.lines.iter_mut().for_each(|l| *l += offset);
-        c.issues.iter_mut().for_each(|(_, i)| i.line += offset);
-        c.rejected.iter_mut().for_each(|(i, _)| i.line += offset);
-        offset += c.newlines;
+    // Close the gaps left by blank lines, rejected rows and quoted newlines.
+    let (mut offset, mut dst, mut line, mut paths) = (0usize, 0usize, first_line, 0u32);
+    for (c, &size) in chunks.iter_mut().zip(&sizes) {
+        if dst != offset && c.written > 0 {
+            table.move_rows(offset, dst, c.written, k, e);
+        }
+        for i in dst..dst + c.written {
+            table.lines[i] += line;
+            table.path[i] += paths;
+        }
+        c.issues.iter_mut().for_each(|(r, i)| {
+            *r += dst;
+            i.line += line;
+        });
+        c.raw.iter_mut().for_each(|(r, _)| *r += dst);
+        c.pending.iter_mut().for_each(|r| *r += dst);
+        c.rejected.iter_mut().for_each(|(i, _)| i.line += line);
+        offset += size;
+        dst += c.written;
+        line += c.newlines;
+        paths += c.paths.len() as u32;
     }
-    chunks
+    table.truncate(dst, k, e);
+    (table, chunks)
 }
 
 fn raw_row(rec: &csv::ByteRecord) -> String {
@@ -235,24 +385,13 @@ struct RowState {
     last_path: Option<Vec<Vec<u8>>>,
 }
 
-/// Parses one chunk; line numbers are relative to the chunk (0 = its first line).
-fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>) -> Chunk {
+/// Parses one chunk into its region; line numbers and path indices are relative to the chunk.
+fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>, region: &mut Region<'_>) -> Chunk {
     let first_line = 0;
     let l = ctx.layout;
     let k = l.candidates.len();
     let e = l.extra.len();
-    let rows = bytes.len() / ctx.avg_row_bytes.max(8) + 16;
-    let mut c = Chunk {
-        ids: Vec::with_capacity(rows),
-        lines: Vec::with_capacity(rows),
-        path_of: Vec::with_capacity(rows),
-        status: Vec::with_capacity(rows),
-        round: Vec::with_capacity(rows),
-        core: std::array::from_fn(|_| Vec::with_capacity(rows)),
-        votes: Vec::with_capacity(rows * k),
-        extra: Vec::with_capacity(rows * e),
-        ..Chunk::default()
-    };
+    let mut c = Chunk::default();
     let mut st = RowState {
         votes: vec![0u64; k],
         extra: vec![MISSING; e],
@@ -283,7 +422,7 @@ fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>) -> Chunk {
                         line: &bytes[start..end],
                         bounds: &bounds,
                     };
-                    handle_row(&mut c, &mut st, ctx, line_no, &row);
+                    handle_row(&mut c, region, &mut st, ctx, line_no, &row);
                 }
                 bounds.clear();
                 line_no += 1;
@@ -299,7 +438,7 @@ fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>) -> Chunk {
                 line: &bytes[start..],
                 bounds: &bounds,
             };
-            handle_row(&mut c, &mut st, ctx, line_no, &row);
+            handle_row(&mut c, region, &mut st, ctx, line_no, &row);
         }
         return c;
     }
@@ -329,7 +468,7 @@ fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>) -> Chunk {
             continue; // blank line
         }
         c.rows_read += 1;
-        handle_row(&mut c, &mut st, ctx, line, &CsvRow(&rec));
+        handle_row(&mut c, region, &mut st, ctx, line, &CsvRow(&rec));
     }
     c.newlines = memchr::memchr_iter(b'\n', bytes).count() as u64;
     c
@@ -337,6 +476,7 @@ fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>) -> Chunk {
 
 fn handle_row<R: Row>(
     c: &mut Chunk,
+    out: &mut Region<'_>,
     st: &mut RowState,
     ctx: &ParseContext<'_>,
     line: u64,
@@ -411,7 +551,7 @@ fn handle_row<R: Row>(
         c.paths.push(names);
         st.last_path = Some(l.areas.iter().map(|&col| rec.field(col).to_vec()).collect());
     }
-    let row = c.ids.len();
+    let row = c.written;
     st.findings.clear();
     let mut present = 0usize;
     let mut number = |col: usize, what: &str, findings: &mut Vec<Finding>| -> u64 {
@@ -536,16 +676,18 @@ fn handle_row<R: Row>(
             },
         ));
     }
-    c.round.push(round);
-    c.ids.push(station);
-    c.lines.push(line);
-    c.path_of.push((c.paths.len() - 1) as u32);
-    c.status.push(status);
-    for (column, value) in c.core.iter_mut().zip(core) {
-        column.push(value);
+    let e = l.extra.len();
+    out.round[row] = round;
+    out.ids[row] = station;
+    out.lines[row] = line;
+    out.path[row] = (c.paths.len() - 1) as u32;
+    out.status[row] = status;
+    for (column, value) in out.core.iter_mut().zip(core) {
+        column[row] = value;
     }
-    c.votes.extend_from_slice(&st.votes);
-    c.extra.extend_from_slice(&st.extra);
+    out.votes[row * k..(row + 1) * k].copy_from_slice(&st.votes);
+    out.extra[row * e..(row + 1) * e].copy_from_slice(&st.extra);
+    c.written += 1;
 }
 
 pub fn sheet_of<'a>(core: &[u64; 4], votes: &'a [u64]) -> SheetCounts<'a> {

@@ -192,12 +192,26 @@ where
     F: Fn(usize, usize) -> bool,
 {
     use rayon::prelude::*;
-    let mut keyed: Vec<(u64, u32)> = ids
-        .par_iter()
-        .enumerate()
-        .map(|(i, id)| (fnv1a(id.as_bytes()), i as u32))
+    // Sort plain hashes (no comparator closure), find the repeated ones, and only then look
+    // at the rows that carry them: duplicates are rare, a million ids are not.
+    let hashes: Vec<u64> = ids.par_iter().map(|id| fnv1a(id.as_bytes())).collect();
+    let mut sorted = hashes.clone();
+    sorted.par_sort_unstable();
+    let repeated: std::collections::HashSet<u64> = sorted
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
         .collect();
-    keyed.par_sort_unstable();
+    if repeated.is_empty() {
+        return Vec::new();
+    }
+    let mut keyed: Vec<(u64, u32)> = hashes
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| repeated.contains(h))
+        .map(|(i, &h)| (h, i as u32))
+        .collect();
+    keyed.sort_unstable();
     let mut out = Vec::new();
     let mut i = 0;
     while i < keyed.len() {
