@@ -4,6 +4,7 @@
 
 mod bench;
 mod embedded;
+mod forensics;
 mod load;
 mod results;
 mod table;
@@ -80,6 +81,34 @@ enum Command {
         /// Report this area only, as a path from the first level (e.g. Adana or Adana/Ceyhan).
         #[arg(long)]
         area: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Election forensics of one round: fingerprint, integer percentages, digits, distributions,
+    /// anomalous stations. Statistics are anomalies with uncertainties, never verdicts.
+    #[command(
+        after_help = "Examples:\n  tally forensics ../shared/data/russia2018/r1.csv.gz --plots plots/\n  tally forensics r1.csv --candidate putin --level region --format json\n  tally forensics planted.csv --stations-csv flagged.csv --seed 7"
+    )]
+    Forensics {
+        #[command(flatten)]
+        input: InputArgs,
+        /// The candidate whose share is examined (default: the one with most votes).
+        #[arg(long)]
+        candidate: Option<String>,
+        /// Also report every area of this level.
+        #[arg(long)]
+        level: Option<String>,
+        /// Write the plots (PNG) into this directory.
+        #[arg(long, value_name = "DIR")]
+        plots: Option<String>,
+        /// Write the ranked anomalous stations to this CSV file.
+        #[arg(long, value_name = "FILE")]
+        stations_csv: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Monte Carlo replicates of the integer-percentage null.
+        #[arg(long, default_value_t = 1000)]
+        reps: usize,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -179,6 +208,51 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 .write_all(text.as_bytes())
                 .map_err(|e| e.to_string())?;
             finish_import(&loaded, input.quarantine.as_deref(), input.strict)
+        }
+        Command::Forensics {
+            input,
+            candidate,
+            level,
+            plots,
+            stations_csv,
+            seed,
+            reps,
+            format,
+        } => {
+            if format == Format::Csv {
+                return Err(
+                    "forensics prints table or json; use --stations-csv FILE for the station list"
+                        .into(),
+                );
+            }
+            let cfg = validation(&input);
+            let loaded = load(&LoadArgs {
+                files: &input.files,
+                election: input.election.as_deref(),
+                rule: input.rule.as_deref(),
+                registry: input.registry.as_deref(),
+                validation: cfg,
+                quiet: false,
+                show_issues: input.show_issues,
+            })?;
+            let code = forensics::run(
+                &loaded,
+                &forensics::ForensicsArgs {
+                    candidate: candidate.as_deref(),
+                    level: level.as_deref(),
+                    plots: plots.as_deref(),
+                    stations_csv: stations_csv.as_deref(),
+                    seed,
+                    reps,
+                    json: format == Format::Json,
+                },
+            )?;
+            let imported = finish_import(&loaded, input.quarantine.as_deref(), input.strict)?;
+            Ok(if imported == ExitCode::SUCCESS {
+                code
+            } else {
+                imported
+            })
         }
         Command::Synth {
             stations,

@@ -226,3 +226,65 @@ fn codes_lists_every_code() {
         assert!(s.contains(c.as_str()), "{c}");
     }
 }
+
+#[test]
+fn forensics_on_a_planted_synthetic_election() {
+    let f = tmp("planted.csv");
+    let o = tally(&[
+        "synth",
+        "--stations",
+        "20000",
+        "--seed",
+        "3",
+        "--rounding",
+        "0.1",
+        "--stuffing",
+        "0.0,0.03,0.1",
+        "--out",
+        f.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plots = tmp("plots");
+    let flagged = tmp("flagged.csv");
+    let o = tally(&[
+        "forensics",
+        f.to_str().unwrap(),
+        "--format",
+        "json",
+        "--reps",
+        "200",
+        "--level",
+        "region",
+        "--plots",
+        plots.to_str().unwrap(),
+        "--stations-csv",
+        flagged.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for field in ["observed", "expected", "excess", "mc_sd", "p_value"] {
+        assert!(v["integer_test"][field].is_number(), "integer_test.{field}");
+    }
+    assert!(
+        v["integer_test"]["excess"].as_f64().unwrap()
+            > 5.0 * v["integer_test"]["mc_sd"].as_f64().unwrap()
+    );
+    assert!(
+        v["fingerprint"]["fe"].as_f64().unwrap() > 0.01,
+        "planted 3% extreme stuffing"
+    );
+    assert_eq!(v["seed"], 1);
+    assert!(v["digits"][0]["second_digit_mean"].is_number());
+    assert!(!v["stations"].as_array().unwrap().is_empty());
+    assert!(plots.join("fingerprint.png").exists() && plots.join("integer_percent.png").exists());
+    assert!(std::fs::read_to_string(&flagged).unwrap().lines().count() > 1);
+}
+
+#[test]
+fn forensics_needs_turnout_data() {
+    let f = tmp("noturnout.csv");
+    std::fs::write(&f, "station_id,valid,a,b\n1,10,6,4\n2,12,6,6\n").unwrap();
+    let o = tally(&["forensics", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs registered, cast and valid"));
+}

@@ -178,7 +178,7 @@ pub(crate) fn run(
                 let n = valid[s];
                 if n >= MIN_VALID_FOR_PERCENT && x > 0 && x <= n {
                     let pct = rounded_percent(x, n);
-                    if pct % 5 == 0 {
+                    if pct.is_multiple_of(5) {
                         p05[0] += 1;
                     } else {
                         p05[1] += 1;
@@ -266,7 +266,11 @@ mod tests {
         assert!(t.last_digit.ci[0] < 4.5 && t.last_digit.ci[1] > 4.5);
         // Bootstrap SE of a mean of uniform digits: sqrt(8.25 / n).
         let se = (8.25f64 / n as f64).sqrt();
-        assert!((t.last_digit.se / se - 1.0).abs() < 0.15, "{}", t.last_digit.se);
+        assert!(
+            (t.last_digit.se / se - 1.0).abs() < 0.15,
+            "{}",
+            t.last_digit.se
+        );
         assert!(!t.last_digit.outside_ci);
     }
 
@@ -274,7 +278,9 @@ mod tests {
     fn rounded_counts_are_detected() {
         // All counts multiples of 5: C05s = 1, far outside the interval around 0.2.
         let n = 2_000usize;
-        let votes = vec![(0..n as u64).map(|i| 50 + 5 * (i % 300)).collect::<Vec<_>>()];
+        let votes = vec![(0..n as u64)
+            .map(|i| 50 + 5 * (i % 300))
+            .collect::<Vec<_>>()];
         let valid = vec![5_000u64; n];
         let stations: Vec<usize> = (0..n).collect();
         let r = run(&["a".to_string()], &votes, &valid, &stations, 200, 0.95, 9);

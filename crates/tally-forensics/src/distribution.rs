@@ -294,7 +294,11 @@ mod tests {
             .collect();
         let s2 = dist_stats(&two);
         let s1 = dist_stats(&one);
-        assert!(s2.bimodality_coefficient > 0.555, "{}", s2.bimodality_coefficient);
+        assert!(
+            s2.bimodality_coefficient > 0.555,
+            "{}",
+            s2.bimodality_coefficient
+        );
         assert_eq!(s2.modes.len(), 2, "{:?}", s2.modes);
         assert!(s1.modes.len() == 1, "{:?}", s1.modes);
     }

@@ -235,6 +235,8 @@ const SUB_X: usize = 2;
 struct Marg {
     pa: [f64; FIT_BINS],
     pv: Vec<[f64; FIT_BINS]>,
+    /// Conditional mean and sd of the share at each turnout sub-point.
+    cond: Vec<(f64, f64)>,
 }
 
 struct Model<'a> {
@@ -255,6 +257,7 @@ impl<'a> Model<'a> {
         let slope = shape.corr * shape.sd_share / shape.sd_turnout;
         let sd = shape.sd_share * (1.0 - shape.corr * shape.corr).sqrt();
         let mut pv = vec![[0.0; FIT_BINS]; FIT_BINS * SUB_A];
+        let mut cond = vec![(shape.mu_share, sd); FIT_BINS * SUB_A];
         for i in 0..FIT_BINS {
             if pa[i] < 1e-12 {
                 continue;
@@ -263,9 +266,10 @@ impl<'a> Model<'a> {
                 let a = (i as f64 + (sa as f64 + 0.5) / SUB_A as f64) * h;
                 let mean = shape.mu_share + slope * (a - shape.mu_turnout);
                 binned_normal(self.table, mean, sd, &mut pv[i * SUB_A + sa]);
+                cond[i * SUB_A + sa] = (mean, sd);
             }
         }
-        Marg { pa, pv }
+        Marg { pa, pv, cond }
     }
 
     fn clean(&self, m: &Marg) -> Vec<f64> {
@@ -287,8 +291,9 @@ impl<'a> Model<'a> {
 
     /// Stuffed component: for each clean turnout sub-point `a`, the stuffing fraction x is cut into
     /// the exact intervals that send a' = a + x(1-a) into each turnout bin (probabilities from the
-    /// distribution function of x), each split in SUB_X pieces; the share v' = (a(1-x)v + x)/a' of
-    /// each clean share bin is spread linearly over the two nearest share bins.
+    /// distribution function of x), each split in SUB_X pieces; given a and x the share
+    /// v' = (a(1-x)v + x)/a' is normal, and its bin probabilities are exact differences of the
+    /// normal distribution function.
     fn stuffed(&self, m: &Marg, dist: XDist) -> Vec<f64> {
         let pa = &m.pa;
         let t = self.table;
@@ -296,7 +301,6 @@ impl<'a> Model<'a> {
         let mut out = vec![0.0; N_CELLS];
         // (turnout bin of a', x, probability) pieces for one a.
         let mut pieces: Vec<(usize, f64, f64)> = Vec::with_capacity(4 * FIT_BINS);
-        let mut vj: Vec<usize> = Vec::with_capacity(FIT_BINS);
         for (i, &pai) in pa.iter().enumerate() {
             if pai < 1e-12 {
                 continue;
@@ -304,9 +308,6 @@ impl<'a> Model<'a> {
             for sa in 0..SUB_A {
                 let a = (i as f64 + (sa as f64 + 0.5) / SUB_A as f64) * h;
                 let wa = pai / SUB_A as f64;
-                let pv = &m.pv[i * SUB_A + sa];
-                vj.clear();
-                vj.extend((0..FIT_BINS).filter(|&j| pv[j] > 1e-12));
                 pieces.clear();
                 let one_minus_a = 1.0 - a;
                 for k in i..FIT_BINS {
@@ -336,30 +337,29 @@ impl<'a> Model<'a> {
                         }
                     }
                 }
+                let (cm, cs) = m.cond[i * SUB_A + sa];
                 for &(k, x, p) in &pieces {
                     let a2 = a + x * one_minus_a;
                     let slope = a * (1.0 - x) / a2;
-                    let shift = x / a2;
+                    // v' = slope * v + x / a', v ~ N(cm, cs): binned exactly within ±7 sd.
+                    let mean = slope * cm + x / a2;
+                    let sd = (slope * cs).max(1e-4);
                     let row = k * FIT_BINS;
                     let w = wa * p;
-                    for &j in &vj {
-                        let v = (j as f64 + 0.5) * h;
-                        let v2 = slope * v + shift;
-                        let u = v2 * FIT_BINS as f64 - 0.5;
-                        let m = w * pv[j];
-                        if u <= 0.0 {
-                            out[row] += m;
+                    let lo = ((mean - 7.0 * sd) * FIT_BINS as f64).floor().max(0.0) as usize;
+                    let hi = (((mean + 7.0 * sd) * FIT_BINS as f64).floor().max(0.0) as usize)
+                        .min(FIT_BINS - 1);
+                    let lo = lo.min(hi);
+                    let inv = 1.0 / sd;
+                    let mut prev = 0.0;
+                    for j in lo..=hi {
+                        let upper = if j == hi {
+                            1.0
                         } else {
-                            let fl = u.floor();
-                            let j0 = fl as usize;
-                            if j0 >= FIT_BINS - 1 {
-                                out[row + FIT_BINS - 1] += m;
-                            } else {
-                                let f = u - fl;
-                                out[row + j0] += m * (1.0 - f);
-                                out[row + j0 + 1] += m * f;
-                            }
-                        }
+                            t.cdf(((j + 1) as f64 * h - mean) * inv)
+                        };
+                        out[row + j] += w * (upper - prev);
+                        prev = upper;
                     }
                 }
             }
@@ -625,8 +625,8 @@ fn fit_point(data: &FitData, model: &Model) -> PointFit {
             obj,
             encode(&init, alpha0),
             [0.02, 0.2, 0.02, 0.2, 0.5, 0.3],
-            400,
-            1e-9,
+            300,
+            1e-8,
         );
         evals += e;
         let (shape, alpha) = decode(&x);
@@ -656,14 +656,14 @@ fn fit_point(data: &FitData, model: &Model) -> PointFit {
         obj,
         encode(&b.shape, b.alpha),
         [0.01, 0.1, 0.01, 0.1, 0.3, 0.15],
-        300,
-        1e-10,
+        200,
+        1e-9,
     );
     evals += e;
     let (shape, alpha) = decode(&x);
     let comp = model.components(&shape, alpha);
     let (w, ll) = em(data, &comp.view(), b.weights, 3000);
-    let out = if ll >= b.ll {
+    if ll >= b.ll {
         PointFit {
             shape,
             alpha,
@@ -673,8 +673,7 @@ fn fit_point(data: &FitData, model: &Model) -> PointFit {
         }
     } else {
         PointFit { evals, ..b }
-    };
-    out
+    }
 }
 
 /// Incremental components precomputed on a grid of ln(alpha), interpolated linearly in between
@@ -736,7 +735,7 @@ fn fit_alpha_only(
     let mut x2 = lo + g * (hi - lo);
     let mut f1 = eval(x1);
     let mut f2 = eval(x2);
-    for _ in 0..16 {
+    for _ in 0..12 {
         if f1.0 > f2.0 {
             hi = x2;
             x2 = x1;
@@ -811,8 +810,7 @@ pub(crate) fn fit(
                     bd.counts.push(k);
                 }
             }
-            let (alpha, w) =
-                fit_alpha_only(&bd, &grid, &clean, &ext, pf.weights);
+            let (alpha, w) = fit_alpha_only(&bd, &grid, &clean, &ext, pf.weights);
             (w[1], w[2], alpha)
         })
         .collect();
@@ -912,19 +910,13 @@ mod tests {
             vs.push(v2);
         }
         let f = fit(&ts, &vs, 30, 0.95, 5);
-        eprintln!("{f:?}");
-        {
-            let data = FitData::from_pairs(&ts, &vs);
-            let t = NormTable::new();
-            let m = Model::new(&t);
-            let sh = CleanShape { mu_turnout: 0.55, sd_turnout: 0.08, mu_share: 0.45, sd_share: 0.07, corr: 0.0 };
-            let comp = m.components(&sh, alpha);
-            let (w, ll) = em(&data, &comp.view(), [0.66, 0.3, 0.04, 0.0], 5000);
-            eprintln!("truth: w {w:?} llps {}", ll / n as f64);
-        }
         assert!((f.fi - fi).abs() < 0.05, "fi {}", f.fi);
         assert!((f.fe - fe).abs() < 0.01, "fe {}", f.fe);
-        assert!(f.fi_ci[0] <= fi + 0.02 && f.fi_ci[1] >= fi - 0.02, "{:?}", f.fi_ci);
+        assert!(
+            f.fi_ci[0] <= fi + 0.02 && f.fi_ci[1] >= fi - 0.02,
+            "{:?}",
+            f.fi_ci
+        );
         assert!((f.clean.mu_turnout - 0.55).abs() < 0.01);
         assert!(f.background < 0.02);
     }

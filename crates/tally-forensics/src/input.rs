@@ -48,19 +48,15 @@ impl fmt::Display for InputError {
             InputError::CandidateMismatch {
                 candidates,
                 vote_rows,
-            } => write!(
-                f,
-                "{candidates} candidates but {vote_rows} rows of votes"
-            ),
+            } => write!(f, "{candidates} candidates but {vote_rows} rows of votes"),
             InputError::GroupOutOfRange { station, group } => write!(
                 f,
                 "station #{station} has group index {group}, past the list of group names"
             ),
             InputError::NoCandidates => write!(f, "no candidates"),
-            InputError::LeaderOutOfRange { leader, candidates } => write!(
-                f,
-                "leader index {leader} but only {candidates} candidates"
-            ),
+            InputError::LeaderOutOfRange { leader, candidates } => {
+                write!(f, "leader index {leader} but only {candidates} candidates")
+            }
         }
     }
 }

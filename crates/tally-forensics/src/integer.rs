@@ -182,7 +182,12 @@ pub(crate) fn run(
     let acc = (0..reps)
         .into_par_iter()
         .fold(
-            || (new_acc(), vec![0u64; if track_groups { n_groups } else { 0 }]),
+            || {
+                (
+                    new_acc(),
+                    vec![0u64; if track_groups { n_groups } else { 0 }],
+                )
+            },
             |(mut acc, mut gcount), r| {
                 let mut rng = rng_for(seed, stream::INTEGER_MC, r as u64);
                 let mut count = 0u64;
@@ -307,7 +312,9 @@ mod tests {
             let p = hit_probability(k, n, &lf);
             let b = Binomial::new(n, k as f64 / n as f64).unwrap();
             let draws = 40_000;
-            let hits = (0..draws).filter(|_| integer_hit(b.sample(&mut rng), n)).count();
+            let hits = (0..draws)
+                .filter(|_| integer_hit(b.sample(&mut rng), n))
+                .count();
             let freq = hits as f64 / draws as f64;
             let se = (p * (1.0 - p) / draws as f64).sqrt();
             assert!(

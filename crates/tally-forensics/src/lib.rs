@@ -373,13 +373,16 @@ pub fn try_analyse(
     let peak = grid
         .iter()
         .enumerate()
-        .fold((0usize, -1.0f64), |acc, (i, &v)| {
-            if v > acc.1 {
-                (i, v)
-            } else {
-                acc
-            }
-        })
+        .fold(
+            (0usize, -1.0f64),
+            |acc, (i, &v)| {
+                if v > acc.1 {
+                    (i, v)
+                } else {
+                    acc
+                }
+            },
+        )
         .0;
     let fit = if opts.klimek_fit {
         Some(fingerprint::fit(
@@ -458,9 +461,8 @@ pub fn try_analyse(
     for &s in &tested {
         let tb = ((data.cast[s].min(data.registered[s]) * 1000) / data.registered[s]).min(999);
         turnout_hist_01[tb as usize] += 1;
-        if data.valid[s] > 0 {
-            let sb = ((lv[s] * 1000) / data.valid[s]).min(999);
-            share_hist_01[sb as usize] += 1;
+        if let Some(sb) = (lv[s] * 1000).checked_div(data.valid[s]) {
+            share_hist_01[sb.min(999) as usize] += 1;
         }
     }
 
@@ -608,8 +610,9 @@ pub fn try_analyse(
         candidates: data.candidates.clone(),
         leader: data.candidates[leader].clone(),
         leader_index: leader,
-        share_definition: "leader share = leader votes / valid votes; turnout = ballots cast / registered voters"
-            .to_string(),
+        share_definition:
+            "leader share = leader votes / valid votes; turnout = ballots cast / registered voters"
+                .to_string(),
         coverage: cov,
         totals: t,
         fingerprint: fp,

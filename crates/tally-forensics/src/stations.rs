@@ -184,10 +184,7 @@ fn opt_num(x: Option<f64>) -> String {
 }
 
 /// Writes the flagged stations of a report as CSV (header + one row per station; reasons joined by `;`).
-pub fn write_stations_csv<W: Write>(
-    report: &crate::ForensicsReport,
-    mut out: W,
-) -> io::Result<()> {
+pub fn write_stations_csv<W: Write>(report: &crate::ForensicsReport, mut out: W) -> io::Result<()> {
     writeln!(
         out,
         "rank,station_id,group,registered,cast,valid,leader_votes,turnout,leader_share,turnout_z,share_z,score,reasons"

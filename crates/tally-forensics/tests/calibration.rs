@@ -213,10 +213,21 @@ fn station_list_finds_extreme_stuffing() {
     let extreme: Vec<_> = r
         .stations
         .iter()
-        .filter(|s| s.reasons.iter().any(|x| x == "TURNOUT_GE_99_AND_SHARE_GE_95"))
+        .filter(|s| {
+            s.reasons
+                .iter()
+                .any(|x| x == "TURNOUT_GE_99_AND_SHARE_GE_95")
+        })
         .collect();
-    let hits = extreme.iter().filter(|s| planted.contains(&s.station_id)).count();
-    eprintln!("flagged extreme {} of which planted {hits}; planted {}", extreme.len(), planted.len());
+    let hits = extreme
+        .iter()
+        .filter(|s| planted.contains(&s.station_id))
+        .count();
+    eprintln!(
+        "flagged extreme {} of which planted {hits}; planted {}",
+        extreme.len(),
+        planted.len()
+    );
     assert!(!extreme.is_empty());
     assert!(hits as f64 >= 0.9 * extreme.len() as f64);
     assert!(hits as f64 >= 0.5 * planted.len() as f64);
@@ -232,7 +243,14 @@ fn station_list_finds_extreme_stuffing() {
 /// Same input and seed give the same bytes, whatever the number of threads.
 #[test]
 fn output_is_deterministic_across_thread_counts() {
-    let d = common::synth(3_000, 9, vec![Anomaly::Rounding { fraction: 0.05, turnout: true }]);
+    let d = common::synth(
+        3_000,
+        9,
+        vec![Anomaly::Rounding {
+            fraction: 0.05,
+            turnout: true,
+        }],
+    );
     let opts = ForensicsOptions {
         seed: 42,
         mc_reps: 100,
@@ -249,7 +267,14 @@ fn output_is_deterministic_across_thread_counts() {
     let one = run(1);
     let two = run(2);
     assert_eq!(one, two);
-    let other_seed = analyse(&d, &ForensicsOptions { seed: 43, ..opts.clone() }).to_json();
+    let other_seed = analyse(
+        &d,
+        &ForensicsOptions {
+            seed: 43,
+            ..opts.clone()
+        },
+    )
+    .to_json();
     assert_ne!(one, other_seed);
 }
 

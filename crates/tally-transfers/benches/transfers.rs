@@ -3,7 +3,7 @@
 //! Duncan–Davis bounds = one pass over the data).
 //!
 //! `cargo bench --bench transfers` (release). Environment: `TALLY_BENCH_STATIONS` (default 200000),
-//! `TALLY_BENCH_SWEEPS` (md-bayes warm-up = recorded sweeps per chain, default 50).
+//! `TALLY_BENCH_SWEEPS` (md-bayes warm-up = recorded sweeps per chain, default 50; 0 skips md-bayes).
 //!
 //! Reference points measured with the R implementations (from the issue): lphom 139 s at 5,000
 //! units and a 26.8 GB allocation failure at 20,000 units; eiPack 28 s per 1,000 iterations at
@@ -146,6 +146,10 @@ fn main() {
         );
     }
 
+    if sweeps == 0 {
+        println!("md-bayes skipped (TALLY_BENCH_SWEEPS=0)");
+        return;
+    }
     let mut opts = Options {
         method: Method::MdBayes,
         ..Options::default()

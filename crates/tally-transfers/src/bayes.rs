@@ -25,12 +25,13 @@
 //! finite-population table that actually happened — with posterior means, 2.5%/97.5% quantiles
 //! pooled over chains, split R-hat and ESS per cell.
 
-use crate::data::{derive_seed, ln_gamma, par_chunks, Data, CHUNK, MAX_DIM};
+#[cfg(test)]
+use crate::data::par_chunks;
+use crate::data::{derive_seed, ln_gamma, Data, CHUNK, MAX_DIM};
 use crate::diag;
 use crate::lp;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
 /// Sampler settings.
@@ -289,8 +290,9 @@ fn moment_alpha(d: &Data, n: &[u32]) -> Vec<f64> {
     alpha
 }
 
-/// Dirichlet-multinomial log likelihood of each row for several α matrices at once:
+/// Reference (test only): Dirichlet-multinomial log likelihood of each row for several α matrices:
 /// `out[s][r] = Σ_u [lnΓ(A) − lnΓ(A + x_ur) + Σ_c lnΓ(α_c + n_urc) − lnΓ(α_c)]`.
+#[cfg(test)]
 fn dm_loglik(d: &Data, n: &[u32], alphas: &[&[f64]]) -> Vec<Vec<f64>> {
     let (nr, nc) = (d.r, d.c);
     let k = nr * nc;
@@ -342,6 +344,130 @@ fn dm_loglik(d: &Data, n: &[u32], alphas: &[&[f64]]) -> Vec<Vec<f64>> {
     tot
 }
 
+/// Slice-sampler sweeps over α per Gibbs sweep (α | n is cheap to evaluate: see [`cell_stats`]).
+const ALPHA_REPEATS: usize = 1;
+
+/// Nonzero entries `(value, count)` of a histogram.
+fn compress(h: &[u64]) -> Vec<(f64, f64)> {
+    h.iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, &c)| c > 0)
+        .map(|(v, &c)| (v as f64, c as f64))
+        .collect()
+}
+
+/// Per cell `q = r * C + c`, the distinct nonzero values of `n_urc` over units with their counts.
+fn cell_stats(d: &Data, n: &[u32], max_x: &[u64]) -> Vec<Vec<(f64, f64)>> {
+    let (nr, nc) = (d.r, d.c);
+    let k = nr * nc;
+    (0..k)
+        .into_par_iter()
+        .map(|q| {
+            let mut h = vec![0u64; max_x[q / nc] as usize + 1];
+            for t in n.chunks_exact(k) {
+                h[t[q] as usize] += 1;
+            }
+            compress(&h)
+        })
+        .collect()
+}
+
+/// `Σ count · (lnΓ(a + v) − lnΓ(a))` over a value histogram.
+fn lg_sum(stats: &[(f64, f64)], a: f64) -> f64 {
+    let lga = ln_gamma(a);
+    stats
+        .iter()
+        .map(|&(v, c)| c * (ln_gamma(a + v) - lga))
+        .sum()
+}
+
+/// Log conditional density of row `i`'s `θ = ln α` given the unit tables: Dirichlet-multinomial
+/// likelihood, Gamma(λ₁, λ₂) prior, log-scale Jacobian.
+fn alpha_row_logpost(
+    al: &[f64],
+    cells: &[Vec<(f64, f64)>],
+    tot: &[(f64, f64)],
+    cfg: &BayesConfig,
+) -> f64 {
+    let asum: f64 = al.iter().sum();
+    let mut v = -lg_sum(tot, asum);
+    for (c, &a) in al.iter().enumerate() {
+        v += lg_sum(&cells[c], a) + cfg.lambda1 * a.ln() - cfg.lambda2 * a;
+    }
+    v
+}
+
+/// One slice-sampling update of row `i`'s α along each column coordinate of `ln α` and along the
+/// common direction (the concentration), with stepping out. Widths adapt during warm-up only.
+#[allow(clippy::too_many_arguments)]
+fn alpha_row_update(
+    _i: usize,
+    nc: usize,
+    al: &mut [f64],
+    cells: &[Vec<(f64, f64)>],
+    tot: &[(f64, f64)],
+    cfg: &BayesConfig,
+    widths: &mut [f64],
+    adapt: bool,
+    rng: &mut ChaCha8Rng,
+) {
+    let base: Vec<f64> = al.iter().map(|v| v.ln()).collect();
+    let mut theta = base;
+    let eval = |th: &[f64]| -> f64 {
+        let a: Vec<f64> = th.iter().map(|t| t.exp().clamp(1e-8, 1e8)).collect();
+        alpha_row_logpost(&a, cells, tot, cfg)
+    };
+    let mut cur = eval(&theta);
+    for dir in 0..=nc {
+        // Direction `dir < nc`: coordinate `dir`; `dir == nc`: all coordinates together.
+        let w = widths[dir];
+        let at = |theta: &[f64], s: f64| -> Vec<f64> {
+            theta
+                .iter()
+                .enumerate()
+                .map(|(c, &t)| if dir == nc || c == dir { t + s } else { t })
+                .collect()
+        };
+        let level = cur + rng.gen::<f64>().ln();
+        let mut lo = -w * rng.gen::<f64>();
+        let mut hi = lo + w;
+        let mut steps = 0;
+        while steps < 60 && eval(&at(&theta, lo)) > level {
+            lo -= w;
+            steps += 1;
+        }
+        steps = 0;
+        while steps < 60 && eval(&at(&theta, hi)) > level {
+            hi += w;
+            steps += 1;
+        }
+        let mut shift = 0.0;
+        for _ in 0..200 {
+            let s = lo + (hi - lo) * rng.gen::<f64>();
+            let cand = at(&theta, s);
+            let v = eval(&cand);
+            if v > level {
+                theta = cand;
+                cur = v;
+                shift = s;
+                break;
+            }
+            if s < 0.0 {
+                lo = s;
+            } else {
+                hi = s;
+            }
+        }
+        if adapt {
+            widths[dir] = (0.8 * widths[dir] + 0.2 * (3.0 * shift.abs())).clamp(1e-4, 5.0);
+        }
+    }
+    for (a, t) in al.iter_mut().zip(&theta) {
+        *a = t.exp().clamp(1e-8, 1e8);
+    }
+}
+
 /// One chain. Returns the recorded aggregate cells per sweep (`draws[s][k]`), the mean unit tables
 /// (if requested) and the mean α.
 #[allow(clippy::too_many_arguments)]
@@ -371,7 +497,19 @@ fn run_chain(
     };
     let mut alpha = moment_alpha(d, &n);
     let mut alpha_sum = vec![0.0; k];
-    let mut log_step = vec![(0.05f64).ln(); nr];
+    let max_x: Vec<u64> = (0..nr)
+        .map(|i| (0..d.u).map(|u| d.xi[u * nr + i]).max().unwrap_or(0))
+        .collect();
+    let row_stats: Vec<Vec<(f64, f64)>> = (0..nr)
+        .map(|i| {
+            let mut h = vec![0u64; max_x[i] as usize + 1];
+            for u in 0..d.u {
+                h[d.xi[u * nr + i] as usize] += 1;
+            }
+            compress(&h)
+        })
+        .collect();
+    let mut widths = vec![0.5f64; nr * (nc + 1)];
     let moves = if cfg.moves_per_unit == 0 {
         (nr - 1) * (nc - 1)
     } else {
@@ -477,34 +615,22 @@ fn run_chain(
                 cells[q] += p[q];
             }
         }
-        // 2. alpha | n: one joint random-walk proposal per row on log α (rows are independent
-        //    given n, so all rows are proposed in the same pass over the data).
-        let mut prop = alpha.clone();
-        for i in 0..nr {
-            let s = log_step[i].exp();
-            for j in 0..nc {
-                let z: f64 = StandardNormal.sample(&mut arng);
-                prop[i * nc + j] = (alpha[i * nc + j].ln() + s * z).exp().clamp(1e-6, 1e9);
-            }
-        }
-        let ll = dm_loglik(d, &n, &[&alpha, &prop]);
-        for i in 0..nr {
-            // Gamma(λ1, λ2) prior on α plus the log-scale Jacobian.
-            let lp = |a: &[f64]| -> f64 {
-                a[i * nc..(i + 1) * nc]
-                    .iter()
-                    .map(|&v| cfg.lambda1 * v.ln() - cfg.lambda2 * v)
-                    .sum()
-            };
-            let delta = ll[1][i] + lp(&prop) - ll[0][i] - lp(&alpha);
-            let accept = delta.is_finite() && arng.gen::<f64>().ln() < delta;
-            if accept {
-                alpha[i * nc..(i + 1) * nc].copy_from_slice(&prop[i * nc..(i + 1) * nc]);
-            }
-            if it < cfg.warmup {
-                let rate = 1.0 / ((it + 1) as f64).powf(0.6);
-                log_step[i] += rate * (if accept { 1.0 } else { 0.0 } - 0.3);
-                log_step[i] = log_step[i].clamp(-12.0, 1.0);
+        // 2. alpha | n: slice sampling in log α from sufficient statistics (value histograms of
+        //    the unit cells), so each evaluation costs O(distinct values), not O(units).
+        let stats = cell_stats(d, &n, &max_x);
+        for _ in 0..ALPHA_REPEATS {
+            for i in 0..nr {
+                alpha_row_update(
+                    i,
+                    nc,
+                    &mut alpha[i * nc..(i + 1) * nc],
+                    &stats[i * nc..(i + 1) * nc],
+                    &row_stats[i],
+                    cfg,
+                    &mut widths[i * (nc + 1)..(i + 1) * (nc + 1)],
+                    it < cfg.warmup,
+                    &mut arng,
+                );
             }
         }
         if recording {
@@ -665,6 +791,59 @@ mod tests {
                 "k={} f={f} e={e} al={al:?}",
                 lo + i as i64
             );
+        }
+    }
+
+    #[test]
+    fn sufficient_statistics_match_direct_likelihood() {
+        let m = crate::input::Margins {
+            unit_ids: (0..5).map(|u| u.to_string()).collect(),
+            rows: vec!["a".into(), "b".into()],
+            cols: vec!["x".into(), "y".into(), "z".into()],
+            row_counts: vec![vec![5, 7], vec![0, 4], vec![9, 1], vec![3, 3], vec![6, 0]],
+            col_counts: vec![
+                vec![4, 4, 4],
+                vec![1, 1, 2],
+                vec![2, 5, 3],
+                vec![2, 2, 2],
+                vec![1, 2, 3],
+            ],
+        };
+        let d = Data::new(&m);
+        let mut n = vec![0u32; d.u * 6];
+        for u in 0..d.u {
+            let t = vec![0.0; 6];
+            round_table(
+                &t,
+                &d.xi[u * 2..u * 2 + 2],
+                &d.yi[u * 3..u * 3 + 3],
+                &mut n[u * 6..u * 6 + 6],
+            );
+        }
+        let max_x = [9u64, 7];
+        let stats = cell_stats(&d, &n, &max_x);
+        let cfg = BayesConfig {
+            lambda1: 1.0,
+            lambda2: 0.0,
+            ..BayesConfig::default()
+        };
+        let a1 = [0.7, 2.0, 1.3, 0.4, 5.0, 3.0];
+        let a2 = [1.9, 0.5, 0.8, 2.4, 1.0, 0.2];
+        let direct = dm_loglik(&d, &n, &[&a1, &a2]);
+        for i in 0..2 {
+            let mut h = vec![0u64; 10];
+            for u in 0..d.u {
+                h[d.xi[u * 2 + i] as usize] += 1;
+            }
+            let tot = compress(&h);
+            // lambda1 = 1, lambda2 = 0: prior + Jacobian term is Σ ln α.
+            let f = |a: &[f64]| {
+                alpha_row_logpost(&a[i * 3..i * 3 + 3], &stats[i * 3..i * 3 + 3], &tot, &cfg)
+                    - a[i * 3..i * 3 + 3].iter().map(|v| v.ln()).sum::<f64>()
+            };
+            let lhs = f(&a1) - f(&a2);
+            let rhs = direct[0][i] - direct[1][i];
+            assert!((lhs - rhs).abs() < 1e-9, "row {i}: {lhs} vs {rhs}");
         }
     }
 

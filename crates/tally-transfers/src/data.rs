@@ -75,6 +75,43 @@ impl Data {
         d
     }
 
+    /// Every `step`-th unit (deterministic subsample; totals recomputed).
+    pub fn subsample(&self, step: usize) -> Data {
+        let step = step.max(1);
+        let (r, c) = (self.r, self.c);
+        let idx: Vec<usize> = (0..self.u).step_by(step).collect();
+        let mut d = Data {
+            u: idx.len(),
+            r,
+            c,
+            x: Vec::with_capacity(idx.len() * r),
+            y: Vec::with_capacity(idx.len() * c),
+            xi: Vec::with_capacity(idx.len() * r),
+            yi: Vec::with_capacity(idx.len() * c),
+            kept: idx.iter().map(|&u| self.kept[u]).collect(),
+            empty: 0,
+            row_tot: vec![0.0; r],
+            col_tot: vec![0.0; c],
+            total: 0.0,
+        };
+        for &u in &idx {
+            for i in 0..r {
+                let v = self.x[u * r + i];
+                d.x.push(v);
+                d.xi.push(self.xi[u * r + i]);
+                d.row_tot[i] += v;
+                d.total += v;
+            }
+            for j in 0..c {
+                let v = self.y[u * c + j];
+                d.y.push(v);
+                d.yi.push(self.yi[u * c + j]);
+                d.col_tot[j] += v;
+            }
+        }
+        d
+    }
+
     pub fn xu(&self, u: usize) -> &[f64] {
         &self.x[u * self.r..(u + 1) * self.r]
     }

@@ -199,15 +199,8 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
             (rf.p, rf.votes, None, None, "duncan-davis bounds")
         }
         Method::MdBayes => {
-            // Start chain 0 from the nslphom solution (close to the posterior bulk).
-            let rf = lp::refine(
-                &d,
-                &fit.p,
-                opts.nslphom_max_passes.max(1),
-                opts.nslphom_tol,
-                false,
-            );
-            let bf = bayes::fit(&d, &rf.p, &opts.bayes, opts.seed, opts.keep_unit_tables);
+            // Chains start from the tslphom unit tables of the lphom solution.
+            let bf = bayes::fit(&d, &fit.p, &opts.bayes, opts.seed, opts.keep_unit_tables);
             let max_rhat = bf
                 .rhat
                 .iter()

@@ -23,7 +23,7 @@
 //! proportion to their deficits. tslphom = one refinement of the lphom `P`; nslphom repeats with `P`
 //! re-estimated from the aggregated unit tables until it stops moving.
 
-use crate::data::{par_chunks, Data, MAX_DIM};
+use crate::data::{par_chunks, Data, CHUNK, MAX_DIM};
 use clarabel::algebra::CscMatrix;
 use clarabel::solver::{
     DefaultSettingsBuilder, DefaultSolver, IPSolver, NonnegativeConeT, SolverStatus,
@@ -300,49 +300,301 @@ fn level_projection(
     Some(normalise_rows(&x, nr, nc))
 }
 
+/// Largest number of cutting planes kept in the master problems (the least active are dropped).
+const MAX_CUTS: usize = 40;
+
+/// Units in the warm-start subsample (approximately).
+const WARM_UNITS: usize = 5_000;
+
 /// Level bundle method for lphom. Stops when the certified gap is at most `rel_tol` times the
 /// best objective value (or `1e-12` of the votes, whichever is larger).
+///
+/// Large inputs (at least `4 * WARM_UNITS` units) use two accelerations that keep the certificate:
+/// 1. *Warm start*: the bundle first runs on a fixed strided subsample of about `WARM_UNITS` units.
+/// 2. *Sign fixing*: at that solution most unit residuals are far from zero, so their sign at the
+///    optimum is predictable; for those cells `|e|` is replaced by `sign · e`, which is linear in
+///    `P` and aggregated once. The resulting function `F_red` satisfies `F_red <= F` everywhere, so
+///    every cutting-plane lower bound of `F_red` is a lower bound of the optimum of `F`, and
+///    `F_red` costs only a pass over the few "uncertain" cells. After minimising `F_red`, one full
+///    pass evaluates `F` at the candidate; cells whose sign was predicted wrongly join the uncertain
+///    set (this only raises `F_red`, so all cuts stay valid) and the bundle continues, until the
+///    certified gap `F(P) − lower bound` is within tolerance.
+///
+/// Cut management: the master problems keep at most [`MAX_CUTS`] cuts, dropping those least active
+/// at the master solution (the lower bound is a running maximum, so it stays valid).
 pub(crate) fn lphom_bundle(d: &Data, rel_tol: f64, max_iter: usize) -> LpFit {
-    let (nr, nc) = (d.r, d.c);
-    let s = 1.0 / d.total;
-    // Start from the independence table: every row moves like the whole electorate.
-    let mut z: Vec<f64> = (0..nr)
-        .flat_map(|_| d.col_tot.iter().map(|&v| v * s))
-        .collect();
-    z = normalise_rows(&z, nr, nc);
-    let mut cuts: Vec<Cut> = Vec::new();
-    let mut best = z.clone();
-    let mut f_best = f64::INFINITY;
-    let mut f_low = 0.0f64;
-    let mut iterations = 0;
-    let lambda = 0.3;
-    for it in 0..max_iter {
-        iterations = it + 1;
-        let (f, g) = eval(d, &z);
-        let (f, g): (f64, Vec<f64>) = (f * s, g.iter().map(|v| v * s).collect());
-        if f < f_best {
-            f_best = f;
-            best.clone_from(&z);
-        }
-        let h = f - g.iter().zip(&z).map(|(a, b)| a * b).sum::<f64>();
-        cuts.push(Cut { g, h });
-        let Some((zl, t)) = master_lp(&cuts, nr, nc) else {
-            break;
-        };
-        f_low = f_low.max(t.max(0.0));
-        let gap = f_best - f_low;
-        if gap <= (rel_tol * f_best).max(1e-12) {
-            break;
-        }
-        let level = f_low + lambda * gap;
-        z = level_projection(&cuts, level, &best, nr, nc).unwrap_or(zl);
+    if d.u < 4 * WARM_UNITS {
+        let mut st = BundleState::new(d, None);
+        let full = |p: &[f64]| eval(d, p);
+        st.run(d, &full, rel_tol, max_iter);
+        return st.finish(d, "level bundle (Clarabel master problems)");
     }
-    LpFit {
-        p: best,
-        objective: f_best / s,
-        gap: (f_best - f_low).max(0.0) / s,
-        iterations,
-        solver: "level bundle (Clarabel master problems)",
+    let t0 = std::time::Instant::now();
+    let trace = std::env::var("TALLY_LP_TRACE").is_ok();
+    let sub = d.subsample(d.u / WARM_UNITS);
+    let mut ws = BundleState::new(&sub, None);
+    ws.run(&sub, &|p: &[f64]| eval(&sub, p), 1e-4, max_iter);
+    let p0 = ws.best.clone();
+    if trace { eprintln!("warm: {} iters {:?}", ws.iterations, t0.elapsed()); }
+    let (nr, nc) = (d.r, d.c);
+    // Uncertain cells: |e_uc(p0)| within 1% of the unit's voters.
+    let mut fixed_sign = vec![0i8; d.u * nc];
+    {
+        let parts = par_chunks(d.u, |_, a, b| {
+            let mut out = Vec::with_capacity((b - a) * nc);
+            for u in a..b {
+                let x = d.xu(u);
+                let y = d.yu(u);
+                let n: f64 = x.iter().sum();
+                for j in 0..nc {
+                    let e: f64 = (0..nr).map(|i| x[i] * p0[i * nc + j]).sum::<f64>() - y[j];
+                    out.push(if e > 0.01 * n {
+                        1i8
+                    } else if e < -0.01 * n {
+                        -1
+                    } else {
+                        0
+                    });
+                }
+            }
+            out
+        });
+        let mut k = 0;
+        for part in parts {
+            fixed_sign[k..k + part.len()].copy_from_slice(&part);
+            k += part.len();
+        }
+    }
+    let s = 1.0 / d.total;
+    let mut st = BundleState::new(d, Some(p0));
+    let mut rounds = 0;
+    let mut total_iter = 0;
+    loop {
+        rounds += 1;
+        let red = Reduced::new(d, &fixed_sign);
+        if trace { eprintln!("round {rounds}: {} uncertain cells {:?}", red.cells.len(), t0.elapsed()); }
+        let f_red = |p: &[f64]| red.eval(d, p);
+        let before = st.iterations;
+        // Minimise F_red (its values are not upper bounds of F, so `best` is reset each round).
+        st.f_best = f64::INFINITY;
+        st.run(d, &f_red, rel_tol * 0.5, max_iter.saturating_sub(total_iter));
+        total_iter += st.iterations - before;
+        // Full evaluation at the candidate.
+        let cand = st.best.clone();
+        let (f, _) = eval(d, &cand);
+        let f = f * s;
+        if f < st.f_true_best {
+            st.f_true_best = f;
+            st.true_best = cand.clone();
+        }
+        let gap = st.f_true_best - st.f_low;
+        if trace { eprintln!("  iters {} gap {gap:e} f {f} {:?}", st.iterations, t0.elapsed()); }
+        if gap <= (rel_tol * st.f_true_best).max(1e-12) || total_iter >= max_iter || rounds >= 20 {
+            break;
+        }
+        // Release wrongly predicted signs at the candidate.
+        let mut changed = 0usize;
+        for u in 0..d.u {
+            let x = d.xu(u);
+            let y = d.yu(u);
+            for j in 0..nc {
+                let sg = fixed_sign[u * nc + j];
+                if sg != 0 {
+                    let e: f64 = (0..nr).map(|i| x[i] * cand[i * nc + j]).sum::<f64>() - y[j];
+                    if e * sg as f64 <= 0.0 {
+                        fixed_sign[u * nc + j] = 0;
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        if changed == 0 {
+            // Signs consistent but the gap is still open: keep minimising (tighter tolerance).
+            st.tighten = (st.tighten * 0.1).max(1e-3);
+        }
+        st.f_best = f64::INFINITY;
+    }
+    st.best = st.true_best.clone();
+    st.f_best = st.f_true_best;
+    st.iterations = total_iter;
+    st.finish(
+        d,
+        "level bundle, warm start on a subsample + sign fixing (Clarabel master problems)",
+    )
+}
+
+/// `F_red`: exact `|e|` on uncertain cells (`sign == 0`), `sign · e` (linear) on the others.
+struct Reduced {
+    /// Linear coefficients on `P` (row-major) and constant, in votes.
+    lin: Vec<f64>,
+    constant: f64,
+    /// Uncertain cells `(unit, col)`.
+    cells: Vec<(u32, u32)>,
+}
+
+impl Reduced {
+    fn new(d: &Data, sign: &[i8]) -> Reduced {
+        let (nr, nc) = (d.r, d.c);
+        let mut lin = vec![0.0; nr * nc];
+        let mut constant = 0.0;
+        let mut cells = Vec::new();
+        for u in 0..d.u {
+            let x = d.xu(u);
+            let y = d.yu(u);
+            for j in 0..nc {
+                let sg = sign[u * nc + j] as f64;
+                if sg == 0.0 {
+                    cells.push((u as u32, j as u32));
+                } else {
+                    for i in 0..nr {
+                        lin[i * nc + j] += sg * x[i];
+                    }
+                    constant -= sg * y[j];
+                }
+            }
+        }
+        Reduced {
+            lin,
+            constant,
+            cells,
+        }
+    }
+
+    fn eval(&self, d: &Data, p: &[f64]) -> (f64, Vec<f64>) {
+        let (nr, nc) = (d.r, d.c);
+        let mut f = self.constant + self.lin.iter().zip(p).map(|(a, b)| a * b).sum::<f64>();
+        let mut g = self.lin.clone();
+        let n_chunks = self.cells.len().div_ceil(CELL_CHUNK);
+        let parts = par_chunks(n_chunks * CHUNK, |ci, _, _| {
+            let lo = ci * CELL_CHUNK;
+            let hi = ((ci + 1) * CELL_CHUNK).min(self.cells.len());
+            let mut f = 0.0;
+            let mut g = vec![0.0; nr * nc];
+            for &(u, j) in self.cells.get(lo..hi).unwrap_or(&[]) {
+                let (u, j) = (u as usize, j as usize);
+                let x = d.xu(u);
+                let e: f64 = (0..nr).map(|i| x[i] * p[i * nc + j]).sum::<f64>() - d.y[u * nc + j];
+                f += e.abs();
+                let sg = if e > 0.0 {
+                    1.0
+                } else if e < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                };
+                if sg != 0.0 {
+                    for i in 0..nr {
+                        g[i * nc + j] += sg * x[i];
+                    }
+                }
+            }
+            (f, g)
+        });
+        for (pf, pg) in parts {
+            f += pf;
+            for (a, b) in g.iter_mut().zip(pg) {
+                *a += b;
+            }
+        }
+        (f, g)
+    }
+}
+
+/// Uncertain cells per parallel task in [`Reduced::eval`].
+const CELL_CHUNK: usize = 8192;
+
+/// State of a level bundle run (cuts and bounds survive across calls to [`BundleState::run`]).
+struct BundleState {
+    z: Vec<f64>,
+    cuts: Vec<Cut>,
+    best: Vec<f64>,
+    f_best: f64,
+    /// Best value of the true objective seen (sign fixing only).
+    true_best: Vec<f64>,
+    f_true_best: f64,
+    f_low: f64,
+    iterations: usize,
+    /// Extra factor on the stopping tolerance (sign fixing with a stubborn gap).
+    tighten: f64,
+}
+
+impl BundleState {
+    fn new(d: &Data, start: Option<Vec<f64>>) -> BundleState {
+        let (nr, nc) = (d.r, d.c);
+        let s = 1.0 / d.total;
+        // Default start: the independence table (every row moves like the whole electorate).
+        let z = match start {
+            Some(p) => p,
+            None => (0..nr)
+                .flat_map(|_| d.col_tot.iter().map(|&v| v * s))
+                .collect(),
+        };
+        let z = normalise_rows(&z, nr, nc);
+        BundleState {
+            best: z.clone(),
+            true_best: z.clone(),
+            z,
+            cuts: Vec::new(),
+            f_best: f64::INFINITY,
+            f_true_best: f64::INFINITY,
+            f_low: 0.0,
+            iterations: 0,
+            tighten: 1.0,
+        }
+    }
+
+    /// Runs until the gap of `f` (votes-valued) is within `rel_tol` or `max_iter` more iterations.
+    fn run(
+        &mut self,
+        d: &Data,
+        f_eval: &dyn Fn(&[f64]) -> (f64, Vec<f64>),
+        rel_tol: f64,
+        max_iter: usize,
+    ) {
+        let (nr, nc) = (d.r, d.c);
+        let s = 1.0 / d.total;
+        let lambda = 0.3;
+        let rel_tol = rel_tol * self.tighten;
+        for _ in 0..max_iter {
+            self.iterations += 1;
+            let (f, g) = f_eval(&self.z);
+            let (f, g): (f64, Vec<f64>) = (f * s, g.iter().map(|v| v * s).collect());
+            if f < self.f_best {
+                self.f_best = f;
+                self.best.clone_from(&self.z);
+            }
+            let h = f - g.iter().zip(&self.z).map(|(a, b)| a * b).sum::<f64>();
+            self.cuts.push(Cut { g, h });
+            let Some((zl, t)) = master_lp(&self.cuts, nr, nc) else {
+                break;
+            };
+            self.f_low = self.f_low.max(t.max(0.0));
+            let gap = self.f_best - self.f_low;
+            if gap <= (rel_tol * self.f_best).max(1e-12) {
+                break;
+            }
+            if self.cuts.len() > MAX_CUTS {
+                // Keep the newest cut; drop the cuts with the largest slack at the master solution.
+                let val = |c: &Cut| c.g.iter().zip(&zl).map(|(a, b)| a * b).sum::<f64>() + c.h;
+                let newest = self.cuts.pop().expect("just pushed");
+                self.cuts.sort_by(|a, b| val(b).total_cmp(&val(a)));
+                self.cuts.truncate(MAX_CUTS - 1);
+                self.cuts.push(newest);
+            }
+            let level = self.f_low + lambda * gap;
+            self.z = level_projection(&self.cuts, level, &self.best, nr, nc).unwrap_or(zl);
+        }
+    }
+
+    fn finish(self, d: &Data, solver: &'static str) -> LpFit {
+        let s = 1.0 / d.total;
+        LpFit {
+            p: self.best,
+            objective: self.f_best / s,
+            gap: (self.f_best - self.f_low).max(0.0) / s,
+            iterations: self.iterations,
+            solver,
+        }
     }
 }
 
