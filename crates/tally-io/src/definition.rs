@@ -5,6 +5,7 @@
 //! name = "Turkey, presidential election 2023"
 //! rule = "majority"            # or "argentina", "costa-rica", or a threshold such as "40%"
 //! threshold_inclusive = false  # with a threshold: "at least" instead of "more than"
+//! tie = "undecided"            # or "lot:SEED": a reproducible draw (simulations only)
 //!
 //! [columns]
 //! station = "station_id"
@@ -20,7 +21,7 @@
 
 use crate::ImportError;
 use serde::Deserialize;
-use tally_model::{Candidate, Code, Ratio, Rule};
+use tally_model::{Candidate, Code, Ratio, Rule, TieBreak};
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +30,8 @@ pub struct ElectionDef {
     pub rule: Option<String>,
     #[serde(default)]
     pub threshold_inclusive: bool,
+    /// How the rule breaks ties: "undecided" (default: the law decides) or "lot:SEED".
+    pub tie: Option<String>,
     #[serde(default)]
     pub columns: ColumnsDef,
     #[serde(default)]
@@ -85,21 +88,38 @@ impl ElectionDef {
 
     /// The rule named by the definition (majority when absent).
     pub fn rule(&self, path: &str) -> Result<Rule, ImportError> {
-        let Some(name) = self.rule.as_deref() else {
-            return Ok(Rule::majority());
+        let mut rule = match self.rule.as_deref() {
+            None => Rule::majority(),
+            Some(name) => match Rule::by_name(name) {
+                Some(r) => r,
+                None => Ratio::from_percent_str(name)
+                    .map(|share| Rule::threshold(share, self.threshold_inclusive))
+                    .ok_or_else(|| {
+                        ImportError::fatal(
+                            Code::F007,
+                            path,
+                            format!("unknown rule '{name}': use majority, argentina, costa-rica or a percentage such as \"40%\""),
+                        )
+                    })?,
+            },
         };
-        if let Some(r) = Rule::by_name(name) {
-            return Ok(r);
-        }
-        Ratio::from_percent_str(name)
-            .map(|share| Rule::threshold(share, self.threshold_inclusive))
-            .ok_or_else(|| {
-                ImportError::fatal(
-                    Code::F007,
-                    path,
-                    format!("unknown rule '{name}': use majority, argentina, costa-rica or a percentage such as \"40%\""),
-                )
-            })
+        rule.tie = match self.tie.as_deref() {
+            None | Some("undecided") => TieBreak::Undecided,
+            Some(t) => match t
+                .strip_prefix("lot:")
+                .and_then(|seed| seed.trim().parse().ok())
+            {
+                Some(seed) => TieBreak::Lot { seed },
+                None => {
+                    return Err(ImportError::fatal(
+                        Code::F007,
+                        path,
+                        format!("unknown tie rule '{t}': use \"undecided\" or \"lot:SEED\""),
+                    ))
+                }
+            },
+        };
+        Ok(rule)
     }
 
     pub fn candidate(&self, id: &str) -> Option<&CandidateDef> {
@@ -147,5 +167,9 @@ colour = "#ff0000"
         assert_eq!(e.code, Code::F007);
         let e = ElectionDef::parse("rule = \"plurality-ish\"", "t.toml").unwrap_err();
         assert!(e.detail.contains("unknown rule"));
+        let e = ElectionDef::parse("tie = \"coin\"", "t.toml").unwrap_err();
+        assert!(e.detail.contains("unknown tie rule"));
+        let d = ElectionDef::parse("rule = \"argentina\"\ntie = \"lot:9\"", "t.toml").unwrap();
+        assert_eq!(d.rule("t.toml").unwrap().tie, TieBreak::Lot { seed: 9 });
     }
 }
