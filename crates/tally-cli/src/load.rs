@@ -21,7 +21,6 @@ pub struct LoadArgs<'a> {
     pub rule: Option<&'a str>,
     pub registry: Option<&'a str>,
     pub validation: ValidationConfig,
-    pub quiet: bool,
     pub show_issues: usize,
 }
 
@@ -97,9 +96,7 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
             election_name: "All".into(),
         };
         let f = import_bytes(bytes, name, &opts).map_err(|e| e.to_string())?;
-        if !args.quiet {
-            report_import(&f, args.show_issues);
-        }
+        report_import(&f, args.show_issues);
         for r in f.rounds {
             if rounds.iter().any(|x| x.round.number == r.round.number) {
                 return Err(format!(

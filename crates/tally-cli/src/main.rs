@@ -152,6 +152,18 @@ enum Command {
     Codes,
 }
 
+/// Reads the inputs of a command (files, or the embedded election), reporting the import.
+fn load_input(input: &InputArgs, cfg: &ValidationConfig) -> Result<load::Loaded, String> {
+    load(&LoadArgs {
+        files: &input.files,
+        election: input.election.as_deref(),
+        rule: input.rule.as_deref(),
+        registry: input.registry.as_deref(),
+        validation: cfg.clone(),
+        show_issues: input.show_issues,
+    })
+}
+
 fn validation(input: &InputArgs) -> ValidationConfig {
     ValidationConfig {
         over_registered_permille: input.over_registered_permille,
@@ -179,15 +191,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             format,
         } => {
             let cfg = validation(&input);
-            let loaded = load(&LoadArgs {
-                files: &input.files,
-                election: input.election.as_deref(),
-                rule: input.rule.as_deref(),
-                registry: input.registry.as_deref(),
-                validation: cfg.clone(),
-                quiet: false,
-                show_issues: input.show_issues,
-            })?;
+            let loaded = load_input(&input, &cfg)?;
             let rep = results::build(
                 &loaded,
                 &results::ResultsArgs {
@@ -226,15 +230,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 );
             }
             let cfg = validation(&input);
-            let loaded = load(&LoadArgs {
-                files: &input.files,
-                election: input.election.as_deref(),
-                rule: input.rule.as_deref(),
-                registry: input.registry.as_deref(),
-                validation: cfg,
-                quiet: false,
-                show_issues: input.show_issues,
-            })?;
+            let loaded = load_input(&input, &cfg)?;
             let code = forensics::run(
                 &loaded,
                 &forensics::ForensicsArgs {

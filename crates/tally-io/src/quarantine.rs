@@ -3,7 +3,7 @@
 //! failed run never leaves a partial file.
 
 use crate::QuarantinedRow;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 pub fn write_quarantine(path: &Path, rows: &[&QuarantinedRow]) -> io::Result<()> {
@@ -32,22 +32,4 @@ pub fn write_quarantine(path: &Path, rows: &[&QuarantinedRow]) -> io::Result<()>
             .sync_all()?;
     }
     std::fs::rename(&tmp, path)
-}
-
-/// Same rows to any writer (stdout), without the atomic rename.
-pub fn write_quarantine_to<W: Write>(out: W, rows: &[&QuarantinedRow]) -> io::Result<()> {
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(["file", "line", "station_id", "codes", "reasons", "row"])?;
-    for q in rows {
-        let codes: Vec<&str> = q.codes.iter().map(|c| c.as_str()).collect();
-        w.write_record([
-            q.file.as_str(),
-            &q.line.to_string(),
-            q.station.as_str(),
-            &codes.join(" "),
-            &q.reasons.join("; "),
-            q.raw.as_str(),
-        ])?;
-    }
-    w.flush()
 }
