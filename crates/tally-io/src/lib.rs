@@ -365,7 +365,7 @@ fn round_from_table(
     number: u8,
 ) -> ImportedRound {
     let mut tree = AreaTree::new(&opts.election_name, layout.level_names());
-    let leaf: Vec<u32> = paths.iter().map(|p| tree.leaf(p)).collect();
+    let leaf: Vec<u32> = tree.leaves(paths);
     let mut round = Round::new(
         number,
         layout.candidates.iter().map(|c| c.1.clone()).collect(),

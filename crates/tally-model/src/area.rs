@@ -69,6 +69,30 @@ impl AreaTree {
             .fold(ROOT, |parent, name| self.child(parent, name.as_ref()))
     }
 
+    /// Leaves for a sequence of paths. Consecutive paths usually share their upper levels (files
+    /// are sorted by area), so only the levels that changed are looked up.
+    pub fn leaves<S: AsRef<str>>(&mut self, paths: &[Vec<S>]) -> Vec<AreaId> {
+        let mut out = Vec::with_capacity(paths.len());
+        let mut prev: Option<&Vec<S>> = None;
+        let mut ids: Vec<AreaId> = Vec::new();
+        for p in paths {
+            let same = prev.map_or(0, |q| {
+                q.iter()
+                    .zip(p)
+                    .take_while(|(a, b)| a.as_ref() == b.as_ref())
+                    .count()
+            });
+            ids.truncate(same);
+            for name in &p[same..] {
+                let parent = ids.last().copied().unwrap_or(ROOT);
+                ids.push(self.child(parent, name.as_ref()));
+            }
+            out.push(ids.last().copied().unwrap_or(ROOT));
+            prev = Some(p);
+        }
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -159,6 +183,17 @@ mod tests {
         assert_eq!(t.find("Adana/Nowhere"), None);
         assert_eq!(t.level_depth("District"), Some(2));
         assert_eq!(t.ancestor_at(a, 1), t.find("Adana").unwrap());
+        let paths = vec![
+            vec!["Adana", "Ceyhan"],
+            vec!["Adana", "Kozan"],
+            vec!["Ankara", "Ceyhan"],
+            vec!["Adana", "Ceyhan"],
+        ];
+        let leaves = t.leaves(&paths);
+        let one_by_one: Vec<AreaId> = paths.iter().map(|p| t.leaf(p)).collect();
+        assert_eq!(leaves, one_by_one);
+        assert_eq!(leaves[0], a);
+        assert_ne!(leaves[2], a);
         assert!(t
             .nodes
             .iter()

@@ -192,16 +192,38 @@ where
     F: Fn(usize, usize) -> bool,
 {
     use rayon::prelude::*;
-    // Sort plain hashes (no comparator closure), find the repeated ones, and only then look
-    // at the rows that carry them: duplicates are rare, a million ids are not.
+    // A bitmap of 2^24 hash slots finds the few ids whose slot is already taken; only those are
+    // compared exactly. Duplicates are rare, a million ids are not.
+    const SLOTS: u64 = 1 << 24;
     let hashes: Vec<u64> = ids.par_iter().map(|id| fnv1a(id.as_bytes())).collect();
-    let mut sorted = hashes.clone();
-    sorted.par_sort_unstable();
-    let repeated: std::collections::HashSet<u64> = sorted
-        .windows(2)
-        .filter(|w| w[0] == w[1])
-        .map(|w| w[0])
-        .collect();
+    let mut bitmap = vec![0u64; (SLOTS / 64) as usize];
+    let mut busy = vec![false; hashes.len()];
+    for (i, h) in hashes.iter().enumerate() {
+        let slot = h % SLOTS;
+        let (word, bit) = ((slot / 64) as usize, slot % 64);
+        busy[i] = bitmap[word] >> bit & 1 == 1;
+        bitmap[word] |= 1 << bit;
+    }
+    // A slot hit means "maybe": the slot's first owner is a candidate too.
+    let mut hit = vec![0u64; (SLOTS / 64) as usize];
+    for (h, _) in hashes.iter().zip(&busy).filter(|(_, b)| **b) {
+        let slot = h % SLOTS;
+        hit[(slot / 64) as usize] |= 1 << (slot % 64);
+    }
+    let in_hit = |h: u64| {
+        let slot = h % SLOTS;
+        hit[(slot / 64) as usize] >> (slot % 64) & 1 == 1
+    };
+    let repeated: std::collections::HashSet<u64> = {
+        let mut seen = std::collections::HashSet::new();
+        let mut twice = std::collections::HashSet::new();
+        for &h in hashes.iter().filter(|&&h| in_hit(h)) {
+            if !seen.insert(h) {
+                twice.insert(h);
+            }
+        }
+        twice
+    };
     if repeated.is_empty() {
         return Vec::new();
     }
@@ -359,6 +381,26 @@ mod tests {
         // Small stations: the absolute tolerance (10 voters) applies.
         assert!(check_registered_between_rounds(20, 30, &cfg).is_none());
         assert!(check_registered_between_rounds(20, 31, &cfg).is_some());
+    }
+
+    #[test]
+    fn duplicates_among_many_ids_despite_slot_collisions() {
+        // 300,000 ids in 2^24 slots collide by chance a few thousand times; only the planted
+        // repeats may come out.
+        let mut ids: Vec<String> = (0..300_000).map(|i| format!("st-{i}")).collect();
+        ids.push("st-17".into());
+        ids.push("st-299999".into());
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let d = find_duplicates(&refs, |_, _| true);
+        assert!(d.contains(&Duplicate::Identical {
+            keep: 17,
+            drop: vec![300_000]
+        }));
+        assert!(d.contains(&Duplicate::Identical {
+            keep: 299_999,
+            drop: vec![300_001]
+        }));
+        assert_eq!(d.len(), 2);
     }
 
     #[test]
