@@ -8,6 +8,7 @@ mod forensics;
 mod load;
 mod results;
 mod table;
+mod transfers;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use load::{load, LoadArgs};
@@ -32,7 +33,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     Table,
     Json,
     Csv,
@@ -111,6 +112,46 @@ enum Command {
         reps: usize,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+    },
+    /// Vote transfers between round 1 and round 2 (ecological inference), or between any two
+    /// margins of one file: the table in proportions and votes, with intervals.
+    #[command(
+        after_help = "Examples:\n  tally transfers                      # embedded Turkey 2023: where did Oğan's voters go?\n  tally transfers --from r1.csv.gz --to r2.csv.gz --level powiat --plot transfers.png\n  tally transfers senc.csv --rows white,black,natam --cols dem,rep,non --format json\n  tally transfers --method md-bayes --seed 7"
+    )]
+    Transfers {
+        /// Round-1 file (with --to; without both, the embedded Turkey 2023 election).
+        #[arg(long, value_name = "R1")]
+        from: Option<String>,
+        /// Round-2 file.
+        #[arg(long, value_name = "R2")]
+        to: Option<String>,
+        /// One file with two margins over the same units (with --rows and --cols).
+        file: Option<String>,
+        /// Row-margin columns of FILE (origins), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        rows: Vec<String>,
+        /// Column-margin columns of FILE (destinations), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        cols: Vec<String>,
+        /// Unit id column of FILE (default: station_id, else the line number).
+        #[arg(long)]
+        id: Option<String>,
+        /// Aggregate stations to the areas of this level first (units = areas).
+        #[arg(long)]
+        level: Option<String>,
+        /// lphom, tslphom (default: best measured), nslphom or md-bayes.
+        #[arg(long)]
+        method: Option<String>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write a heat map of the table (PNG).
+        #[arg(long, value_name = "FILE")]
+        plot: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Election definition (TOML) for the two round files.
+        #[arg(long, value_name = "DEF.toml")]
+        election: Option<String>,
     },
     /// Write a synthetic election (uniform CSV), deterministic for a seed.
     #[command(
@@ -249,6 +290,53 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             } else {
                 imported
             })
+        }
+        Command::Transfers {
+            from,
+            to,
+            file,
+            rows,
+            cols,
+            id,
+            level,
+            method,
+            seed,
+            plot,
+            format,
+            election,
+        } => {
+            let opts = transfers::options(method.as_deref(), seed)?;
+            let out = transfers::Output {
+                format,
+                plot: plot.as_deref(),
+            };
+            if let Some(file) = file {
+                if rows.len() < 2 || cols.len() < 2 {
+                    return Err(
+                        "with FILE, give --rows a,b,... and --cols x,y,... (two or more each)"
+                            .into(),
+                    );
+                }
+                return transfers::generic(&file, &rows, &cols, id.as_deref(), &opts, &out);
+            }
+            let files: Vec<String> =
+                match (from, to) {
+                    (Some(a), Some(b)) => vec![a, b],
+                    (None, None) => Vec::new(),
+                    _ => return Err(
+                        "give both --from R1 and --to R2 (or neither, for the embedded election)"
+                            .into(),
+                    ),
+                };
+            let loaded = load(&LoadArgs {
+                files: &files,
+                election: election.as_deref(),
+                rule: None,
+                registry: None,
+                validation: ValidationConfig::default(),
+                show_issues: 3,
+            })?;
+            transfers::two_rounds(&loaded, level.as_deref(), &opts, &out)
         }
         Command::Synth {
             stations,

@@ -288,3 +288,79 @@ fn forensics_needs_turnout_data() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("needs registered, cast and valid"));
 }
+
+#[test]
+fn transfers_of_the_embedded_election_answer_the_seeds_question() {
+    let png = tmp("transfers.png");
+    let o = tally(&[
+        "transfers",
+        "--format",
+        "json",
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows: Vec<&str> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(rows.contains(&"ogan") && rows.contains(&"abstained"));
+    assert_eq!(v["cols"][0], "erdogan");
+    assert_eq!(v["units_used"], 974);
+    let ogan = rows.iter().position(|r| *r == "ogan").unwrap();
+    // Row proportions sum to 1, votes to Oğan's round-1 total, intervals hold the estimate.
+    let p: Vec<f64> = v["proportions"][ogan]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-6);
+    let votes: f64 = v["votes"][ogan]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .sum();
+    assert!((votes - 2_831_239.0).abs() < 1.0);
+    for c in 0..p.len() {
+        let (lo, hi) = (
+            v["lower"][ogan][c].as_f64().unwrap(),
+            v["upper"][ogan][c].as_f64().unwrap(),
+        );
+        assert!(lo <= p[c] + 1e-9 && p[c] <= hi + 1e-9);
+    }
+    assert!(v["method"].is_string());
+    assert!(png.exists());
+}
+
+#[test]
+fn transfers_on_any_two_margins_of_one_file() {
+    let senc =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tally-transfers/tests/data/senc.csv");
+    let o = tally(&[
+        "transfers",
+        senc.to_str().unwrap(),
+        "--rows",
+        "white,black,natam",
+        "--cols",
+        "dem,rep,non",
+        "--format",
+        "csv",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).lines().count() > 3);
+    let o = tally(&[
+        "transfers",
+        senc.to_str().unwrap(),
+        "--rows",
+        "white,nope",
+        "--cols",
+        "dem,rep",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no column 'nope'"));
+}

@@ -161,10 +161,11 @@ fn main() {
     let s = t.elapsed().as_secs_f64();
     let dg = r.diagnostics.as_ref().unwrap();
     println!(
-        "{:<44} {:>9.3} s   ({:>6.0}x baseline)  EI {:.2}%  [{} chains x ({} warm-up + {} draws); max split R-hat {:.3}; min ESS {:.0}; {}]",
+        "{:<44} {:>9.3} s   ({:>6.0}x baseline; {:.3} s per chain-sweep)  EI {:.2}%  [{} chains x ({} warm-up + {} draws); max split R-hat {:.3}; min ESS {:.0}; {}]",
         "md-bayes",
         s,
         s / base,
+        s / (dg.chains * (dg.warmup + dg.draws_per_chain)).max(1) as f64,
         ei(&r.votes, &truth),
         dg.chains,
         dg.warmup,

@@ -52,14 +52,24 @@ fn errors(res: &TransferResult, e: &SynthElection) -> (f64, f64) {
 }
 
 fn run(method: Method, seed: u64, stations: usize) -> (f64, f64, TransferResult) {
+    run_sweeps(method, seed, stations, 300)
+}
+
+/// `sweeps` warm-up and as many recorded sweeps per md-bayes chain.
+fn run_sweeps(
+    method: Method,
+    seed: u64,
+    stations: usize,
+    sweeps: usize,
+) -> (f64, f64, TransferResult) {
     let e = election(seed, stations);
     let mut opts = Options {
         method,
         seed,
         ..Options::default()
     };
-    opts.bayes.warmup = 300;
-    opts.bayes.samples = 300;
+    opts.bayes.warmup = sweeps;
+    opts.bayes.samples = sweeps;
     let res = estimate_two_rounds(
         &round_counts(&e.rounds[0]),
         &round_counts(&e.rounds[1]),
@@ -107,14 +117,15 @@ fn synth_nslphom_drift_is_bounded() {
 #[test]
 fn synth_md_bayes_is_flagged_unless_accurate() {
     for s in SEEDS {
-        let (ei, maxp, res) = run(Method::MdBayes, s, 1000);
+        let (ei, maxp, res) = run_sweeps(Method::MdBayes, s, 600, 200);
         let dg = res.diagnostics.unwrap();
         println!(
             "  md-bayes seed {s}: max R-hat {:.3} min ESS {:.0}",
             dg.max_rhat, dg.min_ess
         );
-        // Measured: from dispersed starts the chains do not converge in 300 + 300 sweeps (README).
-        // What must hold: the result never claims convergence while being far from the truth.
+        // Measured (README): the two chains still disagree after 200 + 200 sweeps (max split R-hat
+        // well above 1.05 on every seed): the sampler mixes far too slowly on these 5 x 4 tables. What must hold: the result never
+        // claims convergence while being far from the truth, and the non-convergence is noted.
         assert!(
             (ei < 5.0 && maxp < 10.0) || !dg.converged,
             "seed {s}: EI {ei} max {maxp}, claims convergence"
@@ -126,8 +137,8 @@ fn synth_md_bayes_is_flagged_unless_accurate() {
 
 #[test]
 fn same_seed_same_bytes() {
-    let a = run(Method::MdBayes, 7, 400).2;
-    let b = run(Method::MdBayes, 7, 400).2;
+    let a = run_sweeps(Method::MdBayes, 7, 200, 50).2;
+    let b = run_sweeps(Method::MdBayes, 7, 200, 50).2;
     assert_eq!(
         serde_json::to_string(&a).unwrap(),
         serde_json::to_string(&b).unwrap()
