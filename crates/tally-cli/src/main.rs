@@ -191,6 +191,62 @@ enum Command {
     },
     /// List every validation code with its meaning.
     Codes,
+    /// Create a results database with the station registry read from any results file (its
+    /// counts are ignored).
+    #[command(
+        after_help = "Examples:\n  tally init --db night.db --stations crates/tally-cli/data/turkey2023/r1.csv.gz\n  tally init --db night.db --stations ../shared/data/poland2020/r1.csv.gz"
+    )]
+    Init {
+        #[arg(long)]
+        db: std::path::PathBuf,
+        #[arg(long, value_name = "FILE")]
+        stations: String,
+        #[arg(long, value_name = "DEF.toml")]
+        election: Option<String>,
+    },
+    /// Manage the users of a results database.
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
+    },
+    /// Serve live results and take tally sheets over HTTP (JSON API under /api/v1).
+    #[command(
+        after_help = "Examples:\n  tally serve --db night.db --addr 127.0.0.1:8080\n  curl http://127.0.0.1:8080/api/v1/results"
+    )]
+    Serve {
+        #[arg(long)]
+        db: std::path::PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+    /// Export sheets (all versions), the journal, the results and a manifest of hashes.
+    Export {
+        #[arg(long)]
+        db: std::path::PathBuf,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Recompute the journal chain and every total of an export directory or a database
+    /// (exit code 2 when anything does not match).
+    Verify {
+        /// An export directory (from `tally export`).
+        dir: Option<std::path::PathBuf>,
+        /// Or a database.
+        #[arg(long)]
+        db: Option<std::path::PathBuf>,
+    },
+    /// Load test of the server on loopback: a fresh database, N sheets from concurrent clients;
+    /// reports sheets/s and latency percentiles.
+    LoadTest {
+        #[arg(long, default_value_t = 100_000)]
+        sheets: usize,
+        #[arg(long, default_value_t = 5_000)]
+        stations: usize,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 1)]
+        per_request: usize,
+    },
 }
 
 /// Reads the inputs of a command (files, or the embedded election), reporting the import.
@@ -210,6 +266,21 @@ fn validation(input: &InputArgs) -> ValidationConfig {
         over_registered_permille: input.over_registered_permille,
         ..ValidationConfig::default()
     }
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Add a user; the token is printed once, alone on the last line (only its hash is stored).
+    Add {
+        #[arg(long)]
+        db: std::path::PathBuf,
+        /// admin, official or observer.
+        #[arg(long)]
+        role: String,
+        /// Stations (ids or area paths) an observer may write; "*" for all.
+        #[arg(long, num_args = 1..)]
+        stations: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -337,6 +408,63 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 show_issues: 3,
             })?;
             transfers::two_rounds(&loaded, level.as_deref(), &opts, &out)
+        }
+        Command::Init {
+            db,
+            stations,
+            election,
+        } => {
+            let s = tally_server::cli::init(&db, &stations, election.as_deref())?;
+            println!(
+                "{}: {} stations, rounds {:?} -> {}",
+                s.election,
+                s.stations,
+                s.rounds,
+                db.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Users {
+            action: UsersAction::Add { db, role, stations },
+        } => {
+            let token = tally_server::cli::users_add(&db, &role, &stations)?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { db, addr } => {
+            tally_server::cli::serve(&db, &addr)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { db, out } => {
+            let r = tally_server::cli::export(&db, &out)?;
+            print!("{}", tally_server::cli::render_verify(&r));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { dir, db } => {
+            let path = match (dir, db) {
+                (Some(p), None) | (None, Some(p)) => p,
+                _ => return Err("give an export directory or --db PATH".into()),
+            };
+            let r = tally_server::cli::verify(&path)?;
+            print!("{}", tally_server::cli::render_verify(&r));
+            Ok(if r.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            })
+        }
+        Command::LoadTest {
+            sheets,
+            stations,
+            concurrency,
+            per_request,
+        } => {
+            let r = tally_server::loadgen::bench_fresh(sheets, stations, concurrency, per_request)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Synth {
             stations,

@@ -1,0 +1,598 @@
+//! The JSON API under `/api/v1`. Every error is `{"code": "...", "message": "..."}` with a 4xx
+//! (or 503 when the store cannot commit). Sheet errors use the validation codes (E1xx); request
+//! errors use `H4xx` codes named after their HTTP status.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tally_store::model::sha256_hex;
+use tally_store::{Role, Store, StoreError, Submission, User};
+use tokio::sync::{broadcast, oneshot};
+
+/// Largest request body accepted (bytes).
+pub const MAX_BODY: usize = 1 << 20;
+/// Bodies up to this size are read and dropped before a 413 (see `read_body`).
+const DRAIN_LIMIT: usize = 8 << 20;
+/// Largest number of sheets in one request.
+pub const MAX_SHEETS: usize = 1000;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub events: broadcast::Sender<String>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>) -> AppState {
+        let (events, _) = broadcast::channel(4096);
+        let tx = events.clone();
+        store.subscribe(Box::new(move |ev| {
+            if let Ok(s) = serde_json::to_string(ev) {
+                let _ = tx.send(s);
+            }
+        }));
+        AppState { store, events }
+    }
+}
+
+/// An error answer: status, code, message, and per-sheet errors for a rejected batch.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub errors: Vec<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.code, "message": self.message});
+        if !self.errors.is_empty() {
+            body["errors"] = Value::Array(self.errors);
+        }
+        json_response(self.status, &body)
+    }
+}
+
+fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Response {
+    let bytes = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match &e {
+            StoreError::IdempotencyConflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "H409", e.to_string())
+            }
+            StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "H404", e.to_string()),
+            StoreError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "H400", e.to_string()),
+            _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "H503", e.to_string()),
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/sheets", post(post_sheets))
+        .route("/results", get(get_results))
+        .route("/progress", get(get_progress))
+        .route("/stations/{id}", get(get_station))
+        .route("/events", get(get_events))
+        .route("/journal", get(get_journal))
+        .route("/openapi.json", get(get_openapi))
+        .route("/users", post(post_user))
+        .route("/users/{id}", delete(delete_user));
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(method: Method) -> ApiError {
+    let _ = method;
+    ApiError::new(StatusCode::NOT_FOUND, "H404", "no such route")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "H405",
+        format!("method {method} is not allowed here"),
+    )
+}
+
+/// The user of the bearer token, or 401.
+fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<User, ApiError> {
+    let unauth = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "H401", m);
+    let v = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauth("missing Authorization: Bearer <token>"))?;
+    let v = v
+        .to_str()
+        .map_err(|_| unauth("the Authorization header is not text"))?;
+    let token = v
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| unauth("the Authorization header must be 'Bearer <token>'"))?
+        .trim();
+    if token.is_empty() || token.len() > 256 {
+        return Err(unauth("invalid token"));
+    }
+    store
+        .authenticate(token)
+        .ok_or_else(|| unauth("unknown or revoked token"))
+}
+
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "H413",
+            format!("the body is larger than {MAX_BODY} bytes"),
+        )
+    };
+    if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+        match len.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+            Some(n) if n > MAX_BODY as u64 => {
+                // Read (and drop) a moderately large body first so the client sees the answer
+                // instead of a connection reset; a body beyond that closes the connection.
+                if n <= DRAIN_LIMIT as u64 {
+                    let _ = axum::body::to_bytes(body, DRAIN_LIMIT).await;
+                }
+                return Err(too_large());
+            }
+            Some(_) => {}
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "H400",
+                    "bad Content-Length",
+                ))
+            }
+        }
+    }
+    match headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
+        Some(Ok(ct))
+            if ct
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json") => {}
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "H415",
+                "the body must be JSON (Content-Type: application/json)",
+            ))
+        }
+    }
+    axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| too_large())
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "E108",
+            format!("malformed JSON: {e}"),
+        )
+    })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(s) if !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(s.to_string()))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "H400",
+            "Idempotency-Key must be 1 to 128 visible ASCII characters",
+        )),
+    }
+}
+
+async fn post_sheets(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match submit(&st, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn submit(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let store = st.store.as_ref();
+    let user = authenticate(store, headers)?;
+    if user.role == Role::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "H403",
+            "an admin token cannot submit sheets",
+        ));
+    }
+    let key = idempotency_key(headers)?;
+    let bytes = read_body(headers, body).await?;
+    let value = parse_json(&bytes)?;
+    let (items, is_batch) = match value {
+        Value::Array(a) => (a, true),
+        v @ Value::Object(_) => (vec![v], false),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "E108",
+                format!("expected a sheet object or an array of sheets, got {other}"),
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "E108",
+            "an empty array of sheets",
+        ));
+    }
+    if items.len() > MAX_SHEETS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "H413",
+            format!("at most {MAX_SHEETS} sheets per request"),
+        ));
+    }
+    let mut sheets = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    let mut forbidden = None;
+    for (i, item) in items.iter().enumerate() {
+        match tally_store::sheet_from_json(
+            item,
+            store.registry(),
+            store.registry_index(),
+            store.validation(),
+        ) {
+            Ok(vs) => {
+                if !user.may_write(&vs.sheet.station_id) {
+                    forbidden.get_or_insert(vs.sheet.station_id.clone());
+                }
+                sheets.push(vs);
+            }
+            Err(found) => {
+                for f in found {
+                    errors.push(json!({
+                        "index": i,
+                        "station_id": item.get("station_id"),
+                        "code": f.code.as_str(),
+                        "message": f.detail,
+                    }));
+                }
+            }
+        }
+    }
+    // E105: the same station twice in one request with different numbers.
+    if errors.is_empty() {
+        let mut seen: HashMap<(u8, &str), usize> = HashMap::new();
+        for (i, vs) in sheets.iter().enumerate() {
+            let k = (vs.sheet.round, vs.sheet.station_id.as_str());
+            if let Some(&j) = seen.get(&k) {
+                if sheets[j].sheet != vs.sheet {
+                    errors.push(json!({
+                        "index": i,
+                        "station_id": vs.sheet.station_id,
+                        "code": "E105",
+                        "message": format!("station {} appears twice in this request with different numbers (items {j} and {i})", vs.sheet.station_id),
+                    }));
+                }
+            } else {
+                seen.insert(k, i);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        let first = &errors[0];
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            first["code"].as_str().unwrap_or("E108"),
+            format!(
+                "{} sheet error(s); nothing was stored. First: {}",
+                errors.len(),
+                first["message"].as_str().unwrap_or("")
+            ),
+        );
+        e.errors = errors;
+        return Err(e);
+    }
+    if let Some(station) = forbidden {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "H403",
+            format!("this token may not write sheets for station '{station}'"),
+        ));
+    }
+    let body_hash = sha256_hex(&[&bytes]);
+    let (tx, rx) = oneshot::channel();
+    store.submit(
+        Submission {
+            user,
+            idempotency: key.map(|k| (k, body_hash)),
+            sheets,
+        },
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    let outcome = rx.await.map_err(|_| StoreError::Closed)??;
+    let status = if outcome.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut resp = if is_batch {
+        json_response(status, &json!({ "receipts": outcome.receipts }))
+    } else {
+        json_response(status, &outcome.receipts[0])
+    };
+    if outcome.replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// `a=1&b=x%2Fy` into a map (later keys win); `+` is a space.
+pub fn parse_query(q: Option<&str>) -> Result<HashMap<String, String>, ApiError> {
+    let mut out = HashMap::new();
+    let Some(q) = q else { return Ok(out) };
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.insert(decode(k)?, decode(v)?);
+    }
+    Ok(out)
+}
+
+fn decode(s: &str) -> Result<String, ApiError> {
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "H400",
+            "bad percent-encoding in the query",
+        )
+    };
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+fn check_params(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "H400",
+            format!(
+                "unknown query parameter '{k}' (allowed: {})",
+                allowed.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+async fn get_results(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = parse_query(q.as_deref())?;
+    check_params(&q, &["level", "area", "round"])?;
+    let round = match q.get("round").map(String::as_str) {
+        None | Some("") => None,
+        Some(r) => Some(r.parse::<u8>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "H400",
+                format!("round '{r}' is not a round number"),
+            )
+        })?),
+    };
+    let rep = st.store.results(
+        round,
+        q.get("area").map(String::as_str),
+        q.get("level").map(String::as_str),
+    )?;
+    Ok(json_response(StatusCode::OK, &rep))
+}
+
+async fn get_progress(State(st): State<AppState>) -> Response {
+    json_response(StatusCode::OK, &st.store.progress())
+}
+
+async fn get_station(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(json_response(StatusCode::OK, &st.store.station(&id)?))
+}
+
+async fn get_journal(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = parse_query(q.as_deref())?;
+    check_params(&q, &["from", "limit"])?;
+    let num = |name: &str, default: i64, max: i64| -> Result<i64, ApiError> {
+        match q.get(name) {
+            None => Ok(default),
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (0..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "H400",
+                    format!("{name} must be an integer from 0 to {max}"),
+                )),
+            },
+        }
+    };
+    let from = num("from", 1, i64::MAX)?;
+    let limit = num("limit", 1000, 1000)?;
+    let entries = st.store.journal(from, limit as usize)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "entries": entries }),
+    ))
+}
+
+async fn get_events(State(st): State<AppState>) -> Response {
+    let rx = st.events.subscribe();
+    let stream = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
+        if first {
+            return Some((
+                Ok::<_, std::convert::Infallible>(Bytes::from_static(b": connected\n\n")),
+                (rx, false),
+            ));
+        }
+        let item = match tokio::time::timeout(std::time::Duration::from_secs(15), rx.recv()).await {
+            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+            Ok(Ok(s)) => Bytes::from(format!("event: change\ndata: {s}\n\n")),
+            Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
+                Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"))
+            }
+            Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+        };
+        Some((Ok(item), (rx, false)))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+async fn get_openapi() -> Response {
+    let mut r = Response::new(Body::from(crate::openapi::DOCUMENT));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn require_admin(store: &dyn Store, headers: &HeaderMap) -> Result<User, ApiError> {
+    let user = authenticate(store, headers)?;
+    if user.role != Role::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "H403",
+            "only an admin manages users",
+        ));
+    }
+    Ok(user)
+}
+
+async fn post_user(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let admin = require_admin(st.store.as_ref(), &headers)?;
+    let bytes = read_body(&headers, body).await?;
+    let v = parse_json(&bytes)?;
+    let bad = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "H400", m);
+    let role = v
+        .get("role")
+        .and_then(Value::as_str)
+        .and_then(Role::parse)
+        .ok_or_else(|| bad("role must be admin, official or observer"))?;
+    let stations: Vec<String> = match v.get("stations") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|s| s.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("stations must be an array of station ids"))?,
+        Some(_) => return Err(bad("stations must be an array of station ids")),
+    };
+    let (tx, rx) = oneshot::channel();
+    st.store.add_user(
+        &admin,
+        role,
+        stations,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    let (user, token) = rx.await.map_err(|_| StoreError::Closed)??;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({"user_id": user.id, "role": user.role, "stations": user.stations, "token": token}),
+    ))
+}
+
+async fn delete_user(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let admin = require_admin(st.store.as_ref(), &headers)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "H400", "a user id is a number"))?;
+    let (tx, rx) = oneshot::channel();
+    st.store.revoke_user(
+        &admin,
+        id,
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.await.map_err(|_| StoreError::Closed)??;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"user_id": id, "revoked": true}),
+    ))
+}

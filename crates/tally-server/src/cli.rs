@@ -1,0 +1,178 @@
+//! Command-line glue: thin functions the `tally` binary (and `tally-server-dev`) call.
+
+use std::path::Path;
+use std::sync::Arc;
+use tally_io::{ElectionDef, ImportOptions};
+use tally_model::{Rule, ValidationConfig};
+use tally_store::model::{CandidateRec, RoundDef, StationInfo};
+use tally_store::{Registry, Role, SqliteStore, VerifyReport};
+
+/// What `init` stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitSummary {
+    pub election: String,
+    pub rounds: Vec<u8>,
+    pub stations: usize,
+}
+
+/// Builds the registry from any results CSV (counts are ignored) and an optional election
+/// definition (TOML: names, rule).
+pub fn registry_from_file(
+    stations_file: &str,
+    definition: Option<&str>,
+) -> Result<Registry, String> {
+    let def = match definition {
+        Some(p) => Some(ElectionDef::load(p).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let opts = ImportOptions {
+        definition: def.as_ref(),
+        ..ImportOptions::default()
+    };
+    let f = tally_io::import_path(stations_file, &opts).map_err(|e| e.to_string())?;
+    let rule = match &def {
+        Some(d) => d.rule("election definition").map_err(|e| e.to_string())?,
+        None => Rule::majority(),
+    };
+    let election = def
+        .as_ref()
+        .and_then(|d| d.name.clone())
+        .unwrap_or_else(|| {
+            Path::new(stations_file)
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_else(|| "election".into())
+        });
+    let mut rounds = Vec::new();
+    let mut stations = Vec::new();
+    for r in &f.rounds {
+        let round = &r.round;
+        rounds.push(RoundDef {
+            number: round.number,
+            candidates: round
+                .candidates
+                .iter()
+                .map(|c| CandidateRec {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    colour: c.colour.clone(),
+                })
+                .collect(),
+            extra_lines: round.extra_lines.clone(),
+            levels: round.tree.levels.clone(),
+        });
+        for (i, id) in round.stations.ids.iter().enumerate() {
+            if id.trim().is_empty() {
+                continue;
+            }
+            let reg = round.stations.registered[i];
+            stations.push(StationInfo {
+                round: round.number,
+                station_id: id.clone(),
+                area: round
+                    .tree
+                    .path(round.stations.area[i])
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+                registered: (reg != tally_model::MISSING).then_some(reg),
+            });
+        }
+    }
+    rounds.sort_by_key(|r| r.number);
+    Ok(Registry {
+        election,
+        rule,
+        rounds,
+        stations,
+    })
+}
+
+/// `tally server init`: creates the database with the station registry.
+pub fn init(
+    db: &Path,
+    stations_file: &str,
+    definition: Option<&str>,
+) -> Result<InitSummary, String> {
+    let reg = registry_from_file(stations_file, definition)?;
+    tally_store::sqlite::init(db, &reg).map_err(|e| e.to_string())?;
+    Ok(InitSummary {
+        election: reg.election.clone(),
+        rounds: reg.rounds.iter().map(|r| r.number).collect(),
+        stations: reg.stations.len(),
+    })
+}
+
+/// `tally server users add ROLE [STATIONS...]`: returns the new token (print it alone on the
+/// last line); only its hash is stored.
+pub fn users_add(db: &Path, role: &str, stations: &[String]) -> Result<String, String> {
+    let role = Role::parse(role)
+        .ok_or_else(|| format!("unknown role '{role}': use admin, official or observer"))?;
+    let (_, token) =
+        tally_store::sqlite::add_user(db, role, stations).map_err(|e| e.to_string())?;
+    Ok(token)
+}
+
+/// Binds `addr`, then calls `ready` with the bound address and serves until the process ends.
+pub async fn serve_async<F: FnOnce(std::net::SocketAddr)>(
+    db: &Path,
+    addr: &str,
+    ready: F,
+) -> Result<(), String> {
+    let store = SqliteStore::open(db, ValidationConfig::default()).map_err(|e| e.to_string())?;
+    let state = crate::AppState::new(Arc::new(store));
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    ready(local);
+    axum::serve(listener, crate::router(state))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `tally serve`: prints `listening on ADDR` on stdout once bound, then serves.
+pub fn serve(db: &Path, addr: &str) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(serve_async(db, addr, |a| {
+        use std::io::Write;
+        println!("listening on {a}");
+        let _ = std::io::stdout().flush();
+    }))
+}
+
+/// `tally server export DB DIR`.
+pub fn export(db: &Path, out_dir: &Path) -> Result<VerifyReport, String> {
+    tally_store::export(db, out_dir).map_err(|e| e.to_string())
+}
+
+/// `tally server verify PATH`: an export directory or a database file.
+pub fn verify(path: &Path) -> Result<VerifyReport, String> {
+    if path.is_dir() {
+        tally_store::verify_dir(path).map_err(|e| e.to_string())
+    } else {
+        tally_store::verify_db(path).map_err(|e| e.to_string())
+    }
+}
+
+/// A verification report for people: one line per problem, then a verdict.
+pub fn render_verify(r: &VerifyReport) -> String {
+    let mut s = String::new();
+    for p in &r.problems {
+        s.push_str(&format!("{}: {}\n", p.kind, p.detail));
+    }
+    s.push_str(&format!(
+        "{} journal entries, {} sheet versions: {}\n",
+        r.journal_entries,
+        r.sheets,
+        if r.ok {
+            "OK".to_string()
+        } else {
+            format!("{} problem(s)", r.problems.len())
+        }
+    ));
+    s
+}

@@ -1,0 +1,390 @@
+//! The API: hostile and malformed requests are refused with the right 4xx and a coded error and
+//! store nothing; good sheets get receipts; corrections, conflicts, idempotency, reads.
+
+mod common;
+use serde_json::{json, Value};
+use tally_server::client::Conn;
+
+/// (name, token, body, expected status, expected code)
+type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+
+fn good(station: &str) -> Value {
+    json!({"station_id": station, "round": 1, "registered": 1000, "cast": 600, "invalid": 9,
+           "valid": 591, "votes": {"cand0": 197, "cand1": 197, "cand2": 197}})
+}
+
+async fn post(c: &mut Conn, token: Option<&str>, key: Option<&str>, body: &[u8]) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut h: Vec<(&str, &str)> = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        h.push(("Authorization", a));
+    }
+    if let Some(k) = key {
+        h.push(("Idempotency-Key", k));
+    }
+    let r = c.request("POST", "/api/v1/sheets", &h, body).await.unwrap();
+    (r.status, r.json())
+}
+
+async fn versions(c: &mut Conn) -> u64 {
+    let r = c
+        .request("GET", "/api/v1/progress", &[], b"")
+        .await
+        .unwrap();
+    r.json()["versions"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_requests_get_coded_4xx_and_store_nothing() {
+    let (_dir, db, [admin, official, observer]) = common::setup("bad");
+    let addr = common::start(&db).await;
+    let o = Some(official.as_str());
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut v = good("S000002");
+        f(&mut v);
+        v.to_string().into_bytes()
+    };
+    let cases: Vec<Case> = vec![
+        ("bad JSON", o, b"{\"station_id\": ".to_vec(), 400, "E108"),
+        ("not JSON at all", o, b"hello".to_vec(), 400, "E108"),
+        ("a JSON string", o, b"\"sheet\"".to_vec(), 400, "E108"),
+        ("empty array", o, b"[]".to_vec(), 400, "E108"),
+        ("deeply nested", o, format!("{}{}", "[".repeat(10000), "]".repeat(10000)).into_bytes(), 400, "E108"),
+        ("array of numbers", o, b"[1,2]".to_vec(), 422, "E108"),
+        ("count is a string", o, with(&|v| v["cast"] = json!("600")), 422, "E101"),
+        ("negative count", o, with(&|v| v["invalid"] = json!(-9)), 422, "E101"),
+        ("fractional count", o, with(&|v| v["votes"]["cand0"] = json!(197.5)), 422, "E101"),
+        ("huge count", o, with(&|v| v["registered"] = json!(1u64 << 41)), 422, "E101"),
+        ("u64 overflow", o, br#"{"station_id":"S000002","cast":99999999999999999999999}"#.to_vec(), 422, "E101"),
+        ("boolean count", o, with(&|v| v["valid"] = json!(true)), 422, "E101"),
+        ("unknown station", o, with(&|v| v["station_id"] = json!("NOPE")), 422, "E106"),
+        ("unknown round", o, with(&|v| v["round"] = json!(7)), 422, "E106"),
+        ("round zero", o, with(&|v| v["round"] = json!(0)), 422, "E108"),
+        ("station id a number", o, with(&|v| v["station_id"] = json!(5)), 422, "E108"),
+        ("station id empty", o, with(&|v| v["station_id"] = json!("")), 422, "E109"),
+        ("station id missing", o, with(&|v| { v.as_object_mut().unwrap().remove("station_id"); }), 422, "E109"),
+        ("station id too long", o, with(&|v| v["station_id"] = json!("x".repeat(500))), 422, "E108"),
+        ("unknown candidate", o, with(&|v| v["votes"]["mallory"] = json!(1)), 422, "E107"),
+        ("unknown field", o, with(&|v| v["bonus"] = json!(1)), 422, "E107"),
+        ("votes not an object", o, with(&|v| v["votes"] = json!([1, 2, 3])), 422, "E108"),
+        ("sum of votes != valid", o, with(&|v| v["votes"]["cand0"] = json!(198)), 422, "E102"),
+        ("valid + invalid != cast", o, with(&|v| v["invalid"] = json!(10)), 422, "E103"),
+        ("cast > registered", o, with(&|v| { v["registered"] = json!(100); }), 422, "E104"),
+        ("incomplete votes", o, with(&|v| { v["votes"] = json!({"cand0": 1}); }), 422, "E110"),
+        ("no counts at all", o, br#"{"station_id":"S000002"}"#.to_vec(), 422, "E110"),
+        ("same station twice, different numbers", o,
+            json!([good("S000003"), {"station_id": "S000003", "cast": 1, "invalid": 1, "valid": 0, "votes": {"cand0": 0, "cand1": 0, "cand2": 0}}]).to_string().into_bytes(), 422, "E105"),
+        ("one bad sheet in a batch", o, json!([good("S000004"), {"station_id": "NOPE"}]).to_string().into_bytes(), 422, "E106"),
+        ("missing token", None, good("S000002").to_string().into_bytes(), 401, "H401"),
+        ("forged token", Some("0123456789abcdef"), good("S000002").to_string().into_bytes(), 401, "H401"),
+        ("admin writes a sheet", Some(admin.as_str()), good("S000002").to_string().into_bytes(), 403, "H403"),
+        ("observer writes another station", Some(observer.as_str()), good("S000002").to_string().into_bytes(), 403, "H403"),
+        ("oversize body", o, format!("[{}]", vec![good("S000002").to_string(); 9000].join(",")).into_bytes(), 413, "H413"),
+        ("too many sheets", o, format!("[{}]", vec![good("S000002").to_string(); 1001].join(",")).into_bytes(), 413, "H413"),
+    ];
+    assert!(cases.len() >= 30);
+    for (name, token, body, status, code) in &cases {
+        let (s, v) = post(&mut Conn::connect(&addr).await.unwrap(), *token, None, body).await;
+        assert_eq!(
+            (s, v["code"].as_str().unwrap_or("")),
+            (*status, *code),
+            "{name}: {v}"
+        );
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{name}: {v}"
+        );
+    }
+    // Other malformed requests (a fresh connection each: the server may close one whose
+    // request body it did not read).
+    let auth = format!("Bearer {official}");
+    let r = Conn::connect(&addr)
+        .await
+        .unwrap()
+        .request(
+            "POST",
+            "/api/v1/sheets",
+            &[("Authorization", &auth), ("Content-Type", "text/plain")],
+            good("S000002").to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()["code"].clone()), (415, json!("H415")));
+    let r = Conn::connect(&addr)
+        .await
+        .unwrap()
+        .request(
+            "POST",
+            "/api/v1/sheets",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", &"k".repeat(300)),
+            ],
+            good("S000002").to_string().as_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()["code"].clone()), (400, json!("H400")));
+    let r = Conn::connect(&addr)
+        .await
+        .unwrap()
+        .request("GET", "/api/v1/nothing", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()["code"].clone()), (404, json!("H404")));
+    let r = Conn::connect(&addr)
+        .await
+        .unwrap()
+        .request("DELETE", "/api/v1/sheets", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()["code"].clone()), (405, json!("H405")));
+    let r = Conn::connect(&addr)
+        .await
+        .unwrap()
+        .request("GET", "/api/v1/results?round=abc", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()["code"].clone()), (400, json!("H400")));
+    let r = Conn::connect(&addr)
+        .await
+        .unwrap()
+        .request("GET", "/api/v1/results?area=Nowhere", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()["code"].clone()), (404, json!("H404")));
+    let r = Conn::connect(&addr)
+        .await
+        .unwrap()
+        .request("GET", "/api/v1/journal?from=-1", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()["code"].clone()), (400, json!("H400")));
+    let r = Conn::connect(&addr)
+        .await
+        .unwrap()
+        .request(
+            "POST",
+            "/api/v1/users",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            br#"{"role":"admin"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()["code"].clone()), (403, json!("H403")));
+    let r = Conn::connect(&addr)
+        .await
+        .unwrap()
+        .request("GET", "/api/v1/stations/NOPE", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()["code"].clone()), (404, json!("H404")));
+    // Nothing was stored by any of them.
+    assert_eq!(versions(&mut Conn::connect(&addr).await.unwrap()).await, 0);
+
+    // Replay with a changed body under the same key: 409, and the first sheet stays the only one.
+    let mut c = Conn::connect(&addr).await.unwrap();
+    let (s, first) = post(
+        &mut c,
+        o,
+        Some("key-1"),
+        good("S000005").to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(s, 201, "{first}");
+    let (s, again) = post(
+        &mut c,
+        o,
+        Some("key-1"),
+        good("S000005").to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!((s, &again), (200, &first));
+    let mut changed = good("S000005");
+    changed["votes"]["cand0"] = json!(196);
+    changed["votes"]["cand1"] = json!(198);
+    let (s, v) = post(
+        &mut Conn::connect(&addr).await.unwrap(),
+        o,
+        Some("key-1"),
+        changed.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!((s, v["code"].as_str().unwrap()), (409, "H409"));
+    assert_eq!(versions(&mut Conn::connect(&addr).await.unwrap()).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_versions_conflicts_and_reads() {
+    let (_dir, db, [admin, official, observer]) = common::setup("good");
+    let addr = common::start(&db).await;
+    let mut c = Conn::connect(&addr).await.unwrap();
+    let mut events = Conn::connect(&addr).await.unwrap();
+    let _ = &mut events;
+    let (s, r1) = post(
+        &mut c,
+        Some(&official),
+        None,
+        good("S000001").to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(s, 201);
+    for k in ["sheet_id", "version", "journal_seq", "hash"] {
+        assert!(r1.get(k).is_some(), "{r1}");
+    }
+    assert_eq!(r1["version"], 1);
+    // A correction: new version, old kept.
+    let mut corr = good("S000001");
+    corr["votes"]["cand0"] = json!(190);
+    corr["votes"]["cand1"] = json!(204);
+    let (s, r2) = post(&mut c, Some(&official), None, corr.to_string().as_bytes()).await;
+    assert_eq!((s, r2["version"].clone()), (201, json!(2)));
+    // An observer disagrees with the official sheet on one line pair.
+    let (s, ro) = post(
+        &mut c,
+        Some(&observer),
+        None,
+        good("S000001").to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(s, 201, "{ro}");
+    assert!(ro["source"].as_str().unwrap().starts_with("observer:"));
+    let st = c
+        .request("GET", "/api/v1/stations/S000001", &[], b"")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(st["versions"].as_array().unwrap().len(), 3);
+    assert_eq!(st["rounds"][0]["conflict"], true);
+    let lines: Vec<&str> = st["rounds"][0]["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, vec!["votes.cand0", "votes.cand1"]);
+    let p = c
+        .request("GET", "/api/v1/progress", &[], b"")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(p["conflicts"], 1);
+    assert_eq!(p["rounds"][0]["stations_counted"], 1);
+    // Results: official only, the tally.results/1 schema.
+    let res = c
+        .request("GET", "/api/v1/results?level=region&round=1", &[], b"")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(res["schema"], "tally.results/1");
+    let cands = res["rounds"][0]["candidates"].as_array().unwrap();
+    let c1 = cands.iter().find(|x| x["id"] == "cand1").unwrap();
+    assert_eq!(c1["votes"], 204);
+    assert_eq!(res["rounds"][0]["areas"].as_array().unwrap().len(), 4);
+    // Journal from a seq, chained.
+    let j = c
+        .request("GET", "/api/v1/journal?from=2", &[], b"")
+        .await
+        .unwrap()
+        .json();
+    let e = j["entries"].as_array().unwrap();
+    assert!(e.len() >= 3);
+    assert_eq!(e[1]["prev"], e[0]["hash"]);
+    // OpenAPI document parses and lists the routes.
+    let api = c
+        .request("GET", "/api/v1/openapi.json", &[], b"")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(api["openapi"], "3.0.3");
+    for path in [
+        "/sheets",
+        "/results",
+        "/progress",
+        "/stations/{id}",
+        "/events",
+        "/journal",
+    ] {
+        assert!(api["paths"].get(path).is_some(), "{path}");
+    }
+    // Admin adds a user through the API; the new token works.
+    let auth = format!("Bearer {admin}");
+    let u = c
+        .request(
+            "POST",
+            "/api/v1/users",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            br#"{"role":"official"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(u.status, 201);
+    let tok = u.json()["token"].as_str().unwrap().to_string();
+    let (s, _) = post(
+        &mut c,
+        Some(&tok),
+        None,
+        good("S000009").to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let id = u.json()["user_id"].as_i64().unwrap();
+    let d = c
+        .request(
+            "DELETE",
+            &format!("/api/v1/users/{id}"),
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.status, 200);
+    let (s, _) = post(
+        &mut c,
+        Some(&tok),
+        None,
+        good("S000010").to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(s, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_small() {
+    let (dir, db, [_, official, _]) = common::setup("load");
+    let addr = common::start(&db).await;
+    let reg =
+        tally_server::cli::registry_from_file(&dir.join("stations.csv").to_string_lossy(), None)
+            .unwrap();
+    let r = tally_server::loadgen::run(
+        tally_server::loadgen::LoadConfig {
+            addr: addr.clone(),
+            token: official,
+            stations: tally_server::loadgen::stations_of(&reg),
+            sheets: 400,
+            concurrency: 8,
+            per_request: 1,
+        },
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    eprintln!("load (debug): {r:?}");
+    assert_eq!((r.sheets, r.errors), (400, 0));
+    assert!(r.sheets_per_s > 0.0 && r.p99_ms >= r.p50_ms);
+    let mut c = Conn::connect(&addr).await.unwrap();
+    let p = c
+        .request("GET", "/api/v1/progress", &[], b"")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(p["versions"], 400);
+    assert_eq!(p["rounds"][0]["stations_counted"], 40);
+}

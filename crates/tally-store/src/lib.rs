@@ -1,0 +1,164 @@
+//! # tally-store
+//!
+//! The election-night store of Tally, and the only crate that touches a database.
+//!
+//! - **SQLite** in WAL mode with `synchronous=FULL`: a receipt is handed out only after the
+//!   transaction holding the sheet is durable. One writer thread commits in groups (every job
+//!   queued while the previous commit was being synced joins the next transaction).
+//! - Tables: `stations` (the registry), `users` (token hashes only), `sheets` (every version, never
+//!   overwritten), `journal` (append-only, hash-chained), `idempotency`, `round_totals`.
+//! - **Journal**: `hash = sha256(prev_hash || canonical bytes)`, canonical = serde_json of
+//!   [`model::EntryBody`] (fixed field order). Each sheet entry repeats the sheet version's hash.
+//! - **Live aggregates** ([`live`]): totals of every area updated incrementally on each accepted
+//!   sheet; results are read from memory, never from the database.
+//! - **Export and verification** ([`verify`]): recompute the chain, every sheet hash and every
+//!   total, and name what does not match.
+//!
+//! Architecture invariant: validation rules and the results report come from `tally-model`;
+//! this crate adds persistence, versions, sources and conflicts, and knows nothing of HTTP.
+//! [`Store`] is the boundary the server uses; [`sqlite::SqliteStore`] is the one implementation
+//! today (a PostgreSQL one would implement the same trait).
+
+pub mod live;
+pub mod model;
+pub mod sqlite;
+pub mod verify;
+
+pub use live::ConflictLine;
+pub use model::{
+    sheet_from_json, JournalEntry, Receipt, Registry, RegistryIndex, Role, Sheet, SheetRecord,
+    User, ValidSheet,
+};
+pub use sqlite::SqliteStore;
+pub use verify::{export, verify_db, verify_dir, Problem, VerifyReport};
+
+use serde::Serialize;
+use std::fmt;
+use tally_model::report::ResultsReport;
+use tally_model::ValidationConfig;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreError {
+    /// Same idempotency key, different body.
+    IdempotencyConflict(String),
+    NotFound(String),
+    Invalid(String),
+    Db(String),
+    Io(String),
+    /// The store is shutting down.
+    Closed,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::IdempotencyConflict(k) => write!(
+                f,
+                "idempotency key '{k}' was already used with a different body"
+            ),
+            StoreError::NotFound(m) | StoreError::Invalid(m) => f.write_str(m),
+            StoreError::Db(m) => write!(f, "database error: {m}"),
+            StoreError::Io(m) => write!(f, "I/O error: {m}"),
+            StoreError::Closed => f.write_str("the store is closed"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Called once with the outcome, after the commit (or its failure).
+pub type Reply<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
+/// Called after each commit for every change.
+pub type Hook = Box<dyn Fn(&ChangeEvent) + Send + Sync>;
+
+/// Validated sheets from one request, all stored in one transaction or none.
+pub struct Submission {
+    pub user: User,
+    /// `(Idempotency-Key, hash of the request body)`.
+    pub idempotency: Option<(String, String)>,
+    pub sheets: Vec<ValidSheet>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubmitOutcome {
+    pub receipts: Vec<Receipt>,
+    /// True when these are the stored receipts of an earlier request with the same key.
+    pub replayed: bool,
+}
+
+/// One change, as sent to subscribers (the server's SSE stream).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChangeEvent {
+    pub seq: i64,
+    pub kind: String,
+    pub station_id: String,
+    pub round: u8,
+    pub source: String,
+    pub version: u32,
+    pub hash: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgressRound {
+    pub round: u8,
+    pub stations_known: u64,
+    pub stations_counted: u64,
+    pub registered_known: u64,
+    pub registered_counted: u64,
+    pub with_warnings: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProgressReport {
+    pub journal_seq: i64,
+    /// Sheet versions stored (all sources).
+    pub versions: u64,
+    /// Stations × rounds with an official sheet / with at least one observer sheet per observer.
+    pub official_sheets: u64,
+    pub observer_sheets: u64,
+    /// Stations whose sources disagree, as `round:station_id` (first 1000).
+    pub conflicts: u64,
+    pub conflict_stations: Vec<String>,
+    pub rounds: Vec<ProgressRound>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StationRound {
+    pub round: u8,
+    pub area: String,
+    /// Current version per source.
+    pub current: std::collections::BTreeMap<String, u32>,
+    pub conflict: bool,
+    pub conflicts: Vec<ConflictLine>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StationView {
+    pub station_id: String,
+    pub rounds: Vec<StationRound>,
+    /// Every stored version of every source, oldest first.
+    pub versions: Vec<SheetRecord>,
+}
+
+/// What the server needs from a store. Writes are asynchronous: the reply runs on the store's
+/// writer thread once the transaction is durable.
+pub trait Store: Send + Sync + 'static {
+    fn registry(&self) -> &Registry;
+    fn registry_index(&self) -> &RegistryIndex;
+    fn validation(&self) -> &ValidationConfig;
+    /// The user holding `token`, unless unknown or revoked.
+    fn authenticate(&self, token: &str) -> Option<User>;
+    fn submit(&self, s: Submission, reply: Reply<SubmitOutcome>);
+    fn add_user(&self, by: &User, role: Role, stations: Vec<String>, reply: Reply<(User, String)>);
+    fn revoke_user(&self, by: &User, id: i64, reply: Reply<()>);
+    fn results(
+        &self,
+        round: Option<u8>,
+        area: Option<&str>,
+        level: Option<&str>,
+    ) -> Result<ResultsReport, StoreError>;
+    fn progress(&self) -> ProgressReport;
+    fn station(&self, id: &str) -> Result<StationView, StoreError>;
+    fn journal(&self, from: i64, limit: usize) -> Result<Vec<JournalEntry>, StoreError>;
+    fn subscribe(&self, hook: Hook);
+}

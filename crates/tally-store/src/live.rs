@@ -1,0 +1,421 @@
+//! Live aggregates: one columnar [`Round`] per round holding every registry station and the
+//! current official sheet of each, with totals of every area updated incrementally when a sheet
+//! is accepted (subtract the station's old contribution along its path, add the new one). Reads
+//! build the `tally.results/1` report from these totals and never touch the database.
+//!
+//! The per-station contribution mirrors `tally_model::count` exactly; a test checks that the
+//! incremental totals equal a full `count` after any sequence of sheets.
+
+use crate::model::{Registry, Sheet, SheetRecord};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use tally_model::report::{
+    round_report, Matching, RegisteredChange, ResultsReport, SheetStats, SCHEMA,
+};
+use tally_model::validate::check_registered_between_rounds;
+use tally_model::{AreaTree, Round, SheetStatus, Totals, ValidationConfig, MISSING, ROOT};
+
+#[derive(Clone)]
+pub struct LiveRound {
+    pub round: Round,
+    pub totals: Vec<Totals>,
+    pub index: HashMap<String, usize>,
+    /// Registry registered voters per station (a sheet may state another number).
+    registry_registered: Vec<u64>,
+    has_warnings: Vec<bool>,
+    pub with_warnings: u64,
+}
+
+/// One line where the sources of a station disagree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConflictLine {
+    pub line: String,
+    /// Value per source (null = absent on that sheet).
+    pub values: BTreeMap<String, Option<u64>>,
+}
+
+#[derive(Clone, Default)]
+pub struct StationState {
+    /// Current version per source.
+    pub latest: BTreeMap<String, (u32, Sheet)>,
+    pub conflicts: Vec<ConflictLine>,
+}
+
+#[derive(Clone)]
+pub struct Live {
+    pub election: String,
+    pub rule: tally_model::Rule,
+    pub rounds: Vec<LiveRound>,
+    pub stations: HashMap<(u8, String), StationState>,
+    pub matching: Option<Matching>,
+    pub last_seq: i64,
+    pub versions: u64,
+    pub official_sheets: u64,
+    pub observer_sheets: u64,
+}
+
+/// Builds a round from the registry with every station `Missing`.
+pub fn registry_round(reg: &Registry, number: u8) -> Option<(Round, HashMap<String, usize>)> {
+    let def = reg.round(number)?;
+    let tree = AreaTree::new(&reg.election, def.levels.clone());
+    let mut round = Round::new(
+        number,
+        def.candidates.iter().map(|c| c.to_candidate()).collect(),
+        def.extra_lines.clone(),
+        tree,
+    );
+    let k = def.candidates.len();
+    let e = def.extra_lines.len();
+    let mut index = HashMap::new();
+    for s in reg.stations.iter().filter(|s| s.round == number) {
+        if index.contains_key(&s.station_id) {
+            continue;
+        }
+        let leaf = round.tree.leaf(&s.area);
+        index.insert(s.station_id.clone(), round.len());
+        round.push(
+            s.station_id.clone(),
+            leaf,
+            SheetStatus::Missing,
+            0,
+            [s.registered.unwrap_or(MISSING), MISSING, MISSING, MISSING],
+            &vec![0; k],
+            &vec![MISSING; e],
+        );
+    }
+    Some((round, index))
+}
+
+/// Writes a sheet's numbers into station `i` of `round` (status Counted).
+pub fn set_station(round: &mut Round, i: usize, sheet: &Sheet, registry_registered: u64) {
+    let k = round.candidates.len();
+    let e = round.extra_lines.len();
+    let s = &mut round.stations;
+    s.status[i] = SheetStatus::Counted;
+    s.registered[i] = sheet.registered.unwrap_or(registry_registered);
+    s.cast[i] = sheet.cast.unwrap_or(MISSING);
+    s.invalid[i] = sheet.invalid.unwrap_or(MISSING);
+    s.valid[i] = sheet.valid.unwrap_or(MISSING);
+    for j in 0..k {
+        let id = &round.candidates[j].id;
+        s.votes[i * k + j] = sheet.votes.get(id).copied().unwrap_or(0);
+    }
+    for j in 0..e {
+        let name = &round.extra_lines[j];
+        s.extra[i * e + j] = sheet.extra.get(name).copied().unwrap_or(MISSING);
+    }
+}
+
+/// The contribution of station `i` to its area's totals, exactly as `count` adds it.
+fn contribution(round: &Round, i: usize) -> Totals {
+    let s = &round.stations;
+    let k = round.candidates.len();
+    let known = |v: u64| if v == MISSING { 0 } else { v };
+    let mut t = Totals {
+        stations_known: 1,
+        registered_known: known(s.registered[i]),
+        votes: vec![0; k],
+        extra: vec![0; round.extra_lines.len()],
+        ..Totals::default()
+    };
+    if s.status[i] != SheetStatus::Counted {
+        return t;
+    }
+    let (reg, cast) = (s.registered[i], s.cast[i]);
+    t.stations_counted = 1;
+    t.registered = known(reg);
+    t.cast = known(cast);
+    t.invalid = known(s.invalid[i]);
+    t.valid = known(s.valid[i]);
+    if reg != MISSING && cast != MISSING {
+        t.turnout_cast = cast;
+        t.turnout_registered = reg;
+    }
+    t.votes.copy_from_slice(round.votes_of(i));
+    for (a, &v) in t.extra.iter_mut().zip(round.extra_of(i)) {
+        *a = known(v);
+    }
+    t
+}
+
+/// `acc += sign * c` (the subtraction never underflows: `c` was added before).
+pub fn apply(acc: &mut Totals, c: &Totals, add: bool) {
+    let f = |a: &mut u64, b: u64| {
+        if add {
+            *a += b
+        } else {
+            *a = a.saturating_sub(b)
+        }
+    };
+    f(&mut acc.stations_known, c.stations_known);
+    f(&mut acc.stations_counted, c.stations_counted);
+    f(&mut acc.registered, c.registered);
+    f(&mut acc.registered_known, c.registered_known);
+    f(&mut acc.cast, c.cast);
+    f(&mut acc.invalid, c.invalid);
+    f(&mut acc.valid, c.valid);
+    f(&mut acc.turnout_cast, c.turnout_cast);
+    f(&mut acc.turnout_registered, c.turnout_registered);
+    if acc.votes.len() < c.votes.len() {
+        acc.votes.resize(c.votes.len(), 0);
+    }
+    if acc.extra.len() < c.extra.len() {
+        acc.extra.resize(c.extra.len(), 0);
+    }
+    acc.votes
+        .iter_mut()
+        .zip(&c.votes)
+        .for_each(|(a, &b)| f(a, b));
+    acc.extra
+        .iter_mut()
+        .zip(&c.extra)
+        .for_each(|(a, &b)| f(a, b));
+}
+
+impl LiveRound {
+    pub fn new(reg: &Registry, number: u8) -> Option<LiveRound> {
+        let (round, index) = registry_round(reg, number)?;
+        let totals = tally_model::count(&round);
+        let registry_registered = round.stations.registered.clone();
+        let n = round.len();
+        Some(LiveRound {
+            round,
+            totals,
+            index,
+            registry_registered,
+            has_warnings: vec![false; n],
+            with_warnings: 0,
+        })
+    }
+
+    /// Makes `sheet` the counted sheet of its station, updating every total on its path.
+    pub fn accept(&mut self, sheet: &Sheet, warnings: bool) {
+        let Some(&i) = self.index.get(&sheet.station_id) else {
+            return;
+        };
+        let old = contribution(&self.round, i);
+        set_station(&mut self.round, i, sheet, self.registry_registered[i]);
+        let new = contribution(&self.round, i);
+        let mut node = self.round.stations.area[i];
+        loop {
+            let t = &mut self.totals[node as usize];
+            apply(t, &old, false);
+            apply(t, &new, true);
+            if node == ROOT {
+                break;
+            }
+            node = self.round.tree.nodes[node as usize].parent;
+        }
+        if self.has_warnings[i] != warnings {
+            self.has_warnings[i] = warnings;
+            if warnings {
+                self.with_warnings += 1;
+            } else {
+                self.with_warnings -= 1;
+            }
+        }
+    }
+
+    pub fn stats(&self) -> SheetStats {
+        let t = &self.totals[ROOT as usize];
+        SheetStats {
+            rows: t.stations_known,
+            accepted: t.stations_counted,
+            with_warnings: self.with_warnings,
+            quarantined: 0,
+            missing: t.stations_known - t.stations_counted,
+            duplicates: 0,
+        }
+    }
+}
+
+/// Lines of a sheet by name, for comparing sources.
+fn lines(s: &Sheet) -> BTreeMap<String, Option<u64>> {
+    let mut m = BTreeMap::new();
+    m.insert("registered".to_string(), s.registered);
+    m.insert("cast".to_string(), s.cast);
+    m.insert("invalid".to_string(), s.invalid);
+    m.insert("valid".to_string(), s.valid);
+    for (k, v) in &s.votes {
+        m.insert(format!("votes.{k}"), Some(*v));
+    }
+    for (k, v) in &s.extra {
+        m.insert(format!("extra.{k}"), Some(*v));
+    }
+    m
+}
+
+/// Lines on which the current sheets of the sources disagree (absent lines are not compared).
+pub fn conflicts(latest: &BTreeMap<String, (u32, Sheet)>) -> Vec<ConflictLine> {
+    if latest.len() < 2 {
+        return Vec::new();
+    }
+    let per: Vec<(&String, BTreeMap<String, Option<u64>>)> =
+        latest.iter().map(|(src, (_, s))| (src, lines(s))).collect();
+    let mut names: Vec<&String> = per.iter().flat_map(|(_, l)| l.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut out = Vec::new();
+    for name in names {
+        let values: BTreeMap<String, Option<u64>> = per
+            .iter()
+            .map(|(src, l)| ((*src).clone(), l.get(name).copied().flatten()))
+            .collect();
+        let mut present = values.values().flatten();
+        if let Some(first) = present.next() {
+            if present.any(|v| v != first) {
+                out.push(ConflictLine {
+                    line: name.clone(),
+                    values,
+                });
+            }
+        }
+    }
+    out
+}
+
+impl Live {
+    pub fn new(reg: &Registry, cfg: &ValidationConfig) -> Live {
+        let rounds: Vec<LiveRound> = reg
+            .rounds
+            .iter()
+            .filter_map(|d| LiveRound::new(reg, d.number))
+            .collect();
+        let matching =
+            (rounds.len() >= 2).then(|| matching(&rounds[0].round, &rounds[1].round, cfg));
+        Live {
+            election: reg.election.clone(),
+            rule: reg.rule.clone(),
+            rounds,
+            stations: HashMap::new(),
+            matching,
+            last_seq: 0,
+            versions: 0,
+            official_sheets: 0,
+            observer_sheets: 0,
+        }
+    }
+
+    /// Applies a committed sheet version.
+    pub fn apply(&mut self, rec: &SheetRecord) {
+        let s = &rec.sheet;
+        self.versions += 1;
+        let st = self
+            .stations
+            .entry((s.round, s.station_id.clone()))
+            .or_default();
+        let is_new = st
+            .latest
+            .insert(rec.source.clone(), (rec.version, s.clone()))
+            .is_none();
+        st.conflicts = conflicts(&st.latest);
+        if rec.source == "official" {
+            if is_new {
+                self.official_sheets += 1;
+            }
+            if let Some(r) = self.rounds.iter_mut().find(|r| r.round.number == s.round) {
+                r.accept(s, !rec.warnings.is_empty());
+            }
+        } else if is_new {
+            self.observer_sheets += 1;
+        }
+        self.last_seq = self.last_seq.max(rec.journal_seq);
+    }
+
+    /// The `tally.results/1` report, as `tally results` builds it.
+    pub fn results(
+        &self,
+        round: Option<u8>,
+        area: Option<&str>,
+        level: Option<&str>,
+    ) -> Result<ResultsReport, String> {
+        let mut rounds = Vec::new();
+        for r in &self.rounds {
+            if round.is_some_and(|n| n != r.round.number) {
+                continue;
+            }
+            let tree = &r.round.tree;
+            let area_id = match area {
+                None | Some("") => ROOT,
+                Some(p) => tree
+                    .find(p)
+                    .ok_or_else(|| format!("no area '{p}' in round {}", r.round.number))?,
+            };
+            let depth = match level {
+                None | Some("") => None,
+                Some(name) => Some(tree.level_depth(name).ok_or_else(|| {
+                    format!(
+                        "no level '{name}' in round {}: the levels are {}",
+                        r.round.number,
+                        tree.levels.join(", ")
+                    )
+                })?),
+            };
+            rounds.push(round_report(
+                &r.round,
+                &r.totals,
+                &self.rule,
+                r.stats(),
+                area_id,
+                depth,
+            ));
+        }
+        if let Some(n) = round {
+            if rounds.is_empty() {
+                return Err(format!("no round {n}"));
+            }
+        }
+        Ok(ResultsReport {
+            schema: SCHEMA,
+            election: self.election.clone(),
+            rounds,
+            matching: if round.is_none() {
+                self.matching.clone()
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// Stations matched between the registry's round 1 and round 2 by id (as `tally results`).
+pub fn matching(a: &Round, b: &Round, cfg: &ValidationConfig) -> Matching {
+    let index: HashMap<&str, usize> = b
+        .stations
+        .ids
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    let mut m = Matching::default();
+    let mut seen = vec![false; b.len()];
+    for (i, id) in a.stations.ids.iter().enumerate() {
+        match index.get(id.as_str()) {
+            Some(&j) => {
+                seen[j] = true;
+                m.matched += 1;
+                let (r1, r2) = (a.stations.registered[i], b.stations.registered[j]);
+                if r1 != MISSING
+                    && r2 != MISSING
+                    && check_registered_between_rounds(r1, r2, cfg).is_some()
+                {
+                    m.registered_changed.push(RegisteredChange {
+                        station_id: id.clone(),
+                        round1: r1,
+                        round2: r2,
+                    });
+                }
+            }
+            None => m.only_in_round1.push(id.clone()),
+        }
+    }
+    m.only_in_round2 = b
+        .stations
+        .ids
+        .iter()
+        .zip(&seen)
+        .filter(|(_, s)| !**s)
+        .map(|(id, _)| id.clone())
+        .collect();
+    m
+}

@@ -1,0 +1,227 @@
+//! Store tests: incremental totals equal a full count; tampering is named by `verify`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::channel;
+use tally_model::{Rule, ValidationConfig};
+use tally_store::model::{CandidateRec, RoundDef, StationInfo};
+use tally_store::*;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "tally-store-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn registry() -> Registry {
+    Registry {
+        election: "Test".into(),
+        rule: Rule::majority(),
+        rounds: vec![RoundDef {
+            number: 1,
+            candidates: ["a", "b"]
+                .iter()
+                .map(|c| CandidateRec {
+                    id: c.to_string(),
+                    name: c.to_string(),
+                    colour: None,
+                })
+                .collect(),
+            extra_lines: vec![],
+            levels: vec!["region".into()],
+        }],
+        stations: (0..10)
+            .map(|i| StationInfo {
+                round: 1,
+                station_id: format!("S{i}"),
+                area: vec![format!("R{}", i % 3)],
+                registered: Some(1000),
+            })
+            .collect(),
+    }
+}
+
+fn sheet(st: &str, a: u64, b: u64) -> ValidSheet {
+    let mut votes = BTreeMap::new();
+    votes.insert("a".to_string(), a);
+    votes.insert("b".to_string(), b);
+    ValidSheet {
+        sheet: Sheet {
+            station_id: st.into(),
+            round: 1,
+            registered: Some(1000),
+            cast: Some(a + b + 10),
+            invalid: Some(10),
+            valid: Some(a + b),
+            votes,
+            extra: BTreeMap::new(),
+        },
+        warnings: vec![],
+    }
+}
+
+fn submit(
+    store: &SqliteStore,
+    user: &User,
+    sheets: Vec<ValidSheet>,
+    key: Option<&str>,
+) -> Result<SubmitOutcome, StoreError> {
+    let (tx, rx) = channel();
+    store.submit(
+        Submission {
+            user: user.clone(),
+            idempotency: key.map(|k| (k.to_string(), "h".to_string())),
+            sheets,
+        },
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap()
+}
+
+fn setup(name: &str) -> (PathBuf, PathBuf, SqliteStore, User) {
+    let dir = tmp(name);
+    let db = dir.join("t.db");
+    sqlite::init(&db, &registry()).unwrap();
+    let (user, token) = sqlite::add_user(&db, Role::Official, &[]).unwrap();
+    let store = SqliteStore::open(&db, ValidationConfig::default()).unwrap();
+    assert_eq!(store.authenticate(&token).map(|u| u.id), Some(user.id));
+    assert!(store.authenticate("forged").is_none());
+    (dir, db, store, user)
+}
+
+#[test]
+fn incremental_totals_equal_a_full_count_and_versions_are_kept() {
+    let (_dir, db, store, user) = setup("incr");
+    for i in 0..30u64 {
+        let st = format!("S{}", i % 10);
+        submit(&store, &user, vec![sheet(&st, 100 + i, 200 + 2 * i)], None).unwrap();
+    }
+    assert!(store.live_matches_full_count());
+    let rep = store.results(None, None, Some("region")).unwrap();
+    assert_eq!(rep.rounds[0].progress.stations_counted, 10);
+    let v = store.station("S3").unwrap();
+    assert_eq!(v.versions.len(), 3, "corrections keep old versions");
+    // Same numbers again: no new version.
+    let again = submit(&store, &user, vec![sheet("S3", 123, 246)], None).unwrap();
+    assert!(again.receipts[0].unchanged);
+    assert_eq!(store.station("S3").unwrap().versions.len(), 3);
+    // Idempotency: same key + different body hash -> conflict.
+    submit(&store, &user, vec![sheet("S1", 1, 1)], Some("k1")).unwrap();
+    let (tx, rx) = channel();
+    store.submit(
+        Submission {
+            user: user.clone(),
+            idempotency: Some(("k1".into(), "other".into())),
+            sheets: vec![sheet("S1", 2, 2)],
+        },
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+    );
+    assert!(matches!(
+        rx.recv().unwrap(),
+        Err(StoreError::IdempotencyConflict(_))
+    ));
+    store.close();
+    let r = verify_db(&db).unwrap();
+    assert!(r.ok, "{:?}", r.problems);
+    // Reopen: the live state is rebuilt from the database.
+    let store = SqliteStore::open(&db, ValidationConfig::default()).unwrap();
+    assert!(store.live_matches_full_count());
+    assert_eq!(store.station("S3").unwrap().versions.len(), 3);
+}
+
+#[test]
+fn tampering_is_named_by_verify() {
+    let (dir, db, store, user) = setup("tamper");
+    for i in 0..10u64 {
+        submit(&store, &user, vec![sheet(&format!("S{i}"), 300, 400)], None).unwrap();
+    }
+    store.close();
+    drop(store);
+    let out = dir.join("export");
+    let r = export(&db, &out).unwrap();
+    assert!(r.ok, "{:?}", r.problems);
+    assert!(verify_dir(&out).unwrap().ok);
+
+    // Edit a stored sheet directly in the database.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let n = conn
+        .execute("UPDATE sheets SET body = replace(body, '\"a\":300', '\"a\":301') WHERE station_id = 'S4'", [])
+        .unwrap();
+    assert_eq!(n, 1);
+    // Delete a journal entry.
+    conn.execute("DELETE FROM journal WHERE seq = 5", [])
+        .unwrap();
+    drop(conn);
+    let r = verify_db(&db).unwrap();
+    assert!(!r.ok);
+    let text: Vec<String> = r
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}", p.kind, p.detail))
+        .collect();
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("sheet_edited") && t.contains("station S4")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("journal_gap") && t.contains("entry 5")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter().any(|t| t.starts_with("total_changed")),
+        "{text:#?}"
+    );
+
+    // The export: change a total in results.json and remove a journal line.
+    let res = std::fs::read_to_string(out.join("results.json")).unwrap();
+    std::fs::write(
+        out.join("results.json"),
+        res.replacen("\"votes\": 3000", "\"votes\": 3001", 1),
+    )
+    .unwrap();
+    let j = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
+    let kept: Vec<&str> = j
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != 3)
+        .map(|(_, l)| l)
+        .collect();
+    std::fs::write(out.join("journal.jsonl"), kept.join("\n") + "\n").unwrap();
+    let r = verify_dir(&out).unwrap();
+    let text: Vec<String> = r
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}", p.kind, p.detail))
+        .collect();
+    assert!(
+        text.iter().any(|t| t.contains("results.json: its sha256")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter().any(|t| t.contains("journal.jsonl: its sha256")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("journal_gap") && t.contains("entry 4")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("total_changed") && t.contains("stored 3001")),
+        "{text:#?}"
+    );
+}
