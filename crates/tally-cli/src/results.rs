@@ -2,12 +2,8 @@
 
 use crate::load::Loaded;
 use crate::table::{thousands, Align, Table};
-use std::collections::HashMap;
-use tally_model::report::{
-    round_report, Matching, RegisteredChange, ResultsReport, RoundReport, SCHEMA,
-};
-use tally_model::validate::check_registered_between_rounds;
-use tally_model::{count, Outcome, ValidationConfig, MISSING, ROOT};
+use tally_model::report::{matching, round_report, ResultsReport, RoundReport, SCHEMA};
+use tally_model::{count, Outcome, ValidationConfig, ROOT};
 
 pub struct ResultsArgs<'a> {
     pub level: Option<&'a str>,
@@ -52,56 +48,14 @@ pub fn build(
             depth,
         ));
     }
-    let matching = (loaded.rounds.len() >= 2).then(|| matching(loaded, validation));
+    let matching = (loaded.rounds.len() >= 2)
+        .then(|| matching(&loaded.rounds[0].round, &loaded.rounds[1].round, validation));
     Ok(ResultsReport {
         schema: SCHEMA,
         election: loaded.election.clone(),
         rounds,
         matching,
     })
-}
-
-/// Stations matched between round 1 and round 2 by station id.
-fn matching(loaded: &Loaded, cfg: &ValidationConfig) -> Matching {
-    let (a, b) = (&loaded.rounds[0].round, &loaded.rounds[1].round);
-    let index: HashMap<&str, usize> = b
-        .stations
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i))
-        .collect();
-    let mut m = Matching::default();
-    let mut seen = vec![false; b.len()];
-    for (i, id) in a.stations.ids.iter().enumerate() {
-        match index.get(id.as_str()) {
-            Some(&j) => {
-                seen[j] = true;
-                m.matched += 1;
-                let (r1, r2) = (a.stations.registered[i], b.stations.registered[j]);
-                if r1 != MISSING
-                    && r2 != MISSING
-                    && check_registered_between_rounds(r1, r2, cfg).is_some()
-                {
-                    m.registered_changed.push(RegisteredChange {
-                        station_id: id.clone(),
-                        round1: r1,
-                        round2: r2,
-                    });
-                }
-            }
-            None => m.only_in_round1.push(id.clone()),
-        }
-    }
-    m.only_in_round2 = b
-        .stations
-        .ids
-        .iter()
-        .zip(&seen)
-        .filter(|(_, s)| !**s)
-        .map(|(id, _)| id.clone())
-        .collect();
-    m
 }
 
 fn name_of<'a>(r: &'a RoundReport, id: &'a str) -> &'a str {

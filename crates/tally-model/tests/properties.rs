@@ -90,8 +90,8 @@ proptest! {
         let mut known = vec![0u64; round.tree.len()];
         for (id, node) in round.tree.nodes.iter().enumerate().skip(1) {
             let p = node.parent as usize;
-            for c in 0..3 {
-                sums[p][c] += t[id].votes[c];
+            for (acc, v) in sums[p].iter_mut().zip(&t[id].votes) {
+                *acc += v;
             }
             valid[p] += t[id].valid;
             known[p] += t[id].stations_known;

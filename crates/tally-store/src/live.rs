@@ -9,10 +9,7 @@
 use crate::model::{Registry, Sheet, SheetRecord};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use tally_model::report::{
-    round_report, Matching, RegisteredChange, ResultsReport, SheetStats, SCHEMA,
-};
-use tally_model::validate::check_registered_between_rounds;
+use tally_model::report::{matching, round_report, Matching, ResultsReport, SheetStats, SCHEMA};
 use tally_model::{AreaTree, Round, SheetStatus, Totals, ValidationConfig, MISSING, ROOT};
 
 #[derive(Clone)]
@@ -376,46 +373,4 @@ impl Live {
             },
         })
     }
-}
-
-/// Stations matched between the registry's round 1 and round 2 by id (as `tally results`).
-pub fn matching(a: &Round, b: &Round, cfg: &ValidationConfig) -> Matching {
-    let index: HashMap<&str, usize> = b
-        .stations
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i))
-        .collect();
-    let mut m = Matching::default();
-    let mut seen = vec![false; b.len()];
-    for (i, id) in a.stations.ids.iter().enumerate() {
-        match index.get(id.as_str()) {
-            Some(&j) => {
-                seen[j] = true;
-                m.matched += 1;
-                let (r1, r2) = (a.stations.registered[i], b.stations.registered[j]);
-                if r1 != MISSING
-                    && r2 != MISSING
-                    && check_registered_between_rounds(r1, r2, cfg).is_some()
-                {
-                    m.registered_changed.push(RegisteredChange {
-                        station_id: id.clone(),
-                        round1: r1,
-                        round2: r2,
-                    });
-                }
-            }
-            None => m.only_in_round1.push(id.clone()),
-        }
-    }
-    m.only_in_round2 = b
-        .stations
-        .ids
-        .iter()
-        .zip(&seen)
-        .filter(|(_, s)| !**s)
-        .map(|(id, _)| id.clone())
-        .collect();
-    m
 }

@@ -165,12 +165,9 @@ mod tests {
             if n < 10_000 {
                 continue;
             }
-            for c in 0..4 {
-                let got = row[c] as f64 / n as f64;
-                assert!(
-                    (got - t.proportions[r][c]).abs() < 0.02,
-                    "cell {r},{c}: {got}"
-                );
+            for (c, (&cell, &planted)) in row.iter().zip(&t.proportions[r]).enumerate() {
+                let got = cell as f64 / n as f64;
+                assert!((got - planted).abs() < 0.02, "cell {r},{c}: {got}");
             }
         }
     }
