@@ -364,3 +364,27 @@ fn transfers_on_any_two_margins_of_one_file() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no column 'nope'"));
 }
+
+#[test]
+fn stdin_is_read_with_a_dash() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["results", "-", "--format", "json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"station_id,region,registered,cast,invalid,valid,a,b\n1,N,100,80,0,80,50,30\n2,S,100,60,0,60,25,35\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rounds"][0]["candidates"][0]["votes"], 75);
+    assert_eq!(v["rounds"][0]["outcome"]["kind"], "elected");
+    assert_eq!(v["election"], "stdin");
+}
