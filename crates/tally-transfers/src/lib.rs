@@ -26,6 +26,7 @@ mod data;
 mod diag;
 pub mod input;
 mod lp;
+mod mdbeta;
 mod output;
 mod plot;
 
