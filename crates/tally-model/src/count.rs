@@ -75,17 +75,23 @@ pub fn count(round: &Round) -> Vec<Totals> {
     let width = FIXED + k + e;
     let nodes = round.tree.len();
     let n = round.len();
-    let parts = rayon::current_num_threads().max(1);
+    // Per-thread partial sums cost one tree-sized buffer each; they only pay off when there are
+    // many stations per area node.
+    let parts = if n >= nodes * 32 {
+        rayon::current_num_threads().max(1)
+    } else {
+        1
+    };
     let chunk = n.div_ceil(parts).max(1);
     let ranges: Vec<(usize, usize)> = (0..n)
         .step_by(chunk)
         .map(|lo| (lo, (lo + chunk).min(n)))
         .collect();
-    let partials: Vec<Vec<u64>> = ranges
+    let mut partials: Vec<Vec<u64>> = ranges
         .into_par_iter()
         .map(|(lo, hi)| accumulate(round, lo, hi, width, nodes))
         .collect();
-    let mut flat = vec![0u64; nodes * width];
+    let mut flat = partials.pop().unwrap_or_else(|| vec![0u64; nodes * width]);
     for p in &partials {
         flat.iter_mut().zip(p).for_each(|(a, b)| *a += b);
     }
