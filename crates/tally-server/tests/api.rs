@@ -388,3 +388,55 @@ async fn load_small() {
     assert_eq!(p["versions"], 400);
     assert_eq!(p["rounds"][0]["stations_counted"], 40);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_announces_every_stored_sheet() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_dir, db, [_, official, _]) = common::setup("events");
+    let addr = common::start(&db).await;
+    let mut sse = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    sse.write_all(
+        format!("GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Read the response head before posting, so the subscription exists.
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Duration::from_secs(10);
+    while !seen.contains("\r\n\r\n") {
+        let n = tokio::time::timeout(deadline, sse.read(&mut buf))
+            .await
+            .expect("SSE head in time")
+            .unwrap();
+        assert!(n > 0, "stream closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(
+        seen.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{seen}"
+    );
+    let mut c = Conn::connect(&addr).await.unwrap();
+    for station in ["S000002", "S000003"] {
+        let (s, _) = post(
+            &mut c,
+            Some(&official),
+            None,
+            good(station).to_string().as_bytes(),
+        )
+        .await;
+        assert_eq!(s, 201);
+    }
+    // Both stored versions arrive as `change` events naming their station.
+    while !(seen.contains("S000002") && seen.contains("S000003")) {
+        let n = tokio::time::timeout(deadline, sse.read(&mut buf))
+            .await
+            .expect("events in time")
+            .unwrap();
+        assert!(n > 0, "stream closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.matches("event: change").count() >= 2, "{seen}");
+}
