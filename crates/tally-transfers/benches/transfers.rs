@@ -12,21 +12,11 @@
 #![allow(clippy::needless_range_loop)]
 
 use std::time::Instant;
-use tally_synth::{generate, SynthConfig, SynthRound};
-use tally_transfers::{bounds, estimate, from_two_rounds, Margins, Method, Options, RoundCounts};
-
-fn rc(r: &SynthRound) -> RoundCounts {
-    RoundCounts {
-        station_ids: r.stations.iter().map(|s| s.station_id.clone()).collect(),
-        registered: r.stations.iter().map(|s| s.registered).collect(),
-        cast: r.stations.iter().map(|s| s.cast).collect(),
-        invalid: r.stations.iter().map(|s| s.invalid).collect(),
-        candidates: r.candidates.clone(),
-        votes: (0..r.candidates.len())
-            .map(|c| r.stations.iter().map(|s| s.votes[c]).collect())
-            .collect(),
-    }
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::round_counts as rc;
+use tally_synth::{generate, SynthConfig};
+use tally_transfers::{bounds, estimate, from_two_rounds, Margins, Method, Options};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -3,21 +3,10 @@
 
 #![allow(clippy::needless_range_loop)]
 
-use tally_synth::{generate, SynthConfig, SynthElection, SynthRound};
-use tally_transfers::{estimate_two_rounds, Method, Options, RoundCounts, TransferResult};
-
-fn round_counts(r: &SynthRound) -> RoundCounts {
-    RoundCounts {
-        station_ids: r.stations.iter().map(|s| s.station_id.clone()).collect(),
-        registered: r.stations.iter().map(|s| s.registered).collect(),
-        cast: r.stations.iter().map(|s| s.cast).collect(),
-        invalid: r.stations.iter().map(|s| s.invalid).collect(),
-        candidates: r.candidates.clone(),
-        votes: (0..r.candidates.len())
-            .map(|c| r.stations.iter().map(|s| s.votes[c]).collect())
-            .collect(),
-    }
-}
+mod common;
+use common::round_counts;
+use tally_synth::{generate, SynthConfig, SynthElection};
+use tally_transfers::{estimate_two_rounds, Method, Options, TransferResult};
 
 fn election(seed: u64, stations: usize) -> SynthElection {
     generate(&SynthConfig {
