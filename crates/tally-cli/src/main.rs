@@ -197,8 +197,9 @@ enum Command {
         after_help = "Examples:\n  tally init --db night.db --stations crates/tally-cli/data/turkey2023/r1.csv.gz\n  tally init --db night.db --stations ../shared/data/poland2020/r1.csv.gz"
     )]
     Init {
-        #[arg(long)]
-        db: std::path::PathBuf,
+        /// A SQLite file (created) or a postgres://user@host/dbname URL (an existing database).
+        #[arg(long, value_name = "PATH|URL")]
+        db: String,
         #[arg(long, value_name = "FILE")]
         stations: String,
         #[arg(long, value_name = "DEF.toml")]
@@ -214,15 +215,16 @@ enum Command {
         after_help = "Examples:\n  tally serve --db night.db --addr 127.0.0.1:8080\n  curl http://127.0.0.1:8080/api/v1/results"
     )]
     Serve {
-        #[arg(long)]
-        db: std::path::PathBuf,
+        /// A SQLite file or a postgres:// URL (several servers may share one PostgreSQL).
+        #[arg(long, value_name = "PATH|URL")]
+        db: String,
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
     },
     /// Export sheets (all versions), the journal, the results and a manifest of hashes.
     Export {
-        #[arg(long)]
-        db: std::path::PathBuf,
+        #[arg(long, value_name = "PATH|URL")]
+        db: String,
         #[arg(long)]
         out: std::path::PathBuf,
     },
@@ -231,9 +233,9 @@ enum Command {
     Verify {
         /// An export directory (from `tally export`).
         dir: Option<std::path::PathBuf>,
-        /// Or a database.
-        #[arg(long)]
-        db: Option<std::path::PathBuf>,
+        /// Or a database (SQLite file or postgres:// URL).
+        #[arg(long, value_name = "PATH|URL")]
+        db: Option<String>,
     },
     /// Load test of the server on loopback: a fresh database, N sheets from concurrent clients;
     /// reports sheets/s and latency percentiles.
@@ -246,6 +248,9 @@ enum Command {
         concurrency: usize,
         #[arg(long, default_value_t = 1)]
         per_request: usize,
+        /// An empty PostgreSQL database to run against (default: a fresh SQLite file).
+        #[arg(long, value_name = "URL")]
+        db: Option<String>,
     },
 }
 
@@ -272,8 +277,8 @@ fn validation(input: &InputArgs) -> ValidationConfig {
 enum UsersAction {
     /// Add a user; the token is printed once, alone on the last line (only its hash is stored).
     Add {
-        #[arg(long)]
-        db: std::path::PathBuf,
+        #[arg(long, value_name = "PATH|URL")]
+        db: String,
         /// admin, official or observer.
         #[arg(long)]
         role: String,
@@ -417,10 +422,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let s = tally_server::cli::init(&db, &stations, election.as_deref())?;
             println!(
                 "{}: {} stations, rounds {:?} -> {}",
-                s.election,
-                s.stations,
-                s.rounds,
-                db.display()
+                s.election, s.stations, s.rounds, s.database
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -442,7 +444,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Verify { dir, db } => {
             let path = match (dir, db) {
-                (Some(p), None) | (None, Some(p)) => p,
+                (Some(p), None) => p.to_string_lossy().to_string(),
+                (None, Some(p)) => p,
                 _ => return Err("give an export directory or --db PATH".into()),
             };
             let r = tally_server::cli::verify(&path)?;
@@ -458,8 +461,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             stations,
             concurrency,
             per_request,
+            db,
         } => {
-            let r = tally_server::loadgen::bench_fresh(sheets, stations, concurrency, per_request)?;
+            let r = tally_server::loadgen::bench_fresh(
+                db.as_deref(),
+                sheets,
+                stations,
+                concurrency,
+                per_request,
+            )?;
             println!(
                 "{}",
                 serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?

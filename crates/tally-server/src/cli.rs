@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tally_io::{ElectionDef, ImportOptions};
 use tally_model::{Rule, ValidationConfig};
 use tally_store::model::{CandidateRec, RoundDef, StationInfo};
-use tally_store::{Registry, Role, SqliteStore, VerifyReport};
+use tally_store::{DbTarget, Registry, Role, TallyStore, VerifyReport};
 
 /// What `init` stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +13,8 @@ pub struct InitSummary {
     pub election: String,
     pub rounds: Vec<u8>,
     pub stations: usize,
+    /// The database, for display (a URL's password hidden).
+    pub database: String,
 }
 
 /// Builds the registry from any results CSV (counts are ignored) and an optional election
@@ -88,38 +90,46 @@ pub fn registry_from_file(
     })
 }
 
-/// `tally server init`: creates the database with the station registry.
+/// `tally init`: creates the database (a SQLite path or a `postgres://` URL) with the station
+/// registry.
 pub fn init(
-    db: &Path,
+    db: &str,
     stations_file: &str,
     definition: Option<&str>,
 ) -> Result<InitSummary, String> {
     let reg = registry_from_file(stations_file, definition)?;
-    tally_store::sqlite::init(db, &reg).map_err(|e| e.to_string())?;
+    tally_store::engine::init(&DbTarget::parse(db), &reg).map_err(|e| e.to_string())?;
     Ok(InitSummary {
         election: reg.election.clone(),
         rounds: reg.rounds.iter().map(|r| r.number).collect(),
         stations: reg.stations.len(),
+        database: DbTarget::parse(db).to_string(),
     })
 }
 
 /// `tally server users add ROLE [STATIONS...]`: returns the new token (print it alone on the
 /// last line); only its hash is stored.
-pub fn users_add(db: &Path, role: &str, stations: &[String]) -> Result<String, String> {
+pub fn users_add(db: &str, role: &str, stations: &[String]) -> Result<String, String> {
     let role = Role::parse(role)
         .ok_or_else(|| format!("unknown role '{role}': use admin, official or observer"))?;
-    let (_, token) =
-        tally_store::sqlite::add_user(db, role, stations).map_err(|e| e.to_string())?;
+    let (_, token) = tally_store::engine::add_user(&DbTarget::parse(db), role, stations)
+        .map_err(|e| e.to_string())?;
     Ok(token)
 }
 
 /// Binds `addr`, then calls `ready` with the bound address and serves until the process ends.
 pub async fn serve_async<F: FnOnce(std::net::SocketAddr)>(
-    db: &Path,
+    db: &str,
     addr: &str,
     ready: F,
 ) -> Result<(), String> {
-    let store = SqliteStore::open(db, ValidationConfig::default()).map_err(|e| e.to_string())?;
+    let target = DbTarget::parse(db);
+    // Opening reads the whole history (seconds for a night's sheets): keep it off the runtime.
+    let store = tokio::task::spawn_blocking(move || {
+        TallyStore::open(&target, ValidationConfig::default()).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
     let state = crate::AppState::new(Arc::new(store));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -132,7 +142,7 @@ pub async fn serve_async<F: FnOnce(std::net::SocketAddr)>(
 }
 
 /// `tally serve`: prints `listening on ADDR` on stdout once bound, then serves.
-pub fn serve(db: &Path, addr: &str) -> Result<(), String> {
+pub fn serve(db: &str, addr: &str) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -144,17 +154,17 @@ pub fn serve(db: &Path, addr: &str) -> Result<(), String> {
     }))
 }
 
-/// `tally server export DB DIR`.
-pub fn export(db: &Path, out_dir: &Path) -> Result<VerifyReport, String> {
-    tally_store::export(db, out_dir).map_err(|e| e.to_string())
+/// `tally export --db DB --out DIR`.
+pub fn export(db: &str, out_dir: &Path) -> Result<VerifyReport, String> {
+    tally_store::export(&DbTarget::parse(db), out_dir).map_err(|e| e.to_string())
 }
 
-/// `tally server verify PATH`: an export directory or a database file.
-pub fn verify(path: &Path) -> Result<VerifyReport, String> {
-    if path.is_dir() {
-        tally_store::verify_dir(path).map_err(|e| e.to_string())
+/// `tally verify PATH`: an export directory, a SQLite file or a `postgres://` URL.
+pub fn verify(path: &str) -> Result<VerifyReport, String> {
+    if Path::new(path).is_dir() {
+        tally_store::verify_dir(Path::new(path)).map_err(|e| e.to_string())
     } else {
-        tally_store::verify_db(path).map_err(|e| e.to_string())
+        tally_store::verify_db(&DbTarget::parse(path)).map_err(|e| e.to_string())
     }
 }
 

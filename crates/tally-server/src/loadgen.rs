@@ -280,9 +280,11 @@ pub fn stations_of(reg: &tally_store::Registry) -> Vec<LoadStation> {
         .collect()
 }
 
-/// Load benchmark on loopback: a fresh database in a temporary directory, a server in this
-/// process, `sheets` sheets from `concurrency` clients; the database is verified afterwards.
+/// Load benchmark on loopback: a fresh database (a SQLite file in a temporary directory, or the
+/// given empty PostgreSQL database), a server in this process, `sheets` sheets from
+/// `concurrency` clients; the database is verified afterwards.
 pub fn bench_fresh(
+    db: Option<&str>,
     sheets: usize,
     stations: usize,
     concurrency: usize,
@@ -294,7 +296,10 @@ pub fn bench_fresh(
     let csv = dir.join("stations.csv");
     std::fs::write(&csv, loadgen::synthetic_registry_csv(stations, 4))
         .map_err(|e| e.to_string())?;
-    let db = dir.join("bench.db");
+    let db = match db {
+        Some(url) => url.to_string(),
+        None => dir.join("bench.db").to_string_lossy().to_string(),
+    };
     cli::init(&db, &csv.to_string_lossy(), None)?;
     let token = cli::users_add(&db, "official", &[])?;
     let reg = cli::registry_from_file(&csv.to_string_lossy(), None)?;

@@ -2,6 +2,7 @@
 //! store nothing; good sheets get receipts; corrections, conflicts, idempotency, reads.
 
 mod common;
+use common::Kind;
 use serde_json::{json, Value};
 use tally_server::client::Conn;
 
@@ -34,9 +35,9 @@ async fn versions(c: &mut Conn) -> u64 {
     r.json()["versions"].as_u64().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_requests_get_coded_4xx_and_store_nothing() {
-    let (_dir, db, [admin, official, observer]) = common::setup("bad");
+both!(hostile_requests_get_coded_4xx_and_store_nothing);
+async fn hostile_requests_get_coded_4xx_and_store_nothing(kind: Kind) {
+    let (_dir, db, [admin, official, observer]) = common::setup("bad", kind);
     let addr = common::start(&db).await;
     let o = Some(official.as_str());
     let with = |f: &dyn Fn(&mut Value)| {
@@ -218,9 +219,9 @@ async fn hostile_requests_get_coded_4xx_and_store_nothing() {
     assert_eq!(versions(&mut Conn::connect(&addr).await.unwrap()).await, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn receipts_versions_conflicts_and_reads() {
-    let (_dir, db, [admin, official, observer]) = common::setup("good");
+both!(receipts_versions_conflicts_and_reads);
+async fn receipts_versions_conflicts_and_reads(kind: Kind) {
+    let (_dir, db, [admin, official, observer]) = common::setup("good", kind);
     let addr = common::start(&db).await;
     let mut c = Conn::connect(&addr).await.unwrap();
     let mut events = Conn::connect(&addr).await.unwrap();
@@ -356,9 +357,9 @@ async fn receipts_versions_conflicts_and_reads() {
     assert_eq!(s, 401);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_small() {
-    let (dir, db, [_, official, _]) = common::setup("load");
+both!(load_small);
+async fn load_small(kind: Kind) {
+    let (dir, db, [_, official, _]) = common::setup("load", kind);
     let addr = common::start(&db).await;
     let reg =
         tally_server::cli::registry_from_file(&dir.join("stations.csv").to_string_lossy(), None)
@@ -389,10 +390,10 @@ async fn load_small() {
     assert_eq!(p["rounds"][0]["stations_counted"], 40);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_stream_announces_every_stored_sheet() {
+both!(events_stream_announces_every_stored_sheet);
+async fn events_stream_announces_every_stored_sheet(kind: Kind) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (_dir, db, [_, official, _]) = common::setup("events");
+    let (_dir, db, [_, official, _]) = common::setup("events", kind);
     let addr = common::start(&db).await;
     let mut sse = tokio::net::TcpStream::connect(&addr).await.unwrap();
     sse.write_all(

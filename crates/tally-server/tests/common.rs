@@ -1,28 +1,105 @@
-//! Shared test fixtures: a fresh database from a small registry and an in-process server.
+//! Shared test fixtures: a fresh database (SQLite file or PostgreSQL database) from a small
+//! registry, and an in-process server.
+//!
+//! Every server test runs once per backend (`both!`). The PostgreSQL runs need a server:
+//! `export TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)`; without it they print that they
+//! were skipped, unless `TALLY_REQUIRE_POSTGRES=1` (as in CI), where that is a failure.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use tally_server::cli;
 
-pub fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "tally-server-{name}-{}-{}",
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs the async test function `$name(Kind)` once per backend, as `$name::sqlite` and
+/// `$name::postgres`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::common::Kind::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if super::common::postgres_base().is_some() {
+                    super::$name(super::common::Kind::Postgres).await
+                }
+            }
+        }
+    };
+}
+
+/// The base URL of the test PostgreSQL server, or `None` (after saying so) when not configured.
+pub fn postgres_base() -> Option<String> {
+    match std::env::var("TALLY_TEST_POSTGRES") {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
+        _ => {
+            assert!(
+                std::env::var("TALLY_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "TALLY_REQUIRE_POSTGRES=1 but TALLY_TEST_POSTGRES is not set"
+            );
+            eprintln!(
+                "skipped on PostgreSQL: set TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)"
+            );
+            None
+        }
+    }
+}
+
+fn unique(name: &str) -> String {
+    format!(
+        "{name}_{}_{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0)
-    ));
+    )
+}
+
+pub fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tally-server-{}", unique(name)));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
-/// A database with 40 stations, candidates cand0..cand2; tokens (admin, official, observer of S000001).
-pub fn setup(name: &str) -> (PathBuf, PathBuf, [String; 3]) {
+/// A fresh, empty database of the given kind: a path or a URL.
+pub fn fresh_db(kind: Kind, dir: &std::path::Path, name: &str) -> String {
+    match kind {
+        Kind::Sqlite => dir.join("t.db").to_string_lossy().to_string(),
+        Kind::Postgres => {
+            let base = postgres_base().expect("TALLY_TEST_POSTGRES");
+            tally_store::pg::create_database(&base, &format!("t_{}", unique(name))).unwrap()
+        }
+    }
+}
+
+/// A database with 40 stations, candidates cand0..cand2; tokens (admin, official, observer of
+/// S000001).
+pub fn setup(name: &str, kind: Kind) -> (PathBuf, String, [String; 3]) {
+    let name = name.to_string();
+    // On a thread of its own: the PostgreSQL client must not run inside the test's runtime.
+    std::thread::spawn(move || setup_blocking(&name, kind))
+        .join()
+        .unwrap()
+}
+
+/// Runs a blocking store call (verify, export...) off the async runtime.
+pub fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f).join().unwrap()
+}
+
+fn setup_blocking(name: &str, kind: Kind) -> (PathBuf, String, [String; 3]) {
     let dir = tmp(name);
     let csv = dir.join("stations.csv");
     std::fs::write(&csv, tally_server::loadgen::synthetic_registry_csv(40, 3)).unwrap();
-    let db = dir.join("t.db");
+    let db = fresh_db(kind, &dir, name);
     cli::init(&db, &csv.to_string_lossy(), None).unwrap();
     let admin = cli::users_add(&db, "admin", &[]).unwrap();
     let official = cli::users_add(&db, "official", &[]).unwrap();
@@ -30,14 +107,17 @@ pub fn setup(name: &str) -> (PathBuf, PathBuf, [String; 3]) {
     (dir, db, [admin, official, observer])
 }
 
-pub async fn start(db: &std::path::Path) -> String {
+pub async fn start(db: &str) -> String {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let db = db.to_path_buf();
+    let db = db.to_string();
     tokio::spawn(async move {
-        let _ = cli::serve_async(&db, "127.0.0.1:0", move |a| {
+        let r = cli::serve_async(&db, "127.0.0.1:0", move |a| {
             let _ = tx.send(a);
         })
         .await;
+        if let Err(e) = r {
+            eprintln!("server: {e}");
+        }
     });
-    rx.await.unwrap().to_string()
+    rx.await.expect("the server started").to_string()
 }

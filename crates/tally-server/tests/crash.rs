@@ -3,6 +3,7 @@
 //! receipt a client got is found again and the journal verifies.
 
 mod common;
+use common::Kind;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tally_server::client::Conn;
 
-fn spawn(db: &std::path::Path) -> (Child, String) {
+fn spawn(db: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tally-server-dev"))
         .args(["serve", "--db"])
         .arg(db)
@@ -31,9 +32,9 @@ fn spawn(db: &std::path::Path) -> (Child, String) {
     (child, addr)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_load_loses_no_receipt() {
-    let (dir, db, [_, official, _]) = common::setup("crash");
+both!(kill_9_mid_load_loses_no_receipt);
+async fn kill_9_mid_load_loses_no_receipt(kind: Kind) {
+    let (dir, db, [_, official, _]) = common::setup("crash", kind);
     let reg =
         tally_server::cli::registry_from_file(&dir.join("stations.csv").to_string_lossy(), None)
             .unwrap();
@@ -101,7 +102,7 @@ async fn kill_9_mid_load_loses_no_receipt() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let v = tally_server::cli::verify(&db).unwrap();
+    let v = common::blocking(move || tally_server::cli::verify(&db).unwrap());
     assert!(v.ok, "{:?}", v.problems);
     eprintln!(
         "crash: {} receipts before the kill, all found; {} journal entries verify",

@@ -2,9 +2,12 @@
 //!
 //! The election-night store of Tally, and the only crate that touches a database.
 //!
-//! - **SQLite** in WAL mode with `synchronous=FULL`: a receipt is handed out only after the
-//!   transaction holding the sheet is durable. One writer thread commits in groups (every job
-//!   queued while the previous commit was being synced joins the next transaction).
+//! - Two backends behind one [`backend::Backend`] boundary: **SQLite** (the embedded default, WAL
+//!   mode, `synchronous=FULL`) and **PostgreSQL** (`postgres://...`, for several server replicas
+//!   on one database). A receipt is handed out only after the transaction holding the sheet is
+//!   durable. One writer thread commits in groups (every job queued while the previous commit
+//!   was being synced joins the next transaction); the logic is the same for both backends
+//!   ([`engine`]), the backends only move rows.
 //! - Tables: `stations` (the registry), `users` (token hashes only), `sheets` (every version, never
 //!   overwritten), `journal` (append-only, hash-chained), `idempotency`, `round_totals`.
 //! - **Journal**: `hash = sha256(prev_hash || canonical bytes)`, canonical = serde_json of
@@ -16,20 +19,23 @@
 //!
 //! Architecture invariant: validation rules and the results report come from `tally-model`;
 //! this crate adds persistence, versions, sources and conflicts, and knows nothing of HTTP.
-//! [`Store`] is the boundary the server uses; [`sqlite::SqliteStore`] is the one implementation
-//! today (a PostgreSQL one would implement the same trait).
+//! [`Store`] is the boundary the server uses; [`TallyStore`] implements it over either backend.
 
+pub mod backend;
+pub mod engine;
 pub mod live;
 pub mod model;
+pub mod pg;
 pub mod sqlite;
 pub mod verify;
 
+pub use backend::DbTarget;
+pub use engine::TallyStore;
 pub use live::ConflictLine;
 pub use model::{
     sheet_from_json, JournalEntry, Receipt, Registry, RegistryIndex, Role, Sheet, SheetRecord,
     User, ValidSheet,
 };
-pub use sqlite::SqliteStore;
 pub use verify::{export, verify_db, verify_dir, Problem, VerifyReport};
 
 use serde::Serialize;

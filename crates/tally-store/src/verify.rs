@@ -2,9 +2,9 @@
 //! results and a manifest of hashes; `verify_dir` and `verify_db` recompute the hash chain,
 //! every sheet hash and every total, and name each thing that does not match.
 
+use crate::backend::DbTarget;
 use crate::live::Live;
 use crate::model::*;
-use crate::sqlite::{connect, load_journal, load_registry, load_sheets};
 use crate::StoreError;
 use serde::Serialize;
 use serde_json::Value;
@@ -192,30 +192,12 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
 
 /// Checks a database: chain, sheets against the journal, and the stored totals of each round
 /// against totals recomputed from the sheets.
-pub fn verify_db(path: &Path) -> Result<VerifyReport, StoreError> {
-    if !path.exists() {
-        return Err(StoreError::NotFound(format!(
-            "{} does not exist",
-            path.display()
-        )));
-    }
-    let conn = connect(path)?;
-    let reg = load_registry(&conn)?;
+pub fn verify_db(target: &DbTarget) -> Result<VerifyReport, StoreError> {
+    let snap = target.connect(false)?.snapshot()?;
+    let reg = snap.registry;
     let mut out = VerifyReport::default();
-    let live = check(
-        &reg,
-        load_sheets(&conn)?,
-        load_journal(&conn, i64::MIN, i64::MAX)?,
-        &mut out,
-    );
-    let mut st = conn
-        .prepare("SELECT round, totals FROM round_totals ORDER BY round")
-        .map_err(|e| StoreError::Db(e.to_string()))?;
-    let rows: Vec<(u8, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .and_then(|it| it.collect())
-        .map_err(|e| StoreError::Db(e.to_string()))?;
-    for (round, json) in rows {
+    let live = check(&reg, snap.sheets, snap.journal, &mut out);
+    for (round, json) in snap.round_totals {
         let stored: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
         let Some(lr) = live.rounds.iter().find(|r| r.round.number == round) else {
             continue;
@@ -253,12 +235,11 @@ const FILES: [&str; 4] = [
 
 /// Writes `registry.json`, `sheets.jsonl` (every version), `journal.jsonl`, `results.json` and
 /// `manifest.json` (sha256 of each) into `dir`; returns the verification of what was written.
-pub fn export(db: &Path, dir: &Path) -> Result<VerifyReport, StoreError> {
+pub fn export(target: &DbTarget, dir: &Path) -> Result<VerifyReport, StoreError> {
     let io = |e: std::io::Error| StoreError::Io(e.to_string());
-    let conn = connect(db)?;
-    let reg = load_registry(&conn)?;
-    let sheets = load_sheets(&conn)?;
-    let journal = load_journal(&conn, i64::MIN, i64::MAX)?;
+    // One snapshot, so an export taken while servers keep writing is still consistent.
+    let snap = target.connect(false)?.snapshot()?;
+    let (reg, sheets, journal) = (snap.registry, snap.sheets, snap.journal);
     std::fs::create_dir_all(dir).map_err(io)?;
     let mut sheets_text = String::new();
     for rec in sheets.iter().flatten() {

@@ -1,4 +1,8 @@
-//! Store tests: incremental totals equal a full count; tampering is named by `verify`.
+//! Store tests, each on SQLite and on PostgreSQL: incremental totals equal a full count;
+//! tampering is named by `verify`; two stores on one database (server replicas) agree.
+//!
+//! PostgreSQL runs need `TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)`; without it they
+//! say they were skipped, unless `TALLY_REQUIRE_POSTGRES=1` (CI), where that is a failure.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,17 +11,75 @@ use tally_model::{Rule, ValidationConfig};
 use tally_store::model::{CandidateRec, RoundDef, StationInfo};
 use tally_store::*;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "tally-store-{name}-{}-{}",
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// `$name(Kind)` once per backend, as `$name::sqlite` and `$name::postgres`.
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Kind::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                if super::postgres_base().is_some() {
+                    super::$name(super::Kind::Postgres)
+                }
+            }
+        }
+    };
+}
+
+fn postgres_base() -> Option<String> {
+    match std::env::var("TALLY_TEST_POSTGRES") {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
+        _ => {
+            assert!(
+                std::env::var("TALLY_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "TALLY_REQUIRE_POSTGRES=1 but TALLY_TEST_POSTGRES is not set"
+            );
+            eprintln!(
+                "skipped on PostgreSQL: set TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)"
+            );
+            None
+        }
+    }
+}
+
+fn unique(name: &str) -> String {
+    format!(
+        "{name}_{}_{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0)
-    ));
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tally-store-{}", unique(name)));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Runs SQL on the database behind the store's back (tampering).
+fn raw_sql(db: &DbTarget, sql: &str) -> u64 {
+    match db {
+        DbTarget::Sqlite(p) => rusqlite::Connection::open(p)
+            .unwrap()
+            .execute(sql, [])
+            .unwrap() as u64,
+        DbTarget::Postgres(url) => tally_store::pg::PgBackend::connect(url)
+            .unwrap()
+            .execute_raw(sql)
+            .unwrap(),
+    }
 }
 
 fn registry() -> Registry {
@@ -68,7 +130,7 @@ fn sheet(st: &str, a: u64, b: u64) -> ValidSheet {
 }
 
 fn submit(
-    store: &SqliteStore,
+    store: &TallyStore,
     user: &User,
     sheets: Vec<ValidSheet>,
     key: Option<&str>,
@@ -87,20 +149,29 @@ fn submit(
     rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap()
 }
 
-fn setup(name: &str) -> (PathBuf, PathBuf, SqliteStore, User) {
+fn setup(name: &str, kind: Kind) -> (PathBuf, DbTarget, TallyStore, User) {
     let dir = tmp(name);
-    let db = dir.join("t.db");
-    sqlite::init(&db, &registry()).unwrap();
-    let (user, token) = sqlite::add_user(&db, Role::Official, &[]).unwrap();
-    let store = SqliteStore::open(&db, ValidationConfig::default()).unwrap();
+    let db = match kind {
+        Kind::Sqlite => DbTarget::Sqlite(dir.join("t.db")),
+        Kind::Postgres => DbTarget::Postgres(
+            tally_store::pg::create_database(
+                &postgres_base().unwrap(),
+                &format!("s_{}", unique(name)),
+            )
+            .unwrap(),
+        ),
+    };
+    engine::init(&db, &registry()).unwrap();
+    let (user, token) = engine::add_user(&db, Role::Official, &[]).unwrap();
+    let store = TallyStore::open(&db, ValidationConfig::default()).unwrap();
     assert_eq!(store.authenticate(&token).map(|u| u.id), Some(user.id));
     assert!(store.authenticate("forged").is_none());
     (dir, db, store, user)
 }
 
-#[test]
-fn incremental_totals_equal_a_full_count_and_versions_are_kept() {
-    let (_dir, db, store, user) = setup("incr");
+both!(incremental_totals_equal_a_full_count_and_versions_are_kept);
+fn incremental_totals_equal_a_full_count_and_versions_are_kept(kind: Kind) {
+    let (_dir, db, store, user) = setup("incr", kind);
     for i in 0..30u64 {
         let st = format!("S{}", i % 10);
         submit(&store, &user, vec![sheet(&st, 100 + i, 200 + 2 * i)], None).unwrap();
@@ -135,14 +206,14 @@ fn incremental_totals_equal_a_full_count_and_versions_are_kept() {
     let r = verify_db(&db).unwrap();
     assert!(r.ok, "{:?}", r.problems);
     // Reopen: the live state is rebuilt from the database.
-    let store = SqliteStore::open(&db, ValidationConfig::default()).unwrap();
+    let store = TallyStore::open(&db, ValidationConfig::default()).unwrap();
     assert!(store.live_matches_full_count());
     assert_eq!(store.station("S3").unwrap().versions.len(), 3);
 }
 
-#[test]
-fn tampering_is_named_by_verify() {
-    let (dir, db, store, user) = setup("tamper");
+both!(tampering_is_named_by_verify);
+fn tampering_is_named_by_verify(kind: Kind) {
+    let (dir, db, store, user) = setup("tamper", kind);
     for i in 0..10u64 {
         submit(&store, &user, vec![sheet(&format!("S{i}"), 300, 400)], None).unwrap();
     }
@@ -154,15 +225,13 @@ fn tampering_is_named_by_verify() {
     assert!(verify_dir(&out).unwrap().ok);
 
     // Edit a stored sheet directly in the database.
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let n = conn
-        .execute("UPDATE sheets SET body = replace(body, '\"a\":300', '\"a\":301') WHERE station_id = 'S4'", [])
-        .unwrap();
+    let n = raw_sql(
+        &db,
+        "UPDATE sheets SET body = replace(body, '\"a\":300', '\"a\":301') WHERE station_id = 'S4'",
+    );
     assert_eq!(n, 1);
     // Delete a journal entry.
-    conn.execute("DELETE FROM journal WHERE seq = 5", [])
-        .unwrap();
-    drop(conn);
+    assert_eq!(raw_sql(&db, "DELETE FROM journal WHERE seq = 5"), 1);
     let r = verify_db(&db).unwrap();
     assert!(!r.ok);
     let text: Vec<String> = r
@@ -224,4 +293,45 @@ fn tampering_is_named_by_verify() {
             .any(|t| t.starts_with("total_changed") && t.contains("stored 3001")),
         "{text:#?}"
     );
+}
+
+both!(two_stores_on_one_database_agree);
+/// Two stores on one database, as two server replicas behind a load balancer: corrections sent
+/// to either get consecutive versions, an idempotency key used on one is honoured by the
+/// other, each sees the other's sheets, and the chain verifies.
+fn two_stores_on_one_database_agree(kind: Kind) {
+    let (_dir, db, a, user) = setup("replicas", kind);
+    let b = TallyStore::open(&db, ValidationConfig::default()).unwrap();
+    let mut versions = Vec::new();
+    for i in 0..12u64 {
+        let store = if i % 2 == 0 { &a } else { &b };
+        let out = submit(store, &user, vec![sheet("S7", 100 + i, 200)], None).unwrap();
+        versions.push(out.receipts[0].version);
+        submit(
+            store,
+            &user,
+            vec![sheet(&format!("S{}", i % 5), 50 + i, 60)],
+            None,
+        )
+        .unwrap();
+    }
+    assert_eq!(versions, (1..=12).collect::<Vec<u32>>(), "one version line");
+    let first = submit(&a, &user, vec![sheet("S9", 1, 2)], Some("k")).unwrap();
+    let again = submit(&b, &user, vec![sheet("S9", 1, 2)], Some("k")).unwrap();
+    assert!(again.replayed);
+    assert_eq!(first.receipts, again.receipts);
+    a.catch_up().unwrap();
+    b.catch_up().unwrap();
+    let ra = serde_json::to_value(a.results(None, None, Some("region")).unwrap()).unwrap();
+    let rb = serde_json::to_value(b.results(None, None, Some("region")).unwrap()).unwrap();
+    assert_eq!(ra, rb);
+    assert_eq!(ra["rounds"][0]["progress"]["stations_counted"], 7);
+    assert!(a.live_matches_full_count() && b.live_matches_full_count());
+    assert_eq!(a.progress().journal_seq, b.progress().journal_seq);
+    assert_eq!(b.station("S7").unwrap().versions.len(), 12);
+    a.close();
+    b.close();
+    let r = verify_db(&db).unwrap();
+    assert!(r.ok, "{:?}", r.problems);
+    assert_eq!(r.journal_entries, 1 + 12 + 12 + 1);
 }

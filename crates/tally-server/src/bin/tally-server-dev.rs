@@ -20,7 +20,7 @@ enum Cmd {
     /// Create the database with the station registry from a results CSV (counts ignored).
     Init {
         #[arg(long)]
-        db: PathBuf,
+        db: String,
         stations: String,
         #[arg(long)]
         election: Option<String>,
@@ -28,25 +28,25 @@ enum Cmd {
     /// Add a user; prints the token alone on the last line.
     UsersAdd {
         #[arg(long)]
-        db: PathBuf,
+        db: String,
         role: String,
         stations: Vec<String>,
     },
     /// Serve the API.
     Serve {
         #[arg(long)]
-        db: PathBuf,
+        db: String,
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
     },
     /// Export sheets, journal, results and a manifest of hashes.
     Export {
         #[arg(long)]
-        db: PathBuf,
+        db: String,
         out: PathBuf,
     },
     /// Verify an export directory or a database.
-    Verify { path: PathBuf },
+    Verify { path: String },
     /// Load benchmark on loopback: a fresh database, an in-process server, N sheets.
     Bench {
         #[arg(long, default_value_t = 100_000)]
@@ -106,7 +106,13 @@ fn run(cmd: Cmd) -> Result<ExitCode, String> {
             concurrency,
             per_request,
         } => {
-            let r = tally_server::loadgen::bench_fresh(sheets, stations, concurrency, per_request)?;
+            let r = tally_server::loadgen::bench_fresh(
+                None,
+                sheets,
+                stations,
+                concurrency,
+                per_request,
+            )?;
             println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
         }
     }

@@ -1,0 +1,545 @@
+//! The PostgreSQL backend, for deployments that run several server replicas on one database.
+//!
+//! - Writers exclude each other with a transaction-scoped advisory lock
+//!   ([`JOURNAL_LOCK`]): the journal is one chain, so its appends are serialised across replicas;
+//!   each replica catches up from the journal under the lock before deciding versions and ids.
+//! - `synchronous_commit = on` for every session: `COMMIT` returns once the WAL is flushed.
+//! - Each write transaction sends `NOTIFY tally_journal` (delivered at commit), so the other
+//!   replicas' followers catch up at once instead of at their next poll.
+//! - A batch is persisted with one `INSERT ... SELECT FROM UNNEST(arrays)` per table, so a group
+//!   commit of hundreds of sheets costs a handful of round trips.
+
+use crate::backend::*;
+use crate::model::*;
+use crate::StoreError;
+use ::postgres::fallible_iterator::FallibleIterator;
+use ::postgres::{Client, NoTls, Row};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Key of the advisory lock that serialises journal appends ("tally" in ASCII).
+pub const JOURNAL_LOCK: i64 = 0x74_61_6c_6c_79;
+/// The channel writers notify after each commit.
+const CHANNEL: &str = "tally_journal";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stations (
+    round BIGINT NOT NULL, station_id TEXT NOT NULL, area TEXT NOT NULL, registered BIGINT,
+    PRIMARY KEY (round, station_id));
+CREATE TABLE IF NOT EXISTS users (
+    id BIGINT PRIMARY KEY, role TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE,
+    stations TEXT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sheets (
+    id BIGINT PRIMARY KEY, round BIGINT NOT NULL, station_id TEXT NOT NULL,
+    source TEXT NOT NULL, version BIGINT NOT NULL, user_id BIGINT NOT NULL,
+    journal_seq BIGINT NOT NULL, body TEXT NOT NULL, warnings TEXT NOT NULL, hash TEXT NOT NULL,
+    UNIQUE (round, station_id, source, version));
+CREATE INDEX IF NOT EXISTS sheets_station ON sheets (station_id);
+CREATE INDEX IF NOT EXISTS sheets_seq ON sheets (journal_seq);
+CREATE TABLE IF NOT EXISTS journal (
+    seq BIGINT PRIMARY KEY, body TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS idempotency (
+    id BIGINT PRIMARY KEY, user_id BIGINT NOT NULL, key TEXT NOT NULL,
+    body_hash TEXT NOT NULL, response TEXT NOT NULL, UNIQUE (user_id, key));
+CREATE TABLE IF NOT EXISTS round_totals (round BIGINT PRIMARY KEY, totals TEXT NOT NULL);
+";
+
+fn db_err(e: postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(d) => StoreError::Db(format!("{} ({})", d.message(), d.code().code())),
+        None => StoreError::Db(e.to_string()),
+    }
+}
+
+pub struct PgBackend {
+    client: Client,
+    listening: bool,
+    /// Inside a transaction begun by `begin_write` or `begin_read`.
+    in_tx: bool,
+}
+
+const SHEET_COLUMNS: &str = "id, source, version, user_id, journal_seq, body, warnings, hash";
+
+fn get<'a, T: postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, StoreError> {
+    r.try_get(i).map_err(db_err)
+}
+
+fn sheet_from_row(r: &Row) -> Result<Result<SheetRecord, String>, StoreError> {
+    let id: i64 = get(r, 0)?;
+    let body: String = get(r, 5)?;
+    let warnings: String = get(r, 6)?;
+    let version: i64 = get(r, 2)?;
+    Ok(match serde_json::from_str::<Sheet>(&body) {
+        Ok(sheet) => Ok(SheetRecord {
+            sheet_id: id,
+            source: get(r, 1)?,
+            version: u32::try_from(version).unwrap_or(u32::MAX),
+            user_id: get(r, 3)?,
+            journal_seq: get(r, 4)?,
+            sheet,
+            warnings: serde_json::from_str(&warnings).unwrap_or_default(),
+            hash: get(r, 7)?,
+        }),
+        Err(e) => Err(format!("sheet {id}: unreadable body: {e}")),
+    })
+}
+
+fn journal_from_row(r: &Row) -> Result<Result<(i64, JournalEntry), String>, StoreError> {
+    let seq: i64 = get(r, 0)?;
+    let body: String = get(r, 1)?;
+    Ok(match serde_json::from_str::<EntryBody>(&body) {
+        Ok(body) => Ok((
+            seq,
+            JournalEntry {
+                body,
+                prev: get(r, 2)?,
+                hash: get(r, 3)?,
+            },
+        )),
+        Err(e) => Err(format!("journal entry {seq}: unreadable body: {e}")),
+    })
+}
+
+fn user_from_row(r: &Row) -> Result<Option<(String, User)>, StoreError> {
+    let role: String = get(r, 1)?;
+    let stations: String = get(r, 3)?;
+    let revoked: i64 = get(r, 4)?;
+    Ok(Role::parse(&role).map(|role| {
+        (
+            get(r, 2).unwrap_or_default(),
+            User {
+                id: get(r, 0).unwrap_or_default(),
+                role,
+                stations: serde_json::from_str(&stations).unwrap_or_default(),
+                revoked: revoked != 0,
+            },
+        )
+    }))
+}
+
+impl PgBackend {
+    pub fn connect(url: &str) -> Result<PgBackend, StoreError> {
+        let mut client = Client::connect(url, NoTls).map_err(|e| {
+            StoreError::Db(format!(
+                "cannot connect to {}: {e}",
+                DbTarget::Postgres(url.to_string())
+            ))
+        })?;
+        client
+            .batch_execute("SET synchronous_commit = on")
+            .map_err(db_err)?;
+        Ok(PgBackend {
+            client,
+            listening: false,
+            in_tx: false,
+        })
+    }
+
+    /// Runs SQL as is (for tests that tamper with the database).
+    pub fn execute_raw(&mut self, sql: &str) -> Result<u64, StoreError> {
+        self.client.execute(sql, &[]).map_err(db_err)
+    }
+}
+
+impl Backend for PgBackend {
+    fn init(&mut self, reg: &Registry) -> Result<(), StoreError> {
+        self.client.batch_execute(SCHEMA).map_err(db_err)?;
+        let mut tx = self.client.transaction().map_err(db_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&JOURNAL_LOCK])
+            .map_err(db_err)?;
+        let exists = tx
+            .query_opt("SELECT value FROM meta WHERE key = 'registry'", &[])
+            .map_err(db_err)?;
+        if exists.is_some() {
+            return Err(StoreError::Invalid(
+                "the database is already initialised".into(),
+            ));
+        }
+        let json = serde_json::to_string(reg).map_err(|e| StoreError::Io(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('registry', $1)",
+            &[&json],
+        )
+        .map_err(db_err)?;
+        let rounds: Vec<i64> = reg.stations.iter().map(|s| i64::from(s.round)).collect();
+        let ids: Vec<&str> = reg.stations.iter().map(|s| s.station_id.as_str()).collect();
+        let areas: Vec<String> = reg
+            .stations
+            .iter()
+            .map(|s| serde_json::to_string(&s.area).unwrap_or_default())
+            .collect();
+        let registered: Vec<Option<i64>> = reg
+            .stations
+            .iter()
+            .map(|s| s.registered.map(|v| v as i64))
+            .collect();
+        tx.execute(
+            "INSERT INTO stations (round, station_id, area, registered)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+             ON CONFLICT DO NOTHING",
+            &[&rounds, &ids, &areas, &registered],
+        )
+        .map_err(db_err)?;
+        for r in &reg.rounds {
+            tx.execute(
+                "INSERT INTO round_totals (round, totals) VALUES ($1, 'null')",
+                &[&i64::from(r.number)],
+            )
+            .map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    fn ensure_schema(&mut self) -> Result<(), StoreError> {
+        // CREATE ... IF NOT EXISTS races with a replica doing the same; the lock orders them.
+        let mut tx = self.client.transaction().map_err(db_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&JOURNAL_LOCK])
+            .map_err(db_err)?;
+        tx.batch_execute(SCHEMA).map_err(db_err)?;
+        tx.commit().map_err(db_err)
+    }
+
+    fn registry(&mut self) -> Result<Registry, StoreError> {
+        let row = self
+            .client
+            .query_opt("SELECT value FROM meta WHERE key = 'registry'", &[])
+            .map_err(|e| StoreError::Invalid(format!("not a tally database: {e}")))?;
+        let json: String = match row {
+            Some(r) => get(&r, 0)?,
+            None => {
+                return Err(StoreError::Invalid(
+                    "the database has no registry: run init".into(),
+                ))
+            }
+        };
+        serde_json::from_str(&json).map_err(|e| StoreError::Invalid(format!("bad registry: {e}")))
+    }
+
+    fn users(&mut self) -> Result<Vec<(String, User)>, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT id, role, token_hash, stations, revoked FROM users",
+                &[],
+            )
+            .map_err(db_err)?;
+        let mut out = Vec::new();
+        for r in &rows {
+            out.extend(user_from_row(r)?);
+        }
+        Ok(out)
+    }
+
+    fn user_by_token(&mut self, token_hash: &str) -> Result<Option<User>, StoreError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT id, role, token_hash, stations, revoked FROM users WHERE token_hash = $1",
+                &[&token_hash],
+            )
+            .map_err(db_err)?;
+        match row {
+            Some(r) => Ok(user_from_row(&r)?.map(|(_, u)| u)),
+            None => Ok(None),
+        }
+    }
+
+    fn sheets(&mut self, station: Option<&str>) -> Result<SheetRows, StoreError> {
+        let rows = match station {
+            Some(id) => self.client.query(
+                &format!("SELECT {SHEET_COLUMNS} FROM sheets WHERE station_id = $1 ORDER BY id"),
+                &[&id],
+            ),
+            None => self.client.query(
+                &format!("SELECT {SHEET_COLUMNS} FROM sheets ORDER BY id"),
+                &[],
+            ),
+        }
+        .map_err(db_err)?;
+        rows.iter().map(sheet_from_row).collect()
+    }
+
+    fn journal(&mut self, from: i64, limit: i64) -> Result<JournalRows, StoreError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT seq, body, prev, hash FROM journal WHERE seq >= $1 ORDER BY seq LIMIT $2",
+                &[&from, &limit],
+            )
+            .map_err(db_err)?;
+        rows.iter().map(journal_from_row).collect()
+    }
+
+    fn round_totals(&mut self) -> Result<Vec<(u8, String)>, StoreError> {
+        let rows = self
+            .client
+            .query("SELECT round, totals FROM round_totals ORDER BY round", &[])
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let round: i64 = get(r, 0)?;
+                Ok((u8::try_from(round).unwrap_or(u8::MAX), get(r, 1)?))
+            })
+            .collect()
+    }
+
+    fn delta(&mut self, after: Cursor) -> Result<Delta, StoreError> {
+        // The three reads must see one snapshot, so the sheets match the journal entries: inside
+        // a write transaction the lock gives that; otherwise a read-only snapshot.
+        let own = !self.in_tx;
+        if own {
+            self.begin_read()?;
+        }
+        let read = (|| {
+            let journal = self
+                .client
+                .query(
+                    "SELECT seq, body, prev, hash FROM journal WHERE seq > $1 ORDER BY seq",
+                    &[&after.seq],
+                )
+                .map_err(db_err)?;
+            let sheet_rows = self
+                .client
+                .query(
+                    &format!(
+                        "SELECT {SHEET_COLUMNS} FROM sheets WHERE journal_seq > $1 ORDER BY id"
+                    ),
+                    &[&after.seq],
+                )
+                .map_err(db_err)?;
+            let idem_rows = self
+                .client
+                .query(
+                    "SELECT id, user_id, key, body_hash, response FROM idempotency WHERE id > $1 ORDER BY id",
+                    &[&after.idem],
+                )
+                .map_err(db_err)?;
+            Ok((journal, sheet_rows, idem_rows))
+        })();
+        if own {
+            self.end_read();
+        }
+        let (journal, sheet_rows, idem_rows) = read?;
+        let mut sheets: HashMap<i64, SheetRecord> = HashMap::new();
+        for r in &sheet_rows {
+            let rec = sheet_from_row(r)?.map_err(StoreError::Invalid)?;
+            sheets.insert(rec.journal_seq, rec);
+        }
+        let mut entries = Vec::with_capacity(journal.len());
+        for r in &journal {
+            let (_, e) = journal_from_row(r)?.map_err(StoreError::Invalid)?;
+            let sheet = sheets.remove(&e.body.seq);
+            entries.push((e, sheet));
+        }
+        let idem = idem_rows
+            .iter()
+            .map(|r| {
+                Ok(IdemRow {
+                    id: get(r, 0)?,
+                    user_id: get(r, 1)?,
+                    key: get(r, 2)?,
+                    body_hash: get(r, 3)?,
+                    response: get(r, 4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Delta { entries, idem })
+    }
+
+    fn begin_write(&mut self) -> Result<Heads, StoreError> {
+        self.client.batch_execute("BEGIN").map_err(db_err)?;
+        self.in_tx = true;
+        let heads = self
+            .client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&JOURNAL_LOCK])
+            .and_then(|_| {
+                self.client.query_one(
+                    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM journal)::bigint,
+                            (SELECT hash FROM journal ORDER BY seq DESC LIMIT 1),
+                            (SELECT COALESCE(MAX(id), 0) FROM sheets)::bigint,
+                            (SELECT COALESCE(MAX(id), 0) FROM users)::bigint,
+                            (SELECT COALESCE(MAX(id), 0) FROM idempotency)::bigint",
+                    &[],
+                )
+            })
+            .map_err(db_err)
+            .and_then(|r| {
+                Ok(Heads {
+                    seq: get(&r, 0)?,
+                    hash: get::<Option<String>>(&r, 1)?.unwrap_or_else(|| GENESIS.to_string()),
+                    sheet_id: get(&r, 2)?,
+                    user_id: get(&r, 3)?,
+                    idem_id: get(&r, 4)?,
+                })
+            });
+        if heads.is_err() {
+            self.rollback();
+        }
+        heads
+    }
+
+    fn persist(&mut self, w: &BatchWrite) -> Result<(), StoreError> {
+        let c = &mut self.client;
+        if !w.sheets.is_empty() {
+            let s = &w.sheets;
+            let ids: Vec<i64> = s.iter().map(|x| x.sheet_id).collect();
+            let rounds: Vec<i64> = s.iter().map(|x| i64::from(x.sheet.round)).collect();
+            let stations: Vec<&str> = s.iter().map(|x| x.sheet.station_id.as_str()).collect();
+            let sources: Vec<&str> = s.iter().map(|x| x.source.as_str()).collect();
+            let versions: Vec<i64> = s.iter().map(|x| i64::from(x.version)).collect();
+            let users: Vec<i64> = s.iter().map(|x| x.user_id).collect();
+            let seqs: Vec<i64> = s.iter().map(|x| x.journal_seq).collect();
+            let bodies: Vec<String> = s
+                .iter()
+                .map(|x| serde_json::to_string(&x.sheet).unwrap_or_default())
+                .collect();
+            let warnings: Vec<String> = s
+                .iter()
+                .map(|x| serde_json::to_string(&x.warnings).unwrap_or_default())
+                .collect();
+            let hashes: Vec<&str> = s.iter().map(|x| x.hash.as_str()).collect();
+            c.execute(
+                "INSERT INTO sheets (id, round, station_id, source, version, user_id, journal_seq, body, warnings, hash)
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
+                                      $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[])",
+                &[&ids, &rounds, &stations, &sources, &versions, &users, &seqs, &bodies, &warnings, &hashes],
+            )
+            .map_err(db_err)?;
+        }
+        if !w.journal.is_empty() {
+            let seqs: Vec<i64> = w.journal.iter().map(|e| e.body.seq).collect();
+            let bodies: Vec<String> = w
+                .journal
+                .iter()
+                .map(|e| String::from_utf8(e.body.canonical()).unwrap_or_default())
+                .collect();
+            let prevs: Vec<&str> = w.journal.iter().map(|e| e.prev.as_str()).collect();
+            let hashes: Vec<&str> = w.journal.iter().map(|e| e.hash.as_str()).collect();
+            c.execute(
+                "INSERT INTO journal (seq, body, prev, hash)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[])",
+                &[&seqs, &bodies, &prevs, &hashes],
+            )
+            .map_err(db_err)?;
+        }
+        if !w.idem.is_empty() {
+            let ids: Vec<i64> = w.idem.iter().map(|i| i.id).collect();
+            let users: Vec<i64> = w.idem.iter().map(|i| i.user_id).collect();
+            let keys: Vec<&str> = w.idem.iter().map(|i| i.key.as_str()).collect();
+            let hashes: Vec<&str> = w.idem.iter().map(|i| i.body_hash.as_str()).collect();
+            let responses: Vec<&str> = w.idem.iter().map(|i| i.response.as_str()).collect();
+            c.execute(
+                "INSERT INTO idempotency (id, user_id, key, body_hash, response)
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[])",
+                &[&ids, &users, &keys, &hashes, &responses],
+            )
+            .map_err(db_err)?;
+        }
+        for u in &w.users {
+            c.execute(
+                "INSERT INTO users (id, role, token_hash, stations) VALUES ($1, $2, $3, $4)",
+                &[&u.id, &u.role, &u.token_hash, &u.stations],
+            )
+            .map_err(db_err)?;
+        }
+        for id in &w.revoked {
+            c.execute("UPDATE users SET revoked = 1 WHERE id = $1", &[id])
+                .map_err(db_err)?;
+        }
+        for (round, json) in &w.round_totals {
+            c.execute(
+                "INSERT INTO round_totals (round, totals) VALUES ($1, $2)
+                 ON CONFLICT (round) DO UPDATE SET totals = EXCLUDED.totals",
+                &[&i64::from(*round), json],
+            )
+            .map_err(db_err)?;
+        }
+        if !w.journal.is_empty() {
+            c.batch_execute(&format!("NOTIFY {CHANNEL}"))
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.in_tx = false;
+        self.client.batch_execute("COMMIT").map_err(db_err)
+    }
+
+    fn rollback(&mut self) {
+        self.in_tx = false;
+        let _ = self.client.batch_execute("ROLLBACK");
+    }
+
+    fn begin_read(&mut self) -> Result<(), StoreError> {
+        self.client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .map_err(db_err)?;
+        self.in_tx = true;
+        Ok(())
+    }
+
+    fn end_read(&mut self) {
+        self.in_tx = false;
+        let _ = self.client.batch_execute("COMMIT");
+    }
+
+    fn wait_for_change(&mut self, timeout: Duration) {
+        if !self.listening {
+            if self
+                .client
+                .batch_execute(&format!("LISTEN {CHANNEL}"))
+                .is_err()
+            {
+                std::thread::sleep(timeout);
+                return;
+            }
+            self.listening = true;
+        }
+        let got = matches!(
+            self.client.notifications().timeout_iter(timeout).next(),
+            Ok(Some(_))
+        );
+        if got {
+            // Drain what else arrived: one catch-up serves them all.
+            let mut n = self.client.notifications();
+            let mut rest = n.iter();
+            while let Ok(Some(_)) = rest.next() {}
+        }
+    }
+}
+
+/// Creates an empty database `name` on the server of `base_url` and returns its URL (used by
+/// the test suite and benchmarks to get a fresh database per run).
+pub fn create_database(base_url: &str, name: &str) -> Result<String, StoreError> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(StoreError::Invalid(format!(
+            "database name '{name}': use letters, digits and _"
+        )));
+    }
+    let mut client = Client::connect(base_url, NoTls).map_err(|e| {
+        StoreError::Db(format!(
+            "cannot connect to {}: {e}",
+            DbTarget::Postgres(base_url.to_string())
+        ))
+    })?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .map_err(db_err)?;
+    // Same server and credentials, other database: replace the path of the URL.
+    let (head, query) = match base_url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (base_url, None),
+    };
+    let authority_end = head
+        .find("://")
+        .and_then(|s| head[s + 3..].find('/').map(|i| s + 3 + i))
+        .unwrap_or(head.len());
+    let mut url = format!("{}/{name}", &head[..authority_end]);
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    Ok(url)
+}
