@@ -236,6 +236,10 @@ enum Command {
         /// Or a database (SQLite file or postgres:// URL).
         #[arg(long, value_name = "PATH|URL")]
         db: Option<String>,
+        /// A journal head published earlier (`journal_seq:journal_head` of /api/v1/progress);
+        /// verify fails if that entry's hash changed since. Repeatable.
+        #[arg(long, value_name = "SEQ:HASH")]
+        anchor: Vec<String>,
     },
     /// Load test of the server on loopback: a fresh database, N sheets from concurrent clients;
     /// reports sheets/s and latency percentiles.
@@ -442,13 +446,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             print!("{}", tally_server::cli::render_verify(&r));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { dir, db } => {
+        Command::Verify { dir, db, anchor } => {
             let path = match (dir, db) {
                 (Some(p), None) => p.to_string_lossy().to_string(),
                 (None, Some(p)) => p,
                 _ => return Err("give an export directory or --db PATH".into()),
             };
-            let r = tally_server::cli::verify(&path)?;
+            let r = tally_server::cli::verify(&path, &anchor)?;
             print!("{}", tally_server::cli::render_verify(&r));
             Ok(if r.ok {
                 ExitCode::SUCCESS

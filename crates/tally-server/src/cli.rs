@@ -159,12 +159,17 @@ pub fn export(db: &str, out_dir: &Path) -> Result<VerifyReport, String> {
     tally_store::export(&DbTarget::parse(db), out_dir).map_err(|e| e.to_string())
 }
 
-/// `tally verify PATH`: an export directory, a SQLite file or a `postgres://` URL.
-pub fn verify(path: &str) -> Result<VerifyReport, String> {
+/// `tally verify PATH [--anchor SEQ:HASH]...`: an export directory, a SQLite file or a
+/// `postgres://` URL; each anchor is a journal head published earlier.
+pub fn verify(path: &str, anchors: &[String]) -> Result<VerifyReport, String> {
+    let anchors = anchors
+        .iter()
+        .map(|a| a.parse::<tally_store::Anchor>())
+        .collect::<Result<Vec<_>, _>>()?;
     if Path::new(path).is_dir() {
-        tally_store::verify_dir(Path::new(path)).map_err(|e| e.to_string())
+        tally_store::verify_dir(Path::new(path), &anchors).map_err(|e| e.to_string())
     } else {
-        tally_store::verify_db(&DbTarget::parse(path)).map_err(|e| e.to_string())
+        tally_store::verify_db(&DbTarget::parse(path), &anchors).map_err(|e| e.to_string())
     }
 }
 

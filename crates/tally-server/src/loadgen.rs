@@ -332,7 +332,7 @@ pub fn bench_fresh(
         )
         .await
     });
-    let verify = cli::verify(&db)?;
+    let verify = cli::verify(&db, &[])?;
     eprintln!("verify: {}", cli::render_verify(&verify).trim_end());
     let _ = std::fs::remove_dir_all(&dir);
     out

@@ -441,3 +441,74 @@ async fn events_stream_announces_every_stored_sheet(kind: Kind) {
     }
     assert!(seen.matches("event: change").count() >= 2, "{seen}");
 }
+
+both!(two_servers_on_one_database_serve_the_same_results);
+/// Two servers on one database, as replicas behind a load balancer: a sheet posted to one is
+/// in the other's results, progress and event stream, and corrections through either server
+/// form one version line.
+async fn two_servers_on_one_database_serve_the_same_results(kind: Kind) {
+    let (_dir, db, [_, official, _]) = common::setup("replicas", kind);
+    let a = common::start(&db).await;
+    let b = common::start(&db).await;
+    let mut ca = Conn::connect(&a).await.unwrap();
+    let mut cb = Conn::connect(&b).await.unwrap();
+    let (s, r1) = post(
+        &mut ca,
+        Some(&official),
+        None,
+        good("S000001").to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!((s, r1["version"].clone()), (201, json!(1)));
+    let mut corr = good("S000001");
+    corr["votes"]["cand0"] = json!(190);
+    corr["votes"]["cand1"] = json!(204);
+    let (s, r2) = post(&mut cb, Some(&official), None, corr.to_string().as_bytes()).await;
+    assert_eq!((s, r2["version"].clone()), (201, json!(2)), "{r2}");
+    assert_eq!(r2["journal_seq"], r1["journal_seq"].as_i64().unwrap() + 1);
+    // B's follower brings A's sheets in (PostgreSQL: notified at commit; SQLite: polled).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let pa = ca
+            .request("GET", "/api/v1/progress", &[], b"")
+            .await
+            .unwrap()
+            .json();
+        let pb = cb
+            .request("GET", "/api/v1/progress", &[], b"")
+            .await
+            .unwrap()
+            .json();
+        if pa["versions"] == 2 && pb["versions"] == 2 {
+            assert_eq!(pa["journal_seq"], pb["journal_seq"]);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replicas did not converge: {pa} {pb}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let ra = ca
+        .request("GET", "/api/v1/results?round=1", &[], b"")
+        .await
+        .unwrap()
+        .json();
+    let rb = cb
+        .request("GET", "/api/v1/results?round=1", &[], b"")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(ra, rb);
+    let c1 = ra["rounds"][0]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == "cand1")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        c1["votes"], 204,
+        "the correction made through B counts on A"
+    );
+}

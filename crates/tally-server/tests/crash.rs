@@ -102,7 +102,7 @@ async fn kill_9_mid_load_loses_no_receipt(kind: Kind) {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let v = common::blocking(move || tally_server::cli::verify(&db).unwrap());
+    let v = common::blocking(move || tally_server::cli::verify(&db, &[]).unwrap());
     assert!(v.ok, "{:?}", v.problems);
     eprintln!(
         "crash: {} receipts before the kill, all found; {} journal entries verify",

@@ -234,7 +234,10 @@ impl WriterState {
                     },
                 );
             }
-            self.shadow.last_seq = self.shadow.last_seq.max(e.body.seq);
+            if e.body.seq > self.shadow.last_seq {
+                self.shadow.last_seq = e.body.seq;
+                self.shadow.head_hash = e.hash.clone();
+            }
             self.cursor.seq = self.cursor.seq.max(e.body.seq);
             out.push(Published {
                 seq: e.body.seq,
@@ -310,6 +313,7 @@ impl Inner {
                     });
                 }
                 live.last_seq = it.seq;
+                live.head_hash = it.hash.clone();
             }
         }
         let hooks = self.hooks.read().unwrap_or_else(|e| e.into_inner());
@@ -358,6 +362,7 @@ impl TallyStore {
         let state = load_state(&mut *db, &registry, &cfg)?;
         let mut live = state.shadow.clone();
         live.last_seq = state.cursor.seq;
+        live.head_hash = state.shadow.head_hash.clone();
         let users = state.users.clone();
         let inner = Arc::new(Inner {
             index: RegistryIndex::new(&registry),
@@ -735,6 +740,7 @@ fn decide(
     state.cursor.seq = next.seq;
     state.cursor.idem = next.idem_id;
     state.shadow.last_seq = next.seq;
+    state.shadow.head_hash = next.prev.clone();
     if !w.is_empty() {
         db.persist(&w)?;
     }
@@ -817,6 +823,7 @@ impl Store for TallyStore {
         conflicts.sort();
         ProgressReport {
             journal_seq: live.last_seq,
+            journal_head: live.head_hash.clone(),
             versions: live.versions,
             official_sheets: live.official_sheets,
             observer_sheets: live.observer_sheets,

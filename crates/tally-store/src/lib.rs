@@ -36,7 +36,7 @@ pub use model::{
     sheet_from_json, JournalEntry, Receipt, Registry, RegistryIndex, Role, Sheet, SheetRecord,
     User, ValidSheet,
 };
-pub use verify::{export, verify_db, verify_dir, Problem, VerifyReport};
+pub use verify::{export, verify_db, verify_dir, Anchor, Problem, VerifyReport};
 
 use serde::Serialize;
 use std::fmt;
@@ -117,6 +117,9 @@ pub struct ProgressRound {
 #[derive(Clone, Debug, Serialize)]
 pub struct ProgressReport {
     pub journal_seq: i64,
+    /// Hash of journal entry `journal_seq`: publish it (with the seq) to anchor the chain;
+    /// `tally verify --anchor SEQ:HASH` later proves the history up to it was not rewritten.
+    pub journal_head: String,
     /// Sheet versions stored (all sources).
     pub versions: u64,
     /// Stations × rounds with an official sheet / with at least one observer sheet per observer.

@@ -46,6 +46,8 @@ pub struct Live {
     pub stations: HashMap<(u8, String), StationState>,
     pub matching: Option<Matching>,
     pub last_seq: i64,
+    /// Hash of journal entry `last_seq` (what observers publish to anchor the chain).
+    pub head_hash: String,
     pub versions: u64,
     pub official_sheets: u64,
     pub observer_sheets: u64,
@@ -287,6 +289,7 @@ impl Live {
             stations: HashMap::new(),
             matching,
             last_seq: 0,
+            head_hash: crate::model::GENESIS.to_string(),
             versions: 0,
             official_sheets: 0,
             observer_sheets: 0,

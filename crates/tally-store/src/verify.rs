@@ -14,7 +14,7 @@ use tally_model::ValidationConfig;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Problem {
-    /// `file_changed`, `journal_gap`, `journal_altered`, `journal_broken_link`,
+    /// `anchor_mismatch`, `anchor_missing`, `file_changed`, `journal_gap`, `journal_altered`, `journal_broken_link`,
     /// `sheet_edited`, `sheet_without_entry`, `entry_without_sheet`, `unreadable`,
     /// `total_changed`.
     pub kind: String,
@@ -28,6 +28,49 @@ pub struct VerifyReport {
     pub sheets: u64,
     pub head: Option<String>,
     pub problems: Vec<Problem>,
+}
+
+/// A journal head published earlier (`SEQ:HASH`, as `/api/v1/progress` shows it): the entry
+/// `seq` must still have that hash, so the history up to it was not rewritten since.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl std::str::FromStr for Anchor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Anchor, String> {
+        let bad = || {
+            format!("anchor '{s}': expected SEQ:HASH (64 hex digits), as /api/v1/progress shows")
+        };
+        let (seq, hash) = s.split_once(':').ok_or_else(bad)?;
+        let seq: i64 = seq.trim().parse().map_err(|_| bad())?;
+        let hash = hash.trim().to_ascii_lowercase();
+        if seq < 1 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        Ok(Anchor { seq, hash })
+    }
+}
+
+fn check_anchors(by_seq: &HashMap<i64, JournalEntry>, anchors: &[Anchor], out: &mut VerifyReport) {
+    for a in anchors {
+        match by_seq.get(&a.seq) {
+            Some(e) if e.hash == a.hash => {}
+            Some(e) => out.problems.push(p(
+                "anchor_mismatch",
+                format!(
+                    "journal entry {} has hash {} but {} was published for it: the history up to it was rewritten",
+                    a.seq, e.hash, a.hash
+                ),
+            )),
+            None => out.problems.push(p(
+                "anchor_missing",
+                format!("journal entry {}, published as {}, is missing", a.seq, a.hash),
+            )),
+        }
+    }
 }
 
 fn p(kind: &str, detail: String) -> Problem {
@@ -48,6 +91,7 @@ fn results_value(live: &Live, reg: &Registry) -> Value {
 
 /// Chain, sheet hashes and recomputed live state from the raw rows.
 fn check(
+    anchors: &[Anchor],
     reg: &Registry,
     sheets: Vec<Result<SheetRecord, String>>,
     journal: Vec<Result<(i64, JournalEntry), String>>,
@@ -105,6 +149,7 @@ fn check(
         out.head = Some(e.hash.clone());
         by_seq.insert(seq, e);
     }
+    check_anchors(&by_seq, anchors, out);
     let mut live = Live::new(reg, &ValidationConfig::default());
     let mut seen_sheets: HashMap<i64, ()> = HashMap::new();
     for row in sheets {
@@ -192,11 +237,11 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
 
 /// Checks a database: chain, sheets against the journal, and the stored totals of each round
 /// against totals recomputed from the sheets.
-pub fn verify_db(target: &DbTarget) -> Result<VerifyReport, StoreError> {
+pub fn verify_db(target: &DbTarget, anchors: &[Anchor]) -> Result<VerifyReport, StoreError> {
     let snap = target.connect(false)?.snapshot()?;
     let reg = snap.registry;
     let mut out = VerifyReport::default();
-    let live = check(&reg, snap.sheets, snap.journal, &mut out);
+    let live = check(anchors, &reg, snap.sheets, snap.journal, &mut out);
     for (round, json) in snap.round_totals {
         let stored: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
         let Some(lr) = live.rounds.iter().find(|r| r.round.number == round) else {
@@ -252,7 +297,7 @@ pub fn export(target: &DbTarget, dir: &Path) -> Result<VerifyReport, StoreError>
         journal_text.push('\n');
     }
     let mut report = VerifyReport::default();
-    let live = check(&reg, sheets, journal, &mut report);
+    let live = check(&[], &reg, sheets, journal, &mut report);
     let results = serde_json::to_string_pretty(&results_value(&live, &reg)).unwrap_or_default();
     let registry = serde_json::to_string_pretty(&reg).unwrap_or_default();
     let contents = [registry, sheets_text, journal_text, results];
@@ -279,7 +324,7 @@ pub fn export(target: &DbTarget, dir: &Path) -> Result<VerifyReport, StoreError>
 
 /// Checks an export directory: file hashes against the manifest, the chain, the sheets against
 /// the journal, and `results.json` against results recomputed from the sheets.
-pub fn verify_dir(dir: &Path) -> Result<VerifyReport, StoreError> {
+pub fn verify_dir(dir: &Path, anchors: &[Anchor]) -> Result<VerifyReport, StoreError> {
     let read = |name: &str| {
         std::fs::read_to_string(dir.join(name))
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.join(name).display())))
@@ -317,7 +362,7 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport, StoreError> {
                 .map_err(|e| format!("journal.jsonl:{}: {e}", i + 1))
         })
         .collect();
-    let live = check(&reg, sheets, journal, &mut out);
+    let live = check(anchors, &reg, sheets, journal, &mut out);
     if manifest.journal_head != out.head || manifest.journal_entries != out.journal_entries {
         out.problems.push(p(
             "journal_altered",

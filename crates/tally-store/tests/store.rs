@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::channel;
 use tally_model::{Rule, ValidationConfig};
+use tally_store::backend::Backend;
 use tally_store::model::{CandidateRec, RoundDef, StationInfo};
 use tally_store::*;
 
@@ -203,7 +204,7 @@ fn incremental_totals_equal_a_full_count_and_versions_are_kept(kind: Kind) {
         Err(StoreError::IdempotencyConflict(_))
     ));
     store.close();
-    let r = verify_db(&db).unwrap();
+    let r = verify_db(&db, &[]).unwrap();
     assert!(r.ok, "{:?}", r.problems);
     // Reopen: the live state is rebuilt from the database.
     let store = TallyStore::open(&db, ValidationConfig::default()).unwrap();
@@ -222,7 +223,7 @@ fn tampering_is_named_by_verify(kind: Kind) {
     let out = dir.join("export");
     let r = export(&db, &out).unwrap();
     assert!(r.ok, "{:?}", r.problems);
-    assert!(verify_dir(&out).unwrap().ok);
+    assert!(verify_dir(&out, &[]).unwrap().ok);
 
     // Edit a stored sheet directly in the database.
     let n = raw_sql(
@@ -232,7 +233,7 @@ fn tampering_is_named_by_verify(kind: Kind) {
     assert_eq!(n, 1);
     // Delete a journal entry.
     assert_eq!(raw_sql(&db, "DELETE FROM journal WHERE seq = 5"), 1);
-    let r = verify_db(&db).unwrap();
+    let r = verify_db(&db, &[]).unwrap();
     assert!(!r.ok);
     let text: Vec<String> = r
         .problems
@@ -269,7 +270,7 @@ fn tampering_is_named_by_verify(kind: Kind) {
         .map(|(_, l)| l)
         .collect();
     std::fs::write(out.join("journal.jsonl"), kept.join("\n") + "\n").unwrap();
-    let r = verify_dir(&out).unwrap();
+    let r = verify_dir(&out, &[]).unwrap();
     let text: Vec<String> = r
         .problems
         .iter()
@@ -331,7 +332,64 @@ fn two_stores_on_one_database_agree(kind: Kind) {
     assert_eq!(b.station("S7").unwrap().versions.len(), 12);
     a.close();
     b.close();
-    let r = verify_db(&db).unwrap();
+    let r = verify_db(&db, &[]).unwrap();
     assert!(r.ok, "{:?}", r.problems);
     assert_eq!(r.journal_entries, 1 + 12 + 12 + 1);
+}
+
+both!(a_published_head_catches_a_rewritten_history);
+/// A consistent rewrite of the whole chain passes the chain check, which is why heads are
+/// published: the anchor taken before the rewrite names it.
+fn a_published_head_catches_a_rewritten_history(kind: Kind) {
+    let (_dir, db, store, user) = setup("anchor", kind);
+    for i in 0..5u64 {
+        submit(&store, &user, vec![sheet(&format!("S{i}"), 300, 400)], None).unwrap();
+    }
+    let p = store.progress();
+    assert_eq!(p.journal_seq, 6);
+    let anchor: Anchor = format!("{}:{}", p.journal_seq, p.journal_head)
+        .parse()
+        .unwrap();
+    store.close();
+    drop(store);
+    assert!(verify_db(&db, std::slice::from_ref(&anchor)).unwrap().ok);
+    assert!("6:abc".parse::<Anchor>().is_err());
+
+    // Rewrite: change the time of entry 1 and re-chain every entry after it.
+    let mut backend = db.connect(false).unwrap();
+    let entries: Vec<JournalEntry> = backend
+        .journal(1, 100)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().1)
+        .collect();
+    drop(backend);
+    let mut prev = model::GENESIS.to_string();
+    for mut e in entries {
+        if e.body.seq == 1 {
+            e.body.at += 1;
+        }
+        let hash = e.body.chain(&prev);
+        let body = String::from_utf8(e.body.canonical()).unwrap();
+        assert!(!body.contains('\''));
+        raw_sql(
+            &db,
+            &format!(
+                "UPDATE journal SET body = '{body}', prev = '{prev}', hash = '{hash}' WHERE seq = {}",
+                e.body.seq
+            ),
+        );
+        prev = hash;
+    }
+    let r = verify_db(&db, &[]).unwrap();
+    assert!(
+        r.ok,
+        "a consistent rewrite passes the chain check: {:?}",
+        r.problems
+    );
+    let r = verify_db(&db, &[anchor]).unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert_eq!(r.problems[0].kind, "anchor_mismatch");
+    assert!(r.problems[0].detail.contains("journal entry 6"));
 }

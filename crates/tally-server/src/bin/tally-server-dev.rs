@@ -94,7 +94,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, String> {
             print!("{}", cli::render_verify(&r));
         }
         Cmd::Verify { path } => {
-            let r = cli::verify(&path)?;
+            let r = cli::verify(&path, &[])?;
             print!("{}", cli::render_verify(&r));
             if !r.ok {
                 return Ok(ExitCode::from(2));
