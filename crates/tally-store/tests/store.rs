@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::channel;
 use tally_model::{Rule, ValidationConfig};
-use tally_store::backend::Backend;
 use tally_store::model::{CandidateRec, RoundDef, StationInfo};
 use tally_store::*;
 
