@@ -67,7 +67,7 @@ pub const DOCUMENT: &str = r##"{
         {"name": "area", "in": "query", "schema": {"type": "string"}, "description": "Path such as North/A"},
         {"name": "round", "in": "query", "schema": {"type": "integer"}}],
       "responses": {"200": {"description": "tally.results/1 document"}, "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}}},
-    "/progress": {"get": {"summary": "Stations counted per round, sheet versions, conflicts.", "responses": {"200": {"description": "progress"}}}},
+    "/progress": {"get": {"summary": "Stations counted per round, sheet versions, conflicts, and the journal head (journal_seq, journal_head) to publish as an anchor.", "responses": {"200": {"description": "progress"}}}},
     "/stations/{id}": {"get": {"summary": "Every version of every source of one station, and its conflicts.",
       "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
       "responses": {"200": {"description": "station"}, "404": {"$ref": "#/components/responses/Error"}}}},
