@@ -13,7 +13,7 @@ use crate::backend::*;
 use crate::model::*;
 use crate::StoreError;
 use ::postgres::fallible_iterator::FallibleIterator;
-use ::postgres::{Client, NoTls, Row};
+use ::postgres::{Client, NoTls, Row, Statement};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -57,7 +57,45 @@ pub struct PgBackend {
     listening: bool,
     /// Inside a transaction begun by `begin_write` or `begin_read`.
     in_tx: bool,
+    /// Prepared once per connection: each saves a round trip per batch.
+    write_stmts: Option<WriteStatements>,
 }
+
+struct WriteStatements {
+    heads: Statement,
+    batch: Statement,
+}
+
+const HEADS_SQL: &str = "SELECT (SELECT COALESCE(MAX(seq), 0) FROM journal)::bigint,
+        (SELECT hash FROM journal ORDER BY seq DESC LIMIT 1),
+        (SELECT COALESCE(MAX(id), 0) FROM sheets)::bigint,
+        (SELECT COALESCE(MAX(id), 0) FROM users)::bigint,
+        (SELECT COALESCE(MAX(id), 0) FROM idempotency)::bigint";
+
+/// The sheets, journal entries, idempotency records and round totals of a batch, and the
+/// notification, in one statement (one round trip): every data-modifying CTE runs.
+const BATCH_SQL: &str = "
+WITH s AS (
+  INSERT INTO sheets (id, round, station_id, source, version, user_id, journal_seq, body, warnings, hash)
+  SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
+                       $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[])
+  RETURNING 1),
+j AS (
+  INSERT INTO journal (seq, body, prev, hash)
+  SELECT * FROM UNNEST($11::bigint[], $12::text[], $13::text[], $14::text[])
+  RETURNING 1),
+i AS (
+  INSERT INTO idempotency (id, user_id, key, body_hash, response)
+  SELECT * FROM UNNEST($15::bigint[], $16::bigint[], $17::text[], $18::text[], $19::text[])
+  RETURNING 1),
+t AS (
+  INSERT INTO round_totals (round, totals)
+  SELECT * FROM UNNEST($20::bigint[], $21::text[])
+  ON CONFLICT (round) DO UPDATE SET totals = EXCLUDED.totals
+  RETURNING 1)
+SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM j), (SELECT count(*) FROM i),
+       (SELECT count(*) FROM t),
+       CASE WHEN cardinality($11::bigint[]) > 0 THEN pg_notify('tally_journal', '') END";
 
 const SHEET_COLUMNS: &str = "id, source, version, user_id, journal_seq, body, warnings, hash";
 
@@ -133,6 +171,7 @@ impl PgBackend {
             client,
             listening: false,
             in_tx: false,
+            write_stmts: None,
         })
     }
 
@@ -348,31 +387,29 @@ impl Backend for PgBackend {
     }
 
     fn begin_write(&mut self) -> Result<Heads, StoreError> {
-        self.client.batch_execute("BEGIN").map_err(db_err)?;
+        if self.write_stmts.is_none() {
+            let heads = self.client.prepare(HEADS_SQL).map_err(db_err)?;
+            let batch = self.client.prepare(BATCH_SQL).map_err(db_err)?;
+            self.write_stmts = Some(WriteStatements { heads, batch });
+        }
+        // BEGIN and the lock in one round trip; the heads are read once the lock is held.
+        self.client
+            .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({JOURNAL_LOCK})"))
+            .map_err(db_err)?;
         self.in_tx = true;
-        let heads = self
-            .client
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&JOURNAL_LOCK])
-            .and_then(|_| {
-                self.client.query_one(
-                    "SELECT (SELECT COALESCE(MAX(seq), 0) FROM journal)::bigint,
-                            (SELECT hash FROM journal ORDER BY seq DESC LIMIT 1),
-                            (SELECT COALESCE(MAX(id), 0) FROM sheets)::bigint,
-                            (SELECT COALESCE(MAX(id), 0) FROM users)::bigint,
-                            (SELECT COALESCE(MAX(id), 0) FROM idempotency)::bigint",
-                    &[],
-                )
+        let heads = match &self.write_stmts {
+            Some(st) => self.client.query_one(&st.heads, &[]).map_err(db_err),
+            None => Err(StoreError::Db("statements not prepared".into())),
+        }
+        .and_then(|r| {
+            Ok(Heads {
+                seq: get(&r, 0)?,
+                hash: get::<Option<String>>(&r, 1)?.unwrap_or_else(|| GENESIS.to_string()),
+                sheet_id: get(&r, 2)?,
+                user_id: get(&r, 3)?,
+                idem_id: get(&r, 4)?,
             })
-            .map_err(db_err)
-            .and_then(|r| {
-                Ok(Heads {
-                    seq: get(&r, 0)?,
-                    hash: get::<Option<String>>(&r, 1)?.unwrap_or_else(|| GENESIS.to_string()),
-                    sheet_id: get(&r, 2)?,
-                    user_id: get(&r, 3)?,
-                    idem_id: get(&r, 4)?,
-                })
-            });
+        });
         if heads.is_err() {
             self.rollback();
         }
@@ -380,83 +417,71 @@ impl Backend for PgBackend {
     }
 
     fn persist(&mut self, w: &BatchWrite) -> Result<(), StoreError> {
-        let c = &mut self.client;
-        if !w.sheets.is_empty() {
-            let s = &w.sheets;
-            let ids: Vec<i64> = s.iter().map(|x| x.sheet_id).collect();
-            let rounds: Vec<i64> = s.iter().map(|x| i64::from(x.sheet.round)).collect();
-            let stations: Vec<&str> = s.iter().map(|x| x.sheet.station_id.as_str()).collect();
-            let sources: Vec<&str> = s.iter().map(|x| x.source.as_str()).collect();
-            let versions: Vec<i64> = s.iter().map(|x| i64::from(x.version)).collect();
-            let users: Vec<i64> = s.iter().map(|x| x.user_id).collect();
-            let seqs: Vec<i64> = s.iter().map(|x| x.journal_seq).collect();
-            let bodies: Vec<String> = s
-                .iter()
-                .map(|x| serde_json::to_string(&x.sheet).unwrap_or_default())
-                .collect();
-            let warnings: Vec<String> = s
-                .iter()
-                .map(|x| serde_json::to_string(&x.warnings).unwrap_or_default())
-                .collect();
-            let hashes: Vec<&str> = s.iter().map(|x| x.hash.as_str()).collect();
-            c.execute(
-                "INSERT INTO sheets (id, round, station_id, source, version, user_id, journal_seq, body, warnings, hash)
-                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[],
-                                      $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[])",
-                &[&ids, &rounds, &stations, &sources, &versions, &users, &seqs, &bodies, &warnings, &hashes],
+        let s = &w.sheets;
+        let ids: Vec<i64> = s.iter().map(|x| x.sheet_id).collect();
+        let rounds: Vec<i64> = s.iter().map(|x| i64::from(x.sheet.round)).collect();
+        let stations: Vec<&str> = s.iter().map(|x| x.sheet.station_id.as_str()).collect();
+        let sources: Vec<&str> = s.iter().map(|x| x.source.as_str()).collect();
+        let versions: Vec<i64> = s.iter().map(|x| i64::from(x.version)).collect();
+        let users: Vec<i64> = s.iter().map(|x| x.user_id).collect();
+        let seqs: Vec<i64> = s.iter().map(|x| x.journal_seq).collect();
+        let bodies: Vec<String> = s
+            .iter()
+            .map(|x| serde_json::to_string(&x.sheet).unwrap_or_default())
+            .collect();
+        let warnings: Vec<String> = s
+            .iter()
+            .map(|x| serde_json::to_string(&x.warnings).unwrap_or_default())
+            .collect();
+        let hashes: Vec<&str> = s.iter().map(|x| x.hash.as_str()).collect();
+        let j = &w.journal;
+        let j_seqs: Vec<i64> = j.iter().map(|e| e.body.seq).collect();
+        let j_bodies: Vec<String> = j
+            .iter()
+            .map(|e| String::from_utf8(e.body.canonical()).unwrap_or_default())
+            .collect();
+        let j_prevs: Vec<&str> = j.iter().map(|e| e.prev.as_str()).collect();
+        let j_hashes: Vec<&str> = j.iter().map(|e| e.hash.as_str()).collect();
+        let i = &w.idem;
+        let i_ids: Vec<i64> = i.iter().map(|x| x.id).collect();
+        let i_users: Vec<i64> = i.iter().map(|x| x.user_id).collect();
+        let i_keys: Vec<&str> = i.iter().map(|x| x.key.as_str()).collect();
+        let i_hashes: Vec<&str> = i.iter().map(|x| x.body_hash.as_str()).collect();
+        let i_responses: Vec<&str> = i.iter().map(|x| x.response.as_str()).collect();
+        let t_rounds: Vec<i64> = w.round_totals.iter().map(|(r, _)| i64::from(*r)).collect();
+        let t_json: Vec<&str> = w.round_totals.iter().map(|(_, t)| t.as_str()).collect();
+        let Some(st) = &self.write_stmts else {
+            return Err(StoreError::Db("statements not prepared".into()));
+        };
+        let row = self
+            .client
+            .query_one(
+                &st.batch,
+                &[
+                    &ids, &rounds, &stations, &sources, &versions, &users, &seqs, &bodies,
+                    &warnings, &hashes, &j_seqs, &j_bodies, &j_prevs, &j_hashes, &i_ids,
+                    &i_users, &i_keys, &i_hashes, &i_responses, &t_rounds, &t_json,
+                ],
             )
             .map_err(db_err)?;
-        }
-        if !w.journal.is_empty() {
-            let seqs: Vec<i64> = w.journal.iter().map(|e| e.body.seq).collect();
-            let bodies: Vec<String> = w
-                .journal
-                .iter()
-                .map(|e| String::from_utf8(e.body.canonical()).unwrap_or_default())
-                .collect();
-            let prevs: Vec<&str> = w.journal.iter().map(|e| e.prev.as_str()).collect();
-            let hashes: Vec<&str> = w.journal.iter().map(|e| e.hash.as_str()).collect();
-            c.execute(
-                "INSERT INTO journal (seq, body, prev, hash)
-                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[])",
-                &[&seqs, &bodies, &prevs, &hashes],
-            )
-            .map_err(db_err)?;
-        }
-        if !w.idem.is_empty() {
-            let ids: Vec<i64> = w.idem.iter().map(|i| i.id).collect();
-            let users: Vec<i64> = w.idem.iter().map(|i| i.user_id).collect();
-            let keys: Vec<&str> = w.idem.iter().map(|i| i.key.as_str()).collect();
-            let hashes: Vec<&str> = w.idem.iter().map(|i| i.body_hash.as_str()).collect();
-            let responses: Vec<&str> = w.idem.iter().map(|i| i.response.as_str()).collect();
-            c.execute(
-                "INSERT INTO idempotency (id, user_id, key, body_hash, response)
-                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[])",
-                &[&ids, &users, &keys, &hashes, &responses],
-            )
-            .map_err(db_err)?;
+        let written: Vec<i64> = (0..4).map(|k| get(&row, k)).collect::<Result<_, _>>()?;
+        let expected = [s.len(), j.len(), i.len(), w.round_totals.len()];
+        if written.iter().zip(expected).any(|(a, b)| *a != b as i64) {
+            return Err(StoreError::Db(format!(
+                "batch wrote {written:?} rows, expected {expected:?}"
+            )));
         }
         for u in &w.users {
-            c.execute(
-                "INSERT INTO users (id, role, token_hash, stations) VALUES ($1, $2, $3, $4)",
-                &[&u.id, &u.role, &u.token_hash, &u.stations],
-            )
-            .map_err(db_err)?;
-        }
-        for id in &w.revoked {
-            c.execute("UPDATE users SET revoked = 1 WHERE id = $1", &[id])
+            self.client
+                .execute(
+                    "INSERT INTO users (id, role, token_hash, stations) VALUES ($1, $2, $3, $4)",
+                    &[&u.id, &u.role, &u.token_hash, &u.stations],
+                )
                 .map_err(db_err)?;
         }
-        for (round, json) in &w.round_totals {
-            c.execute(
-                "INSERT INTO round_totals (round, totals) VALUES ($1, $2)
-                 ON CONFLICT (round) DO UPDATE SET totals = EXCLUDED.totals",
-                &[&i64::from(*round), json],
-            )
-            .map_err(db_err)?;
-        }
-        if !w.journal.is_empty() {
-            c.batch_execute(&format!("NOTIFY {CHANNEL}"))
+        for id in &w.revoked {
+            self.client
+                .execute("UPDATE users SET revoked = 1 WHERE id = $1", &[id])
                 .map_err(db_err)?;
         }
         Ok(())
