@@ -129,6 +129,9 @@ pub struct BatchWrite {
     pub revoked: Vec<i64>,
     /// `(round, root totals as JSON)`.
     pub round_totals: Vec<(u8, String)>,
+    /// Which store wrote it (sent with the change notification, so a store's follower can
+    /// ignore what its own writer already published).
+    pub origin: String,
 }
 
 impl BatchWrite {
@@ -199,8 +202,9 @@ pub trait Backend: Send {
         self.end_read();
         read
     }
-    /// Blocks until another connection may have committed something, or `timeout` passes.
-    fn wait_for_change(&mut self, timeout: Duration);
+    /// Blocks until a writer other than `own_origin` may have committed something, or
+    /// `timeout` passes.
+    fn wait_for_change(&mut self, timeout: Duration, own_origin: &str);
 }
 
 #[cfg(test)]

@@ -267,18 +267,42 @@ struct Inner {
     cfg: ValidationConfig,
     live: RwLock<Live>,
     users: RwLock<HashMap<String, User>>,
-    reader: Mutex<Box<dyn Backend>>,
+    /// This store's name in change notifications (random per process and open).
+    origin: String,
+    /// `None` once dropped (see `Drop for Inner`).
+    reader: Mutex<Option<Box<dyn Backend>>>,
     hooks: RwLock<Vec<Hook>>,
+}
+
+impl Drop for Inner {
+    /// The PostgreSQL client closes its connection by blocking on a runtime of its own, which
+    /// panics on a thread that drives async tasks (the server's): close it on a plain thread.
+    fn drop(&mut self) {
+        let reader = self
+            .reader
+            .get_mut()
+            .map(Option::take)
+            .unwrap_or_else(|e| e.into_inner().take());
+        if let Some(db) = reader {
+            let _ = std::thread::spawn(move || drop(db)).join();
+        }
+    }
 }
 
 impl Inner {
     /// Runs `f` on the reader connection, on a thread of its own: the PostgreSQL client blocks
     /// on a runtime of its own, which must not be entered from the server's async tasks.
-    fn read_db<T: Send>(&self, f: impl FnOnce(&mut dyn Backend) -> T + Send) -> T {
+    fn read_db<T: Send>(
+        &self,
+        f: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError> {
         std::thread::scope(|s| {
             let job = s.spawn(|| {
                 let mut db = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-                f(&mut **db)
+                match db.as_mut() {
+                    Some(db) => f(&mut **db),
+                    None => Err(StoreError::Closed),
+                }
             });
             match job.join() {
                 Ok(v) => v,
@@ -370,7 +394,8 @@ impl TallyStore {
             cfg,
             live: RwLock::new(live),
             users: RwLock::new(users),
-            reader: Mutex::new(target.connect(false)?),
+            reader: Mutex::new(Some(target.connect(false)?)),
+            origin: new_token()?[..16].to_string(),
             hooks: RwLock::new(Vec::new()),
         });
         let (tx, rx) = channel();
@@ -427,8 +452,7 @@ impl TallyStore {
 
     /// Brings in what other writers committed, now (the follower does it in the background).
     pub fn catch_up(&self) -> Result<(), StoreError> {
-        let mut db = self.inner.reader.lock().unwrap_or_else(|e| e.into_inner());
-        catch_up(&mut **db, &self.inner)
+        self.inner.read_db(|db| catch_up(db, &self.inner))
     }
 }
 
@@ -470,7 +494,7 @@ fn catch_up(db: &mut dyn Backend, inner: &Inner) -> Result<(), StoreError> {
 
 fn follow_loop(mut db: Box<dyn Backend>, inner: Arc<Inner>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
-        db.wait_for_change(FOLLOW_INTERVAL);
+        db.wait_for_change(FOLLOW_INTERVAL, &inner.origin);
         if stop.load(Ordering::Relaxed) {
             break;
         }
@@ -536,7 +560,7 @@ fn run_batch(
     jobs: &mut Vec<Job>,
 ) -> Result<(), StoreError> {
     let heads = db.begin_write()?;
-    let decided = decide(db, state, heads, jobs);
+    let decided = decide(&inner.origin, db, state, heads, jobs);
     let (w, mut published, done, users_changed) = match decided {
         Ok(x) => x,
         Err(e) => {
@@ -586,6 +610,7 @@ fn run_batch(
 type Decided = (BatchWrite, Vec<Published>, Vec<Done>, bool);
 
 fn decide(
+    origin: &str,
     db: &mut dyn Backend,
     state: &mut WriterState,
     heads: Heads,
@@ -608,7 +633,10 @@ fn decide(
         )));
     }
     let mut next = Next::from_heads(heads);
-    let mut w = BatchWrite::default();
+    let mut w = BatchWrite {
+        origin: origin.to_string(),
+        ..BatchWrite::default()
+    };
     let mut done: Vec<Done> = Vec::with_capacity(jobs.len());
     let mut rounds_touched: Vec<u8> = Vec::new();
     for job in jobs.drain(..) {
@@ -774,7 +802,9 @@ impl Store for TallyStore {
         // A user added from the command line (or another replica) since the last catch-up.
         let user = self
             .inner
-            .read_db(|db| db.user_by_token(&h).ok().flatten())?;
+            .read_db(|db| db.user_by_token(&h))
+            .ok()
+            .flatten()?;
         self.inner
             .users
             .write()

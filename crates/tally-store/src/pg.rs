@@ -95,7 +95,7 @@ t AS (
   RETURNING 1)
 SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM j), (SELECT count(*) FROM i),
        (SELECT count(*) FROM t),
-       CASE WHEN cardinality($11::bigint[]) > 0 THEN pg_notify('tally_journal', '') END";
+       CASE WHEN cardinality($11::bigint[]) > 0 THEN pg_notify('tally_journal', $22::text) END";
 
 const SHEET_COLUMNS: &str = "id, source, version, user_id, journal_seq, body, warnings, hash";
 
@@ -394,7 +394,9 @@ impl Backend for PgBackend {
         }
         // BEGIN and the lock in one round trip; the heads are read once the lock is held.
         self.client
-            .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({JOURNAL_LOCK})"))
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({JOURNAL_LOCK})"
+            ))
             .map_err(db_err)?;
         self.in_tx = true;
         let heads = match &self.write_stmts {
@@ -458,9 +460,28 @@ impl Backend for PgBackend {
             .query_one(
                 &st.batch,
                 &[
-                    &ids, &rounds, &stations, &sources, &versions, &users, &seqs, &bodies,
-                    &warnings, &hashes, &j_seqs, &j_bodies, &j_prevs, &j_hashes, &i_ids,
-                    &i_users, &i_keys, &i_hashes, &i_responses, &t_rounds, &t_json,
+                    &ids,
+                    &rounds,
+                    &stations,
+                    &sources,
+                    &versions,
+                    &users,
+                    &seqs,
+                    &bodies,
+                    &warnings,
+                    &hashes,
+                    &j_seqs,
+                    &j_bodies,
+                    &j_prevs,
+                    &j_hashes,
+                    &i_ids,
+                    &i_users,
+                    &i_keys,
+                    &i_hashes,
+                    &i_responses,
+                    &t_rounds,
+                    &t_json,
+                    &w.origin,
                 ],
             )
             .map_err(db_err)?;
@@ -510,7 +531,7 @@ impl Backend for PgBackend {
         let _ = self.client.batch_execute("COMMIT");
     }
 
-    fn wait_for_change(&mut self, timeout: Duration) {
+    fn wait_for_change(&mut self, timeout: Duration, own_origin: &str) {
         if !self.listening {
             if self
                 .client
@@ -522,15 +543,25 @@ impl Backend for PgBackend {
             }
             self.listening = true;
         }
-        let got = matches!(
-            self.client.notifications().timeout_iter(timeout).next(),
-            Ok(Some(_))
-        );
-        if got {
-            // Drain what else arrived: one catch-up serves them all.
-            let mut n = self.client.notifications();
-            let mut rest = n.iter();
-            while let Ok(Some(_)) = rest.next() {}
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let got = self.client.notifications().timeout_iter(left).next();
+            match got {
+                // Our own writer already published its batch.
+                Ok(Some(note)) if note.payload() == own_origin => continue,
+                Ok(Some(_)) => {
+                    // Drain what else arrived: one catch-up serves them all.
+                    let mut n = self.client.notifications();
+                    let mut rest = n.iter();
+                    while let Ok(Some(_)) = rest.next() {}
+                    return;
+                }
+                _ => return,
+            }
         }
     }
 }

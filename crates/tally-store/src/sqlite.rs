@@ -427,7 +427,7 @@ impl Backend for SqliteBackend {
         let _ = self.conn.execute_batch("COMMIT");
     }
 
-    fn wait_for_change(&mut self, timeout: Duration) {
+    fn wait_for_change(&mut self, timeout: Duration, _own_origin: &str) {
         // One process owns a SQLite file's server; other writers (the command line) are rare,
         // so polling is enough.
         std::thread::sleep(timeout);
