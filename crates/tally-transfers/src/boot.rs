@@ -58,7 +58,13 @@ pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 /// Proportions estimated by `method` (an LP method) on the resample `idx` of `full`; rows empty
 /// in the resample are NaN (not identified in it, left out of the percentiles).
-fn estimate_p(full: &Data, idx: &[usize], method: Method, opts: &Options) -> Vec<f64> {
+fn estimate_p(
+    full: &Data,
+    idx: &[usize],
+    p_full: &[f64],
+    method: Method,
+    opts: &Options,
+) -> Vec<f64> {
     let d = &full.select(idx);
     // Small inputs: the exact LP on the distinct units weighted by their multiplicity (same
     // optimum, smaller LP); the same size rule as the point estimate decides the solver.
@@ -71,9 +77,11 @@ fn estimate_p(full: &Data, idx: &[usize], method: Method, opts: &Options) -> Vec
     } else {
         None
     };
+    // Large inputs: the bundle, warm-started from the full-data solution `p_full` (same
+    // certified tolerance as the point estimate).
     let fit = match exact {
         Some(f) => f,
-        None => lp::lphom(d, opts.exact_lp_max_cells),
+        None => lp::lphom_bundle_from(d, 1e-6, 2000, Some(p_full)),
     };
     let mut p = match method {
         Method::Tslphom => lp::refine(d, &fit.p, 1, opts.nslphom_tol, false).p,
@@ -101,7 +109,14 @@ fn estimate_p(full: &Data, idx: &[usize], method: Method, opts: &Options) -> Vec
 }
 
 /// Runs `replicates` bootstrap replicates of `method` on `d`.
-pub(crate) fn run(d: &Data, method: Method, opts: &Options, replicates: usize) -> BootInterval {
+/// `p_full`: the lphom solution on the full data (warm start of the bundle replicates).
+pub(crate) fn run(
+    d: &Data,
+    p_full: &[f64],
+    method: Method,
+    opts: &Options,
+    replicates: usize,
+) -> BootInterval {
     let k = d.r * d.c;
     let reps: Vec<Vec<f64>> = (0..replicates)
         .into_par_iter()
@@ -109,7 +124,7 @@ pub(crate) fn run(d: &Data, method: Method, opts: &Options, replicates: usize) -
             let mut rng =
                 ChaCha8Rng::seed_from_u64(derive_seed(opts.seed, &[BOOT_STREAM, b as u64]));
             let idx: Vec<usize> = (0..d.u).map(|_| rng.gen_range(0..d.u)).collect();
-            estimate_p(d, &idx, method, opts)
+            estimate_p(d, &idx, p_full, method, opts)
         })
         .collect();
     let mut lower = vec![f64::NAN; k];

@@ -264,7 +264,7 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
             if reps == 0 {
                 (None, None, interval)
             } else {
-                let bi = boot::run(&d, method, opts, reps);
+                let bi = boot::run(&d, &fit.p, method, opts, reps);
                 // A cell no replicate could estimate (its row empty in every resample) keeps its
                 // Duncan–Davis bounds rather than a NaN. A percentile can fall on the wrong side
                 // of the point estimate (an LP estimate sitting on the simplex boundary, at 0,

@@ -360,16 +360,33 @@ const WARM_UNITS: usize = 5_000;
 /// Cut management: the master problems keep at most [`MAX_CUTS`] cuts, dropping those least active
 /// at the master solution (the lower bound is a running maximum, so it stays valid).
 pub(crate) fn lphom_bundle(d: &Data, rel_tol: f64, max_iter: usize) -> LpFit {
+    lphom_bundle_from(d, rel_tol, max_iter, None)
+}
+
+/// [`lphom_bundle`] with an optional warm start that replaces the subsample stage (a bootstrap
+/// replicate starts from the full-data solution, closer than any subsample's). The certificate
+/// is unchanged: the start only decides where the bundle and the sign fixing begin.
+pub(crate) fn lphom_bundle_from(
+    d: &Data,
+    rel_tol: f64,
+    max_iter: usize,
+    start: Option<&[f64]>,
+) -> LpFit {
     if d.u < 4 * WARM_UNITS {
-        let mut st = BundleState::new(d, None);
+        let mut st = BundleState::new(d, start.map(|p| p.to_vec()));
         let full = |p: &[f64]| eval(d, p);
         st.run(d, &full, rel_tol, max_iter);
         return st.finish(d, "level bundle (Clarabel master problems)");
     }
-    let sub = d.subsample(d.u / WARM_UNITS);
-    let mut ws = BundleState::new(&sub, None);
-    ws.run(&sub, &|p: &[f64]| eval(&sub, p), 1e-4, max_iter);
-    let p0 = ws.best.clone();
+    let p0 = match start {
+        Some(p) => p.to_vec(),
+        None => {
+            let sub = d.subsample(d.u / WARM_UNITS);
+            let mut ws = BundleState::new(&sub, None);
+            ws.run(&sub, &|p: &[f64]| eval(&sub, p), 1e-4, max_iter);
+            ws.best.clone()
+        }
+    };
     let (nr, nc) = (d.r, d.c);
     // Uncertain cells: |e_uc(p0)| within 1% of the unit's voters.
     let mut fixed_sign = vec![0i8; d.u * nc];
