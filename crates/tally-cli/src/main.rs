@@ -144,6 +144,10 @@ enum Command {
         method: Option<String>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// LP methods: bootstrap replicates for the 95% interval (0: Duncan-Davis bounds instead;
+        /// default 200, fewer on large inputs).
+        #[arg(long, value_name = "N")]
+        bootstrap: Option<usize>,
         /// Write a heat map of the table (PNG).
         #[arg(long, value_name = "FILE")]
         plot: Option<String>,
@@ -381,11 +385,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             level,
             method,
             seed,
+            bootstrap,
             plot,
             format,
             election,
         } => {
-            let opts = transfers::options(method.as_deref(), seed)?;
+            let opts = transfers::options(method.as_deref(), seed, bootstrap)?;
             let out = transfers::Output {
                 format,
                 plot: plot.as_deref(),

@@ -68,11 +68,20 @@ pub fn round_counts(round: &Round, level: Option<u8>) -> (RoundCounts, usize, us
     (out, left_out, raised)
 }
 
-pub fn options(method: Option<&str>, seed: u64) -> Result<Options, String> {
+pub fn options(
+    method: Option<&str>,
+    seed: u64,
+    bootstrap: Option<usize>,
+) -> Result<Options, String> {
     let mut opts = Options {
         seed,
         ..Options::default()
     };
+    if let Some(b) = bootstrap {
+        // An explicit count is run as asked (no automatic reduction on large inputs).
+        opts.bootstrap = b;
+        opts.bootstrap_unit_budget = 0;
+    }
     if let Some(m) = method {
         opts.method = m.parse::<Method>().map_err(|_| {
             let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();

@@ -3,7 +3,8 @@
 //! Duncan–Davis bounds = one pass over the data).
 //!
 //! `cargo bench --bench transfers` (release). Environment: `TALLY_BENCH_STATIONS` (default 200000),
-//! `TALLY_BENCH_SWEEPS` (md-bayes warm-up = recorded sweeps per chain, default 50; 0 skips md-bayes).
+//! `TALLY_BENCH_SWEEPS` (md-bayes warm-up = recorded sweeps per chain, default 50; 0 skips md-bayes),
+//! `TALLY_BENCH_BOOTSTRAP` (1: time tslphom with its default bootstrap; 0 skips it).
 //!
 //! Reference points measured with the R implementations (from the issue): lphom 139 s at 5,000
 //! units and a 26.8 GB allocation failure at 20,000 units; eiPack 28 s per 1,000 iterations at
@@ -50,6 +51,7 @@ fn subset(m: &Margins, n: usize) -> Margins {
 fn main() {
     let stations = env("TALLY_BENCH_STATIONS", 200_000);
     let sweeps = env("TALLY_BENCH_SWEEPS", 50);
+    let boot = env("TALLY_BENCH_BOOTSTRAP", 1) > 0;
     println!(
         "tally-transfers benchmark: {stations} stations, {} rayon threads",
         rayon::current_num_threads()
@@ -81,6 +83,8 @@ fn main() {
             &m,
             &Options {
                 method,
+                // The point estimate alone; the bootstrap is timed below.
+                bootstrap: 0,
                 ..Options::default()
             },
         )
@@ -100,6 +104,31 @@ fn main() {
         );
     }
 
+    if boot {
+        let t = Instant::now();
+        let r = estimate(
+            &m,
+            &Options {
+                method: Method::Tslphom,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        println!(
+            "{:<44} {:>9.3} s   [{}; mean width {:.4}]",
+            "tslphom + bootstrap (default budget)",
+            t.elapsed().as_secs_f64(),
+            r.interval,
+            r.upper
+                .iter()
+                .flatten()
+                .zip(r.lower.iter().flatten())
+                .map(|(u, l)| u - l)
+                .sum::<f64>()
+                / (m.rows.len() * m.cols.len()) as f64
+        );
+    }
+
     // Exact sparse LP vs bundle at sizes where the exact LP is still feasible.
     for n in [5_000usize, 20_000] {
         if n > m.len() {
@@ -112,6 +141,7 @@ fn main() {
             &Options {
                 method: Method::Lphom,
                 exact_lp_max_cells: usize::MAX,
+                bootstrap: 0,
                 ..Options::default()
             },
         )
@@ -123,6 +153,7 @@ fn main() {
             &Options {
                 method: Method::Lphom,
                 exact_lp_max_cells: 0,
+                bootstrap: 0,
                 ..Options::default()
             },
         )

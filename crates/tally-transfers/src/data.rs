@@ -77,9 +77,13 @@ impl Data {
 
     /// Every `step`-th unit (deterministic subsample; totals recomputed).
     pub fn subsample(&self, step: usize) -> Data {
-        let step = step.max(1);
+        let idx: Vec<usize> = (0..self.u).step_by(step.max(1)).collect();
+        self.select(&idx)
+    }
+
+    /// The units `idx` (repeats allowed: a bootstrap resample), totals recomputed.
+    pub fn select(&self, idx: &[usize]) -> Data {
         let (r, c) = (self.r, self.c);
-        let idx: Vec<usize> = (0..self.u).step_by(step).collect();
         let mut d = Data {
             u: idx.len(),
             r,
@@ -94,7 +98,7 @@ impl Data {
             col_tot: vec![0.0; c],
             total: 0.0,
         };
-        for &u in &idx {
+        for &u in idx {
             for i in 0..r {
                 let v = self.x[u * r + i];
                 d.x.push(v);

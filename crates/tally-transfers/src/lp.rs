@@ -130,6 +130,13 @@ fn clarabel_solve(
 
 /// The full sparse LP (reference solver). `None` if Clarabel fails.
 pub(crate) fn lphom_exact(d: &Data) -> Option<LpFit> {
+    lphom_exact_weighted(d, None)
+}
+
+/// The sparse LP with unit `u`'s absolute residuals weighted by `w[u]` (a bootstrap resample
+/// passes each distinct unit once with its multiplicity: the same optimum as the resample with
+/// its repeats, from an LP about 1.6 times smaller). The reported objective is the weighted one.
+pub(crate) fn lphom_exact_weighted(d: &Data, w: Option<&[f64]>) -> Option<LpFit> {
     let (nr, nc, nu) = (d.r, d.c, d.u);
     let np = nr * nc;
     let ne = nu * nc;
@@ -177,10 +184,26 @@ pub(crate) fn lphom_exact(d: &Data) -> Option<LpFit> {
         b.push(0.0);
     }
     let mut q = vec![0.0; nvar];
-    q[np..].iter_mut().for_each(|x| *x = 1.0);
+    for (k, x) in q[np..].iter_mut().enumerate() {
+        // Variable np + k is e+ (k < ne) or e- (k >= ne) of unit (k mod ne) / nc.
+        *x = w.map_or(1.0, |w| w[(k % ne) / nc]);
+    }
     let x = clarabel_solve(nvar, None, &q, (ri, ci, v), &b, n_eq, nvar)?;
     let p = normalise_rows(&x[..np], nr, nc);
-    let (f, _) = eval(d, &p);
+    let f = match w {
+        None => eval(d, &p).0,
+        Some(w) => {
+            let mut f = 0.0;
+            for u in 0..nu {
+                let (x, y) = (d.xu(u), d.yu(u));
+                for j in 0..nc {
+                    let e: f64 = (0..nr).map(|i| x[i] * p[i * nc + j]).sum::<f64>() - y[j];
+                    f += w[u] * e.abs();
+                }
+            }
+            f
+        }
+    };
     Some(LpFit {
         p,
         objective: f,
@@ -337,16 +360,33 @@ const WARM_UNITS: usize = 5_000;
 /// Cut management: the master problems keep at most [`MAX_CUTS`] cuts, dropping those least active
 /// at the master solution (the lower bound is a running maximum, so it stays valid).
 pub(crate) fn lphom_bundle(d: &Data, rel_tol: f64, max_iter: usize) -> LpFit {
+    lphom_bundle_from(d, rel_tol, max_iter, None)
+}
+
+/// [`lphom_bundle`] with an optional warm start that replaces the subsample stage (a bootstrap
+/// replicate starts from the full-data solution, closer than any subsample's). The certificate
+/// is unchanged: the start only decides where the bundle and the sign fixing begin.
+pub(crate) fn lphom_bundle_from(
+    d: &Data,
+    rel_tol: f64,
+    max_iter: usize,
+    start: Option<&[f64]>,
+) -> LpFit {
     if d.u < 4 * WARM_UNITS {
-        let mut st = BundleState::new(d, None);
+        let mut st = BundleState::new(d, start.map(|p| p.to_vec()));
         let full = |p: &[f64]| eval(d, p);
         st.run(d, &full, rel_tol, max_iter);
         return st.finish(d, "level bundle (Clarabel master problems)");
     }
-    let sub = d.subsample(d.u / WARM_UNITS);
-    let mut ws = BundleState::new(&sub, None);
-    ws.run(&sub, &|p: &[f64]| eval(&sub, p), 1e-4, max_iter);
-    let p0 = ws.best.clone();
+    let p0 = match start {
+        Some(p) => p.to_vec(),
+        None => {
+            let sub = d.subsample(d.u / WARM_UNITS);
+            let mut ws = BundleState::new(&sub, None);
+            ws.run(&sub, &|p: &[f64]| eval(&sub, p), 1e-4, max_iter);
+            ws.best.clone()
+        }
+    };
     let (nr, nc) = (d.r, d.c);
     // Uncertain cells: |e_uc(p0)| within 1% of the unit's voters.
     let mut fixed_sign = vec![0i8; d.u * nc];

@@ -22,13 +22,17 @@ pub struct TransferResult {
     pub lower: Vec<Vec<f64>>,
     /// Interval for each proportion, upper end.
     pub upper: Vec<Vec<f64>>,
-    /// What `lower`/`upper` are: Duncan–Davis bounds (LP methods) or a 95% posterior interval.
+    /// The same interval on the votes scale: `lower`/`upper` times the row totals of the data.
+    pub votes_lower: Vec<Vec<f64>>,
+    pub votes_upper: Vec<Vec<f64>>,
+    /// What `lower`/`upper` are: a 95% bootstrap percentile interval (LP methods), a 95%
+    /// posterior interval (md-bayes), or the Duncan–Davis bounds (LP methods, bootstrap off).
     pub interval: String,
     /// Units that entered the estimation.
     pub units_used: usize,
     /// Units left out (no voters, or only in one round when built with `estimate_two_rounds`).
     pub units_dropped: usize,
-    /// The seed (only `md-bayes` is random).
+    /// The seed (md-bayes chains, LP bootstrap resamples).
     pub seed: u64,
     /// Duncan–Davis bounds, always present.
     pub bounds: Bounds,
@@ -163,33 +167,60 @@ pub fn render_text(r: &TransferResult) -> String {
         .collect();
     out.push_str(&table(&head, &body));
     let _ = writeln!(out);
-    let _ = writeln!(out, "Votes (estimate, Duncan-Davis bounds in brackets):");
-    let mut body: Vec<Vec<String>> = r
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let mut row = vec![name.clone()];
+    let _ = writeln!(
+        out,
+        "Votes (estimate, interval in brackets: the row's interval times the row total):"
+    );
+    let votes_table = |cell: &dyn Fn(usize, usize) -> String, with_total: bool| {
+        let mut body: Vec<Vec<String>> = r
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut row = vec![name.clone()];
+                for j in 0..r.cols.len() {
+                    row.push(cell(i, j));
+                }
+                row.push(format!("{:.0}", r.votes[i].iter().sum::<f64>()));
+                row
+            })
+            .collect();
+        if with_total {
+            let mut tot = vec!["total".to_string()];
             for j in 0..r.cols.len() {
-                row.push(format!(
-                    "{:.0} [{}, {}]",
-                    r.votes[i][j], r.bounds.lower_votes[i][j], r.bounds.upper_votes[i][j]
+                tot.push(format!(
+                    "{:.0}",
+                    r.votes.iter().map(|row| row[j]).sum::<f64>()
                 ));
             }
-            row.push(format!("{:.0}", r.votes[i].iter().sum::<f64>()));
-            row
-        })
-        .collect();
-    let mut tot = vec!["total".to_string()];
-    for j in 0..r.cols.len() {
-        tot.push(format!(
-            "{:.0}",
-            r.votes.iter().map(|row| row[j]).sum::<f64>()
-        ));
-    }
-    tot.push(format!("{:.0}", r.votes.iter().flatten().sum::<f64>()));
-    body.push(tot);
-    out.push_str(&table(&head, &body));
+            tot.push(format!("{:.0}", r.votes.iter().flatten().sum::<f64>()));
+            body.push(tot);
+        }
+        table(&head, &body)
+    };
+    out.push_str(&votes_table(
+        &|i, j| {
+            format!(
+                "{:.0} [{:.0}, {:.0}]",
+                r.votes[i][j], r.votes_lower[i][j], r.votes_upper[i][j]
+            )
+        },
+        true,
+    ));
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Duncan-Davis bounds (votes; assumption-free, each cell on its own):"
+    );
+    out.push_str(&votes_table(
+        &|i, j| {
+            format!(
+                "[{}, {}]",
+                r.bounds.lower_votes[i][j], r.bounds.upper_votes[i][j]
+            )
+        },
+        false,
+    ));
     if let Some(lp) = &r.lp {
         let _ = writeln!(out);
         let _ = writeln!(
@@ -226,17 +257,18 @@ fn csv_field(s: &str) -> String {
 }
 
 /// Long-format CSV, one line per cell:
-/// `method,row,col,proportion,lower,upper,votes,bound_lower_votes,bound_upper_votes`.
+/// `method,row,col,proportion,lower,upper,votes,bound_lower_votes,bound_upper_votes,votes_lower,votes_upper`
+/// (the last two appended so that readers of the older column order keep working).
 pub fn write_csv<W: Write>(r: &TransferResult, mut w: W) -> io::Result<()> {
     writeln!(
         w,
-        "method,row,col,proportion,lower,upper,votes,bound_lower_votes,bound_upper_votes"
+        "method,row,col,proportion,lower,upper,votes,bound_lower_votes,bound_upper_votes,votes_lower,votes_upper"
     )?;
     for (i, rn) in r.rows.iter().enumerate() {
         for (j, cn) in r.cols.iter().enumerate() {
             writeln!(
                 w,
-                "{},{},{},{:.6},{:.6},{:.6},{:.2},{},{}",
+                "{},{},{},{:.6},{:.6},{:.6},{:.2},{},{},{:.2},{:.2}",
                 csv_field(&r.method),
                 csv_field(rn),
                 csv_field(cn),
@@ -245,7 +277,9 @@ pub fn write_csv<W: Write>(r: &TransferResult, mut w: W) -> io::Result<()> {
                 r.upper[i][j],
                 r.votes[i][j],
                 r.bounds.lower_votes[i][j],
-                r.bounds.upper_votes[i][j]
+                r.bounds.upper_votes[i][j],
+                r.votes_lower[i][j],
+                r.votes_upper[i][j]
             )?;
         }
     }

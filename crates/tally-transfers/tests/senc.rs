@@ -84,6 +84,8 @@ fn run(method: Method) -> (f64, Option<f64>, tally_transfers::TransferResult) {
     let opts = Options {
         method,
         keep_unit_tables: true,
+        // The bootstrap is measured once, on the default method (senc_tslphom).
+        bootstrap: if method == Method::Tslphom { 200 } else { 0 },
         ..Options::default()
     };
     let res = estimate(&s.margins, &opts).unwrap();
@@ -121,6 +123,7 @@ fn senc_lphom() {
         &Options {
             method: Method::Lphom,
             exact_lp_max_cells: 0,
+            bootstrap: 0,
             ..Options::default()
         },
     )
@@ -143,10 +146,36 @@ fn senc_lphom() {
 
 #[test]
 fn senc_tslphom() {
-    let (agg, units, _) = run(Method::Tslphom);
+    let (agg, units, res) = run(Method::Tslphom);
     // Must beat R's tslphom (4.5%): this is the default method.
     assert!(agg < 4.5, "tslphom EI {agg}");
     assert!(units.unwrap() < 20.0);
+    // Bootstrap interval (200 unit resamples): a sampling interval of the estimator, not of the
+    // ecological assumption, so it need not cover the truth when the estimator is biased; it
+    // must contain the estimate and be narrower than the Duncan–Davis bounds. Coverage is printed.
+    assert_eq!(
+        res.interval,
+        "95% bootstrap percentile interval (200 unit resamples)"
+    );
+    let s = load();
+    let (mut covered, mut dd_width, mut boot_width) = (0, 0.0, 0.0);
+    for r in 0..3 {
+        let rt: f64 = s.truth.iter().map(|u| u[r].iter().sum::<f64>()).sum();
+        for c in 0..3 {
+            let t = s.truth.iter().map(|u| u[r][c]).sum::<f64>() / rt;
+            covered += (res.lower[r][c] <= t && t <= res.upper[r][c]) as usize;
+            assert!(res.lower[r][c] <= res.proportions[r][c] + 1e-12);
+            assert!(res.proportions[r][c] <= res.upper[r][c] + 1e-12);
+            boot_width += res.upper[r][c] - res.lower[r][c];
+            dd_width += res.bounds.upper[r][c] - res.bounds.lower[r][c];
+        }
+    }
+    println!(
+        "senc tslphom bootstrap: {covered}/9 true cells covered, mean width {:.3} (Duncan-Davis {:.3})",
+        boot_width / 9.0,
+        dd_width / 9.0
+    );
+    assert!(boot_width < dd_width);
 }
 
 #[test]

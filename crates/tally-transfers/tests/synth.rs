@@ -55,6 +55,8 @@ fn run_sweeps(
     let mut opts = Options {
         method,
         seed,
+        // Point estimates only: the bootstrap has its own tests (tests/boot.rs).
+        bootstrap: 0,
         ..Options::default()
     };
     opts.bayes.warmup = sweeps;
