@@ -886,7 +886,7 @@ mod tests {
     /// with α frozen at the generating values (concentration × planted table): if the unit tables
     /// mix given α, the slow mixing is the α–n coupling of data augmentation.
     #[test]
-    #[ignore]
+    #[ignore = "a diagnostic experiment (minutes of CPU) run by hand for the README figures, see above"]
     fn mixing_experiment() {
         let stations: usize = std::env::var("EXP_STATIONS")
             .ok()
