@@ -259,6 +259,9 @@ enum Command {
         /// An empty PostgreSQL database to run against (default: a fresh SQLite file).
         #[arg(long, value_name = "URL")]
         db: Option<String>,
+        /// Offered load in sheets/s (default: as fast as the server answers).
+        #[arg(long, value_name = "SHEETS_PER_S")]
+        rate: Option<f64>,
     },
 }
 
@@ -471,6 +474,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             concurrency,
             per_request,
             db,
+            rate,
         } => {
             let r = tally_server::loadgen::bench_fresh(
                 db.as_deref(),
@@ -478,6 +482,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 stations,
                 concurrency,
                 per_request,
+                rate,
             )?;
             println!(
                 "{}",

@@ -29,6 +29,10 @@ pub struct LoadConfig {
     pub concurrency: usize,
     /// Sheets per request (1 = one object per request; more = a JSON array).
     pub per_request: usize,
+    /// Target sheets per second in all (`None`: as fast as the server answers). Sheet `i` is
+    /// sent no earlier than `i / rate` seconds after the start, so reads can be measured under
+    /// a stated load instead of a saturated machine.
+    pub rate: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -129,6 +133,10 @@ pub async fn run(cfg: LoadConfig, stop: Arc<AtomicBool>) -> Result<LoadReport, S
                 let i = next.fetch_add(per, Ordering::Relaxed);
                 if i >= cfg.sheets {
                     break;
+                }
+                if let Some(rate) = cfg.rate.filter(|r| *r > 0.0) {
+                    let due = start + std::time::Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
                 }
                 let hi = (i + per).min(cfg.sheets);
                 let body = if per == 1 {
@@ -289,6 +297,7 @@ pub fn bench_fresh(
     stations: usize,
     concurrency: usize,
     per_request: usize,
+    rate: Option<f64>,
 ) -> Result<LoadReport, String> {
     use crate::{cli, loadgen};
     let dir = std::env::temp_dir().join(format!("tally-bench-{}", std::process::id()));
@@ -327,6 +336,7 @@ pub fn bench_fresh(
                 sheets,
                 concurrency,
                 per_request,
+                rate,
             },
             Default::default(),
         )

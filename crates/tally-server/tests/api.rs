@@ -372,6 +372,7 @@ async fn load_small(kind: Kind) {
             sheets: 400,
             concurrency: 8,
             per_request: 1,
+            rate: None,
         },
         Default::default(),
     )

@@ -48,6 +48,7 @@ async fn kill_9_mid_load_loses_no_receipt(kind: Kind) {
             sheets: 20_000,
             concurrency: 8,
             per_request: 1,
+            rate: None,
         },
         stop.clone(),
     ));
