@@ -112,6 +112,7 @@ fn run(cmd: Cmd) -> Result<ExitCode, String> {
                 stations,
                 concurrency,
                 per_request,
+                None,
             )?;
             println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
         }
