@@ -312,19 +312,30 @@ pub fn bench_fresh(
     cli::init(&db, &csv.to_string_lossy(), None)?;
     let token = cli::users_add(&db, "official", &[])?;
     let reg = cli::registry_from_file(&csv.to_string_lossy(), None)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let out = rt.block_on(async {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let db2 = db.clone();
-        tokio::spawn(async move {
-            let _ = cli::serve_async(&db2, "127.0.0.1:0", move |a| {
-                let _ = tx.send(a);
-            })
-            .await;
-        });
+    // The server and the clients run on runtimes (threads) of their own, as they would on
+    // different machines: the OS shares the cores between them, and a read request does not
+    // wait in the same task queue as the 64 clients' next requests.
+    let runtime = |name: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let server_rt = runtime("tally-server")?;
+    let client_rt = runtime("tally-loadgen")?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let db2 = db.clone();
+    server_rt.spawn(async move {
+        let r = cli::serve_async(&db2, "127.0.0.1:0", move |a| {
+            let _ = tx.send(a);
+        })
+        .await;
+        if let Err(e) = r {
+            eprintln!("server: {e}");
+        }
+    });
+    let out = client_rt.block_on(async {
         let addr = rx
             .await
             .map_err(|_| "the server did not start".to_string())?;
@@ -342,6 +353,7 @@ pub fn bench_fresh(
         )
         .await
     });
+    server_rt.shutdown_timeout(std::time::Duration::from_secs(5));
     let verify = cli::verify(&db, &[])?;
     eprintln!("verify: {}", cli::render_verify(&verify).trim_end());
     let _ = std::fs::remove_dir_all(&dir);
