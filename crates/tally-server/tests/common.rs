@@ -27,29 +27,12 @@ macro_rules! both {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if super::common::postgres_base().is_some() {
+                if tally_store::pg::test_server().is_some() {
                     super::$name(super::common::Kind::Postgres).await
                 }
             }
         }
     };
-}
-
-/// The base URL of the test PostgreSQL server, or `None` (after saying so) when not configured.
-pub fn postgres_base() -> Option<String> {
-    match std::env::var("TALLY_TEST_POSTGRES") {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
-        _ => {
-            assert!(
-                std::env::var("TALLY_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "TALLY_REQUIRE_POSTGRES=1 but TALLY_TEST_POSTGRES is not set"
-            );
-            eprintln!(
-                "skipped on PostgreSQL: set TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)"
-            );
-            None
-        }
-    }
 }
 
 fn unique(name: &str) -> String {
@@ -73,10 +56,7 @@ pub fn tmp(name: &str) -> PathBuf {
 pub fn fresh_db(kind: Kind, dir: &std::path::Path, name: &str) -> String {
     match kind {
         Kind::Sqlite => dir.join("t.db").to_string_lossy().to_string(),
-        Kind::Postgres => {
-            let base = postgres_base().expect("TALLY_TEST_POSTGRES");
-            tally_store::pg::create_database(&base, &format!("t_{}", unique(name))).unwrap()
-        }
+        Kind::Postgres => tally_store::pg::test_database(name),
     }
 }
 

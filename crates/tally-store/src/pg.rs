@@ -574,13 +574,8 @@ pub fn create_database(base_url: &str, name: &str) -> Result<String, StoreError>
             "database name '{name}': use letters, digits and _"
         )));
     }
-    let mut client = Client::connect(base_url, NoTls).map_err(|e| {
-        StoreError::Db(format!(
-            "cannot connect to {}: {e}",
-            DbTarget::Postgres(base_url.to_string())
-        ))
-    })?;
-    client
+    PgBackend::connect(base_url)?
+        .client
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .map_err(db_err)?;
     // Same server and credentials, other database: replace the path of the URL.
@@ -598,4 +593,44 @@ pub fn create_database(base_url: &str, name: &str) -> Result<String, StoreError>
         url.push_str(q);
     }
     Ok(url)
+}
+
+/// For the test suites of this crate and the server: the base URL of the server named by
+/// `TALLY_TEST_POSTGRES`, or `None` after saying the PostgreSQL run is skipped. With
+/// `TALLY_REQUIRE_POSTGRES=1` (CI) a missing server is a panic, so a test cannot pass by
+/// skipping.
+pub fn test_server() -> Option<String> {
+    match std::env::var("TALLY_TEST_POSTGRES") {
+        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
+        _ => {
+            assert!(
+                std::env::var("TALLY_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "TALLY_REQUIRE_POSTGRES=1 but TALLY_TEST_POSTGRES is not set"
+            );
+            eprintln!(
+                "skipped on PostgreSQL: set TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh database on the [`test_server`], named after `name`, the process and the clock.
+/// Panics when there is no test server or it refuses (tests only).
+pub fn test_database(name: &str) -> String {
+    let Some(base) = test_server() else {
+        panic!("no PostgreSQL test server: set TALLY_TEST_POSTGRES");
+    };
+    let unique = format!(
+        "t_{name}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    match create_database(&base, &unique) {
+        Ok(url) => url,
+        Err(e) => panic!("TALLY_TEST_POSTGRES={base}: {e}"),
+    }
 }

@@ -17,7 +17,8 @@ enum Kind {
     Postgres,
 }
 
-/// `$name(Kind)` once per backend, as `$name::sqlite` and `$name::postgres`.
+/// `$name(Kind)` once per backend, as `$name::sqlite` and `$name::postgres`
+/// (skipped, saying so, without a PostgreSQL server; see `tally_store::pg::test_database`).
 macro_rules! both {
     ($name:ident) => {
         mod $name {
@@ -27,28 +28,12 @@ macro_rules! both {
             }
             #[test]
             fn postgres() {
-                if super::postgres_base().is_some() {
+                if tally_store::pg::test_server().is_some() {
                     super::$name(super::Kind::Postgres)
                 }
             }
         }
     };
-}
-
-fn postgres_base() -> Option<String> {
-    match std::env::var("TALLY_TEST_POSTGRES") {
-        Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
-        _ => {
-            assert!(
-                std::env::var("TALLY_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "TALLY_REQUIRE_POSTGRES=1 but TALLY_TEST_POSTGRES is not set"
-            );
-            eprintln!(
-                "skipped on PostgreSQL: set TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)"
-            );
-            None
-        }
-    }
 }
 
 fn unique(name: &str) -> String {
@@ -153,13 +138,7 @@ fn setup(name: &str, kind: Kind) -> (PathBuf, DbTarget, TallyStore, User) {
     let dir = tmp(name);
     let db = match kind {
         Kind::Sqlite => DbTarget::Sqlite(dir.join("t.db")),
-        Kind::Postgres => DbTarget::Postgres(
-            tally_store::pg::create_database(
-                &postgres_base().unwrap(),
-                &format!("s_{}", unique(name)),
-            )
-            .unwrap(),
-        ),
+        Kind::Postgres => DbTarget::Postgres(tally_store::pg::test_database(name)),
     };
     engine::init(&db, &registry()).unwrap();
     let (user, token) = engine::add_user(&db, Role::Official, &[]).unwrap();

@@ -35,6 +35,7 @@
 //! finite-population table that actually happened — with posterior means, 2.5%/97.5% quantiles
 //! pooled over chains, split R-hat and ESS per cell.
 
+use crate::boot::quantile;
 #[cfg(test)]
 use crate::data::par_chunks;
 use crate::data::{derive_seed, ln_gamma, Data, CHUNK, MAX_DIM};
@@ -679,16 +680,6 @@ fn run_chain(
     }
     alpha_sum.iter_mut().for_each(|v| *v /= nd);
     (draws, unit_sum, alpha_sum)
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let pos = q * (sorted.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
 /// Runs `cfg.chains` chains (one after another, each parallel over units). Chain 0, 2, ... start from
