@@ -202,6 +202,11 @@ pub trait Backend: Send {
         self.end_read();
         read
     }
+    /// True when the connection is gone for good (the server restarted, a failover, a network
+    /// cut): the engine then opens a new one.
+    fn is_broken(&self) -> bool {
+        false
+    }
     /// Blocks until a writer other than `own_origin` may have committed something, or
     /// `timeout` passes.
     fn wait_for_change(&mut self, timeout: Duration, own_origin: &str);

@@ -269,6 +269,8 @@ struct Inner {
     users: RwLock<HashMap<String, User>>,
     /// This store's name in change notifications (random per process and open).
     origin: String,
+    /// Where to open a new connection when one is lost.
+    target: DbTarget,
     /// `None` once dropped (see `Drop for Inner`).
     reader: Mutex<Option<Box<dyn Backend>>>,
     hooks: RwLock<Vec<Hook>>,
@@ -292,16 +294,29 @@ impl Drop for Inner {
 impl Inner {
     /// Runs `f` on the reader connection, on a thread of its own: the PostgreSQL client blocks
     /// on a runtime of its own, which must not be entered from the server's async tasks.
+    /// A lost connection is replaced, and `f` retried once on the new one.
     fn read_db<T: Send>(
         &self,
-        f: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send,
+        f: impl Fn(&mut dyn Backend) -> Result<T, StoreError> + Send + Sync,
     ) -> Result<T, StoreError> {
         std::thread::scope(|s| {
             let job = s.spawn(|| {
-                let mut db = self.reader.lock().unwrap_or_else(|e| e.into_inner());
-                match db.as_mut() {
-                    Some(db) => f(&mut **db),
-                    None => Err(StoreError::Closed),
+                let mut guard = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(db) = guard.as_mut() else {
+                    return Err(StoreError::Closed);
+                };
+                if db.is_broken() {
+                    *db = self.target.connect(false)?;
+                }
+                match f(&mut **db) {
+                    Err(e) if db.is_broken() => match self.target.connect(false) {
+                        Ok(fresh) => {
+                            *db = fresh;
+                            f(&mut **db)
+                        }
+                        Err(_) => Err(e),
+                    },
+                    r => r,
                 }
             });
             match job.join() {
@@ -396,6 +411,7 @@ impl TallyStore {
             users: RwLock::new(users),
             reader: Mutex::new(Some(target.connect(false)?)),
             origin: new_token()?[..16].to_string(),
+            target: target.clone(),
             hooks: RwLock::new(Vec::new()),
         });
         let (tx, rx) = channel();
@@ -494,6 +510,14 @@ fn catch_up(db: &mut dyn Backend, inner: &Inner) -> Result<(), StoreError> {
 
 fn follow_loop(mut db: Box<dyn Backend>, inner: Arc<Inner>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
+        if db.is_broken() {
+            // Lost (database restart, failover): wait, then try a new connection.
+            std::thread::sleep(FOLLOW_INTERVAL);
+            if let Ok(fresh) = inner.target.connect(false) {
+                db = fresh;
+            }
+            continue;
+        }
         db.wait_for_change(FOLLOW_INTERVAL, &inner.origin);
         if stop.load(Ordering::Relaxed) {
             break;
@@ -530,17 +554,31 @@ fn writer_loop(
             for j in jobs.drain(..) {
                 fail_job(j, e.clone());
             }
-            // The state may hold what was rolled back: rebuild it from the database, on a new
-            // connection in case the old one is what failed.
-            match target.connect(false).and_then(|mut c| {
-                let s = load_state(&mut *c, &inner.registry, &inner.cfg)?;
-                Ok((c, s))
-            }) {
-                Ok((c, s)) => {
-                    db = c;
-                    state = s;
+            // The state may hold what was rolled back (or miss what committed just before the
+            // connection broke): rebuild it from the database, on a new connection in case the
+            // old one is what failed. While the database cannot be reached, every submission
+            // is refused at once (503, no receipt) and the writer keeps trying.
+            let mut pause = Duration::from_millis(50);
+            loop {
+                match target.connect(false).and_then(|mut c| {
+                    let s = load_state(&mut *c, &inner.registry, &inner.cfg)?;
+                    Ok((c, s))
+                }) {
+                    Ok((c, s)) => {
+                        db = c;
+                        state = s;
+                        break;
+                    }
+                    Err(e) => loop {
+                        match rx.try_recv() {
+                            Ok(j) => fail_job(j, e.clone()),
+                            Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                            Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                        }
+                    },
                 }
-                Err(_) => return,
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
             }
         }
     }

@@ -531,6 +531,10 @@ impl Backend for PgBackend {
         let _ = self.client.batch_execute("COMMIT");
     }
 
+    fn is_broken(&self) -> bool {
+        self.client.is_closed()
+    }
+
     fn wait_for_change(&mut self, timeout: Duration, own_origin: &str) {
         if !self.listening {
             if self

@@ -371,3 +371,57 @@ fn a_published_head_catches_a_rewritten_history(kind: Kind) {
     assert_eq!(r.problems[0].kind, "anchor_mismatch");
     assert!(r.problems[0].detail.contains("journal entry 6"));
 }
+
+/// PostgreSQL only (a SQLite file has no connection to lose): every connection of the stores is
+/// cut, as by a database restart or failover; the writer refuses what it cannot store (no
+/// receipt) and reconnects, the reader and the follower reconnect, and nothing acknowledged is
+/// missing.
+#[test]
+fn a_lost_postgresql_connection_is_reestablished() {
+    if tally_store::pg::test_server().is_none() {
+        return;
+    }
+    let (_dir, db, a, user) = setup("lost", Kind::Postgres);
+    let b = TallyStore::open(&db, ValidationConfig::default()).unwrap();
+    let first = submit(&a, &user, vec![sheet("S1", 10, 20)], None).unwrap();
+    let killed = raw_sql(
+        &db,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    eprintln!("terminated {killed} connection(s)");
+    // A client retries until the writer is back; a refused attempt carries no receipt.
+    let mut refused = 0;
+    let second = loop {
+        match submit(&a, &user, vec![sheet("S2", 30, 40)], Some("after-cut")) {
+            Ok(out) => break out,
+            Err(e) => {
+                assert!(matches!(e, StoreError::Db(_)), "{e:?}");
+                refused += 1;
+                assert!(refused < 50, "the writer did not come back");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    };
+    eprintln!("{refused} attempt(s) refused while reconnecting");
+    assert_eq!(
+        second.receipts[0].journal_seq,
+        first.receipts[0].journal_seq + 1
+    );
+    // The reader of each store reconnects for point look-ups.
+    assert_eq!(a.station("S2").unwrap().versions.len(), 1);
+    assert_eq!(b.station("S1").unwrap().versions.len(), 1);
+    // B's follower reconnects and brings in A's sheet written after the cut.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.progress().journal_seq < second.receipts[0].journal_seq {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's follower did not catch up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(b.live_matches_full_count());
+    a.close();
+    b.close();
+    assert!(verify_db(&db, &[]).unwrap().ok);
+}
