@@ -428,7 +428,7 @@ async fn get_results(
     let q = parse_query(q.as_deref())?;
     check_params(&q, &["level", "area", "round"])?;
     let round = match q.get("round").map(String::as_str) {
-        None | Some("") => None,
+        None => None,
         Some(r) => Some(r.parse::<u8>().map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,

@@ -18,8 +18,9 @@ pub const DOCUMENT: &str = r##"{
           "index": {"type": "integer"}, "station_id": {}, "code": {"type": "string"}, "message": {"type": "string"}}}}}},
       "Count": {"type": "integer", "minimum": 0, "maximum": 1099511627776, "nullable": true},
       "Sheet": {"type": "object", "required": ["station_id"], "additionalProperties": false, "properties": {
-        "station_id": {"type": "string", "maxLength": 128},
-        "round": {"type": "integer", "minimum": 1, "default": 1},
+        "station_id": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^\\u0000-\\u001f\\u007f]+$",
+          "description": "A station of the registry (otherwise 422 E106)."},
+        "round": {"type": "integer", "minimum": 1, "maximum": 255, "default": 1},
         "registered": {"$ref": "#/components/schemas/Count"},
         "cast": {"$ref": "#/components/schemas/Count"},
         "invalid": {"$ref": "#/components/schemas/Count"},
@@ -50,7 +51,7 @@ pub const DOCUMENT: &str = r##"{
       "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 128},
         "description": "Same key and same body: the same receipt again. Same key, different body: 409 H409."}],
       "requestBody": {"required": true, "content": {"application/json": {"schema": {"oneOf": [
-        {"$ref": "#/components/schemas/Sheet"}, {"type": "array", "maxItems": 1000, "items": {"$ref": "#/components/schemas/Sheet"}}]}}}},
+        {"$ref": "#/components/schemas/Sheet"}, {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"$ref": "#/components/schemas/Sheet"}}]}}}},
       "responses": {
         "201": {"description": "Stored durably", "content": {"application/json": {"schema": {"oneOf": [
           {"$ref": "#/components/schemas/Receipt"},
@@ -65,7 +66,7 @@ pub const DOCUMENT: &str = r##"{
       "parameters": [
         {"name": "level", "in": "query", "schema": {"type": "string"}},
         {"name": "area", "in": "query", "schema": {"type": "string"}, "description": "Path such as North/A"},
-        {"name": "round", "in": "query", "schema": {"type": "integer"}}],
+        {"name": "round", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 255}}],
       "responses": {"200": {"description": "tally.results/1 document"}, "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}}},
     "/progress": {"get": {"summary": "Stations counted per round, sheet versions, conflicts, and the journal head (journal_seq, journal_head) to publish as an anchor.", "responses": {"200": {"description": "progress"}}}},
     "/stations/{id}": {"get": {"summary": "Every version of every source of one station, and its conflicts.",
@@ -74,8 +75,8 @@ pub const DOCUMENT: &str = r##"{
     "/events": {"get": {"summary": "Server-sent events: one 'change' event per stored sheet version.",
       "responses": {"200": {"description": "text/event-stream"}}}},
     "/journal": {"get": {"summary": "Journal entries from seq on (hash-chained).",
-      "parameters": [{"name": "from", "in": "query", "schema": {"type": "integer", "default": 1}},
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000, "default": 1000}}],
+      "parameters": [{"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 9223372036854775807, "default": 1}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 1000}}],
       "responses": {"200": {"description": "entries", "content": {"application/json": {"schema": {"type": "object", "properties": {
         "entries": {"type": "array", "items": {"$ref": "#/components/schemas/JournalEntry"}}}}}}}, "400": {"$ref": "#/components/responses/Error"}}}},
     "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3"}}}},

@@ -148,6 +148,19 @@ async fn hostile_requests_get_coded_4xx_and_store_nothing(kind: Kind) {
         .await
         .unwrap();
     assert_eq!((r.status, r.json()["code"].clone()), (400, json!("H400")));
+    for bad in ["/api/v1/results?round=", "/api/v1/results?round=256"] {
+        let r = Conn::connect(&addr)
+            .await
+            .unwrap()
+            .request("GET", bad, &[], b"")
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, r.json()["code"].clone()),
+            (400, json!("H400")),
+            "{bad}"
+        );
+    }
     let r = Conn::connect(&addr)
         .await
         .unwrap()
