@@ -549,7 +549,7 @@ async fn post_user(
         .and_then(Role::parse)
         .ok_or_else(|| bad("role must be admin, official or observer"))?;
     let stations: Vec<String> = match v.get("stations") {
-        None | Some(Value::Null) => Vec::new(),
+        None => Vec::new(),
         Some(Value::Array(a)) => a
             .iter()
             .map(|s| s.as_str().map(str::to_string))

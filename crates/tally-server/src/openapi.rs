@@ -85,10 +85,12 @@ pub const DOCUMENT: &str = r##"{
         "role": {"type": "string", "enum": ["admin", "official", "observer"]},
         "stations": {"type": "array", "items": {"type": "string"}, "description": "Observer's stations; \"*\" = all"}}}}}},
       "responses": {"201": {"description": "user_id, role, stations, token"}, "400": {"$ref": "#/components/responses/Error"},
-        "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"}}}},
+        "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
+        "413": {"$ref": "#/components/responses/Error"}, "415": {"$ref": "#/components/responses/Error"},
+        "503": {"$ref": "#/components/responses/Error"}}}},
     "/users/{id}": {"delete": {"summary": "Revoke a user's token (admin).", "security": [{"bearer": []}],
       "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
-      "responses": {"200": {"description": "revoked"}, "401": {"$ref": "#/components/responses/Error"},
+      "responses": {"200": {"description": "revoked"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
         "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}}}
   }
 }"##;
