@@ -526,3 +526,87 @@ async fn two_servers_on_one_database_serve_the_same_results(kind: Kind) {
         "the correction made through B counts on A"
     );
 }
+
+both!(concurrent_corrections_through_two_servers_form_one_version_line);
+/// Eight clients send corrections for the same ten stations, alternating between two servers
+/// on one database: every station's versions are 1..k with no gap or repeat, every receipt is
+/// found in the journal with its hash, and the chain verifies.
+async fn concurrent_corrections_through_two_servers_form_one_version_line(kind: Kind) {
+    let (_dir, db, [_, official, _]) = common::setup("race", kind);
+    let servers = [common::start(&db).await, common::start(&db).await];
+    let mut tasks = Vec::new();
+    for client in 0..8u64 {
+        let (servers, official) = (servers.clone(), official.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conns = [
+                Conn::connect(&servers[0]).await.unwrap(),
+                Conn::connect(&servers[1]).await.unwrap(),
+            ];
+            let mut receipts = Vec::new();
+            for k in 0..20u64 {
+                let station = format!("S{:06}", 1 + (client + k) % 10);
+                let mut sheet = good(&station);
+                // Different numbers from every client and round of the loop: a correction.
+                let shift = client * 20 + k;
+                sheet["votes"]["cand0"] = json!(197 - shift);
+                sheet["votes"]["cand1"] = json!(197 + shift);
+                let c = &mut conns[(k % 2) as usize];
+                let (s, r) = post(c, Some(&official), None, sheet.to_string().as_bytes()).await;
+                assert_eq!(s, 201, "{r}");
+                receipts.push(r);
+            }
+            receipts
+        }));
+    }
+    let mut receipts = Vec::new();
+    for t in tasks {
+        receipts.extend(t.await.unwrap());
+    }
+    assert_eq!(receipts.len(), 160);
+    let mut c = Conn::connect(&servers[0]).await.unwrap();
+    let mut total = 0;
+    for s in 1..=10 {
+        let st = c
+            .request("GET", &format!("/api/v1/stations/S{s:06}"), &[], b"")
+            .await
+            .unwrap()
+            .json();
+        let versions: Vec<u64> = st["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            versions,
+            (1..=versions.len() as u64).collect::<Vec<_>>(),
+            "S{s:06}"
+        );
+        total += versions.len();
+    }
+    assert_eq!(total, 160, "one version per receipt");
+    let mut seqs: Vec<i64> = receipts
+        .iter()
+        .map(|r| r["journal_seq"].as_i64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 160, "no journal entry shared by two receipts");
+    for r in &receipts {
+        let seq = r["journal_seq"].as_i64().unwrap();
+        let j = c
+            .request(
+                "GET",
+                &format!("/api/v1/journal?from={seq}&limit=1"),
+                &[],
+                b"",
+            )
+            .await
+            .unwrap()
+            .json();
+        assert_eq!(j["entries"][0]["hash"], r["hash"]);
+        assert_eq!(j["entries"][0]["version"], r["version"]);
+    }
+    let v = common::blocking(move || tally_server::cli::verify(&db, &[]).unwrap());
+    assert!(v.ok, "{:?}", v.problems);
+}
