@@ -590,7 +590,19 @@ enum Done {
     Revoke(Reply<()>, Result<(), StoreError>),
 }
 
+/// Answers every decided job with `e` instead (the transaction did not commit).
+fn fail_done(done: Vec<Done>, e: &StoreError) {
+    for d in done {
+        match d {
+            Done::Submit(r, _) => r(Err(e.clone())),
+            Done::AddUser(r, _) => r(Err(e.clone())),
+            Done::Revoke(r, _) => r(Err(e.clone())),
+        }
+    }
+}
+
 /// One transaction: lock, catch up, decide every job in memory, persist, commit, publish, answer.
+/// On failure every job gets the error (no receipt), none is left unanswered.
 fn run_batch(
     db: &mut dyn Backend,
     inner: &Inner,
@@ -598,18 +610,21 @@ fn run_batch(
     jobs: &mut Vec<Job>,
 ) -> Result<(), StoreError> {
     let heads = db.begin_write()?;
-    let decided = decide(&inner.origin, db, state, heads, jobs);
-    let (w, mut published, done, users_changed) = match decided {
-        Ok(x) => x,
-        Err(e) => {
-            db.rollback();
-            return Err(e);
-        }
-    };
+    let mut done: Vec<Done> = Vec::with_capacity(jobs.len());
+    let (w, mut published, users_changed) =
+        match decide(&inner.origin, db, state, heads, jobs, &mut done) {
+            Ok(x) => x,
+            Err(e) => {
+                db.rollback();
+                fail_done(done, &e);
+                return Err(e);
+            }
+        };
     if w.is_empty() {
         db.rollback();
-    } else {
-        db.commit()?;
+    } else if let Err(e) = db.commit() {
+        fail_done(done, &e);
+        return Err(e);
     }
     // Durable: publish, notify, answer.
     for (rec, e) in w
@@ -645,7 +660,7 @@ fn run_batch(
     Ok(())
 }
 
-type Decided = (BatchWrite, Vec<Published>, Vec<Done>, bool);
+type Decided = (BatchWrite, Vec<Published>, bool);
 
 fn decide(
     origin: &str,
@@ -653,6 +668,7 @@ fn decide(
     state: &mut WriterState,
     heads: Heads,
     jobs: &mut Vec<Job>,
+    done: &mut Vec<Done>,
 ) -> Result<Decided, StoreError> {
     let mut published = Vec::new();
     let mut users_changed = false;
@@ -675,7 +691,6 @@ fn decide(
         origin: origin.to_string(),
         ..BatchWrite::default()
     };
-    let mut done: Vec<Done> = Vec::with_capacity(jobs.len());
     let mut rounds_touched: Vec<u8> = Vec::new();
     for job in jobs.drain(..) {
         match job {
@@ -771,14 +786,17 @@ fn decide(
                 ));
             }
             Job::AddUser(by, role, stations, reply) => {
-                let r = next.add_user(&mut w, role, &stations, by)?;
-                let hash = w
-                    .users
-                    .last()
-                    .map(|u| u.token_hash.clone())
-                    .unwrap_or_default();
-                state.users.insert(hash, r.0.clone());
-                done.push(Done::AddUser(reply, Ok(r)));
+                // Only the token can fail here, before anything is added to the batch.
+                let r = next.add_user(&mut w, role, &stations, by);
+                if let Ok((user, _)) = &r {
+                    let hash = w
+                        .users
+                        .last()
+                        .map(|u| u.token_hash.clone())
+                        .unwrap_or_default();
+                    state.users.insert(hash, user.clone());
+                }
+                done.push(Done::AddUser(reply, r));
             }
             Job::Revoke(by, id, reply) => {
                 let found = state.users.values_mut().find(|u| u.id == id);
@@ -810,7 +828,7 @@ fn decide(
     if !w.is_empty() {
         db.persist(&w)?;
     }
-    Ok((w, published, done, users_changed))
+    Ok((w, published, users_changed))
 }
 
 impl Store for TallyStore {
