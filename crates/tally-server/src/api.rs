@@ -26,7 +26,8 @@ pub const MAX_SHEETS: usize = 1000;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub events: broadcast::Sender<String>,
+    /// `(journal seq, event JSON)` of every stored sheet version.
+    pub events: broadcast::Sender<(i64, String)>,
 }
 
 impl AppState {
@@ -35,7 +36,7 @@ impl AppState {
         let tx = events.clone();
         store.subscribe(Box::new(move |ev| {
             if let Ok(s) = serde_json::to_string(ev) {
-                let _ = tx.send(s);
+                let _ = tx.send((ev.seq, s));
             }
         }));
         AppState { store, events }
@@ -484,24 +485,136 @@ async fn get_journal(
     ))
 }
 
-async fn get_events(State(st): State<AppState>) -> Response {
+/// The `change` events of stored sheet versions after `after`, read from the journal (for a
+/// client resuming with `Last-Event-ID`, or a subscriber that fell behind).
+async fn journal_events(store: Arc<dyn Store>, after: i64) -> Vec<(i64, String)> {
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut from = after.saturating_add(1);
+        while let Ok(page) = store.journal(from, 1000) {
+            let Some(last) = page.last().map(|e| e.body.seq) else {
+                break;
+            };
+            for e in page.into_iter().filter(|e| e.body.kind == "sheet") {
+                let b = e.body;
+                let ev = tally_store::ChangeEvent {
+                    seq: b.seq,
+                    kind: b.kind,
+                    station_id: b.station_id.unwrap_or_default(),
+                    round: b.round.unwrap_or_default(),
+                    source: b.source.unwrap_or_default(),
+                    version: b.version.unwrap_or_default(),
+                    hash: e.hash,
+                };
+                if let Ok(s) = serde_json::to_string(&ev) {
+                    out.push((ev.seq, s));
+                }
+            }
+            from = last + 1;
+        }
+        out
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// Server-sent events: `id: SEQ`, `event: change`, `data: {...}` per stored sheet version. A
+/// client that reconnects with `Last-Event-ID: SEQ` (or `?from=SEQ`) first gets what it missed,
+/// from the journal; a subscriber that falls behind the in-memory channel is caught up the same
+/// way, so no event is skipped or repeated.
+async fn get_events(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = parse_query(q.as_deref())?;
+    check_params(&q, &["from"])?;
+    let bad = |what: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "H400",
+            format!("{what} must be a journal sequence number (an integer >= 0)"),
+        )
+    };
+    let header_id = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| bad("Last-Event-ID"))?,
+        ),
+    };
+    let query_from = match q.get("from") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| bad("from"))?,
+        ),
+    };
+    // Subscribe before reading the journal, so nothing falls between the two.
     let rx = st.events.subscribe();
-    let stream = futures_util::stream::unfold((rx, true), |(mut rx, first)| async move {
-        if first {
+    let (pending, last) = match header_id.or(query_from) {
+        Some(after) => {
+            let missed = journal_events(st.store.clone(), after).await;
+            let last = missed.last().map_or(after, |(seq, _)| *seq);
+            (
+                missed
+                    .into_iter()
+                    .collect::<std::collections::VecDeque<_>>(),
+                last,
+            )
+        }
+        // Live only: what is stored after the connection (the head is read after subscribing,
+        // so an event is either before it or in the channel).
+        None => (Default::default(), st.store.progress().journal_seq),
+    };
+    struct State {
+        rx: broadcast::Receiver<(i64, String)>,
+        pending: std::collections::VecDeque<(i64, String)>,
+        last: i64,
+        first: bool,
+        store: Arc<dyn Store>,
+    }
+    let init = State {
+        rx,
+        pending,
+        last,
+        first: true,
+        store: st.store.clone(),
+    };
+    let stream = futures_util::stream::unfold(init, |mut s| async move {
+        if s.first {
+            s.first = false;
             return Some((
                 Ok::<_, std::convert::Infallible>(Bytes::from_static(b": connected\n\n")),
-                (rx, false),
+                s,
             ));
         }
-        let item = match tokio::time::timeout(std::time::Duration::from_secs(15), rx.recv()).await {
-            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
-            Ok(Ok(s)) => Bytes::from(format!("event: change\ndata: {s}\n\n")),
-            Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
-                Bytes::from(format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n"))
+        loop {
+            if let Some((seq, data)) = s.pending.pop_front() {
+                s.last = s.last.max(seq);
+                let item = format!("id: {seq}\nevent: change\ndata: {data}\n\n");
+                return Some((Ok(Bytes::from(item)), s));
             }
-            Ok(Err(broadcast::error::RecvError::Closed)) => return None,
-        };
-        Some((Ok(item), (rx, false)))
+            match tokio::time::timeout(std::time::Duration::from_secs(15), s.rx.recv()).await {
+                Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s)),
+                Ok(Ok((seq, data))) => {
+                    if seq > s.last {
+                        s.pending.push_back((seq, data));
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    // Fell behind the channel: take what was missed from the journal.
+                    s.pending
+                        .extend(journal_events(s.store.clone(), s.last).await);
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+            }
+        }
     });
     let mut r = Response::new(Body::from_stream(stream));
     r.headers_mut().insert(
@@ -510,7 +623,7 @@ async fn get_events(State(st): State<AppState>) -> Response {
     );
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
+    Ok(r)
 }
 
 async fn get_openapi() -> Response {

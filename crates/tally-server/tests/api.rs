@@ -454,6 +454,53 @@ async fn events_stream_announces_every_stored_sheet(kind: Kind) {
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     assert!(seen.matches("event: change").count() >= 2, "{seen}");
+    // Every event carries its journal seq as its id; reconnecting with Last-Event-ID gives
+    // exactly what came after it, from the journal.
+    let ids: Vec<i64> = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|v| v.trim().parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{seen}");
+    assert!(ids[0] < ids[1]);
+    let mut again = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    again
+        .write_all(
+            format!(
+                "GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nLast-Event-ID: {}\r\n\r\n",
+                ids[0]
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut resumed = String::new();
+    while !resumed.contains("S000003") {
+        let n = tokio::time::timeout(deadline, again.read(&mut buf))
+            .await
+            .expect("replayed events in time")
+            .unwrap();
+        assert!(n > 0, "stream closed: {resumed}");
+        resumed.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(resumed.contains(&format!("id: {}\n", ids[1])), "{resumed}");
+    assert!(
+        !resumed.contains("S000002"),
+        "nothing before the last id: {resumed}"
+    );
+    // A bad Last-Event-ID is a coded 400.
+    let r = Conn::connect(&addr)
+        .await
+        .unwrap()
+        .request(
+            "GET",
+            "/api/v1/events",
+            &[("Last-Event-ID", "yesterday")],
+            b"",
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()["code"].clone()), (400, json!("H400")));
 }
 
 both!(two_servers_on_one_database_serve_the_same_results);
