@@ -377,7 +377,6 @@ pub struct TallyStore {
     tx: Mutex<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     stop: Arc<AtomicBool>,
-    target: DbTarget,
 }
 
 fn load_state(
@@ -433,12 +432,7 @@ impl TallyStore {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             stop,
-            target: target.clone(),
         })
-    }
-
-    pub fn target(&self) -> &DbTarget {
-        &self.target
     }
 
     fn send(&self, job: Job) -> Result<(), Box<Job>> {

@@ -110,11 +110,6 @@ impl SqliteBackend {
             .map_err(db_err)?;
         Ok(SqliteBackend { conn })
     }
-
-    /// The raw connection, for tests that tamper with the file.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
 }
 
 impl Backend for SqliteBackend {
