@@ -605,19 +605,7 @@ async fn concurrent_corrections_through_two_servers_form_one_version_line(kind: 
     seqs.dedup();
     assert_eq!(seqs.len(), 160, "no journal entry shared by two receipts");
     for r in &receipts {
-        let seq = r["journal_seq"].as_i64().unwrap();
-        let j = c
-            .request(
-                "GET",
-                &format!("/api/v1/journal?from={seq}&limit=1"),
-                &[],
-                b"",
-            )
-            .await
-            .unwrap()
-            .json();
-        assert_eq!(j["entries"][0]["hash"], r["hash"]);
-        assert_eq!(j["entries"][0]["version"], r["version"]);
+        common::assert_receipt_in_journal(&mut c, r).await;
     }
     let v = common::blocking(move || tally_server::cli::verify(&db, &[]).unwrap());
     assert!(v.ok, "{:?}", v.problems);

@@ -101,3 +101,24 @@ pub async fn start(db: &str) -> String {
     });
     rx.await.expect("the server started").to_string()
 }
+
+/// Asserts that the journal entry a receipt names is there, with the receipt's hash and version.
+pub async fn assert_receipt_in_journal(
+    c: &mut tally_server::client::Conn,
+    receipt: &serde_json::Value,
+) {
+    let seq = receipt["journal_seq"].as_i64().expect("journal_seq");
+    let j = c
+        .request(
+            "GET",
+            &format!("/api/v1/journal?from={seq}&limit=1"),
+            &[],
+            b"",
+        )
+        .await
+        .expect("journal read")
+        .json();
+    let e = &j["entries"][0];
+    assert_eq!(e["hash"], receipt["hash"], "journal entry {seq}");
+    assert_eq!(e["version"], receipt["version"], "journal entry {seq}");
+}

@@ -88,18 +88,7 @@ async fn kill_9_mid_load_loses_no_receipt(kind: Kind) {
             (200, receipt),
             "receipt for {key} lost"
         );
-        let seq = receipt["journal_seq"].as_i64().unwrap();
-        let j = c
-            .request(
-                "GET",
-                &format!("/api/v1/journal?from={seq}&limit=1"),
-                &[],
-                b"",
-            )
-            .await
-            .unwrap()
-            .json();
-        assert_eq!(j["entries"][0]["hash"], receipt["hash"]);
+        common::assert_receipt_in_journal(&mut c, receipt).await;
     }
     child.kill().unwrap();
     child.wait().unwrap();
