@@ -36,14 +36,7 @@ macro_rules! both {
 }
 
 fn unique(name: &str) -> String {
-    format!(
-        "{name}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    )
+    tally_store::pg::unique_test_name(name)
 }
 
 pub fn tmp(name: &str) -> PathBuf {

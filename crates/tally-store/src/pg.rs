@@ -619,21 +619,25 @@ pub fn test_server() -> Option<String> {
     }
 }
 
+/// `name` made unique by the process id and the clock (test databases and directories).
+pub fn unique_test_name(name: &str) -> String {
+    format!(
+        "{name}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    )
+}
+
 /// A fresh database on the [`test_server`], named after `name`, the process and the clock.
 /// Panics when there is no test server or it refuses (tests only).
 pub fn test_database(name: &str) -> String {
     let Some(base) = test_server() else {
         panic!("no PostgreSQL test server: set TALLY_TEST_POSTGRES");
     };
-    let unique = format!(
-        "t_{name}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    );
-    match create_database(&base, &unique) {
+    match create_database(&base, &unique_test_name(&format!("t_{name}"))) {
         Ok(url) => url,
         Err(e) => panic!("TALLY_TEST_POSTGRES={base}: {e}"),
     }

@@ -37,14 +37,7 @@ macro_rules! both {
 }
 
 fn unique(name: &str) -> String {
-    format!(
-        "{name}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    )
+    tally_store::pg::unique_test_name(name)
 }
 
 fn tmp(name: &str) -> PathBuf {
