@@ -11,6 +11,7 @@
 pub mod area;
 pub mod codes;
 pub mod count;
+pub mod matching;
 pub mod report;
 pub mod round;
 pub mod rule;
@@ -19,6 +20,7 @@ pub mod validate;
 pub use area::{AreaId, AreaTree, ROOT};
 pub use codes::{Code, Severity};
 pub use count::{count, Totals};
+pub use matching::{match_stations, StationMatch};
 pub use round::{Candidate, Round, SheetCounts, SheetStatus, Source, MAX_COUNT, MISSING};
 pub use rule::{Outcome, Ratio, Rule, TieBreak};
 pub use validate::{Finding, ValidationConfig};

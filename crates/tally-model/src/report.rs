@@ -4,12 +4,12 @@
 
 use crate::area::{AreaId, ROOT};
 use crate::count::Totals;
+use crate::matching::match_stations;
 use crate::round::Round;
 use crate::round::MISSING;
 use crate::rule::{decide_first_round, decide_runoff, Outcome, Rule};
 use crate::validate::{check_registered_between_rounds, ValidationConfig};
 use serde::Serialize;
-use std::collections::HashMap;
 
 pub const SCHEMA: &str = "tally.results/1";
 
@@ -252,43 +252,32 @@ pub struct RegisteredChange {
 /// Stations of round 1 and round 2 matched by station id, with the W205 check of registered
 /// voters between the rounds.
 pub fn matching(a: &Round, b: &Round, cfg: &ValidationConfig) -> Matching {
-    let index: HashMap<&str, usize> = b
-        .stations
-        .ids
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.as_str(), i))
-        .collect();
-    let mut m = Matching::default();
-    let mut seen = vec![false; b.len()];
-    for (i, id) in a.stations.ids.iter().enumerate() {
-        match index.get(id.as_str()) {
-            Some(&j) => {
-                seen[j] = true;
-                m.matched += 1;
-                let (r1, r2) = (a.stations.registered[i], b.stations.registered[j]);
-                if r1 != MISSING
-                    && r2 != MISSING
-                    && check_registered_between_rounds(r1, r2, cfg).is_some()
-                {
-                    m.registered_changed.push(RegisteredChange {
-                        station_id: id.clone(),
-                        round1: r1,
-                        round2: r2,
-                    });
-                }
-            }
-            None => m.only_in_round1.push(id.clone()),
+    let found = match_stations(&a.stations.ids, &b.stations.ids);
+    let mut m = Matching {
+        matched: found.pairs.len() as u64,
+        only_in_round1: found
+            .only_a
+            .iter()
+            .map(|&i| a.stations.ids[i].clone())
+            .collect(),
+        only_in_round2: found
+            .only_b
+            .iter()
+            .map(|&j| b.stations.ids[j].clone())
+            .collect(),
+        registered_changed: Vec::new(),
+    };
+    for &(i, j) in &found.pairs {
+        let (r1, r2) = (a.stations.registered[i], b.stations.registered[j]);
+        if r1 != MISSING && r2 != MISSING && check_registered_between_rounds(r1, r2, cfg).is_some()
+        {
+            m.registered_changed.push(RegisteredChange {
+                station_id: a.stations.ids[i].clone(),
+                round1: r1,
+                round2: r2,
+            });
         }
     }
-    m.only_in_round2 = b
-        .stations
-        .ids
-        .iter()
-        .zip(&seen)
-        .filter(|(_, s)| !**s)
-        .map(|(id, _)| id.clone())
-        .collect();
     m
 }
 
