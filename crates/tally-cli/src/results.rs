@@ -2,8 +2,10 @@
 
 use crate::load::Loaded;
 use crate::table::{thousands, Align, Table};
-use tally_model::report::{matching, round_report, ResultsReport, RoundReport, SCHEMA};
-use tally_model::{count, Outcome, ValidationConfig, ROOT};
+use tally_model::report::{
+    matching, results_report, CountedRound, ReportScope, ResultsReport, RoundReport,
+};
+use tally_model::{count, Outcome, Totals, ValidationConfig};
 
 pub struct ResultsArgs<'a> {
     pub level: Option<&'a str>,
@@ -15,47 +17,32 @@ pub fn build(
     args: &ResultsArgs<'_>,
     validation: &ValidationConfig,
 ) -> Result<ResultsReport, String> {
-    let mut rounds = Vec::new();
-    for r in &loaded.rounds {
-        let round = &r.round;
-        let totals = count(round);
-        let area = match args.area {
-            None => ROOT,
-            Some(path) => round.tree.find(path).ok_or_else(|| {
-                format!("no area '{path}' in round {} (areas are written as a path such as 'Adana/Ceyhan')", round.number)
-            })?,
-        };
-        let depth = match args.level {
-            None => None,
-            Some(name) => Some(round.tree.level_depth(name).ok_or_else(|| {
-                format!(
-                    "no level '{name}' in round {}: the levels are {}",
-                    round.number,
-                    if round.tree.levels.is_empty() {
-                        "none".to_string()
-                    } else {
-                        round.tree.levels.join(", ")
-                    }
-                )
-            })?),
-        };
-        rounds.push(round_report(
-            round,
-            &totals,
-            &loaded.rule,
-            r.stats,
-            area,
-            depth,
-        ));
-    }
+    let totals: Vec<Vec<Totals>> = loaded.rounds.iter().map(|r| count(&r.round)).collect();
+    let rounds: Vec<CountedRound<'_>> = loaded
+        .rounds
+        .iter()
+        .zip(&totals)
+        .map(|(r, t)| CountedRound {
+            round: &r.round,
+            totals: t,
+            sheets: r.stats,
+        })
+        .collect();
     let matching = (loaded.rounds.len() >= 2)
         .then(|| matching(&loaded.rounds[0].round, &loaded.rounds[1].round, validation));
-    Ok(ResultsReport {
-        schema: SCHEMA,
-        election: loaded.election.clone(),
-        rounds,
-        matching,
-    })
+    let scope = ReportScope {
+        round: None,
+        area: args.area,
+        level: args.level,
+    };
+    results_report(
+        &loaded.election,
+        &loaded.rule,
+        &rounds,
+        matching.as_ref(),
+        &scope,
+    )
+    .map_err(|e| e.to_string())
 }
 
 fn name_of<'a>(r: &'a RoundReport, id: &'a str) -> &'a str {

@@ -18,13 +18,15 @@ pub use definition::ElectionDef;
 pub use layout::Layout;
 pub use read::{decode, read_input};
 
-use parse::{parse_chunks, sheet_of, split, Chunk, ParseContext, Table};
+use parse::{parse_chunks, split, Chunk, ParseContext, Table};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use tally_model::report::SheetStats;
-use tally_model::validate::{check_sheet, find_duplicates, Duplicate, Finding};
+use tally_model::validate::{
+    find_duplicates, validate_sheet, Duplicate, Finding, SheetInput, Verdict,
+};
 use tally_model::{AreaTree, Code, Round, Severity, SheetStatus, ValidationConfig, MISSING};
 
 /// A problem that stops the import of a whole file (F0xx, or E107 for a column).
@@ -167,7 +169,13 @@ pub fn import_bytes(
     let layout = layout::infer(&header, &sample, opts.definition, file)?;
     let parts = rayon::current_num_threads().max(1) * 2;
     let ranges = split(data, body_start, parts);
+    let candidate_ids: Vec<&str> = layout
+        .candidates
+        .iter()
+        .map(|(_, c)| c.id.as_str())
+        .collect();
     let ctx = ParseContext {
+        candidate_ids: &candidate_ids,
         layout: &layout,
         file,
         default_round: opts.default_round,
@@ -474,6 +482,10 @@ fn round_from_rows(
     let mut issues: Vec<Issue> = Vec::new();
     let mut quarantine: Vec<QuarantinedRow> = Vec::new();
     let mut votes = vec![0u64; cand_idx.len()];
+    let ballot_ids: Vec<&str> = cand_idx
+        .iter()
+        .map(|&j| layout.candidates[j].1.id.as_str())
+        .collect();
     let mut findings: Vec<Finding> = Vec::new();
     let mut pending = found.pending.iter().peekable();
     let mut raw = found.raw.iter().peekable();
@@ -501,35 +513,27 @@ fn round_from_rows(
         ];
         let mut status = table.status[i];
         if is_pending {
-            let missing: Vec<&str> = cand_idx
-                .iter()
-                .filter(|&&j| all_votes[j] == MISSING)
-                .map(|&j| layout.candidates[j].1.id.as_str())
-                .collect();
-            if !missing.is_empty() {
-                imply_missing_votes(&mut votes, core[3], &missing, &mut findings);
-            }
-            if !findings.iter().any(|f| f.code == Code::E110) {
-                check_sheet(&sheet_of(&core, &votes), &opts.validation, &mut findings);
-            }
-            status = if findings
-                .iter()
-                .any(|f| f.code.severity() == Severity::Error)
-            {
+            let verdict = validate_sheet(
+                &mut SheetInput {
+                    core,
+                    votes: &mut votes,
+                    candidates: &ballot_ids,
+                },
+                &opts.validation,
+                &mut findings,
+            );
+            // A registry finding (E106) made while parsing holds the sheet back too.
+            status = if verdict == Verdict::Quarantined || findings.iter().any(Finding::is_error) {
                 SheetStatus::Quarantined
             } else {
                 SheetStatus::Counted
             };
-            if status == SheetStatus::Quarantined {
-                core[1..].iter_mut().for_each(|v| *v = MISSING);
-                votes.iter_mut().for_each(|v| *v = 0);
-            }
         }
-        // Absent counts of a station that is not counted are stored as 0.
-        votes
-            .iter_mut()
-            .filter(|v| **v == MISSING)
-            .for_each(|v| *v = 0);
+        if status != SheetStatus::Counted {
+            // Absent is not zero: a sheet that is not counted keeps no vote counts.
+            core[1..].iter_mut().for_each(|v| *v = MISSING);
+            votes.iter_mut().for_each(|v| *v = MISSING);
+        }
         match status {
             SheetStatus::Counted => {
                 stats.accepted += 1;
@@ -578,40 +582,6 @@ fn round_from_rows(
         stats,
         issues,
         quarantine,
-    }
-}
-
-/// W208 or E110 for a sheet with empty candidate cells: the valid total determines them when
-/// the others already add up to it (all zero) or when only one is missing.
-fn imply_missing_votes(
-    votes: &mut [u64],
-    valid: u64,
-    missing: &[&str],
-    findings: &mut Vec<Finding>,
-) {
-    let present: u64 = votes.iter().filter(|&&v| v != MISSING).sum();
-    let holes = votes.iter().filter(|&&v| v == MISSING).count();
-    let rest = (valid != MISSING)
-        .then(|| valid.checked_sub(present))
-        .flatten();
-    match rest {
-        Some(rest) if rest == 0 || holes == 1 => {
-            votes
-                .iter_mut()
-                .filter(|v| **v == MISSING)
-                .for_each(|v| *v = rest);
-            findings.push(Finding::new(
-                Code::W208,
-                format!(
-                    "no count for {} in the source; {rest} implied by valid {valid}",
-                    missing.join(", ")
-                ),
-            ));
-        }
-        _ => findings.push(Finding::new(
-            Code::E110,
-            format!("no count for {}", missing.join(", ")),
-        )),
     }
 }
 

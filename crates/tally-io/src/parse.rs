@@ -7,8 +7,8 @@
 use crate::layout::Layout;
 use rayon::prelude::*;
 use std::collections::HashSet;
-use tally_model::validate::{check_sheet, Finding};
-use tally_model::{Code, SheetCounts, SheetStatus, ValidationConfig, MAX_COUNT, MISSING};
+use tally_model::validate::{validate_sheet, Finding, SheetInput, Verdict};
+use tally_model::{Code, SheetStatus, ValidationConfig, MAX_COUNT, MISSING};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CountError {
@@ -245,6 +245,8 @@ pub struct ParseContext<'a> {
     pub default_round: u8,
     pub validation: &'a ValidationConfig,
     pub registry: Option<&'a HashSet<String>>,
+    /// The candidates' ids in layout order (names of the vote fields in findings).
+    pub candidate_ids: &'a [&'a str],
     /// Average bytes per row in the sample, to size the column buffers once.
     pub avg_row_bytes: usize,
 }
@@ -679,16 +681,17 @@ fn handle_row<R: Row>(
             pending = true;
             SheetStatus::Quarantined
         } else {
-            check_sheet(
-                &sheet_of(&core, &st.votes),
+            let verdict = validate_sheet(
+                &mut SheetInput {
+                    core,
+                    votes: &mut st.votes,
+                    candidates: ctx.candidate_ids,
+                },
                 ctx.validation,
                 &mut st.findings,
             );
-            if st
-                .findings
-                .iter()
-                .any(|f| f.code.severity() == tally_model::Severity::Error)
-            {
+            // A registry finding (E106) made before the arithmetic holds the sheet back too.
+            if verdict == Verdict::Quarantined || st.findings.iter().any(Finding::is_error) {
                 SheetStatus::Quarantined
             } else {
                 SheetStatus::Counted
@@ -701,10 +704,8 @@ fn handle_row<R: Row>(
         c.raw.push((row, rec.raw()));
         // Only the registered count survives, as the progress base of a known station.
         core[1..].iter_mut().for_each(|v| *v = MISSING);
-        st.votes.iter_mut().for_each(|v| *v = 0);
+        st.votes.iter_mut().for_each(|v| *v = MISSING);
         st.extra.iter_mut().for_each(|v| *v = MISSING);
-    } else if status == SheetStatus::Missing {
-        st.votes.iter_mut().for_each(|v| *v = 0);
     }
     if pending {
         c.raw.push((row, rec.raw()));
@@ -731,17 +732,6 @@ fn handle_row<R: Row>(
     out.votes[row * k..(row + 1) * k].copy_from_slice(&st.votes);
     out.extra[row * e..(row + 1) * e].copy_from_slice(&st.extra);
     c.written += 1;
-}
-
-pub fn sheet_of<'a>(core: &[u64; 4], votes: &'a [u64]) -> SheetCounts<'a> {
-    let opt = |v: u64| (v != MISSING).then_some(v);
-    SheetCounts {
-        registered: opt(core[0]),
-        cast: opt(core[1]),
-        invalid: opt(core[2]),
-        valid: opt(core[3]),
-        votes,
-    }
 }
 
 fn tally_model_core_name(f: usize) -> &'static str {

@@ -103,42 +103,96 @@ pub fn count(round: &Round) -> Vec<Totals> {
 
 fn accumulate(round: &Round, lo: usize, hi: usize, width: usize, nodes: usize) -> Vec<u64> {
     let s = &round.stations;
-    let k = round.candidates.len();
-    let e = round.extra_lines.len();
     let mut flat = vec![0u64; nodes * width];
-    let known = |v: u64| if v == MISSING { 0 } else { v };
     for i in lo..hi {
         let base = s.area[i] as usize * width;
-        let row = &mut flat[base..base + width];
-        row[0] += 1;
-        row[3] += known(s.registered[i]);
-        if s.status[i] != SheetStatus::Counted {
-            continue;
-        }
-        let (reg, cast) = (s.registered[i], s.cast[i]);
-        row[1] += 1;
-        row[2] += known(reg);
-        row[4] += known(cast);
-        row[5] += known(s.invalid[i]);
-        row[6] += known(s.valid[i]);
-        if reg != MISSING && cast != MISSING {
-            row[7] += cast;
-            row[8] += reg;
-        }
-        for (acc, v) in row[FIXED..FIXED + k]
-            .iter_mut()
-            .zip(&s.votes[i * k..(i + 1) * k])
-        {
-            *acc += v;
-        }
-        for (acc, &v) in row[FIXED + k..]
-            .iter_mut()
-            .zip(&s.extra[i * e..(i + 1) * e])
-        {
-            *acc += known(v);
-        }
+        add_station(round, i, &mut flat[base..base + width]);
     }
     flat
+}
+
+/// Adds what station `i` contributes to its area's totals to a flat totals row: the one
+/// definition of a station's contribution, used by [`count`] and by [`station_totals`] (the
+/// live server's incremental updates). Absent counts add nothing; only counted sheets add votes.
+#[inline]
+fn add_station(round: &Round, i: usize, row: &mut [u64]) {
+    let s = &round.stations;
+    let k = round.candidates.len();
+    let e = round.extra_lines.len();
+    let known = |v: u64| if v == MISSING { 0 } else { v };
+    row[0] += 1;
+    row[3] += known(s.registered[i]);
+    if s.status[i] != SheetStatus::Counted {
+        return;
+    }
+    let (reg, cast) = (s.registered[i], s.cast[i]);
+    row[1] += 1;
+    row[2] += known(reg);
+    row[4] += known(cast);
+    row[5] += known(s.invalid[i]);
+    row[6] += known(s.valid[i]);
+    if reg != MISSING && cast != MISSING {
+        row[7] += cast;
+        row[8] += reg;
+    }
+    for (acc, &v) in row[FIXED..FIXED + k]
+        .iter_mut()
+        .zip(&s.votes[i * k..(i + 1) * k])
+    {
+        *acc += known(v);
+    }
+    for (acc, &v) in row[FIXED + k..]
+        .iter_mut()
+        .zip(&s.extra[i * e..(i + 1) * e])
+    {
+        *acc += known(v);
+    }
+}
+
+/// What station `i` alone contributes to the totals of its area (and of every ancestor).
+pub fn station_totals(round: &Round, i: usize) -> Totals {
+    let k = round.candidates.len();
+    let mut row = vec![0u64; FIXED + k + round.extra_lines.len()];
+    add_station(round, i, &mut row);
+    Totals::from_flat(&row, k)
+}
+
+impl Totals {
+    /// Adds `other` field by field.
+    pub fn add(&mut self, other: &Totals) {
+        self.zip_with(other, |a, b| *a += b);
+    }
+
+    /// Subtracts `other`, which must have been added before (so nothing underflows).
+    pub fn subtract(&mut self, other: &Totals) {
+        self.zip_with(other, |a, b| *a -= b);
+    }
+
+    fn zip_with(&mut self, o: &Totals, f: impl Fn(&mut u64, u64)) {
+        f(&mut self.stations_known, o.stations_known);
+        f(&mut self.stations_counted, o.stations_counted);
+        f(&mut self.registered, o.registered);
+        f(&mut self.registered_known, o.registered_known);
+        f(&mut self.cast, o.cast);
+        f(&mut self.invalid, o.invalid);
+        f(&mut self.valid, o.valid);
+        f(&mut self.turnout_cast, o.turnout_cast);
+        f(&mut self.turnout_registered, o.turnout_registered);
+        if self.votes.len() < o.votes.len() {
+            self.votes.resize(o.votes.len(), 0);
+        }
+        if self.extra.len() < o.extra.len() {
+            self.extra.resize(o.extra.len(), 0);
+        }
+        self.votes
+            .iter_mut()
+            .zip(&o.votes)
+            .for_each(|(a, &b)| f(a, b));
+        self.extra
+            .iter_mut()
+            .zip(&o.extra)
+            .for_each(|(a, &b)| f(a, b));
+    }
 }
 
 /// Adds every node into its parent, deepest first; relies on parent index < child index.

@@ -23,4 +23,4 @@ pub use count::{count, Totals};
 pub use matching::{match_stations, StationMatch};
 pub use round::{Candidate, Round, SheetCounts, SheetStatus, Source, MAX_COUNT, MISSING};
 pub use rule::{Outcome, Ratio, Rule, TieBreak};
-pub use validate::{Finding, ValidationConfig};
+pub use validate::{validate_sheet, Finding, SheetInput, ValidationConfig, Verdict};

@@ -281,6 +281,98 @@ pub fn matching(a: &Round, b: &Round, cfg: &ValidationConfig) -> Matching {
     m
 }
 
+/// One counted round as the report reads it: its stations, the totals of every area node
+/// (from [`crate::count`] or kept incrementally by the live server) and what happened to the
+/// input sheets.
+#[derive(Clone, Copy, Debug)]
+pub struct CountedRound<'a> {
+    pub round: &'a Round,
+    pub totals: &'a [Totals],
+    pub sheets: SheetStats,
+}
+
+/// Which part of the results a report shows.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReportScope<'a> {
+    /// One round only (`None`: every round, with the matching of round 1 and 2).
+    pub round: Option<u8>,
+    /// An area path such as `Adana/Ceyhan` (`None` or empty: the whole election).
+    pub area: Option<&'a str>,
+    /// Name of a level whose areas are listed below the area.
+    pub level: Option<&'a str>,
+}
+
+/// A report scope that names something the election does not have.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeError {
+    #[error("no round {0}")]
+    NoRound(u8),
+    #[error(
+        "no area '{area}' in round {round} (areas are written as a path such as 'Adana/Ceyhan')"
+    )]
+    NoArea { area: String, round: u8 },
+    #[error("no level '{level}' in round {round}: the levels are {levels}")]
+    NoLevel {
+        level: String,
+        round: u8,
+        levels: String,
+    },
+}
+
+/// The `tally.results/1` document: the one builder, used by `tally results` and by the live
+/// server alike. `matching` (round 1 against round 2) is shown when every round is reported.
+pub fn results_report(
+    election: &str,
+    rule: &Rule,
+    rounds: &[CountedRound<'_>],
+    matching: Option<&Matching>,
+    scope: &ReportScope<'_>,
+) -> Result<ResultsReport, ScopeError> {
+    let mut out = Vec::new();
+    for r in rounds {
+        let round = r.round;
+        if scope.round.is_some_and(|n| n != round.number) {
+            continue;
+        }
+        let tree = &round.tree;
+        let area = match scope.area {
+            None | Some("") => ROOT,
+            Some(path) => tree.find(path).ok_or_else(|| ScopeError::NoArea {
+                area: path.to_string(),
+                round: round.number,
+            })?,
+        };
+        let depth = match scope.level {
+            None | Some("") => None,
+            Some(name) => Some(tree.level_depth(name).ok_or_else(|| ScopeError::NoLevel {
+                level: name.to_string(),
+                round: round.number,
+                levels: if tree.levels.is_empty() {
+                    "none".to_string()
+                } else {
+                    tree.levels.join(", ")
+                },
+            })?),
+        };
+        out.push(round_report(round, r.totals, rule, r.sheets, area, depth));
+    }
+    if let Some(n) = scope.round {
+        if out.is_empty() {
+            return Err(ScopeError::NoRound(n));
+        }
+    }
+    Ok(ResultsReport {
+        schema: SCHEMA,
+        election: election.to_string(),
+        rounds: out,
+        matching: if scope.round.is_none() {
+            matching.cloned()
+        } else {
+            None
+        },
+    })
+}
+
 /// The whole document.
 #[derive(Clone, Debug, Serialize)]
 pub struct ResultsReport {

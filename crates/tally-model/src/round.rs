@@ -196,8 +196,8 @@ impl Round {
         }
     }
 
-    /// Marks a station quarantined: its counts no longer count; registered stays as the
-    /// progress base of a known station.
+    /// Marks a station quarantined: its counts no longer count (absent, not zero); registered
+    /// stays as the progress base of a known station.
     pub fn quarantine_station(&mut self, i: usize) {
         let k = self.candidates.len();
         let e = self.extra_lines.len();
@@ -206,7 +206,9 @@ impl Round {
         s.cast[i] = MISSING;
         s.invalid[i] = MISSING;
         s.valid[i] = MISSING;
-        s.votes[i * k..(i + 1) * k].iter_mut().for_each(|v| *v = 0);
+        s.votes[i * k..(i + 1) * k]
+            .iter_mut()
+            .for_each(|v| *v = MISSING);
         s.extra[i * e..(i + 1) * e]
             .iter_mut()
             .for_each(|v| *v = MISSING);

@@ -3,15 +3,19 @@
 //!
 //! All comparisons are exact integer arithmetic; thresholds are in permille of an integer base.
 
-use crate::codes::Code;
-use crate::round::SheetCounts;
+use crate::codes::{Code, Severity};
+use crate::round::{SheetCounts, MISSING};
 use serde::Serialize;
 
-/// A rule broken by a sheet, with the numbers that broke it.
+/// A rule broken by a sheet, with the numbers that broke it and the fields it is about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
     pub code: Code,
     pub detail: String,
+    /// The sheet's fields the finding is about: `registered`, `cast`, `invalid`, `valid`,
+    /// `votes.<candidate id>`, `station_id`... Empty when it is about the sheet as a whole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
 }
 
 impl Finding {
@@ -19,6 +23,127 @@ impl Finding {
         Finding {
             code,
             detail: detail.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// A finding about the named fields of a sheet.
+    pub fn on<I, S>(code: Code, fields: I, detail: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Finding {
+            code,
+            detail: detail.into(),
+            fields: fields.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.code.severity() == Severity::Error
+    }
+}
+
+/// One tally sheet as a parser hands it over: `MISSING` wherever the source has no value.
+/// Every source of sheets (a CSV row, an HTTP request, a NIST unit) fills this and calls
+/// [`validate_sheet`]; nothing else decides whether a sheet counts.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SheetInput<'a> {
+    /// registered, cast, invalid, valid.
+    pub core: [u64; 4],
+    /// One count per candidate on this round's ballot, in the round's order.
+    pub votes: &'a mut [u64],
+    /// The candidates' ids, in the same order (for messages and field names).
+    pub candidates: &'a [&'a str],
+}
+
+/// What [`validate_sheet`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Counted (with warnings when some were appended).
+    Accepted,
+    /// Held back: at least one error was appended.
+    Quarantined,
+}
+
+/// The one validation of a tally sheet, wherever it comes from.
+///
+/// First resolves absent candidate counts in place: when the present ones already add up to
+/// `valid` the absent ones are 0, and when exactly one is absent it is the rest of `valid`
+/// (W208); otherwise the sheet is incomplete (E110). Then checks the sheet's arithmetic
+/// ([`check_sheet`]: E102-E104, W201-W206). Findings are appended to `out`.
+pub fn validate_sheet(
+    sheet: &mut SheetInput<'_>,
+    cfg: &ValidationConfig,
+    out: &mut Vec<Finding>,
+) -> Verdict {
+    let before = out.len();
+    if sheet.votes.contains(&MISSING) && !resolve_absent_votes(sheet, out) {
+        return Verdict::Quarantined;
+    }
+    let opt = |v: u64| (v != MISSING).then_some(v);
+    let counts = SheetCounts {
+        registered: opt(sheet.core[0]),
+        cast: opt(sheet.core[1]),
+        invalid: opt(sheet.core[2]),
+        valid: opt(sheet.core[3]),
+        votes: sheet.votes,
+    };
+    check_sheet(&counts, sheet.candidates, cfg, out);
+    if out[before..].iter().any(Finding::is_error) {
+        Verdict::Quarantined
+    } else {
+        Verdict::Accepted
+    }
+}
+
+/// W208 or E110 (see [`validate_sheet`]); false when the sheet is incomplete.
+fn resolve_absent_votes(sheet: &mut SheetInput<'_>, out: &mut Vec<Finding>) -> bool {
+    let absent: Vec<usize> = (0..sheet.votes.len())
+        .filter(|&j| sheet.votes[j] == MISSING)
+        .collect();
+    let fields: Vec<String> = absent
+        .iter()
+        .map(|&j| format!("votes.{}", sheet.candidates.get(j).unwrap_or(&"?")))
+        .collect();
+    let names: Vec<&str> = absent
+        .iter()
+        .map(|&j| *sheet.candidates.get(j).unwrap_or(&"?"))
+        .collect();
+    let valid = sheet.core[3];
+    let present: u64 = sheet.votes.iter().filter(|&&v| v != MISSING).sum();
+    let rest = (valid != MISSING)
+        .then(|| valid.checked_sub(present))
+        .flatten();
+    match rest {
+        Some(rest) if rest == 0 || absent.len() == 1 => {
+            absent.iter().for_each(|&j| sheet.votes[j] = rest);
+            out.push(Finding::on(
+                Code::W208,
+                fields,
+                format!(
+                    "no count for {} in the source; {rest} implied by valid {valid}",
+                    names.join(", ")
+                ),
+            ));
+            true
+        }
+        _ => {
+            out.push(Finding::on(
+                Code::E110,
+                fields,
+                format!(
+                    "no count for {}{}",
+                    names.join(", "),
+                    if valid == MISSING {
+                        " and no valid total to imply it"
+                    } else {
+                        ", and the valid total does not determine it"
+                    }
+                ),
+            ));
+            false
         }
     }
 }
@@ -55,14 +180,23 @@ impl Default for ValidationConfig {
     }
 }
 
-/// Checks one sheet's arithmetic. Errors (E1xx) and warnings (W2xx) are appended to `out`;
-/// a check whose inputs are absent from the source is skipped, not failed.
-pub fn check_sheet(s: &SheetCounts<'_>, cfg: &ValidationConfig, out: &mut Vec<Finding>) {
+/// Checks one complete sheet's arithmetic (part of [`validate_sheet`]). Errors (E1xx) and
+/// warnings (W2xx) are appended to `out`; a check whose inputs are absent from the source is
+/// skipped, not failed. `candidates` names the vote counts in messages (may be empty).
+pub fn check_sheet(
+    s: &SheetCounts<'_>,
+    candidates: &[&str],
+    cfg: &ValidationConfig,
+    out: &mut Vec<Finding>,
+) {
     let sum: u64 = s.votes.iter().sum();
     if let Some(valid) = s.valid {
         if sum != valid {
-            out.push(Finding::new(
+            let mut fields = vec!["valid".to_string()];
+            fields.extend((0..s.votes.len()).map(|j| vote_field(candidates, j)));
+            out.push(Finding::on(
                 Code::E102,
+                fields,
                 format!(
                     "candidate votes add up to {sum} but valid is {valid} (difference {})",
                     sum as i128 - valid as i128
@@ -72,8 +206,9 @@ pub fn check_sheet(s: &SheetCounts<'_>, cfg: &ValidationConfig, out: &mut Vec<Fi
     }
     if let (Some(valid), Some(invalid), Some(cast)) = (s.valid, s.invalid, s.cast) {
         if valid + invalid != cast {
-            out.push(Finding::new(
+            out.push(Finding::on(
                 Code::E103,
+                ["valid", "invalid", "cast"],
                 format!(
                     "valid {valid} + invalid {invalid} = {} but cast is {cast}",
                     valid + invalid
@@ -92,15 +227,17 @@ pub fn check_sheet(s: &SheetCounts<'_>, cfg: &ValidationConfig, out: &mut Vec<Fi
             } else {
                 (Code::W206, "within")
             };
-            out.push(Finding::new(
+            out.push(Finding::on(
                 code,
+                ["cast", "registered"],
                 format!(
                     "cast {cast} > registered {registered} by {over}, {verdict} the tolerance of {allowed}"
                 ),
             ));
         } else if registered > 0 && cast * 1000 >= registered * cfg.high_turnout_permille {
-            out.push(Finding::new(
+            out.push(Finding::on(
                 Code::W201,
+                ["cast", "registered"],
                 format!(
                     "turnout {cast}/{registered} = {}",
                     permille_text(cast, registered)
@@ -108,8 +245,9 @@ pub fn check_sheet(s: &SheetCounts<'_>, cfg: &ValidationConfig, out: &mut Vec<Fi
             ));
         }
         if cast == 0 && registered > 0 {
-            out.push(Finding::new(
+            out.push(Finding::on(
                 Code::W204,
+                ["cast"],
                 format!("no ballot cast out of {registered} registered"),
             ));
         }
@@ -119,11 +257,14 @@ pub fn check_sheet(s: &SheetCounts<'_>, cfg: &ValidationConfig, out: &mut Vec<Fi
     if base > 0 {
         if let Some((i, &top)) = s.votes.iter().enumerate().max_by_key(|(_, v)| **v) {
             if top * 1000 >= base * cfg.dominant_share_permille {
-                out.push(Finding::new(
+                out.push(Finding::on(
                     Code::W202,
+                    [vote_field(candidates, i)],
                     format!(
-                        "candidate #{} has {top} of {base} valid votes = {}",
-                        i + 1,
+                        "candidate {} has {top} of {base} valid votes = {}",
+                        candidates
+                            .get(i)
+                            .map_or(format!("#{}", i + 1), |c| c.to_string()),
                         permille_text(top, base)
                     ),
                 ));
@@ -132,14 +273,23 @@ pub fn check_sheet(s: &SheetCounts<'_>, cfg: &ValidationConfig, out: &mut Vec<Fi
     }
     if let (Some(invalid), Some(cast)) = (s.invalid, s.cast) {
         if cast > 0 && invalid <= cast && invalid * 1000 >= cast * cfg.invalid_share_permille {
-            out.push(Finding::new(
+            out.push(Finding::on(
                 Code::W203,
+                ["invalid", "cast"],
                 format!(
                     "invalid {invalid} of cast {cast} = {}",
                     permille_text(invalid, cast)
                 ),
             ));
         }
+    }
+}
+
+/// `votes.<id>`, or `votes.#<position>` when the id is not known.
+fn vote_field(candidates: &[&str], j: usize) -> String {
+    match candidates.get(j) {
+        Some(id) => format!("votes.{id}"),
+        None => format!("votes.#{}", j + 1),
     }
 }
 
@@ -154,8 +304,9 @@ pub fn check_registered_between_rounds(
         .registered_change_abs
         .max(r1.min(r2) * cfg.registered_change_permille / 1000);
     (diff > allowed).then(|| {
-        Finding::new(
+        Finding::on(
             Code::W205,
+            ["registered"],
             format!("registered {r1} in round 1 and {r2} in round 2 (difference {diff}, tolerance {allowed})"),
         )
     })
@@ -282,7 +433,7 @@ mod tests {
 
     fn codes(s: &SheetCounts<'_>) -> Vec<Code> {
         let mut out = Vec::new();
-        check_sheet(s, &ValidationConfig::default(), &mut out);
+        check_sheet(s, &[], &ValidationConfig::default(), &mut out);
         out.into_iter().map(|f| f.code).collect()
     }
 
@@ -368,6 +519,63 @@ mod tests {
             ..s
         };
         assert_eq!(codes(&s), vec![Code::E102]);
+    }
+
+    fn validate(core: [u64; 4], votes: &mut [u64]) -> (Verdict, Vec<Finding>) {
+        let ids = ["a", "b", "c"];
+        let mut out = Vec::new();
+        let k = votes.len();
+        let v = validate_sheet(
+            &mut SheetInput {
+                core,
+                votes,
+                candidates: &ids[..k],
+            },
+            &ValidationConfig::default(),
+            &mut out,
+        );
+        (v, out)
+    }
+
+    #[test]
+    fn absent_votes_implied_by_valid_or_incomplete() {
+        // Present counts already add up to valid: the absent one is 0.
+        let mut v = [400, 280, MISSING];
+        let (verdict, f) = validate([1000, 700, 20, 680], &mut v);
+        assert_eq!(verdict, Verdict::Accepted);
+        assert_eq!(v, [400, 280, 0]);
+        assert_eq!(f[0].code, Code::W208);
+        assert_eq!(f[0].fields, vec!["votes.c"]);
+        // One absent: the rest of valid.
+        let mut v = [400, MISSING, 0];
+        let (verdict, f) = validate([1000, 700, 20, 680], &mut v);
+        assert_eq!(verdict, Verdict::Accepted);
+        assert_eq!(v, [400, 280, 0]);
+        assert_eq!(f.len(), 1);
+        // Two absent and a rest to share: incomplete, and nothing else is checked.
+        let mut v = [400, MISSING, MISSING];
+        let (verdict, f) = validate([1000, 700, 20, 680], &mut v);
+        assert_eq!(verdict, Verdict::Quarantined);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].code, Code::E110);
+        assert_eq!(f[0].fields, vec!["votes.b", "votes.c"]);
+        // No valid total: nothing implies the absent count.
+        let mut v = [400, MISSING];
+        let (verdict, f) = validate([1000, 700, 20, MISSING], &mut v);
+        assert_eq!((verdict, f[0].code), (Verdict::Quarantined, Code::E110));
+    }
+
+    #[test]
+    fn findings_name_their_fields() {
+        let mut v = [400, 281];
+        let (verdict, f) = validate([1000, 700, 20, 680], &mut v);
+        assert_eq!(verdict, Verdict::Quarantined);
+        assert_eq!(f[0].code, Code::E102);
+        assert_eq!(f[0].fields, vec!["valid", "votes.a", "votes.b"]);
+        let mut v = [400, 280];
+        let (verdict, f) = validate([600, 700, 20, 680], &mut v);
+        assert_eq!(verdict, Verdict::Quarantined);
+        assert_eq!(f[0].fields, vec!["cast", "registered"]);
     }
 
     #[test]

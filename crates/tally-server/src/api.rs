@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+use tally_model::validate::{find_duplicates, Duplicate};
+use tally_model::Code;
 use tally_store::model::sha256_hex;
 use tally_store::{Role, Store, StoreError, Submission, User};
 use tokio::sync::{broadcast, oneshot};
@@ -295,22 +297,26 @@ async fn submit(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respon
             }
         }
     }
-    // E105: the same station twice in one request with different numbers.
+    // E105: the same station twice in one request with different numbers, found by the same
+    // function as in files (identical repeats are harmless: the store answers `unchanged`).
     if errors.is_empty() {
-        let mut seen: HashMap<(u8, &str), usize> = HashMap::new();
-        for (i, vs) in sheets.iter().enumerate() {
-            let k = (vs.sheet.round, vs.sheet.station_id.as_str());
-            if let Some(&j) = seen.get(&k) {
-                if sheets[j].sheet != vs.sheet {
+        let keys: Vec<String> = sheets
+            .iter()
+            .map(|vs| format!("{}\u{0}{}", vs.sheet.round, vs.sheet.station_id))
+            .collect();
+        let ids: Vec<&str> = keys.iter().map(String::as_str).collect();
+        for dup in find_duplicates(&ids, |a, b| sheets[a].sheet == sheets[b].sheet) {
+            if let Duplicate::Conflicting { rows } = dup {
+                let items: Vec<String> = rows.iter().map(usize::to_string).collect();
+                for &i in &rows[1..] {
+                    let station = &sheets[i].sheet.station_id;
                     errors.push(json!({
                         "index": i,
-                        "station_id": vs.sheet.station_id,
-                        "code": "E105",
-                        "message": format!("station {} appears twice in this request with different numbers (items {j} and {i})", vs.sheet.station_id),
+                        "station_id": station,
+                        "code": Code::E105.as_str(),
+                        "message": format!("station {station} appears in this request with different numbers (items {})", items.join(", ")),
                     }));
                 }
-            } else {
-                seen.insert(k, i);
             }
         }
     }

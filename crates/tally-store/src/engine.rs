@@ -888,8 +888,9 @@ impl Store for TallyStore {
         level: Option<&str>,
     ) -> Result<tally_model::report::ResultsReport, StoreError> {
         let live = self.inner.live.read().unwrap_or_else(|e| e.into_inner());
-        live.results(round, area, level)
-            .map_err(StoreError::NotFound)
+        let scope = tally_model::report::ReportScope { round, area, level };
+        live.results(&scope)
+            .map_err(|e| StoreError::NotFound(e.to_string()))
     }
 
     fn progress(&self) -> ProgressReport {

@@ -3,13 +3,18 @@
 //! is accepted (subtract the station's old contribution along its path, add the new one). Reads
 //! build the `tally.results/1` report from these totals and never touch the database.
 //!
-//! The per-station contribution mirrors `tally_model::count` exactly; a test checks that the
-//! incremental totals equal a full `count` after any sequence of sheets.
+//! The per-station contribution is `tally_model::count::station_totals`, the same definition
+//! `count` adds; a test checks that the incremental totals equal a full `count` after any
+//! sequence of sheets.
 
 use crate::model::{Registry, Sheet, SheetRecord};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
-use tally_model::report::{matching, round_report, Matching, ResultsReport, SheetStats, SCHEMA};
+use tally_model::count::station_totals;
+use tally_model::report::{
+    matching, results_report, CountedRound, Matching, ReportScope, ResultsReport, ScopeError,
+    SheetStats,
+};
 use tally_model::{AreaTree, Round, SheetStatus, Totals, ValidationConfig, MISSING, ROOT};
 
 #[derive(Clone)]
@@ -78,7 +83,7 @@ pub fn registry_round(reg: &Registry, number: u8) -> Option<(Round, HashMap<Stri
             SheetStatus::Missing,
             0,
             [s.registered.unwrap_or(MISSING), MISSING, MISSING, MISSING],
-            &vec![0; k],
+            &vec![MISSING; k],
             &vec![MISSING; e],
         );
     }
@@ -105,72 +110,6 @@ pub fn set_station(round: &mut Round, i: usize, sheet: &Sheet, registry_register
     }
 }
 
-/// The contribution of station `i` to its area's totals, exactly as `count` adds it.
-fn contribution(round: &Round, i: usize) -> Totals {
-    let s = &round.stations;
-    let k = round.candidates.len();
-    let known = |v: u64| if v == MISSING { 0 } else { v };
-    let mut t = Totals {
-        stations_known: 1,
-        registered_known: known(s.registered[i]),
-        votes: vec![0; k],
-        extra: vec![0; round.extra_lines.len()],
-        ..Totals::default()
-    };
-    if s.status[i] != SheetStatus::Counted {
-        return t;
-    }
-    let (reg, cast) = (s.registered[i], s.cast[i]);
-    t.stations_counted = 1;
-    t.registered = known(reg);
-    t.cast = known(cast);
-    t.invalid = known(s.invalid[i]);
-    t.valid = known(s.valid[i]);
-    if reg != MISSING && cast != MISSING {
-        t.turnout_cast = cast;
-        t.turnout_registered = reg;
-    }
-    t.votes.copy_from_slice(round.votes_of(i));
-    for (a, &v) in t.extra.iter_mut().zip(round.extra_of(i)) {
-        *a = known(v);
-    }
-    t
-}
-
-/// `acc += sign * c` (the subtraction never underflows: `c` was added before).
-pub fn apply(acc: &mut Totals, c: &Totals, add: bool) {
-    let f = |a: &mut u64, b: u64| {
-        if add {
-            *a += b
-        } else {
-            *a = a.saturating_sub(b)
-        }
-    };
-    f(&mut acc.stations_known, c.stations_known);
-    f(&mut acc.stations_counted, c.stations_counted);
-    f(&mut acc.registered, c.registered);
-    f(&mut acc.registered_known, c.registered_known);
-    f(&mut acc.cast, c.cast);
-    f(&mut acc.invalid, c.invalid);
-    f(&mut acc.valid, c.valid);
-    f(&mut acc.turnout_cast, c.turnout_cast);
-    f(&mut acc.turnout_registered, c.turnout_registered);
-    if acc.votes.len() < c.votes.len() {
-        acc.votes.resize(c.votes.len(), 0);
-    }
-    if acc.extra.len() < c.extra.len() {
-        acc.extra.resize(c.extra.len(), 0);
-    }
-    acc.votes
-        .iter_mut()
-        .zip(&c.votes)
-        .for_each(|(a, &b)| f(a, b));
-    acc.extra
-        .iter_mut()
-        .zip(&c.extra)
-        .for_each(|(a, &b)| f(a, b));
-}
-
 impl LiveRound {
     pub fn new(reg: &Registry, number: u8) -> Option<LiveRound> {
         let (round, index) = registry_round(reg, number)?;
@@ -192,14 +131,14 @@ impl LiveRound {
         let Some(&i) = self.index.get(&sheet.station_id) else {
             return;
         };
-        let old = contribution(&self.round, i);
+        let old = station_totals(&self.round, i);
         set_station(&mut self.round, i, sheet, self.registry_registered[i]);
-        let new = contribution(&self.round, i);
+        let new = station_totals(&self.round, i);
         let mut node = self.round.stations.area[i];
         loop {
             let t = &mut self.totals[node as usize];
-            apply(t, &old, false);
-            apply(t, &new, true);
+            t.subtract(&old);
+            t.add(&new);
             if node == ROOT {
                 break;
             }
@@ -322,58 +261,23 @@ impl Live {
         self.last_seq = self.last_seq.max(rec.journal_seq);
     }
 
-    /// The `tally.results/1` report, as `tally results` builds it.
-    pub fn results(
-        &self,
-        round: Option<u8>,
-        area: Option<&str>,
-        level: Option<&str>,
-    ) -> Result<ResultsReport, String> {
-        let mut rounds = Vec::new();
-        for r in &self.rounds {
-            if round.is_some_and(|n| n != r.round.number) {
-                continue;
-            }
-            let tree = &r.round.tree;
-            let area_id = match area {
-                None | Some("") => ROOT,
-                Some(p) => tree
-                    .find(p)
-                    .ok_or_else(|| format!("no area '{p}' in round {}", r.round.number))?,
-            };
-            let depth = match level {
-                None | Some("") => None,
-                Some(name) => Some(tree.level_depth(name).ok_or_else(|| {
-                    format!(
-                        "no level '{name}' in round {}: the levels are {}",
-                        r.round.number,
-                        tree.levels.join(", ")
-                    )
-                })?),
-            };
-            rounds.push(round_report(
-                &r.round,
-                &r.totals,
-                &self.rule,
-                r.stats(),
-                area_id,
-                depth,
-            ));
-        }
-        if let Some(n) = round {
-            if rounds.is_empty() {
-                return Err(format!("no round {n}"));
-            }
-        }
-        Ok(ResultsReport {
-            schema: SCHEMA,
-            election: self.election.clone(),
-            rounds,
-            matching: if round.is_none() {
-                self.matching.clone()
-            } else {
-                None
-            },
-        })
+    /// The `tally.results/1` report, built by the same function as `tally results`.
+    pub fn results(&self, scope: &ReportScope<'_>) -> Result<ResultsReport, ScopeError> {
+        let rounds: Vec<CountedRound<'_>> = self
+            .rounds
+            .iter()
+            .map(|r| CountedRound {
+                round: &r.round,
+                totals: &r.totals,
+                sheets: r.stats(),
+            })
+            .collect();
+        results_report(
+            &self.election,
+            &self.rule,
+            &rounds,
+            self.matching.as_ref(),
+            scope,
+        )
     }
 }

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use tally_model::validate::{check_sheet, Finding};
-use tally_model::{Candidate, Code, Rule, SheetCounts, ValidationConfig, MAX_COUNT};
+use tally_model::validate::{validate_sheet, Finding, SheetInput, Verdict};
+use tally_model::{Candidate, Code, Rule, ValidationConfig, MAX_COUNT, MISSING};
 
 /// Hex SHA-256.
 pub fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -487,71 +487,34 @@ pub fn sheet_from_json(
     let (Some(station_id), Some(round), Some(rdef)) = (station_id, round, rdef) else {
         return Err(vec![Finding::new(Code::E108, "incomplete sheet")]);
     };
-    let mut warnings = Vec::new();
-    // Absent candidate counts: implied by the valid total (W208) or an incomplete sheet (E110).
-    let missing: Vec<usize> = (0..votes.len()).filter(|&i| votes[i].is_none()).collect();
-    let known_sum: u64 = votes.iter().flatten().sum();
     if votes.iter().all(Option::is_none) && valid.is_none() && cast.is_none() {
         return Err(vec![Finding::new(
             Code::E110,
             "the sheet has no counts at all",
         )]);
     }
-    if !missing.is_empty() {
-        match valid {
-            Some(v) if known_sum == v => {
-                missing.iter().for_each(|&i| votes[i] = Some(0));
-                warnings.push(Finding::new(
-                    Code::W208,
-                    format!(
-                        "{} candidate count(s) absent, implied 0 by the valid total",
-                        missing.len()
-                    ),
-                ));
-            }
-            Some(v) if missing.len() == 1 && known_sum < v => {
-                votes[missing[0]] = Some(v - known_sum);
-                warnings.push(Finding::new(
-                    Code::W208,
-                    format!(
-                        "votes of '{}' absent, implied {} by the valid total",
-                        rdef.candidates[missing[0]].id,
-                        v - known_sum
-                    ),
-                ));
-            }
-            _ => {
-                let names: Vec<&str> = missing
-                    .iter()
-                    .map(|&i| rdef.candidates[i].id.as_str())
-                    .collect();
-                return Err(vec![Finding::new(
-                    Code::E110,
-                    format!(
-                        "no count for {} and the valid total does not determine it",
-                        names.join(", ")
-                    ),
-                )]);
-            }
-        }
-    }
-    let flat: Vec<u64> = votes.iter().map(|v| v.unwrap_or(0)).collect();
-    let counts = SheetCounts {
-        registered,
-        cast,
-        invalid,
-        valid,
-        votes: &flat,
-    };
+    let mut flat: Vec<u64> = votes.iter().map(|v| v.unwrap_or(MISSING)).collect();
+    let ids: Vec<&str> = rdef.candidates.iter().map(|c| c.id.as_str()).collect();
+    let opt_missing = |v: Option<u64>| v.unwrap_or(MISSING);
     let mut found = Vec::new();
-    check_sheet(&counts, cfg, &mut found);
-    let (e, w): (Vec<Finding>, Vec<Finding>) = found
-        .into_iter()
-        .partition(|f| f.code.severity() == tally_model::Severity::Error);
-    if !e.is_empty() {
-        return Err(e);
+    let verdict = validate_sheet(
+        &mut SheetInput {
+            core: [
+                opt_missing(registered),
+                opt_missing(cast),
+                opt_missing(invalid),
+                opt_missing(valid),
+            ],
+            votes: &mut flat,
+            candidates: &ids,
+        },
+        cfg,
+        &mut found,
+    );
+    if verdict == Verdict::Quarantined {
+        return Err(found.into_iter().filter(Finding::is_error).collect());
     }
-    warnings.extend(w);
+    let warnings = found;
     let sheet = Sheet {
         station_id,
         round,

@@ -83,7 +83,11 @@ fn p(kind: &str, detail: String) -> Problem {
 /// The results document of an export: whole election plus the first level.
 fn results_value(live: &Live, reg: &Registry) -> Value {
     let level = reg.rounds.first().and_then(|r| r.levels.first()).cloned();
-    live.results(None, None, level.as_deref())
+    let scope = tally_model::report::ReportScope {
+        level: level.as_deref(),
+        ..Default::default()
+    };
+    live.results(&scope)
         .ok()
         .and_then(|r| serde_json::to_value(r).ok())
         .unwrap_or(Value::Null)
