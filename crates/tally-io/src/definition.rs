@@ -12,6 +12,10 @@
 //! areas = ["province", "district"]
 //! extra = ["ballots_issued"]
 //! ignore = ["school_id"]
+//! status = "estado"           # found by name (status, sheet_status...) when not given
+//!
+//! [status]                     # values beyond the common ones (counted, annulled, ...)
+//! pending = ["observada"]
 //!
 //! [[candidates]]
 //! id = "erdogan"
@@ -36,6 +40,35 @@ pub struct ElectionDef {
     pub columns: ColumnsDef,
     #[serde(default)]
     pub candidates: Vec<CandidateDef>,
+    /// Values of the status column beyond the common ones Tally knows.
+    #[serde(default)]
+    pub status: StatusDef,
+}
+
+/// `[status]`: which values of the status column mean what (added to the built-in values).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StatusDef {
+    #[serde(default)]
+    pub counted: Vec<String>,
+    #[serde(default)]
+    pub pending: Vec<String>,
+    #[serde(default)]
+    pub annulled: Vec<String>,
+    #[serde(default)]
+    pub not_installed: Vec<String>,
+}
+
+impl StatusDef {
+    pub fn values(&self) -> crate::status::StatusValues {
+        use crate::status::StatedStatus as S;
+        crate::status::StatusValues::new(&[
+            (S::Counted, &self.counted),
+            (S::Pending, &self.pending),
+            (S::Annulled, &self.annulled),
+            (S::NotInstalled, &self.not_installed),
+        ])
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -48,6 +81,8 @@ pub struct ColumnsDef {
     pub cast: Option<String>,
     pub invalid: Option<String>,
     pub valid: Option<String>,
+    /// The sheet-status column (counted / pending / annulled / not installed).
+    pub status: Option<String>,
     #[serde(default)]
     pub extra: Vec<String>,
     #[serde(default)]

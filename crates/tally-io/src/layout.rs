@@ -17,6 +17,8 @@ pub struct Layout {
     pub areas: Vec<usize>,
     /// registered, cast, invalid, valid.
     pub core: [Option<usize>; 4],
+    /// The sheet-status column, if any (see [`crate::status`]).
+    pub status: Option<usize>,
     pub candidates: Vec<(usize, Candidate)>,
     pub extra: Vec<usize>,
     /// Columns read but not used, with the reason.
@@ -182,6 +184,20 @@ pub fn infer(
     };
     used.insert(station);
 
+    let status = match named(&cols.status, "status")? {
+        Some(i) => Some(i),
+        None => crate::status::STATUS_COLUMNS
+            .iter()
+            .find_map(|n| find(n).filter(|i| !used.contains(i))),
+    };
+    if let Some(i) = status {
+        used.insert(i);
+        notes.push(format!(
+            "'{}' read as the sheet status (counted, pending, annulled, not installed)",
+            header[i]
+        ));
+    }
+
     let mut core = [None; 4];
     let core_named = [&cols.registered, &cols.cast, &cols.invalid, &cols.valid];
     for f in 0..4 {
@@ -338,6 +354,7 @@ pub fn infer(
         station,
         areas,
         core,
+        status,
         candidates,
         extra,
         ignored,
@@ -420,6 +437,36 @@ fn infer_levels(
     (levels, skipped)
 }
 
+/// Count lines that real tally sheets carry beside the candidates: never taken for a candidate,
+/// even when they happen to fit the sum (a `contested` column is 0 in a final file, so any run
+/// of candidates plus it adds up just as well).
+const COUNT_LINE_NAMES: [&str; 24] = [
+    "contested",
+    "disputed",
+    "challenged",
+    "impugned",
+    "blank",
+    "blank_votes",
+    "blanks",
+    "null",
+    "null_votes",
+    "nulls",
+    "spoilt",
+    "spoiled",
+    "rejected",
+    "unused",
+    "unused_ballots",
+    "ballots_issued",
+    "ballots_received",
+    "issued",
+    "postal",
+    "postal_votes",
+    "absentee",
+    "provisional",
+    "total",
+    "invalid_votes",
+];
+
 /// Candidates are the contiguous run of numeric columns after the counts whose sum equals the
 /// valid votes on the most sample rows; other numeric columns are extra count lines, and
 /// identifier-like ones (`*_id`) are ignored.
@@ -449,8 +496,20 @@ fn infer_candidates(
             notes.push(format!("'{}' read as an extra count line", header[c]));
         }
     }
+    let is_count_line = |c: usize| COUNT_LINE_NAMES.contains(&norm(&header[c]).as_str());
+    for c in (start..header.len())
+        .filter(|c| !used.contains(c) && kinds[*c] != Kind::Text && is_count_line(*c))
+    {
+        extra.push(c);
+        notes.push(format!(
+            "'{}' read as an extra count line (its name says it is not a candidate)",
+            header[c]
+        ));
+    }
     let pool: Vec<usize> = (start..header.len())
-        .filter(|c| !used.contains(c) && kinds[*c] == Kind::Numeric && !is_id(*c))
+        .filter(|c| {
+            !used.contains(c) && kinds[*c] == Kind::Numeric && !is_id(*c) && !is_count_line(*c)
+        })
         .collect();
     for c in (start..header.len())
         .filter(|c| !used.contains(c) && kinds[*c] == Kind::Numeric && is_id(*c))
@@ -537,6 +596,18 @@ fn infer_candidates(
                         ),
                     ));
                 } else {
+                    // Arithmetic alone cannot tell a candidate without a vote in the sample from
+                    // a count line that is always 0 at the edge of the run: say so.
+                    let all_zero =
+                        |i: usize| rows.iter().all(|(_, cells)| cells[i].unwrap_or(0) == 0);
+                    for i in [a, b - 1] {
+                        if b - a > 2 && all_zero(i) {
+                            notes.push(format!(
+                                "unsure: '{}' is taken as a candidate because the sums allow it, but it is 0 on every sample row; if it is a count line (contested, blank...), list it under [columns] extra of an election definition",
+                                header[pool[i]]
+                            ));
+                        }
+                    }
                     notes.push(format!(
                         "candidates: {} (they add up to the valid votes on {:.1}% of {} sample rows)",
                         pool[a..b].iter().map(|&c| header[c].as_str()).collect::<Vec<_>>().join(", "),

@@ -13,6 +13,7 @@ pub mod layout;
 pub mod parse;
 pub mod quarantine;
 mod read;
+pub mod status;
 
 pub use definition::ElectionDef;
 pub use layout::Layout;
@@ -174,7 +175,12 @@ pub fn import_bytes(
         .iter()
         .map(|(_, c)| c.id.as_str())
         .collect();
+    let status_values = opts
+        .definition
+        .map(|d| d.status.values())
+        .unwrap_or_default();
     let ctx = ParseContext {
+        status_values: &status_values,
         candidate_ids: &candidate_ids,
         layout: &layout,
         file,
@@ -388,7 +394,9 @@ fn round_from_table(
         match st {
             SheetStatus::Counted => stats.accepted += 1,
             SheetStatus::Quarantined => stats.quarantined += 1,
-            SheetStatus::Missing | SheetStatus::Annulled => stats.missing += 1,
+            SheetStatus::Missing | SheetStatus::Annulled | SheetStatus::NotInstalled => {
+                stats.missing += 1
+            }
         }
     }
     let mut issues = Vec::with_capacity(found.issues.len());
@@ -542,7 +550,9 @@ fn round_from_rows(
                 }
             }
             SheetStatus::Quarantined => stats.quarantined += 1,
-            SheetStatus::Missing | SheetStatus::Annulled => stats.missing += 1,
+            SheetStatus::Missing | SheetStatus::Annulled | SheetStatus::NotInstalled => {
+                stats.missing += 1
+            }
         }
         let line = table.lines[i];
         let station = std::mem::take(&mut table.ids[i]);
@@ -682,7 +692,9 @@ fn uncount(stats: &mut SheetStats, status: SheetStatus, to_quarantine: bool) {
     match status {
         SheetStatus::Counted => stats.accepted -= 1,
         SheetStatus::Quarantined => stats.quarantined -= 1,
-        SheetStatus::Missing | SheetStatus::Annulled => stats.missing -= 1,
+        SheetStatus::Missing | SheetStatus::Annulled | SheetStatus::NotInstalled => {
+            stats.missing -= 1
+        }
     }
     if to_quarantine {
         stats.quarantined += 1;

@@ -5,6 +5,7 @@
 //! chunks are joined in file order, so the result does not depend on the number of threads.
 
 use crate::layout::Layout;
+use crate::status::StatedStatus;
 use rayon::prelude::*;
 use std::collections::HashSet;
 use tally_model::validate::{validate_sheet, Finding, SheetInput, Verdict};
@@ -245,6 +246,8 @@ pub struct ParseContext<'a> {
     pub default_round: u8,
     pub validation: &'a ValidationConfig,
     pub registry: Option<&'a HashSet<String>>,
+    /// What the values of the status column mean.
+    pub status_values: &'a crate::status::StatusValues,
     /// The candidates' ids in layout order (names of the vote fields in findings).
     pub candidate_ids: &'a [&'a str],
     /// Average bytes per row in the sample, to size the column buffers once.
@@ -657,8 +660,41 @@ fn handle_row<R: Row>(
     // Registered alone is a known station without a result (a registry row).
     let results_present =
         present - usize::from(l.core[0].is_some_and(|col| !trim(rec.field(col)).is_empty()));
+    // A status column may say the sheet is not counted whatever its numbers (W209 when it has
+    // some), or hold a value nobody named (E111: held back).
+    let stated = l.status.and_then(|col| {
+        let cell = String::from_utf8_lossy(rec.field(col));
+        ctx.status_values.classify(&cell)
+    });
+    let not_counted = match stated {
+        Some(Ok(s)) if s != StatedStatus::Counted => Some(s),
+        Some(Err(value)) => {
+            st.findings.push(Finding::on(
+                Code::E111,
+                ["status"],
+                format!("status '{value}' is not one Tally knows (counted, pending, annulled, not installed); name it in the election definition's [status] table"),
+            ));
+            None
+        }
+        _ => None,
+    };
     let mut pending = false;
-    let status = if results_present == 0 {
+    let status = if let Some(s) = not_counted {
+        if results_present > 0 {
+            st.findings.push(Finding::on(
+                Code::W209,
+                ["status"],
+                format!(
+                    "the sheet is {} but carries counts: they are not counted",
+                    s.name()
+                ),
+            ));
+        }
+        core[1..].iter_mut().for_each(|v| *v = MISSING);
+        st.votes.iter_mut().for_each(|v| *v = MISSING);
+        st.extra.iter_mut().for_each(|v| *v = MISSING);
+        s.sheet_status()
+    } else if results_present == 0 {
         SheetStatus::Missing
     } else {
         if let Some(reg) = ctx.registry {
@@ -673,7 +709,11 @@ fn handle_row<R: Row>(
         for (j, &v) in st.votes.iter().enumerate() {
             seen[j] |= v != MISSING;
         }
-        if st.findings.iter().any(|f| f.code == Code::E101) {
+        if st
+            .findings
+            .iter()
+            .any(|f| matches!(f.code, Code::E101 | Code::E111))
+        {
             SheetStatus::Quarantined
         } else if st.votes.contains(&MISSING) {
             // Either a candidate not on this round's ballot (a multi-round file) or an

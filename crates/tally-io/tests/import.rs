@@ -322,3 +322,85 @@ fn quoted_fields_with_newlines_keep_true_line_numbers_across_chunks() {
     assert_eq!(r.round.tree.levels, vec!["region"]);
     assert!(r.round.tree.find("North,\nEast").is_some());
 }
+
+#[test]
+fn a_status_column_decides_what_is_counted() {
+    let text = "station_id,region,status,registered,cast,invalid,valid,a,b\n\
+                S1,North,counted,100,80,0,80,50,30\n\
+                S2,North,Annulled,100,90,0,90,80,10\n\
+                S3,South,NOT_INSTALLED,100,,,,,\n\
+                S4,South,pending,100,,,,,\n\
+                S5,South,weird,100,70,0,70,40,30\n\
+                S6,South,,100,60,0,60,30,30\n";
+    let f = import(text, &ImportOptions::default()).expect("imports");
+    let r = &f.rounds[0];
+    let st = &r.round.stations.status;
+    assert_eq!(
+        st,
+        &vec![
+            SheetStatus::Counted,
+            SheetStatus::Annulled,
+            SheetStatus::NotInstalled,
+            SheetStatus::Missing,
+            SheetStatus::Quarantined,
+            SheetStatus::Counted,
+        ]
+    );
+    let codes: Vec<(u64, Code)> = r.issues.iter().map(|i| (i.line, i.code)).collect();
+    assert_eq!(codes, vec![(3, Code::W209), (6, Code::E111)]);
+    // The annulled sheet's 80 votes for a are not counted.
+    let t = tally_model::count(&r.round);
+    assert_eq!(t[0].votes, vec![80, 60]);
+    assert_eq!(t[0].stations_known, 6);
+    assert_eq!(t[0].stations_counted, 2);
+    assert_eq!(r.stats.accepted + r.stats.quarantined + r.stats.missing, 6);
+    assert_eq!(r.quarantine.len(), 1);
+    assert!(r.quarantine[0].raw.contains("weird"));
+}
+
+#[test]
+fn status_values_can_be_named_in_the_definition() {
+    let def = ElectionDef::parse(
+        "[columns]\nstatus = \"estado\"\n[status]\npending = [\"observada\"]\n",
+        "def.toml",
+    )
+    .expect("definition");
+    let text = "station_id,estado,registered,cast,invalid,valid,a,b\n\
+                S1,Observada,100,80,0,80,50,30\n\
+                S2,contabilizada,100,80,0,80,50,30\n";
+    let opts = ImportOptions {
+        definition: Some(&def),
+        ..ImportOptions::default()
+    };
+    let f = import(text, &opts).expect("imports");
+    let st = &f.rounds[0].round.stations.status;
+    assert_eq!(st, &vec![SheetStatus::Missing, SheetStatus::Counted]);
+}
+
+#[test]
+fn a_contested_line_is_not_taken_for_a_candidate() {
+    // `contested` is 0 in a final file, so a, b, contested adds up as well as a, b.
+    let text = "station_id,registered,cast,invalid,valid,a,b,contested\n\
+                S1,100,80,0,80,50,30,0\n\
+                S2,100,90,0,90,80,10,0\n\
+                S3,100,70,0,70,40,30,0\n";
+    let f = import(text, &ImportOptions::default()).expect("imports");
+    let r = &f.rounds[0].round;
+    let ids: Vec<&str> = r.candidates.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, vec!["a", "b"]);
+    assert_eq!(r.extra_lines, vec!["contested".to_string()]);
+    // A column of zeros with no telling name stays a candidate, and the notes say so.
+    let text = text.replace("contested", "c").replace("valid,a", "valid,z");
+    let text = text.replace("S1,100,80,0,80,50", "S1,100,80,0,80,0,50");
+    let text = text.replace("S2,100,90,0,90,80", "S2,100,90,0,90,0,80");
+    let text = text.replace("S3,100,70,0,70,40", "S3,100,70,0,70,0,40");
+    let text = text.replace("z,b", "z,a,b");
+    let f = import(&text, &ImportOptions::default()).expect("imports");
+    let r = &f.rounds[0].round;
+    assert_eq!(r.candidates.len(), 4);
+    assert!(
+        f.layout.notes.iter().any(|n| n.starts_with("unsure: 'z'")),
+        "{:?}",
+        f.layout.notes
+    );
+}

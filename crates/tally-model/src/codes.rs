@@ -28,6 +28,9 @@ pub enum Code {
     E109,
     /// An incomplete sheet: some counts are present but a candidate's count is missing.
     E110,
+    /// The sheet's status cell holds a value Tally does not know (name it in the election
+    /// definition's `[status]` table).
+    E111,
     /// Turnout of 99% or more.
     W201,
     /// One candidate has 99% or more of the valid votes.
@@ -45,6 +48,9 @@ pub enum Code {
     /// A candidate's count is empty in the source but implied by the valid total (the other
     /// candidates already add up to it, or only one count is missing).
     W208,
+    /// The sheet's status says it is not counted (pending, annulled, not installed) but the row
+    /// carries counts: they are not counted.
+    W209,
     /// The file cannot be read (I/O error, broken gzip stream).
     F001,
     /// The file is empty or has no header line.
@@ -73,7 +79,7 @@ pub enum Severity {
 }
 
 impl Code {
-    pub const ALL: [Code; 25] = [
+    pub const ALL: [Code; 27] = [
         Code::E101,
         Code::E102,
         Code::E103,
@@ -84,6 +90,7 @@ impl Code {
         Code::E108,
         Code::E109,
         Code::E110,
+        Code::E111,
         Code::W201,
         Code::W202,
         Code::W203,
@@ -92,6 +99,7 @@ impl Code {
         Code::W206,
         Code::W207,
         Code::W208,
+        Code::W209,
         Code::F001,
         Code::F002,
         Code::F003,
@@ -121,6 +129,7 @@ impl Code {
             Code::E108 => "E108",
             Code::E109 => "E109",
             Code::E110 => "E110",
+            Code::E111 => "E111",
             Code::W201 => "W201",
             Code::W202 => "W202",
             Code::W203 => "W203",
@@ -129,6 +138,7 @@ impl Code {
             Code::W206 => "W206",
             Code::W207 => "W207",
             Code::W208 => "W208",
+            Code::W209 => "W209",
             Code::F001 => "F001",
             Code::F002 => "F002",
             Code::F003 => "F003",
@@ -152,6 +162,7 @@ impl Code {
             Code::E108 => "malformed row (field count, encoding)",
             Code::E109 => "missing station id",
             Code::E110 => "incomplete sheet: a candidate count is missing",
+            Code::E111 => "unknown sheet status value",
             Code::W201 => "turnout of 99% or more",
             Code::W202 => "one candidate has 99% or more of valid votes",
             Code::W203 => "unusually high share of invalid ballots",
@@ -160,6 +171,9 @@ impl Code {
             Code::W206 => "ballots cast exceed registered voters within the tolerance",
             Code::W207 => "identical duplicate sheet counted once",
             Code::W208 => "candidate count missing in the source, implied by the valid total",
+            Code::W209 => {
+                "sheet not counted by its status (pending, annulled, not installed) carries counts"
+            }
             Code::F001 => "file cannot be read",
             Code::F002 => "empty file or no header",
             Code::F003 => "duplicate column name",

@@ -46,8 +46,11 @@ pub enum SheetStatus {
     Counted,
     /// Known station without a result (every count empty).
     Missing,
-    /// Declared void by the source.
+    /// Declared void by the source: never counted.
     Annulled,
+    /// The station did not open (the source says so): never counted.
+    #[serde(rename = "not_installed")]
+    NotInstalled,
     /// Held back by a validation error; see the quarantine report.
     Quarantined,
 }
