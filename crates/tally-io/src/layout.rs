@@ -83,7 +83,7 @@ fn norm(s: &str) -> String {
 
 /// Integer-looking cell (the same acceptance as the parser: digits, optionally `.0`).
 fn is_int(s: &str) -> bool {
-    crate::parse::parse_count(s.trim().as_bytes()).is_ok()
+    crate::cell::parse_count(s.trim().as_bytes()).is_ok()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -527,11 +527,11 @@ fn infer_candidates(
                 .iter()
                 .filter_map(|r| {
                     let v =
-                        crate::parse::parse_count(r.get(valid_col)?.trim().as_bytes()).ok()??;
+                        crate::cell::parse_count(r.get(valid_col)?.trim().as_bytes()).ok()??;
                     let cells = pool
                         .iter()
                         .map(|&c| {
-                            crate::parse::parse_count(
+                            crate::cell::parse_count(
                                 r.get(c).map(|s| s.trim()).unwrap_or("").as_bytes(),
                             )
                             .ok()

@@ -9,79 +9,10 @@ use crate::status::StatedStatus;
 use rayon::prelude::*;
 use std::collections::HashSet;
 use tally_model::validate::{validate_sheet, Finding, SheetInput, Verdict};
-use tally_model::{Code, SheetStatus, ValidationConfig, MAX_COUNT, MISSING};
+use tally_model::{Code, SheetStatus, ValidationConfig, MISSING};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CountError {
-    Negative,
-    NotInteger,
-    TooLarge,
-}
-
-/// An empty cell is `Ok(None)`. Accepts `123` and `123.0` (spreadsheet exports); rejects
-/// negatives, fractions, exponents and anything else.
-pub fn parse_count(b: &[u8]) -> Result<Option<u64>, CountError> {
-    // Fast path: up to 12 plain digits (no overflow possible, below MAX_COUNT) - nearly every cell.
-    if !b.is_empty() && b.len() <= 12 {
-        let mut v: u64 = 0;
-        let mut plain = true;
-        for &c in b {
-            let d = c.wrapping_sub(b'0');
-            plain &= d <= 9;
-            v = v * 10 + u64::from(d & 15);
-        }
-        if plain {
-            return Ok(Some(v));
-        }
-    }
-    parse_count_slow(b)
-}
-
-/// Whitespace, `12.0`, signs, overflow: the careful path with the precise error.
-fn parse_count_slow(b: &[u8]) -> Result<Option<u64>, CountError> {
-    let b = trim(b);
-    if b.is_empty() {
-        return Ok(None);
-    }
-    let mut v: u64 = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let d = c.wrapping_sub(b'0');
-        if d <= 9 {
-            v = v
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(u64::from(d)))
-                .ok_or(CountError::TooLarge)?;
-        } else if c == b'.' && i > 0 && b[i + 1..].iter().all(|&z| z == b'0') {
-            break; // "12.0" from spreadsheet exports
-        } else if c == b'-' && i == 0 && b.len() > 1 && b[1..].iter().all(u8::is_ascii_digit) {
-            return Err(CountError::Negative);
-        } else {
-            return Err(CountError::NotInteger);
-        }
-    }
-    if v > MAX_COUNT {
-        return Err(CountError::TooLarge);
-    }
-    Ok(Some(v))
-}
-
-fn trim(mut b: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = b {
-        if first.is_ascii_whitespace() {
-            b = rest;
-        } else {
-            break;
-        }
-    }
-    while let [rest @ .., last] = b {
-        if last.is_ascii_whitespace() {
-            b = rest;
-        } else {
-            break;
-        }
-    }
-    b
-}
+use crate::cell::{count_error_text, trim};
+pub use crate::cell::{parse_count, CountError};
 
 /// One row's problem, located.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -350,14 +281,6 @@ fn raw_row(rec: &csv::ByteRecord) -> String {
     let _ = w.write_byte_record(rec);
     let bytes = w.into_inner().unwrap_or_default();
     String::from_utf8_lossy(&bytes).trim_end().to_string()
-}
-
-fn count_error_text(e: CountError) -> &'static str {
-    match e {
-        CountError::Negative => "negative",
-        CountError::NotInteger => "not an integer",
-        CountError::TooLarge => "too large to be a count",
-    }
 }
 
 /// The high bit of each byte of `word` that equals `b` (exact, no false positives).
@@ -788,27 +711,6 @@ mod tests {
         assert_eq!(byte_mask(w, b','), 0x80 | 0x80 << 24 | 0x80 << 32);
         assert_eq!(byte_mask(w, b'\n'), 0x80 << 16 | 0x80 << 56);
         assert_eq!(byte_mask(0, b','), 0);
-    }
-
-    #[test]
-    fn counts_parse_strictly() {
-        assert_eq!(parse_count(b"0"), Ok(Some(0)));
-        assert_eq!(parse_count(b"999999999999"), Ok(Some(999_999_999_999)));
-        assert_eq!(parse_count(b"12a"), Err(CountError::NotInteger));
-        assert_eq!(parse_count(b"1:2"), Err(CountError::NotInteger));
-        assert_eq!(parse_count(b" 12 "), Ok(Some(12)));
-        assert_eq!(parse_count(b"12.0"), Ok(Some(12)));
-        assert_eq!(parse_count(b""), Ok(None));
-        assert_eq!(parse_count(b"-3"), Err(CountError::Negative));
-        assert_eq!(parse_count(b"1.5"), Err(CountError::NotInteger));
-        assert_eq!(parse_count(b"1e3"), Err(CountError::NotInteger));
-        assert_eq!(parse_count(b"abc"), Err(CountError::NotInteger));
-        assert_eq!(parse_count(b"-"), Err(CountError::NotInteger));
-        assert_eq!(
-            parse_count(b"99999999999999999999999"),
-            Err(CountError::TooLarge)
-        );
-        assert_eq!(parse_count(b"2000000000000"), Err(CountError::TooLarge));
     }
 
     #[test]
