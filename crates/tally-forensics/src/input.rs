@@ -32,7 +32,7 @@ pub enum InputError {
     },
     /// A count of a used station is absent or larger than any real count (the importer rejects
     /// such counts; a hand-built round may not).
-    #[error("station `{station}`: {column} is {}", if *value == MISSING { "absent".to_string() } else { format!("{value}, above the largest accepted count") })]
+    #[error("station `{station}`: {column} is {}", if *value == MISSING { "absent".to_string() } else { format!("{value}, above the largest accepted count ({MAX_COUNT})") })]
     BadCount {
         station: String,
         column: String,
@@ -222,4 +222,94 @@ pub(crate) fn most_votes(round: &Round, stations: &[usize]) -> usize {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_model::{AreaTree, Candidate};
+
+    fn round() -> Round {
+        let mut r = Round::new(
+            1,
+            vec![Candidate::new("a"), Candidate::new("b")],
+            Vec::new(),
+            AreaTree::new("All", vec!["region".into(), "district".into()]),
+        );
+        let mut push = |id: &str, path: [&str; 2], status, core: [u64; 4], votes: [u64; 2]| {
+            let area = r.tree.leaf(&path);
+            r.push(id.into(), area, status, 0, core, &votes, &[]);
+        };
+        use SheetStatus::*;
+        push("s1", ["R2", "D1"], Counted, [100, 60, 0, 60], [40, 20]);
+        push("s2", ["R1", "D2"], Counted, [100, MISSING, 0, 50], [30, 20]);
+        push(
+            "s3",
+            ["R1", "D3"],
+            Missing,
+            [100, MISSING, MISSING, MISSING],
+            [0, 0],
+        );
+        push("s4", ["R1", "D3"], Counted, [0, 0, 0, 0], [0, 0]);
+        push(
+            "s5",
+            ["R2", "D1"],
+            Quarantined,
+            [100, MISSING, MISSING, MISSING],
+            [0, 0],
+        );
+        r
+    }
+
+    /// Only counted stations with registered, cast and valid are read; groups are numbered in
+    /// order of first appearance among them and named by their path.
+    #[test]
+    fn selects_counted_stations_with_core_counts() {
+        let r = round();
+        assert_eq!(
+            station_selection(&r),
+            StationSelection {
+                stations: 5,
+                counted: 3,
+                usable: 2,
+                left_out: 1
+            }
+        );
+        let u = usable(&r, Some(2)).unwrap();
+        assert_eq!(u.index, vec![0, 3]);
+        let (of, names) = u.groups.unwrap();
+        assert_eq!((of[0], of[3]), (0, 1));
+        assert_eq!(names, vec!["R2/D1".to_string(), "R1/D3".to_string()]);
+        assert_eq!(most_votes(&r, &u.index), 0);
+    }
+
+    /// Errors name what is wrong and where.
+    #[test]
+    fn errors_say_what_and_where() {
+        let mut r = round();
+        let e = usable(&r, Some(3)).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "group level 3, but the area tree has only 2 levels"
+        );
+        r.stations.votes[1] = MAX_COUNT + 1;
+        let e = usable(&r, None).err().unwrap();
+        assert!(
+            e.to_string().starts_with("station `s1`: votes of `b` is "),
+            "{e}"
+        );
+        r.stations.cast.pop();
+        let e = usable(&r, None).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "column `cast` of the station table has 4 values but there are 5 stations"
+        );
+        let mut none = round();
+        none.stations.status = vec![SheetStatus::Missing; 5];
+        let e = usable(&none, None).err().unwrap();
+        assert!(
+            e.to_string().contains("needs registered, cast and valid"),
+            "{e}"
+        );
+    }
 }
