@@ -3,8 +3,7 @@
 use crate::load::Loaded;
 use std::path::Path;
 use std::process::ExitCode;
-use tally_forensics::{ForensicsOptions, StationCounts};
-use tally_model::{Round, SheetStatus, MISSING};
+use tally_forensics::ForensicsOptions;
 
 pub struct ForensicsArgs<'a> {
     pub candidate: Option<&'a str>,
@@ -14,54 +13,6 @@ pub struct ForensicsArgs<'a> {
     pub seed: u64,
     pub reps: usize,
     pub json: bool,
-}
-
-/// The counted stations of `round` that give registered, cast and valid, grouped by the areas of
-/// `level` when given. Returns the data and how many counted stations were left out.
-pub fn station_counts(round: &Round, level: Option<u8>) -> (StationCounts, usize) {
-    let s = &round.stations;
-    let k = round.candidates.len();
-    let mut out = StationCounts {
-        station_ids: Vec::new(),
-        registered: Vec::new(),
-        cast: Vec::new(),
-        valid: Vec::new(),
-        candidates: round.candidates.iter().map(|c| c.id.clone()).collect(),
-        votes: vec![Vec::new(); k],
-        groups: None,
-    };
-    let mut group_of = Vec::new();
-    let mut group_index = std::collections::HashMap::new();
-    let mut group_names = Vec::new();
-    let mut left_out = 0;
-    for i in 0..round.len() {
-        if s.status[i] != SheetStatus::Counted {
-            continue;
-        }
-        if [s.registered[i], s.cast[i], s.valid[i]].contains(&MISSING) {
-            left_out += 1;
-            continue;
-        }
-        out.station_ids.push(s.ids[i].clone());
-        out.registered.push(s.registered[i]);
-        out.cast.push(s.cast[i]);
-        out.valid.push(s.valid[i]);
-        for (c, v) in round.votes_of(i).iter().enumerate() {
-            out.votes[c].push(*v);
-        }
-        if let Some(depth) = level {
-            let area = round.tree.ancestor_at(s.area[i], depth);
-            let g = *group_index.entry(area).or_insert_with(|| {
-                group_names.push(round.tree.path_string(area));
-                group_names.len() as u32 - 1
-            });
-            group_of.push(g);
-        }
-    }
-    if level.is_some() {
-        out.groups = Some((group_of, group_names));
-    }
-    (out, left_out)
 }
 
 pub fn run(loaded: &Loaded, args: &ForensicsArgs<'_>) -> Result<ExitCode, String> {
@@ -82,12 +33,19 @@ pub fn run(loaded: &Loaded, args: &ForensicsArgs<'_>) -> Result<ExitCode, String
             )
         })?),
     };
-    let (data, left_out) = station_counts(round, depth);
-    if data.station_ids.is_empty() {
-        return Err("forensics needs registered, cast and valid counts per station; this file has none (e.g. observer transcriptions without registered voters)".into());
+    let selection = tally_forensics::station_selection(round);
+    if selection.usable == 0 {
+        // Said before the candidate and the spinner: nothing else matters without these counts.
+        let e = tally_forensics::InputError::NoUsableStations {
+            counted: selection.counted,
+        };
+        return Err(e.to_string());
     }
-    if left_out > 0 {
-        eprintln!("note: {left_out} counted stations without registered/cast/valid are left out of the forensics");
+    if selection.left_out > 0 {
+        eprintln!(
+            "note: {} counted stations without registered/cast/valid are left out of the forensics",
+            selection.left_out
+        );
     }
     let leader = match args.candidate {
         None => None,
@@ -100,18 +58,19 @@ pub fn run(loaded: &Loaded, args: &ForensicsArgs<'_>) -> Result<ExitCode, String
         leader,
         seed: args.seed,
         mc_reps: args.reps,
+        group_level: depth,
         per_group: depth.is_some(),
         ..ForensicsOptions::default()
     };
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_message(format!(
         "analysing {} stations ({} Monte Carlo replicates)",
-        data.station_ids.len(),
-        args.reps
+        selection.usable, args.reps
     ));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let report = tally_forensics::try_analyse(&data, &opts).map_err(|e| format!("{e:?}"))?;
+    let report = tally_forensics::try_analyse(round, &opts);
     spinner.finish_and_clear();
+    let report = report.map_err(|e| e.to_string())?;
     if args.json {
         println!("{}", report.to_json());
     } else {
@@ -121,7 +80,7 @@ pub fn run(loaded: &Loaded, args: &ForensicsArgs<'_>) -> Result<ExitCode, String
         // The plots add the seed to the title themselves.
         let title = format!("{} — round {}", loaded.election, round.number);
         let written = tally_forensics::plot::write_plots(&report, Path::new(dir), &title)
-            .map_err(|e| format!("{dir}: {e:?}"))?;
+            .map_err(|e| format!("{dir}: {e}"))?;
         for p in written {
             eprintln!("wrote {}", p.display());
         }

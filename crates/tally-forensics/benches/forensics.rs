@@ -9,13 +9,18 @@ mod common;
 
 use std::hint::black_box;
 use std::time::Instant;
-use tally_forensics::{analyse, integer::integer_hit, ForensicsOptions, StationCounts};
+use tally_forensics::{analyse, integer::integer_hit, ForensicsOptions};
+use tally_model::Round;
 
-fn raw_floor(d: &StationCounts, leader: usize) -> u64 {
-    let lv = &d.votes[leader];
+/// Every station of these test rounds is counted with registered, cast and valid present, so the
+/// floor reads the columns directly.
+fn raw_floor(d: &Round, leader: usize) -> u64 {
+    let st = &d.stations;
+    let k = d.candidates.len();
     let mut n = 0u64;
-    for (s, &l) in lv.iter().enumerate() {
-        let (reg, cast, valid) = (d.registered[s], d.cast[s], d.valid[s]);
+    for s in 0..d.len() {
+        let l = st.votes[s * k + leader];
+        let (reg, cast, valid) = (st.registered[s], st.cast[s], st.valid[s]);
         if reg == 0 || cast < 100 {
             continue;
         }
@@ -26,22 +31,36 @@ fn raw_floor(d: &StationCounts, leader: usize) -> u64 {
     n
 }
 
+fn most_votes(d: &Round) -> usize {
+    let k = d.candidates.len();
+    let mut totals = vec![0u64; k];
+    for (i, v) in d.stations.votes.iter().enumerate() {
+        totals[i % k] += v;
+    }
+    // The first candidate on ties, as `analyse` does.
+    (0..k).fold(0, |best, c| if totals[c] > totals[best] { c } else { best })
+}
+
 fn main() {
-    let (name, data) = match common::load_russia() {
-        Some(d) => ("russia2018", d),
+    let (name, data, group_level) = match common::load_russia() {
+        Some(d) => ("russia2018", d, Some(1)),
         None => {
             eprintln!("russia2018 not found; using a synthetic election of 100,000 stations");
-            ("synthetic 100k", common::synth(100_000, 1, vec![]))
+            (
+                "synthetic 100k",
+                common::synth(100_000, 1, vec![]),
+                common::SYNTH_GROUP_LEVEL,
+            )
         }
     };
+    // The leader the analysis would pick (most votes), named when it is Putin.
     let leader = data
-        .candidates
-        .iter()
-        .position(|c| c == "putin")
-        .unwrap_or_else(|| data.most_votes());
+        .candidate_index("putin")
+        .unwrap_or_else(|| most_votes(&data));
     let opts = ForensicsOptions {
         leader: Some(leader),
         seed: 1,
+        group_level,
         ..Default::default()
     };
     // Floor: best of 5 passes.

@@ -151,10 +151,11 @@ fn share_first(freq: &[u64]) -> f64 {
     freq[0] as f64 / n as f64
 }
 
-/// Digit tests for each candidate over the given stations (indices into the columns).
+/// Digit tests for each candidate over the given stations (indices into the columns; `votes` is
+/// row-major, one entry per candidate and station, as in `tally_model::Stations::votes`).
 pub(crate) fn run(
     candidates: &[String],
-    votes: &[Vec<u64>],
+    votes: &[u64],
     valid: &[u64],
     stations: &[usize],
     reps: usize,
@@ -168,7 +169,7 @@ pub(crate) fn run(
             let mut last = [0u64; 10];
             let mut p05 = [0u64; 2]; // [ends in 0/5, other]
             for &s in stations {
-                let x = votes[c][s];
+                let x = votes[s * candidates.len() + c];
                 if x >= MIN_COUNT {
                     if let Some(d) = second_digit(x) {
                         second[d] += 1;
@@ -256,7 +257,8 @@ mod tests {
     fn bootstrap_interval_covers_truth_for_uniform_digits() {
         // Counts 10..=10_009: last digits exactly uniform, so the mean is 4.5 exactly.
         let n = 10_000usize;
-        let votes = vec![(0..n as u64).map(|i| 10 + i).collect::<Vec<_>>()];
+        // One candidate: the row-major votes column is the candidate's column.
+        let votes: Vec<u64> = (0..n as u64).map(|i| 10 + i).collect();
         let valid = vec![1_000_000u64; n];
         let stations: Vec<usize> = (0..n).collect();
         let r = run(&["a".to_string()], &votes, &valid, &stations, 400, 0.95, 1);
@@ -278,9 +280,7 @@ mod tests {
     fn rounded_counts_are_detected() {
         // All counts multiples of 5: C05s = 1, far outside the interval around 0.2.
         let n = 2_000usize;
-        let votes = vec![(0..n as u64)
-            .map(|i| 50 + 5 * (i % 300))
-            .collect::<Vec<_>>()];
+        let votes: Vec<u64> = (0..n as u64).map(|i| 50 + 5 * (i % 300)).collect();
         let valid = vec![5_000u64; n];
         let stations: Vec<usize> = (0..n).collect();
         let r = run(&["a".to_string()], &votes, &valid, &stations, 200, 0.95, 9);

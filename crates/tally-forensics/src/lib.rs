@@ -16,7 +16,8 @@
 //! whatever the number of threads. Only the functions of [`plot`] write files.
 //!
 //! ## API boundary
-//! Input: [`StationCounts`]. Output: [`ForensicsReport`] (serde `Serialize`, schema in
+//! Input: a [`tally_model::Round`] (its counted stations with registered, cast and valid; see
+//! [`station_selection`]) and [`ForensicsOptions`]. Output: [`ForensicsReport`] (serde `Serialize`, schema in
 //! `SCHEMA.md`), [`ForensicsReport::render_text`], [`write_stations_csv`], [`plot::write_plots`].
 
 pub mod digits;
@@ -33,10 +34,11 @@ mod util;
 pub use digits::{DigitStat, DigitTest};
 pub use distribution::{DistStats, DistributionReport, ExcessVotes};
 pub use fingerprint::{CleanShape, KlimekFit};
-pub use input::{InputError, StationCounts};
+pub use input::{station_selection, InputError, StationSelection};
 pub use stations::{write_stations_csv, FlaggedStation};
 
 use serde::Serialize;
+use tally_model::Round;
 
 /// Version of the JSON schema (bumped on any incompatible change; see SCHEMA.md).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -44,8 +46,12 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Options of [`analyse`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForensicsOptions {
-    /// Index of the leader in `StationCounts::candidates`; `None` = the candidate with most votes.
+    /// Index of the leader in `Round::candidates`; `None` = the candidate with most votes.
     pub leader: Option<usize>,
+    /// Depth in the round's area tree of the groups (areas) used for the per-area reports and the
+    /// neighbour comparisons of the station list (1 = the first level below the root, as given by
+    /// `AreaTree::level_depth`); `None` = no groups (default).
+    pub group_level: Option<u8>,
     /// Seed of every random draw.
     pub seed: u64,
     /// Monte Carlo replicates of the integer-percentage null (default 1000).
@@ -54,7 +60,7 @@ pub struct ForensicsOptions {
     pub bootstrap_reps: usize,
     /// Level of the bootstrap intervals (default 0.95).
     pub ci_level: f64,
-    /// Per-group (per-area) reports, when `StationCounts::groups` is set (default true).
+    /// Per-group (per-area) reports, when `group_level` is set (default true).
     pub per_group: bool,
     /// Fit the Klimek model (the most expensive part; default true).
     pub klimek_fit: bool,
@@ -68,6 +74,7 @@ impl Default for ForensicsOptions {
     fn default() -> Self {
         ForensicsOptions {
             leader: None,
+            group_level: None,
             seed: 1,
             mc_reps: 1000,
             bootstrap_reps: 200,
@@ -95,7 +102,8 @@ pub struct OptionsEcho {
 /// Which stations were used and why others were not.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Coverage {
-    /// Stations in the input.
+    /// Stations in the input: the counted stations of the round that give registered, cast and
+    /// valid (see [`station_selection`]).
     pub stations_total: usize,
     /// Stations used (registered > 0 and cast > 0).
     pub stations_used: usize,
@@ -260,30 +268,34 @@ pub(crate) const INTEGER_METHOD: &str =
      simulated through exact per-station hit probabilities";
 
 /// Runs every analysis. Panics when the input is malformed (see [`try_analyse`]).
-pub fn analyse(data: &StationCounts, opts: &ForensicsOptions) -> ForensicsReport {
-    match try_analyse(data, opts) {
+pub fn analyse(round: &Round, opts: &ForensicsOptions) -> ForensicsReport {
+    match try_analyse(round, opts) {
         Ok(r) => r,
         Err(e) => panic!("tally-forensics: invalid input: {e}"),
     }
 }
 
-/// Runs every analysis, or says why the input cannot be analysed.
-pub fn try_analyse(
-    data: &StationCounts,
-    opts: &ForensicsOptions,
-) -> Result<ForensicsReport, InputError> {
-    data.validate()?;
-    let leader = opts.leader.unwrap_or_else(|| data.most_votes());
-    if leader >= data.candidates.len() {
+/// Runs every analysis on the usable stations of `round` (see [`station_selection`]), or says why
+/// the round cannot be analysed.
+pub fn try_analyse(round: &Round, opts: &ForensicsOptions) -> Result<ForensicsReport, InputError> {
+    let usable = input::usable(round, opts.group_level)?;
+    let candidates: Vec<String> = round.candidates.iter().map(|c| c.id.clone()).collect();
+    let leader = opts
+        .leader
+        .unwrap_or_else(|| input::most_votes(round, &usable.index));
+    if leader >= candidates.len() {
         return Err(InputError::LeaderOutOfRange {
             leader,
-            candidates: data.candidates.len(),
+            candidates: candidates.len(),
         });
     }
-    let n = data.len();
-    let lv = &data.votes[leader];
+    // Every station index `s` below is an index into the round's station table.
+    let st = &round.stations;
+    let k = candidates.len();
+    let n = usable.index.len();
+    let lv = |s: usize| st.votes[s * k + leader];
     // Groups serve the neighbour comparisons always, and the per-area reports when asked for.
-    let groups = data.groups.as_ref();
+    let groups = usable.groups.as_ref();
     let group_of = |s: usize| groups.map(|(g, _)| g[s]);
 
     // Coverage and the list of used stations.
@@ -296,28 +308,28 @@ pub fn try_analyse(
         cast_above_registered: 0,
     };
     let mut used = Vec::with_capacity(n);
-    for s in 0..n {
-        if data.registered[s] == 0 {
+    for &s in &usable.index {
+        if st.registered[s] == 0 {
             cov.skipped_registered_zero += 1;
-        } else if data.cast[s] == 0 {
+        } else if st.cast[s] == 0 {
             cov.skipped_cast_zero += 1;
         } else {
-            if data.valid[s] == 0 {
+            if st.valid[s] == 0 {
                 cov.valid_zero += 1;
             }
-            if data.cast[s] > data.registered[s] {
+            if st.cast[s] > st.registered[s] {
                 cov.cast_above_registered += 1;
             }
             used.push(s);
         }
     }
     cov.stations_used = used.len();
-    let turnout_of = |s: usize| (data.cast[s] as f64 / data.registered[s] as f64).min(1.0);
+    let turnout_of = |s: usize| (st.cast[s] as f64 / st.registered[s] as f64).min(1.0);
     let share_of = |s: usize| {
-        if data.valid[s] == 0 {
+        if st.valid[s] == 0 {
             None
         } else {
-            Some((lv[s] as f64 / data.valid[s] as f64).min(1.0))
+            Some((lv(s) as f64 / st.valid[s] as f64).min(1.0))
         }
     };
 
@@ -331,10 +343,10 @@ pub fn try_analyse(
         leader_share: f64::NAN,
     };
     for &s in &used {
-        t.registered += data.registered[s];
-        t.cast += data.cast[s];
-        t.valid += data.valid[s];
-        t.leader_votes += lv[s];
+        t.registered += st.registered[s];
+        t.cast += st.cast[s];
+        t.valid += st.valid[s];
+        t.leader_votes += lv(s);
     }
     if t.registered > 0 {
         t.turnout = t.cast as f64 / t.registered as f64;
@@ -344,17 +356,13 @@ pub fn try_analyse(
     }
 
     // Stations with a share: turnout, share, weight.
-    let with_share: Vec<usize> = used
-        .iter()
-        .copied()
-        .filter(|&s| data.valid[s] > 0)
-        .collect();
+    let with_share: Vec<usize> = used.iter().copied().filter(|&s| st.valid[s] > 0).collect();
     let ts: Vec<f64> = with_share.iter().map(|&s| turnout_of(s)).collect();
     let vs: Vec<f64> = with_share
         .iter()
         .map(|&s| share_of(s).unwrap_or(0.0))
         .collect();
-    let ws: Vec<f64> = with_share.iter().map(|&s| data.cast[s] as f64).collect();
+    let ws: Vec<f64> = with_share.iter().map(|&s| st.cast[s] as f64).collect();
 
     // Fingerprint histogram and summary.
     let bins = fingerprint::BINS;
@@ -416,16 +424,16 @@ pub fn try_analyse(
     let tested: Vec<usize> = used
         .iter()
         .copied()
-        .filter(|&s| data.cast[s] >= opts.min_voters)
+        .filter(|&s| st.cast[s] >= opts.min_voters)
         .collect();
     let int_stations: Vec<integer::IntegerStation> = tested
         .iter()
         .map(|&s| {
-            let turnout = (data.cast[s] <= data.registered[s]
-                && 100 * data.cast[s] <= 99 * data.registered[s])
-                .then_some((data.cast[s], data.registered[s]));
-            let share = (data.valid[s] > 0 && 100 * lv[s] <= 99 * data.valid[s])
-                .then_some((lv[s], data.valid[s]));
+            let turnout = (st.cast[s] <= st.registered[s]
+                && 100 * st.cast[s] <= 99 * st.registered[s])
+                .then_some((st.cast[s], st.registered[s]));
+            let share = (st.valid[s] > 0 && 100 * lv(s) <= 99 * st.valid[s])
+                .then_some((lv(s), st.valid[s]));
             integer::IntegerStation {
                 turnout,
                 share,
@@ -459,18 +467,18 @@ pub fn try_analyse(
     let mut share_hist_01 = vec![0u64; 1000];
     let mut turnout_hist_01 = vec![0u64; 1000];
     for &s in &tested {
-        let tb = ((data.cast[s].min(data.registered[s]) * 1000) / data.registered[s]).min(999);
+        let tb = ((st.cast[s].min(st.registered[s]) * 1000) / st.registered[s]).min(999);
         turnout_hist_01[tb as usize] += 1;
-        if let Some(sb) = (lv[s] * 1000).checked_div(data.valid[s]) {
+        if let Some(sb) = (lv(s) * 1000).checked_div(st.valid[s]) {
             share_hist_01[sb.min(999) as usize] += 1;
         }
     }
 
     // Digits.
     let digits = digits::run(
-        &data.candidates,
-        &data.votes,
-        &data.valid,
+        &candidates,
+        &st.votes,
+        &st.valid,
         &used,
         opts.bootstrap_reps,
         opts.ci_level,
@@ -484,17 +492,17 @@ pub fn try_analyse(
         .zip(&ts)
         .map(|(&s, &tv)| distribution::ExcessStation {
             turnout: tv,
-            leader: lv[s],
-            valid: data.valid[s],
-            registered: data.registered[s],
+            leader: lv(s),
+            valid: st.valid[s],
+            registered: st.registered[s],
         })
         .collect();
     let excess_votes =
         distribution::excess_votes(&ex_stations, opts.bootstrap_reps, opts.ci_level, opts.seed);
 
     // Station list.
-    let mut int_hit_t = vec![false; n];
-    let mut int_hit_s = vec![false; n];
+    let mut int_hit_t = vec![false; round.len()];
+    let mut int_hit_s = vec![false; round.len()];
     for (k, &s) in tested.iter().enumerate() {
         let st = &int_stations[k];
         int_hit_t[s] = st.turnout.is_some_and(|(a, b)| integer::integer_hit(a, b));
@@ -504,10 +512,10 @@ pub fn try_analyse(
         .iter()
         .map(|&s| stations::StationView {
             index: s,
-            registered: data.registered[s],
-            cast: data.cast[s],
-            valid: data.valid[s],
-            leader: lv[s],
+            registered: st.registered[s],
+            cast: st.cast[s],
+            valid: st.valid[s],
+            leader: lv(s),
             turnout: turnout_of(s),
             share: share_of(s),
             group: group_of(s),
@@ -517,7 +525,7 @@ pub fn try_analyse(
         .collect();
     let (flag_total, flagged) = stations::flag(
         &views,
-        &data.station_ids,
+        &st.ids,
         groups.map(|(_, names)| names.as_slice()),
         opts.max_stations,
     );
@@ -607,8 +615,8 @@ pub fn try_analyse(
             klimek_fit: opts.klimek_fit,
             max_stations: opts.max_stations,
         },
-        candidates: data.candidates.clone(),
-        leader: data.candidates[leader].clone(),
+        leader: candidates[leader].clone(),
+        candidates,
         leader_index: leader,
         share_definition:
             "leader share = leader votes / valid votes; turnout = ballots cast / registered voters"

@@ -12,6 +12,7 @@ fn fast_opts(seed: u64) -> ForensicsOptions {
         mc_reps: 200,
         bootstrap_reps: 100,
         klimek_fit: false,
+        group_level: common::SYNTH_GROUP_LEVEL,
         ..Default::default()
     }
 }
@@ -55,7 +56,7 @@ fn integer_test_detects_planted_rounding() {
             ..Default::default()
         });
         let planted = e.planted.len() as f64;
-        let d = common::to_counts(&e.rounds[0], 1);
+        let d = common::to_round(&e.rounds[0]);
         let r = analyse(&d, &fast_opts(seed));
         let it = &r.integer_test;
         eprintln!(
@@ -94,12 +95,14 @@ fn digit_tests_are_quiet_on_clean_elections() {
 #[test]
 fn digit_tests_detect_rounded_counts() {
     let mut d = common::synth(5_000, 7, vec![]);
-    for s in (0..d.len()).step_by(10) {
-        let v = d.votes[0][s];
+    let k = d.candidates.len();
+    let st = &mut d.stations;
+    for s in (0..st.ids.len()).step_by(10) {
+        let v = st.votes[s * k];
         let r = (v + 5) / 10 * 10;
-        d.votes[0][s] = r;
-        d.valid[s] = d.valid[s] + r - v;
-        d.cast[s] = (d.cast[s] + r).saturating_sub(v).min(d.registered[s]);
+        st.votes[s * k] = r;
+        st.valid[s] = st.valid[s] + r - v;
+        st.cast[s] = (st.cast[s] + r).saturating_sub(v).min(st.registered[s]);
     }
     let r = analyse(&d, &fast_opts(7));
     let c1 = &r.digits[0];
@@ -132,7 +135,7 @@ fn klimek_fe_is_quiet_on_clean_data_and_recovers_planted_extreme_stuffing() {
             ..Default::default()
         });
         let planted = e.planted.len() as f64 / 10_000.0;
-        let dirty = analyse(&common::to_counts(&e.rounds[0], 1), &opts);
+        let dirty = analyse(&common::to_round(&e.rounds[0]), &opts);
         let fd = dirty.fingerprint.fit.as_ref().expect("fit");
         eprintln!(
             "seed {seed}: clean fe {:.4} {:?} fi {:.3}; planted fe {planted:.4}: fe {:.4} {:?}",
@@ -172,8 +175,8 @@ fn excess_votes_respond_to_stuffing() {
         .zip(&clean_e.rounds[0].stations)
         .map(|(d, c)| d.votes[0] - c.votes[0])
         .sum();
-    let rc = analyse(&common::to_counts(&clean_e.rounds[0], 1), &fast_opts(seed));
-    let rd = analyse(&common::to_counts(&dirty_e.rounds[0], 1), &fast_opts(seed));
+    let rc = analyse(&common::to_round(&clean_e.rounds[0]), &fast_opts(seed));
+    let rd = analyse(&common::to_round(&dirty_e.rounds[0]), &fast_opts(seed));
     let rise = rd.excess_votes.estimate - rc.excess_votes.estimate;
     eprintln!(
         "excess: clean {:.0} dirty {:.0} rise {rise:.0} vs leader's planted gain {gain}",
@@ -202,7 +205,7 @@ fn station_list_finds_extreme_stuffing() {
         .iter()
         .map(|p| e.rounds[0].stations[p.0].station_id.clone())
         .collect();
-    let d = common::to_counts(&e.rounds[0], 1);
+    let d = common::to_round(&e.rounds[0]);
     let r = analyse(
         &d,
         &ForensicsOptions {
@@ -255,6 +258,7 @@ fn output_is_deterministic_across_thread_counts() {
         seed: 42,
         mc_reps: 100,
         bootstrap_reps: 10,
+        group_level: common::SYNTH_GROUP_LEVEL,
         ..Default::default()
     };
     let run = |threads: usize| {
@@ -288,6 +292,7 @@ fn json_has_the_documented_fields() {
             mc_reps: 50,
             bootstrap_reps: 10,
             seed: 77,
+            group_level: common::SYNTH_GROUP_LEVEL,
             ..Default::default()
         },
     );

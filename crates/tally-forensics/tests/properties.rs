@@ -1,7 +1,9 @@
 //! Property tests: exact window arithmetic and robustness of `analyse` to awkward inputs.
 
 use proptest::prelude::*;
-use tally_forensics::{analyse, integer::integer_hit, ForensicsOptions, StationCounts};
+mod common;
+
+use tally_forensics::{analyse, integer::integer_hit, ForensicsOptions};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
@@ -29,26 +31,18 @@ proptest! {
         rows in prop::collection::vec((0u64..3000, 0u64..3000, 0u64..3000, 0u64..2000), 1..60)
     ) {
         let n = rows.len();
-        let mut d = StationCounts {
-            candidates: vec!["a".into(), "b".into()],
-            votes: vec![Vec::new(), Vec::new()],
-            groups: Some(((0..n as u32).map(|i| i % 3).collect(), vec!["x".into(), "y".into(), "z".into()])),
-            ..Default::default()
-        };
+        let mut d = common::empty_round(&["a".into(), "b".into()], "area");
         for (i, (reg, cast, valid, a)) in rows.iter().enumerate() {
             let a = (*a).min(*valid);
-            d.station_ids.push(format!("s{i}"));
-            d.registered.push(*reg);
-            d.cast.push(*cast);
-            d.valid.push(*valid);
-            d.votes[0].push(a);
-            d.votes[1].push(valid - a);
+            let area = ["x", "y", "z"][i % 3];
+            common::push_station(&mut d, &format!("s{i}"), &[area], [*reg, *cast, *valid], &[a, valid - a]);
         }
         // The Klimek fit (the slow part) runs on about a quarter of the cases.
         let opts = ForensicsOptions {
             mc_reps: 20,
             bootstrap_reps: 5,
             klimek_fit: n % 4 == 0,
+            group_level: Some(1),
             ..Default::default()
         };
         let r = analyse(&d, &opts);
@@ -56,7 +50,8 @@ proptest! {
         prop_assert_eq!(c.stations_used + c.skipped_registered_zero + c.skipped_cast_zero, n);
         prop_assert!(r.integer_test.observed as usize <= r.integer_test.stations_tested);
         prop_assert!(r.integer_test.p_value > 0.0 && r.integer_test.p_value <= 1.0);
-        prop_assert_eq!(r.groups.len(), 3);
+        // Groups are the areas of the round's tree that have stations: all three from 3 stations on.
+        prop_assert_eq!(r.groups.len(), n.min(3));
         let text = r.render_text();
         prop_assert!(text.contains("ROUND PERCENTAGES"));
         let json = r.to_json();

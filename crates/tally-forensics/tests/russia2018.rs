@@ -11,27 +11,24 @@ use tally_forensics::{analyse, plot, ForensicsOptions};
 /// outside the null (p at its Monte Carlo floor).
 #[test]
 fn russia2018_known_answers() {
-    let Some(data) = common::load_russia() else {
+    let Some(round) = common::load_russia() else {
         eprintln!(
             "SKIP russia2018_known_answers: {} not found",
             common::russia_path().display()
         );
         return;
     };
-    assert_eq!(data.len(), 97_699);
-    let leader = data
-        .candidates
-        .iter()
-        .position(|c| c == "putin")
-        .expect("putin");
+    assert_eq!(round.len(), 97_699);
+    let leader = round.candidate_index("putin").expect("putin");
     let opts = ForensicsOptions {
         leader: Some(leader),
         seed: 2018,
         mc_reps: 200,
         bootstrap_reps: 20,
+        group_level: round.tree.level_depth("region"),
         ..Default::default()
     };
-    let r = analyse(&data, &opts);
+    let r = analyse(&round, &opts);
     let it = &r.integer_test;
     eprintln!(
         "integer: observed {} expected {:.1} excess {:.1} sd {:.1} p {}",

@@ -1,18 +1,53 @@
-//! Test helpers: the russia2018 loader and the tally-synth adapter.
+//! Test helpers: build `tally_model::Round`s for the forensics from the russia2018 file and from
+//! tally-synth elections.
 #![allow(dead_code)]
 
 use std::io::Read;
 use std::path::PathBuf;
-use tally_forensics::StationCounts;
+use tally_model::{AreaTree, Candidate, Round, SheetStatus};
 
 /// Path of the russia2018 data set, relative to this crate.
 pub fn russia_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/russia2018/r1.csv.gz")
 }
 
+/// A round with these candidates and one area level called `level`; stations are added with
+/// [`push_station`].
+pub fn empty_round(candidates: &[String], level: &str) -> Round {
+    Round::new(
+        1,
+        candidates.iter().map(|c| Candidate::new(c)).collect(),
+        Vec::new(),
+        AreaTree::new("All", vec![level.to_string()]),
+    )
+}
+
+/// Appends a counted station under the area path `areas`. Invalid is left absent: the forensics
+/// never reads it.
+pub fn push_station(
+    round: &mut Round,
+    id: &str,
+    areas: &[&str],
+    [registered, cast, valid]: [u64; 3],
+    votes: &[u64],
+) {
+    let area = round.tree.leaf(areas);
+    round.push(
+        id.to_string(),
+        area,
+        SheetStatus::Counted,
+        0,
+        [registered, cast, tally_model::MISSING, valid],
+        votes,
+        &[],
+    );
+}
+
 /// Loads a uniform CSV(.gz) with columns round, station_id, <areas...>, registered, ..., cast, ...,
-/// valid, <candidates...> (candidates = every column after `valid`), grouped by `group_col`.
-pub fn load_uniform_csv_gz(path: &std::path::Path, group_col: &str) -> Option<StationCounts> {
+/// valid, <candidates...> (candidates = every column after `valid`) as a round whose only area
+/// level is `group_col` (so `group_level: Some(1)` groups by it). Every row is a counted station,
+/// without the importer's validation, so the tests see the file exactly as it is.
+pub fn load_uniform_csv_gz(path: &std::path::Path, group_col: &str) -> Option<Round> {
     let file = std::fs::File::open(path).ok()?;
     let mut text = String::new();
     flate2::read::GzDecoder::new(file)
@@ -34,38 +69,28 @@ pub fn load_uniform_csv_gz(path: &std::path::Path, group_col: &str) -> Option<St
         col(group_col),
     );
     let cand_cols: Vec<usize> = (c_valid + 1..headers.len()).collect();
-    let mut out = StationCounts {
-        candidates: cand_cols.iter().map(|&c| headers[c].to_string()).collect(),
-        votes: vec![Vec::new(); cand_cols.len()],
-        ..Default::default()
-    };
-    let mut group_idx = Vec::new();
-    let mut group_names: Vec<String> = Vec::new();
-    let mut lookup = std::collections::HashMap::new();
+    let candidates: Vec<String> = cand_cols.iter().map(|&c| headers[c].to_string()).collect();
+    let mut round = empty_round(&candidates, group_col);
+    let mut votes = vec![0u64; cand_cols.len()];
     for rec in rdr.records() {
         let rec = rec.expect("record");
         let num = |c: usize| rec[c].trim().parse::<u64>().expect("count");
-        out.station_ids.push(rec[c_id].to_string());
-        out.registered.push(num(c_reg));
-        out.cast.push(num(c_cast));
-        out.valid.push(num(c_valid));
-        for (k, &c) in cand_cols.iter().enumerate() {
-            out.votes[k].push(num(c));
+        for (v, &c) in votes.iter_mut().zip(&cand_cols) {
+            *v = num(c);
         }
-        let g = rec[c_group].to_string();
-        let next = group_names.len() as u32;
-        let gi = *lookup.entry(g.clone()).or_insert_with(|| {
-            group_names.push(g);
-            next
-        });
-        group_idx.push(gi);
+        push_station(
+            &mut round,
+            &rec[c_id],
+            &[&rec[c_group]],
+            [num(c_reg), num(c_cast), num(c_valid)],
+            &votes,
+        );
     }
-    out.groups = Some((group_idx, group_names));
-    Some(out)
+    Some(round)
 }
 
-/// russia2018 grouped by region, or None when the shared data is absent.
-pub fn load_russia() -> Option<StationCounts> {
+/// russia2018 with one area level, `region`; or None when the shared data is absent.
+pub fn load_russia() -> Option<Round> {
     let p = russia_path();
     if !p.exists() {
         return None;
@@ -73,44 +98,46 @@ pub fn load_russia() -> Option<StationCounts> {
     load_uniform_csv_gz(&p, "region")
 }
 
-/// Adapter from the synthetic generator: groups = the area at `level` (0 region, 1 district, 2 commune).
-pub fn to_counts(round: &tally_synth::SynthRound, level: usize) -> StationCounts {
-    let k = round.candidates.len();
-    let mut out = StationCounts {
-        candidates: round.candidates.clone(),
-        votes: vec![Vec::with_capacity(round.stations.len()); k],
-        ..Default::default()
-    };
-    let mut names: Vec<String> = Vec::new();
-    let mut lookup = std::collections::HashMap::new();
-    let mut idx = Vec::with_capacity(round.stations.len());
-    for s in &round.stations {
-        out.station_ids.push(s.station_id.clone());
-        out.registered.push(s.registered);
-        out.cast.push(s.cast);
-        out.valid.push(s.valid);
-        for (c, v) in s.votes.iter().enumerate() {
-            out.votes[c].push(*v);
-        }
-        let name = s.areas.get(level).cloned().unwrap_or_default();
-        let next = names.len() as u32;
-        let g = *lookup.entry(name.clone()).or_insert_with(|| {
-            names.push(name);
-            next
-        });
-        idx.push(g);
+/// Adapter from the synthetic generator: the round with the synthetic area tree (region >
+/// district > commune); group it with `group_level: Some(depth)` (1 region, 2 district, 3 commune).
+pub fn to_round(synth: &tally_synth::SynthRound) -> Round {
+    let mut round = Round::new(
+        synth.round,
+        synth.candidates.iter().map(|c| Candidate::new(c)).collect(),
+        Vec::new(),
+        AreaTree::new(
+            "All",
+            tally_synth::LEVEL_NAMES
+                .iter()
+                .map(|l| l.to_string())
+                .collect(),
+        ),
+    );
+    for s in &synth.stations {
+        let area = round.tree.leaf(&s.areas);
+        round.push(
+            s.station_id.clone(),
+            area,
+            SheetStatus::Counted,
+            0,
+            [s.registered, s.cast, s.invalid, s.valid],
+            &s.votes,
+            &[],
+        );
     }
-    out.groups = Some((idx, names));
-    out
+    round
 }
 
-/// A synthetic election's first round as counts.
-pub fn synth(stations: usize, seed: u64, anomalies: Vec<tally_synth::Anomaly>) -> StationCounts {
+/// A synthetic election's first round.
+pub fn synth(stations: usize, seed: u64, anomalies: Vec<tally_synth::Anomaly>) -> Round {
     let e = tally_synth::generate(&tally_synth::SynthConfig {
         stations,
         seed,
         anomalies,
         ..Default::default()
     });
-    to_counts(&e.rounds[0], 1)
+    to_round(&e.rounds[0])
 }
+
+/// Options grouped by district, as the tests of the synthetic elections always were.
+pub const SYNTH_GROUP_LEVEL: Option<u8> = Some(2);
