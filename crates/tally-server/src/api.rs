@@ -292,6 +292,7 @@ async fn submit(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respon
                         "station_id": item.get("station_id"),
                         "code": f.code.as_str(),
                         "message": f.detail,
+                        "fields": f.fields,
                     }));
                 }
             }

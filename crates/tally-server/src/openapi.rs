@@ -15,7 +15,7 @@ pub const DOCUMENT: &str = r##"{
         "code": {"type": "string", "example": "E102"},
         "message": {"type": "string"},
         "errors": {"type": "array", "items": {"type": "object", "properties": {
-          "index": {"type": "integer"}, "station_id": {}, "code": {"type": "string"}, "message": {"type": "string"}}}}}},
+          "index": {"type": "integer"}, "station_id": {}, "code": {"type": "string"}, "message": {"type": "string"}, "fields": {"type": "array", "items": {"type": "string"}}}}}}},
       "Count": {"type": "integer", "minimum": 0, "maximum": 1099511627776, "nullable": true},
       "Sheet": {"type": "object", "required": ["station_id"], "additionalProperties": false, "properties": {
         "station_id": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^\\u0000-\\u001f\\u007f]+$",

@@ -281,37 +281,6 @@ impl RegistryIndex {
 
 const MAX_ID_LEN: usize = 128;
 
-fn count_of(v: &Value, what: &str, errs: &mut Vec<Finding>) -> Option<u64> {
-    let bad = |errs: &mut Vec<Finding>, why: &str| {
-        errs.push(Finding::new(Code::E101, format!("{what}: {why}")));
-        None
-    };
-    match v {
-        Value::Null => None,
-        Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                if u > MAX_COUNT {
-                    bad(errs, &format!("{u} is too large (> 2^40)"))
-                } else {
-                    Some(u)
-                }
-            } else if n.as_i64().is_some() {
-                bad(errs, &format!("{n} is negative"))
-            } else {
-                match n.as_f64() {
-                    Some(f) if f.fract() == 0.0 && (0.0..=MAX_COUNT as f64).contains(&f) => {
-                        Some(f as u64)
-                    }
-                    Some(f) if f < 0.0 => bad(errs, &format!("{n} is negative")),
-                    Some(f) if f.fract() == 0.0 => bad(errs, &format!("{n} is too large")),
-                    _ => bad(errs, &format!("{n} is not an integer")),
-                }
-            }
-        }
-        other => bad(errs, &format!("{} is not a number", type_name(other))),
-    }
-}
-
 fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -323,6 +292,123 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// One count as a client sent it: a count, or why it is not one (E101). Never fails to
+/// deserialise, so every bad count of a sheet is reported, not only the first.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JsonCount {
+    Count(u64),
+    Bad(String),
+}
+
+impl<'de> Deserialize<'de> for JsonCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = JsonCount;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a count (a non-negative integer)")
+            }
+            fn visit_u64<E>(self, u: u64) -> Result<JsonCount, E> {
+                Ok(if u > MAX_COUNT {
+                    JsonCount::Bad(format!("{u} is too large (> 2^40)"))
+                } else {
+                    JsonCount::Count(u)
+                })
+            }
+            fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<JsonCount, E> {
+                match u64::try_from(i) {
+                    Ok(u) => self.visit_u64(u),
+                    Err(_) => Ok(JsonCount::Bad(format!("{i} is negative"))),
+                }
+            }
+            fn visit_f64<E>(self, f: f64) -> Result<JsonCount, E> {
+                Ok(if f < 0.0 {
+                    JsonCount::Bad(format!("{f} is negative"))
+                } else if f.fract() != 0.0 || !f.is_finite() {
+                    JsonCount::Bad(format!("{f} is not an integer"))
+                } else if f > MAX_COUNT as f64 {
+                    JsonCount::Bad(format!("{f} is too large"))
+                } else {
+                    JsonCount::Count(f as u64)
+                })
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<JsonCount, E> {
+                Ok(JsonCount::Bad("a boolean is not a number".into()))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<JsonCount, E> {
+                Ok(JsonCount::Bad("a string is not a number".into()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<JsonCount, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(JsonCount::Bad("an array is not a number".into()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<JsonCount, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(JsonCount::Bad("an object is not a number".into()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A tally sheet as a client submits it to `POST /api/v1/sheets`: only a parser in front of
+/// the one validation (`tally_model::validate_sheet`), like a CSV row.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SheetRequest {
+    pub station_id: String,
+    /// 1 when absent.
+    #[serde(default)]
+    pub round: Option<u8>,
+    #[serde(default)]
+    pub registered: Option<JsonCount>,
+    #[serde(default)]
+    pub cast: Option<JsonCount>,
+    #[serde(default)]
+    pub invalid: Option<JsonCount>,
+    #[serde(default)]
+    pub valid: Option<JsonCount>,
+    /// Votes by candidate id (case-insensitive); null is an absent count.
+    #[serde(default)]
+    pub votes: Option<BTreeMap<String, Option<JsonCount>>>,
+    /// Extra count lines by name (case-insensitive); null is an absent count.
+    #[serde(default)]
+    pub extra: Option<BTreeMap<String, Option<JsonCount>>>,
+}
+
+/// The code of a request that does not have the shape of a sheet.
+fn shape_finding(e: &serde_json::Error) -> Finding {
+    let text = e.to_string();
+    let code = if text.starts_with("unknown field") {
+        Code::E107
+    } else if text.starts_with("missing field `station_id`") {
+        Code::E109
+    } else {
+        Code::E108
+    };
+    Finding::new(code, text)
+}
+
+fn count_of(v: &Option<JsonCount>, what: &str, errs: &mut Vec<Finding>) -> Option<u64> {
+    match v {
+        None => None,
+        Some(JsonCount::Count(n)) => Some(*n),
+        Some(JsonCount::Bad(why)) => {
+            errs.push(Finding::on(Code::E101, [what], format!("{what}: {why}")));
+            None
+        }
+    }
+}
+
 /// Parses and validates one submitted JSON sheet against the registry. `Err` holds every error
 /// found (E1xx); `Ok` holds the sheet and its warnings (W2xx).
 pub fn sheet_from_json(
@@ -331,162 +417,111 @@ pub fn sheet_from_json(
     idx: &RegistryIndex,
     cfg: &ValidationConfig,
 ) -> Result<ValidSheet, Vec<Finding>> {
-    let mut errs = Vec::new();
-    let Value::Object(obj) = v else {
+    if !v.is_object() {
         return Err(vec![Finding::new(
             Code::E108,
             format!("a sheet must be a JSON object, not {}", type_name(v)),
         )]);
-    };
-    for k in obj.keys() {
-        if !matches!(
-            k.as_str(),
-            "station_id"
-                | "round"
-                | "registered"
-                | "cast"
-                | "invalid"
-                | "valid"
-                | "votes"
-                | "extra"
-        ) {
-            errs.push(Finding::new(
-                Code::E107,
-                format!("unknown field '{}'", truncate(k)),
-            ));
-        }
     }
-    let station_id = match obj.get("station_id") {
-        Some(Value::String(s)) if s.trim().is_empty() => {
-            errs.push(Finding::new(Code::E109, "station_id is empty"));
-            None
-        }
-        Some(Value::String(s)) if s.len() > MAX_ID_LEN || s.chars().any(char::is_control) => {
-            errs.push(Finding::new(
-                Code::E108,
-                "station_id is too long or has control characters",
-            ));
-            None
-        }
-        Some(Value::String(s)) => Some(s.clone()),
-        None | Some(Value::Null) => {
-            errs.push(Finding::new(Code::E109, "station_id is missing"));
-            None
-        }
-        Some(other) => {
-            errs.push(Finding::new(
-                Code::E108,
-                format!("station_id must be a string, not {}", type_name(other)),
-            ));
-            None
-        }
-    };
-    let round = match obj.get("round") {
-        None | Some(Value::Null) => Some(1u8),
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(r @ 1..=255) => Some(r as u8),
-            _ => {
-                errs.push(Finding::new(
-                    Code::E108,
-                    format!("round {n} is not a round number"),
-                ));
-                None
-            }
-        },
-        Some(other) => {
-            errs.push(Finding::new(
-                Code::E108,
-                format!("round must be a number, not {}", type_name(other)),
-            ));
-            None
-        }
-    };
-    let rdef = round.and_then(|r| match reg.round(r) {
-        Some(d) => Some(d),
-        None => {
-            errs.push(Finding::new(
+    let req = SheetRequest::deserialize(v).map_err(|e| vec![shape_finding(&e)])?;
+    sheet_from_request(&req, reg, idx, cfg)
+}
+
+/// Validates a submitted sheet against the registry (see [`sheet_from_json`]).
+pub fn sheet_from_request(
+    req: &SheetRequest,
+    reg: &Registry,
+    idx: &RegistryIndex,
+    cfg: &ValidationConfig,
+) -> Result<ValidSheet, Vec<Finding>> {
+    let mut errs = Vec::new();
+    let sid = &req.station_id;
+    if sid.trim().is_empty() {
+        errs.push(Finding::on(
+            Code::E109,
+            ["station_id"],
+            "station_id is empty",
+        ));
+    } else if sid.len() > MAX_ID_LEN || sid.chars().any(char::is_control) {
+        errs.push(Finding::on(
+            Code::E108,
+            ["station_id"],
+            "station_id is too long or has control characters",
+        ));
+    }
+    let round = req.round.unwrap_or(1);
+    if round == 0 {
+        errs.push(Finding::on(
+            Code::E108,
+            ["round"],
+            "round 0 is not a round number",
+        ));
+    }
+    let rdef = reg.round(round);
+    match rdef {
+        None if round > 0 => errs.push(Finding::on(
+            Code::E106,
+            ["round"],
+            format!("round {round} is not in the registry"),
+        )),
+        Some(_) if errs.is_empty() && !idx.stations.contains_key(&(round, sid.clone())) => errs
+            .push(Finding::on(
                 Code::E106,
-                format!("round {r} is not in the registry"),
-            ));
-            None
-        }
-    });
-    if let (Some(sid), Some(r), Some(_)) = (&station_id, round, rdef) {
-        if !idx.stations.contains_key(&(r, sid.clone())) {
-            errs.push(Finding::new(
-                Code::E106,
+                ["station_id"],
                 format!(
-                    "station '{}' is not in the registry for round {r}",
+                    "station '{}' is not in the registry for round {round}",
                     truncate(sid)
                 ),
-            ));
-        }
+            )),
+        _ => {}
     }
-    let core =
-        |name: &str, errs: &mut Vec<Finding>| obj.get(name).and_then(|v| count_of(v, name, errs));
-    let registered = core("registered", &mut errs);
-    let cast = core("cast", &mut errs);
-    let invalid = core("invalid", &mut errs);
-    let valid = core("valid", &mut errs);
+    let registered = count_of(&req.registered, "registered", &mut errs);
+    let cast = count_of(&req.cast, "cast", &mut errs);
+    let invalid = count_of(&req.invalid, "invalid", &mut errs);
+    let valid = count_of(&req.valid, "valid", &mut errs);
     let mut votes: Vec<Option<u64>> = vec![None; rdef.map_or(0, |d| d.candidates.len())];
-    match obj.get("votes") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (k, v) in m {
-                let pos = rdef.and_then(|d| {
-                    d.candidates
-                        .iter()
-                        .position(|c| c.id.eq_ignore_ascii_case(k))
-                });
-                let n = count_of(v, &format!("votes of '{}'", truncate(k)), &mut errs);
-                match pos {
-                    Some(p) => votes[p] = n,
-                    None if rdef.is_some() => errs.push(Finding::new(
-                        Code::E107,
-                        format!("unknown candidate '{}'", truncate(k)),
-                    )),
-                    None => {}
-                }
-            }
+    for (k, v) in req.votes.iter().flatten() {
+        let n = count_of(v, &format!("votes.{}", truncate(k)), &mut errs);
+        let pos = rdef.and_then(|d| {
+            d.candidates
+                .iter()
+                .position(|c| c.id.eq_ignore_ascii_case(k))
+        });
+        match pos {
+            Some(p) => votes[p] = n,
+            None if rdef.is_some() => errs.push(Finding::on(
+                Code::E107,
+                [format!("votes.{}", truncate(k))],
+                format!("unknown candidate '{}'", truncate(k)),
+            )),
+            None => {}
         }
-        Some(other) => errs.push(Finding::new(
-            Code::E108,
-            format!("votes must be an object, not {}", type_name(other)),
-        )),
     }
     let mut extra = BTreeMap::new();
-    match obj.get("extra") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (k, v) in m {
-                let known =
-                    rdef.and_then(|d| d.extra_lines.iter().find(|l| l.eq_ignore_ascii_case(k)));
-                let n = count_of(v, &format!("extra line '{}'", truncate(k)), &mut errs);
-                match known {
-                    Some(name) => {
-                        if let Some(n) = n {
-                            extra.insert(name.clone(), n);
-                        }
-                    }
-                    None if rdef.is_some() => errs.push(Finding::new(
-                        Code::E107,
-                        format!("unknown extra line '{}'", truncate(k)),
-                    )),
-                    None => {}
+    for (k, v) in req.extra.iter().flatten() {
+        let n = count_of(v, &format!("extra.{}", truncate(k)), &mut errs);
+        let known = rdef.and_then(|d| d.extra_lines.iter().find(|l| l.eq_ignore_ascii_case(k)));
+        match known {
+            Some(name) => {
+                if let Some(n) = n {
+                    extra.insert(name.clone(), n);
                 }
             }
+            None if rdef.is_some() => errs.push(Finding::on(
+                Code::E107,
+                [format!("extra.{}", truncate(k))],
+                format!("unknown extra line '{}'", truncate(k)),
+            )),
+            None => {}
         }
-        Some(other) => errs.push(Finding::new(
-            Code::E108,
-            format!("extra must be an object, not {}", type_name(other)),
-        )),
     }
     if !errs.is_empty() {
         return Err(errs);
     }
-    let (Some(station_id), Some(round), Some(rdef)) = (station_id, round, rdef) else {
+    let Some(rdef) = rdef else {
         return Err(vec![Finding::new(Code::E108, "incomplete sheet")]);
     };
+    let station_id = sid.clone();
     if votes.iter().all(Option::is_none) && valid.is_none() && cast.is_none() {
         return Err(vec![Finding::new(
             Code::E110,
