@@ -5,7 +5,8 @@ use crate::embedded;
 use std::collections::HashSet;
 use std::io::Write;
 use tally_io::{
-    decode, import_bytes, read_input, ElectionDef, FileImport, ImportOptions, ImportedRound, Issue,
+    decode, import_bytes, read_input_limited, ElectionDef, FileImport, ImportOptions,
+    ImportedRound, Issue,
 };
 use tally_model::{Rule, ValidationConfig};
 
@@ -20,6 +21,8 @@ pub struct LoadArgs<'a> {
     pub election: Option<&'a str>,
     pub rule: Option<&'a str>,
     pub registry: Option<&'a str>,
+    /// Ceiling on each input's size after decompression (F008).
+    pub max_input_bytes: u64,
     pub validation: ValidationConfig,
     pub show_issues: usize,
 }
@@ -48,7 +51,10 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
         };
         let mut v = Vec::new();
         for f in args.files {
-            v.push((f.clone(), read_input(f).map_err(|e| e.to_string())?));
+            v.push((
+                f.clone(),
+                read_input_limited(f, args.max_input_bytes).map_err(|e| e.to_string())?,
+            ));
         }
         (user_def.as_ref(), v)
     };

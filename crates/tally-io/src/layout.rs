@@ -114,7 +114,21 @@ fn column_kind(sample: &[Vec<String>], col: usize) -> Kind {
     }
 }
 
+/// The widest header Tally reads: a tally sheet with 100 candidates and every extra line has
+/// a few hundred columns; 10,000 leaves room and keeps a hostile header from costing minutes.
+pub const MAX_COLUMNS: usize = 10_000;
+
 pub fn check_header(header: &[String], file: &str) -> Result<(), ImportError> {
+    if header.len() > MAX_COLUMNS {
+        return Err(ImportError::fatal(
+            Code::F009,
+            file,
+            format!(
+                "the header has {} columns; Tally reads at most {MAX_COLUMNS}",
+                header.len()
+            ),
+        ));
+    }
     let mut seen = HashMap::new();
     for (i, h) in header.iter().enumerate() {
         if let Some(j) = seen.insert(norm(h), i) {
@@ -467,6 +481,67 @@ const COUNT_LINE_NAMES: [&str; 24] = [
     "invalid_votes",
 ];
 
+/// Sample rows used to choose the candidates' run (enough to tell, few enough to stay fast).
+const INFERENCE_ROWS: usize = 2_000;
+
+/// Runs taken from one row before the search gives up: a row of zeros fits everywhere.
+const MAX_RUNS: usize = 200_000;
+
+/// The runs `(a, b)` of pool columns whose sum is the row's valid votes: for each start `a`, the
+/// ends form one contiguous range because counts are never negative (found by binary search).
+fn runs_of_row(valid: u64, prefix: &[u64], out: &mut Vec<(usize, usize)>) {
+    let p = prefix.len() - 1;
+    for a in 0..p {
+        let target = prefix[a].saturating_add(valid);
+        let lo = prefix.partition_point(|&x| x < target).max(a + 1);
+        let hi = prefix.partition_point(|&x| x <= target);
+        for b in lo..hi {
+            out.push((a, b));
+            if out.len() > MAX_RUNS {
+                return;
+            }
+        }
+    }
+}
+
+/// The run of pool columns that adds up to the valid votes on the most rows (ties: the widest;
+/// `tied` when another run of the same width does equally well).
+///
+/// Near-linear in the number of columns: a run that fits nearly every row fits one of the first
+/// rows, so only the runs that fit those are scored against all rows (one subtraction each).
+fn best_run(rows: &[(u64, Vec<u64>)], pool: usize) -> (Option<(usize, usize)>, usize, bool) {
+    if pool == 0 {
+        return (None, 0, false);
+    }
+    let mut runs = Vec::new();
+    for (v, prefix) in rows.iter().take(20) {
+        runs_of_row(*v, prefix, &mut runs);
+        if runs.len() > MAX_RUNS {
+            break;
+        }
+    }
+    runs.sort_unstable();
+    runs.dedup();
+    let mut best: Option<(usize, usize)> = None;
+    let (mut best_count, mut best_width, mut tied) = (0usize, 0usize, false);
+    for (a, b) in runs {
+        let hits = rows
+            .iter()
+            .filter(|(v, prefix)| prefix[b] - prefix[a] == *v)
+            .count();
+        let width = b - a;
+        if best.is_none() || hits > best_count || (hits == best_count && width > best_width) {
+            best = Some((a, b));
+            best_count = hits;
+            best_width = width;
+            tied = false;
+        } else if hits == best_count && width == best_width && hits > 0 {
+            tied = true;
+        }
+    }
+    (best, best_count, tied)
+}
+
 /// Candidates are the contiguous run of numeric columns after the counts whose sum equals the
 /// valid votes on the most sample rows; other numeric columns are extra count lines, and
 /// identifier-like ones (`*_id`) are ignored.
@@ -523,64 +598,33 @@ fn infer_candidates(
             (0, pool.len())
         }
         Some(valid_col) => {
-            let rows: Vec<(u64, Vec<Option<u64>>)> = sample
+            let rows: Vec<(u64, Vec<u64>)> = sample
                 .iter()
                 .filter_map(|r| {
                     let v =
                         crate::cell::parse_count(r.get(valid_col)?.trim().as_bytes()).ok()??;
-                    let cells = pool
-                        .iter()
-                        .map(|&c| {
-                            crate::cell::parse_count(
-                                r.get(c).map(|s| s.trim()).unwrap_or("").as_bytes(),
-                            )
-                            .ok()
-                            .flatten()
-                        })
-                        .collect();
-                    Some((v, cells))
+                    // Prefix sums of the pool's cells: the sum of a run is one subtraction. An
+                    // empty cell counts as 0 here; the parser decides later whether the valid
+                    // total implies it (W208) or not (E110).
+                    let mut prefix = Vec::with_capacity(pool.len() + 1);
+                    prefix.push(0u64);
+                    let mut acc = 0u64;
+                    for &c in &pool {
+                        let cell = r.get(c).map(|s| s.trim()).unwrap_or("");
+                        let x = crate::cell::parse_count(cell.as_bytes()).ok().flatten();
+                        acc = acc.saturating_add(x.unwrap_or(0));
+                        prefix.push(acc);
+                    }
+                    Some((v, prefix))
                 })
+                .take(INFERENCE_ROWS)
                 .collect();
             if rows.is_empty() {
                 notes.push("no row with valid votes in the sample: every numeric column after the counts is taken as a candidate".into());
                 (0, pool.len())
             } else {
-                let mut best: Option<((usize, usize), usize)> = None;
-                let mut best_count = 0usize;
-                let mut tied = false;
-                for a in 0..pool.len() {
-                    for b in a + 1..=pool.len() {
-                        let hits = rows
-                            .iter()
-                            .filter(|(v, cells)| {
-                                let mut s = 0u64;
-                                // An empty cell counts as 0 here; the parser decides later
-                                // whether the valid total implies it (W208) or not (E110).
-                                for x in cells[a..b].iter().flatten() {
-                                    s += x;
-                                }
-                                s == *v
-                            })
-                            .count();
-                        let width = b - a;
-                        match best {
-                            None => {
-                                best = Some(((a, b), width));
-                                best_count = hits;
-                            }
-                            Some((_, bw)) => {
-                                if hits > best_count || (hits == best_count && width > bw) {
-                                    best = Some(((a, b), width));
-                                    best_count = hits;
-                                    tied = false;
-                                } else if hits == best_count && width == bw && hits > 0 {
-                                    tied = true;
-                                }
-                            }
-                        }
-                    }
-                }
-                let ((a, b), _) = best.unwrap_or(((0, pool.len()), 0));
+                let (best, best_count, tied) = best_run(&rows, pool.len());
+                let (a, b) = best.unwrap_or((0, pool.len()));
                 let frac = best_count as f64 / rows.len() as f64;
                 if pool.is_empty() {
                     (0, 0)
@@ -599,7 +643,7 @@ fn infer_candidates(
                     // Arithmetic alone cannot tell a candidate without a vote in the sample from
                     // a count line that is always 0 at the edge of the run: say so.
                     let all_zero =
-                        |i: usize| rows.iter().all(|(_, cells)| cells[i].unwrap_or(0) == 0);
+                        |i: usize| rows.iter().all(|(_, prefix)| prefix[i + 1] == prefix[i]);
                     for i in [a, b - 1] {
                         if b - a > 2 && all_zero(i) {
                             notes.push(format!(

@@ -18,12 +18,12 @@ pub mod status;
 
 pub use definition::ElectionDef;
 pub use layout::Layout;
-pub use read::{decode, read_input};
+pub use read::{decode, decode_limited, read_input, read_input_limited, DEFAULT_MAX_INPUT_BYTES};
 
 use parse::{parse_chunks, split, Chunk, ParseContext, Table};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use tally_model::report::SheetStats;
 use tally_model::validate::{
@@ -192,12 +192,67 @@ pub fn import_bytes(
     };
     // The header is line 1 (a header with a quoted newline would shift the numbers by one).
     let (table, chunks) = parse_chunks(data, &ranges, 2, &ctx);
-    let rounds = assemble(table, chunks, &layout, file, opts);
+    let mut rounds = assemble(table, chunks, &layout, file, opts);
+    restore_raw_text(data, &mut rounds);
     Ok(FileImport {
         file: file.to_string(),
         layout,
         rounds,
     })
+}
+
+/// Puts the original text back on quarantined rows that were read as good sheets before a
+/// later check (E105: the same station with other numbers elsewhere) held them back, so the
+/// quarantine keeps every rejected row's numbers. One pass over the bytes, only when needed.
+fn restore_raw_text(data: &[u8], rounds: &mut [ImportedRound]) {
+    let mut wanted: Vec<u64> = rounds
+        .iter()
+        .flat_map(|r| r.quarantine.iter())
+        .filter(|q| q.raw.is_empty() && q.line > 0)
+        .map(|q| q.line)
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut found: HashMap<u64, String> = HashMap::with_capacity(wanted.len());
+    let mut next = wanted.iter().peekable();
+    let (mut line, mut start) = (1u64, 0usize);
+    let mut quotes = 0usize;
+    for nl in memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len())) {
+        let Some(&&want) = next.peek() else { break };
+        // A record goes on past a newline inside quotes.
+        quotes += memchr::memchr_iter(b'"', &data[start.min(nl)..nl]).count();
+        if quotes % 2 == 0 {
+            if line >= want {
+                let text =
+                    String::from_utf8_lossy(&data[record_start(data, start, want, line)..nl]);
+                found.insert(want, text.trim_end_matches('\r').to_string());
+                next.next();
+            }
+            quotes = 0;
+        }
+        line += 1;
+        start = nl + 1;
+    }
+    for q in rounds.iter_mut().flat_map(|r| r.quarantine.iter_mut()) {
+        if q.raw.is_empty() {
+            if let Some(text) = found.get(&q.line) {
+                q.raw = text.clone();
+            }
+        }
+    }
+}
+
+/// Where the record that started on line `want` begins (`start` is where line `line` begins;
+/// they differ only for a record with quoted newlines).
+fn record_start(data: &[u8], start: usize, want: u64, line: u64) -> usize {
+    let mut at = start;
+    for _ in want..line {
+        at = memchr::memrchr(b'\n', &data[..at.saturating_sub(1)]).map_or(0, |p| p + 1);
+    }
+    at
 }
 
 type HeaderAndSample = (Vec<String>, usize, Vec<Vec<String>>, usize);
@@ -623,6 +678,12 @@ fn resolve_duplicates(
         return;
     }
     let mut keep = vec![true; round.len()];
+    // Rows already quarantined, by line: one lookup per conflicting row, not a scan.
+    let mut quarantined_at: HashMap<u64, usize> = quarantine
+        .iter()
+        .enumerate()
+        .map(|(i, q)| (q.line, i))
+        .collect();
     for d in dups {
         match d {
             Duplicate::Identical { keep: first, drop } => {
@@ -663,10 +724,13 @@ fn resolve_duplicates(
                         station: station.clone(),
                         detail: detail.clone(),
                     });
-                    if let Some(q) = quarantine.iter_mut().find(|q| q.line == line) {
+                    if let Some(&at) = quarantined_at.get(&line) {
+                        let q: &mut QuarantinedRow = &mut quarantine[at];
                         q.codes.push(Code::E105);
                         q.reasons.push(detail);
                     } else {
+                        quarantined_at.insert(line, quarantine.len());
+                        // The raw text is restored from the file afterwards (restore_raw_text).
                         quarantine.push(QuarantinedRow {
                             file: file.to_string(),
                             line,

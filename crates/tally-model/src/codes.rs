@@ -65,6 +65,11 @@ pub enum Code {
     F006,
     /// The election definition (TOML) is invalid or does not match the file.
     F007,
+    /// The input is larger than the ceiling on input size (after decompression); raise it with
+    /// `--max-input-mb` if the file is genuine.
+    F008,
+    /// The header has more columns than Tally reads (10,000).
+    F009,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -79,7 +84,7 @@ pub enum Severity {
 }
 
 impl Code {
-    pub const ALL: [Code; 27] = [
+    pub const ALL: [Code; 29] = [
         Code::E101,
         Code::E102,
         Code::E103,
@@ -107,6 +112,8 @@ impl Code {
         Code::F005,
         Code::F006,
         Code::F007,
+        Code::F008,
+        Code::F009,
     ];
 
     pub fn severity(self) -> Severity {
@@ -146,6 +153,8 @@ impl Code {
             Code::F005 => "F005",
             Code::F006 => "F006",
             Code::F007 => "F007",
+            Code::F008 => "F008",
+            Code::F009 => "F009",
         }
     }
 
@@ -181,6 +190,8 @@ impl Code {
             Code::F005 => "header is not valid UTF-8",
             Code::F006 => "layout cannot be inferred",
             Code::F007 => "invalid election definition",
+            Code::F008 => "input larger than the size ceiling",
+            Code::F009 => "too many columns",
         }
     }
 }
