@@ -27,7 +27,6 @@ mod data;
 mod diag;
 pub mod input;
 mod lp;
-mod mdbeta;
 mod output;
 mod plot;
 
