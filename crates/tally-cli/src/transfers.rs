@@ -136,7 +136,7 @@ pub fn two_rounds(
         c1.station_ids.len().min(c2.station_ids.len()),
         opts.method.name()
     );
-    let result = estimate_two_rounds(&c1, &c2, opts).map_err(|e| format!("{e:?}"))?;
+    let result = estimate_two_rounds(&c1, &c2, opts).map_err(|e| e.to_string())?;
     emit(
         &result,
         &format!("{} — round 1 to round 2, by {unit}", loaded.election),
@@ -153,74 +153,25 @@ pub fn generic(
     opts: &Options,
     out: &Output<'_>,
 ) -> Result<ExitCode, String> {
-    let data = tally_io::read_input(path).map_err(|e| e.to_string())?;
-    let mut rdr = csv::ReaderBuilder::new().from_reader(&data[..]);
-    let header: Vec<String> = rdr
-        .headers()
-        .map_err(|e| format!("{path}: cannot read the header: {e}"))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    let find = |name: &str| {
-        header
-            .iter()
-            .position(|h| h.eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                format!(
-                    "{path}: no column '{name}' (columns: {})",
-                    header.join(", ")
-                )
-            })
-    };
-    let row_idx: Vec<usize> = rows.iter().map(|r| find(r)).collect::<Result<_, _>>()?;
-    let col_idx: Vec<usize> = cols.iter().map(|c| find(c)).collect::<Result<_, _>>()?;
-    let id_idx = match id {
-        Some(name) => Some(find(name)?),
-        None => header.iter().position(|h| h == "station_id"),
-    };
-    let mut m = Margins {
-        unit_ids: Vec::new(),
+    let names: Vec<String> = rows.iter().chain(cols).cloned().collect();
+    let read = tally_io::columns::read_columns(path, &names, id).map_err(|e| e.to_string())?;
+    let nr = rows.len();
+    let (row_counts, col_counts) = read
+        .values
+        .into_iter()
+        .map(|mut v| {
+            let c = v.split_off(nr);
+            (v, c)
+        })
+        .unzip();
+    let m = Margins {
+        unit_ids: read.ids,
         rows: rows.to_vec(),
         cols: cols.to_vec(),
-        row_counts: Vec::new(),
-        col_counts: Vec::new(),
+        row_counts,
+        col_counts,
     };
-    for (n, rec) in rdr.records().enumerate() {
-        let line = n + 2;
-        let rec = rec.map_err(|e| format!("{path}:{line}: {e}"))?;
-        let count = |c: usize| -> Result<u64, String> {
-            let cell = rec.get(c).unwrap_or("");
-            match tally_io::parse::parse_count(cell.as_bytes()) {
-                Ok(Some(v)) => Ok(v),
-                Ok(None) => Err(format!(
-                    "{path}:{line}: E101 column '{}' is empty",
-                    header[c]
-                )),
-                Err(_) => Err(format!(
-                    "{path}:{line}: E101 column '{}' has '{cell}', not a count",
-                    header[c]
-                )),
-            }
-        };
-        m.unit_ids.push(
-            id_idx
-                .and_then(|i| rec.get(i))
-                .map_or_else(|| format!("line {line}"), str::to_string),
-        );
-        m.row_counts.push(
-            row_idx
-                .iter()
-                .map(|&c| count(c))
-                .collect::<Result<_, _>>()?,
-        );
-        m.col_counts.push(
-            col_idx
-                .iter()
-                .map(|&c| count(c))
-                .collect::<Result<_, _>>()?,
-        );
-    }
-    let result = estimate(&m, opts).map_err(|e| format!("{path}: {e:?}"))?;
+    let result = estimate(&m, opts).map_err(|e| format!("{path}: {e}"))?;
     emit(&result, path, out)
 }
 
@@ -240,8 +191,7 @@ fn emit(result: &TransferResult, title: &str, out: &Output<'_>) -> Result<ExitCo
         }
     }
     if let Some(path) = out.plot {
-        tally_transfers::write_png(result, Path::new(path))
-            .map_err(|e| format!("{path}: {e:?}"))?;
+        tally_transfers::write_png(result, Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
         eprintln!("wrote {path}");
     }
     Ok(ExitCode::SUCCESS)

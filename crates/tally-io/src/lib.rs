@@ -8,6 +8,7 @@
 //! Architecture invariant: this crate reads files and bytes; it knows nothing of HTTP or
 //! databases, and it does no counting beyond what validation needs.
 
+pub mod columns;
 pub mod definition;
 pub mod layout;
 pub mod parse;
