@@ -1,71 +1,17 @@
 //! `tally transfers`: where did round-1 voters go in round 2? Ecological inference over the
 //! stations (or the areas of a level) of both rounds, or over any two margins of one file.
+//! Reading, matching and the electorate rule live in tally-io and tally-transfers; this file
+//! only picks the inputs and prints.
 
 use crate::load::Loaded;
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
-use tally_model::{Round, SheetStatus, MISSING};
-use tally_transfers::{
-    estimate, estimate_two_rounds, Margins, Method, Options, RoundCounts, TransferResult,
-};
+use tally_model::Round;
+use tally_transfers::{estimate, from_two_rounds, Margins, Method, Options, TransferResult};
 
 pub struct Output<'a> {
     pub format: crate::Format,
     pub plot: Option<&'a str>,
-}
-
-/// Counted stations of a round with complete counts, summed per area of `level` when given
-/// (the unit is then the area path, the same in both rounds). Returns the counts, the stations
-/// left out (incomplete counts) and the stations whose registered count was raised to the
-/// ballots cast (W206: voters added on the day), so that abstention is never negative.
-pub fn round_counts(round: &Round, level: Option<u8>) -> (RoundCounts, usize, usize) {
-    let s = &round.stations;
-    let k = round.candidates.len();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut out = RoundCounts {
-        station_ids: Vec::new(),
-        registered: Vec::new(),
-        cast: Vec::new(),
-        invalid: Vec::new(),
-        candidates: round.candidates.iter().map(|c| c.id.clone()).collect(),
-        votes: vec![Vec::new(); k],
-    };
-    let mut left_out = 0;
-    let mut raised = 0;
-    for i in 0..round.len() {
-        if s.status[i] != SheetStatus::Counted {
-            continue;
-        }
-        if [s.registered[i], s.cast[i], s.invalid[i]].contains(&MISSING) {
-            left_out += 1;
-            continue;
-        }
-        let key = match level {
-            None => s.ids[i].clone(),
-            Some(depth) => round
-                .tree
-                .path_string(round.tree.ancestor_at(s.area[i], depth)),
-        };
-        let u = *index.entry(key.clone()).or_insert_with(|| {
-            out.station_ids.push(key);
-            out.registered.push(0);
-            out.cast.push(0);
-            out.invalid.push(0);
-            out.votes.iter_mut().for_each(|v| v.push(0));
-            out.station_ids.len() - 1
-        });
-        if s.cast[i] > s.registered[i] {
-            raised += 1;
-        }
-        out.registered[u] += s.registered[i].max(s.cast[i]);
-        out.cast[u] += s.cast[i];
-        out.invalid[u] += s.invalid[i];
-        for (c, v) in round.votes_of(i).iter().enumerate() {
-            out.votes[c][u] += v;
-        }
-    }
-    (out, left_out, raised)
 }
 
 pub fn options(
@@ -104,39 +50,36 @@ pub fn two_rounds(
         ));
     }
     let (r1, r2) = (&loaded.rounds[0].round, &loaded.rounds[1].round);
-    let depth = |r: &Round| -> Result<Option<u8>, String> {
-        match level {
-            None => Ok(None),
-            Some(name) => r.tree.level_depth(name).map(Some).ok_or_else(|| {
-                format!(
-                    "no level '{name}' in round {}: the levels are {}",
-                    r.number,
-                    r.tree.levels.join(", ")
-                )
-            }),
+    let depth = match level {
+        None => None,
+        Some(name) => {
+            let depth_in = |r: &Round| {
+                r.tree.level_depth(name).ok_or_else(|| {
+                    format!(
+                        "no level '{name}' in round {}: the levels are {}",
+                        r.number,
+                        r.tree.levels.join(", ")
+                    )
+                })
+            };
+            let (d1, d2) = (depth_in(r1)?, depth_in(r2)?);
+            // Areas are matched by their path down to this level, so it must be the same level.
+            if d1 != d2 {
+                return Err(format!(
+                    "level '{name}' is level {d1} in round 1 but level {d2} in round 2"
+                ));
+            }
+            Some(d1)
         }
     };
-    let (c1, left1, raised1) = round_counts(r1, depth(r1)?);
-    let (c2, left2, raised2) = round_counts(r2, depth(r2)?);
-    if left1 + left2 > 0 {
-        eprintln!(
-            "note: {} counted stations without registered/cast/invalid are left out",
-            left1 + left2
-        );
-    }
-    if raised1 + raised2 > 0 {
-        eprintln!(
-            "note: {} station sheets with more ballots than registered voters (W206): registered taken as the ballots cast",
-            raised1 + raised2
-        );
-    }
+    let tm = from_two_rounds(r1, r2, depth).map_err(|e| e.to_string())?;
     let unit = level.unwrap_or("station");
     eprintln!(
         "estimating transfers over {} {unit} units ({})",
-        c1.station_ids.len().min(c2.station_ids.len()),
+        tm.units_used,
         opts.method.name()
     );
-    let result = estimate_two_rounds(&c1, &c2, opts).map_err(|e| format!("{e:?}"))?;
+    let result = tm.estimate(opts).map_err(|e| e.to_string())?;
     emit(
         &result,
         &format!("{} — round 1 to round 2, by {unit}", loaded.election),
@@ -153,74 +96,25 @@ pub fn generic(
     opts: &Options,
     out: &Output<'_>,
 ) -> Result<ExitCode, String> {
-    let data = tally_io::read_input(path).map_err(|e| e.to_string())?;
-    let mut rdr = csv::ReaderBuilder::new().from_reader(&data[..]);
-    let header: Vec<String> = rdr
-        .headers()
-        .map_err(|e| format!("{path}: cannot read the header: {e}"))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    let find = |name: &str| {
-        header
-            .iter()
-            .position(|h| h.eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                format!(
-                    "{path}: no column '{name}' (columns: {})",
-                    header.join(", ")
-                )
-            })
-    };
-    let row_idx: Vec<usize> = rows.iter().map(|r| find(r)).collect::<Result<_, _>>()?;
-    let col_idx: Vec<usize> = cols.iter().map(|c| find(c)).collect::<Result<_, _>>()?;
-    let id_idx = match id {
-        Some(name) => Some(find(name)?),
-        None => header.iter().position(|h| h == "station_id"),
-    };
-    let mut m = Margins {
-        unit_ids: Vec::new(),
+    let names: Vec<String> = rows.iter().chain(cols).cloned().collect();
+    let read = tally_io::columns::read_columns(path, &names, id).map_err(|e| e.to_string())?;
+    let nr = rows.len();
+    let (row_counts, col_counts) = read
+        .values
+        .into_iter()
+        .map(|mut v| {
+            let c = v.split_off(nr);
+            (v, c)
+        })
+        .unzip();
+    let m = Margins {
+        unit_ids: read.ids,
         rows: rows.to_vec(),
         cols: cols.to_vec(),
-        row_counts: Vec::new(),
-        col_counts: Vec::new(),
+        row_counts,
+        col_counts,
     };
-    for (n, rec) in rdr.records().enumerate() {
-        let line = n + 2;
-        let rec = rec.map_err(|e| format!("{path}:{line}: {e}"))?;
-        let count = |c: usize| -> Result<u64, String> {
-            let cell = rec.get(c).unwrap_or("");
-            match tally_io::parse::parse_count(cell.as_bytes()) {
-                Ok(Some(v)) => Ok(v),
-                Ok(None) => Err(format!(
-                    "{path}:{line}: E101 column '{}' is empty",
-                    header[c]
-                )),
-                Err(_) => Err(format!(
-                    "{path}:{line}: E101 column '{}' has '{cell}', not a count",
-                    header[c]
-                )),
-            }
-        };
-        m.unit_ids.push(
-            id_idx
-                .and_then(|i| rec.get(i))
-                .map_or_else(|| format!("line {line}"), str::to_string),
-        );
-        m.row_counts.push(
-            row_idx
-                .iter()
-                .map(|&c| count(c))
-                .collect::<Result<_, _>>()?,
-        );
-        m.col_counts.push(
-            col_idx
-                .iter()
-                .map(|&c| count(c))
-                .collect::<Result<_, _>>()?,
-        );
-    }
-    let result = estimate(&m, opts).map_err(|e| format!("{path}: {e:?}"))?;
+    let result = estimate(&m, opts).map_err(|e| format!("{path}: {e}"))?;
     emit(&result, path, out)
 }
 
@@ -240,8 +134,7 @@ fn emit(result: &TransferResult, title: &str, out: &Output<'_>) -> Result<ExitCo
         }
     }
     if let Some(path) = out.plot {
-        tally_transfers::write_png(result, Path::new(path))
-            .map_err(|e| format!("{path}: {e:?}"))?;
+        tally_transfers::write_png(result, Path::new(path)).map_err(|e| format!("{path}: {e}"))?;
         eprintln!("wrote {path}");
     }
     Ok(ExitCode::SUCCESS)

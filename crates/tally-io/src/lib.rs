@@ -9,6 +9,7 @@
 //! databases, and it does no counting beyond what validation needs.
 
 mod cell;
+pub mod columns;
 pub mod definition;
 pub mod layout;
 pub mod parse;
@@ -224,7 +225,7 @@ fn restore_raw_text(data: &[u8], rounds: &mut [ImportedRound]) {
         let Some(&&want) = next.peek() else { break };
         // A record goes on past a newline inside quotes.
         quotes += memchr::memchr_iter(b'"', &data[start.min(nl)..nl]).count();
-        if quotes % 2 == 0 {
+        if quotes.is_multiple_of(2) {
             if line >= want {
                 let text =
                     String::from_utf8_lossy(&data[record_start(data, start, want, line)..nl]);

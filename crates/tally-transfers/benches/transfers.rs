@@ -15,7 +15,7 @@
 use std::time::Instant;
 #[path = "../tests/common/mod.rs"]
 mod common;
-use common::round_counts as rc;
+use common::to_round;
 use tally_synth::{generate, SynthConfig};
 use tally_transfers::{bounds, estimate, from_two_rounds, Margins, Method, Options};
 
@@ -64,7 +64,7 @@ fn main() {
         ..Default::default()
     });
     let truth = e.transfer.as_ref().unwrap().votes.clone();
-    let tm = from_two_rounds(&rc(&e.rounds[0]), &rc(&e.rounds[1])).unwrap();
+    let tm = from_two_rounds(&to_round(&e.rounds[0]), &to_round(&e.rounds[1]), None).unwrap();
     let m = tm.margins;
     println!("table {} x {}", m.rows.len(), m.cols.len());
 

@@ -499,7 +499,6 @@ fn alpha_row_update(
 
 /// One chain. Returns the recorded aggregate cells per sweep (`draws[s][k]`), the mean unit tables
 /// (if requested) and the mean α.
-#[allow(clippy::too_many_arguments)]
 fn run_chain(
     d: &Data,
     init: &[f64],
@@ -507,7 +506,6 @@ fn run_chain(
     seed: u64,
     chain: usize,
     keep_units: bool,
-    frozen_alpha: Option<&[f64]>,
 ) -> (Vec<Vec<f64>>, Option<Vec<f64>>, Vec<f64>) {
     let (nr, nc) = (d.r, d.c);
     let k = nr * nc;
@@ -525,8 +523,7 @@ fn run_chain(
     } else {
         None
     };
-    // `frozen_alpha` (diagnostic experiments only): α held fixed, so only `n | α` is sampled.
-    let mut alpha = frozen_alpha.map_or_else(|| moment_alpha(d, &n), |a| a.to_vec());
+    let mut alpha = moment_alpha(d, &n);
     let mut alpha_sum = vec![0.0; k];
     let max_x: Vec<u64> = (0..nr)
         .map(|i| (0..d.u).map(|u| d.xi[u * nr + i]).max().unwrap_or(0))
@@ -649,11 +646,7 @@ fn run_chain(
         // 2. alpha | n: slice sampling in log α from sufficient statistics (value histograms of
         //    the unit cells), so each evaluation costs O(distinct values), not O(units).
         let stats = cell_stats(d, &n, &max_x);
-        for _ in 0..if frozen_alpha.is_some() {
-            0
-        } else {
-            ALPHA_REPEATS
-        } {
+        for _ in 0..ALPHA_REPEATS {
             for i in 0..nr {
                 alpha_row_update(
                     nc,
@@ -712,7 +705,7 @@ pub(crate) fn fit(
     let mut alpha_acc = vec![0.0; k];
     for ch in 0..chains {
         let init = if ch % 2 == 0 { &lp_tables } else { &indep };
-        let (draws, units, alpha) = run_chain(d, init, cfg, seed, ch, keep_units, None);
+        let (draws, units, alpha) = run_chain(d, init, cfg, seed, ch, keep_units);
         if let Some(us) = units {
             match unit_acc.as_mut() {
                 Some(acc) => acc.iter_mut().zip(&us).for_each(|(a, b)| *a += b),
@@ -868,98 +861,6 @@ mod tests {
             let lhs = f(&a1) - f(&a2);
             let rhs = direct[0][i] - direct[1][i];
             assert!((lhs - rhs).abs() < 1e-9, "row {i}: {lhs} vs {rhs}");
-        }
-    }
-
-    /// Diagnostic experiment (README, "md-bayes: where the non-convergence comes from"):
-    /// `cargo test -p tally-transfers --lib bayes::tests::mixing_experiment -- --ignored --nocapture`.
-    /// On a synthetic runoff, compares the collapsed sampler with α free against the same sampler
-    /// with α frozen at the generating values (concentration × planted table): if the unit tables
-    /// mix given α, the slow mixing is the α–n coupling of data augmentation.
-    #[test]
-    #[ignore = "a diagnostic experiment (minutes of CPU) run by hand for the README figures, see above"]
-    fn mixing_experiment() {
-        let stations: usize = std::env::var("EXP_STATIONS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(600);
-        let sweeps: usize = std::env::var("EXP_SWEEPS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(200);
-        let e = tally_synth::generate(&tally_synth::SynthConfig {
-            stations,
-            candidates: 3,
-            seed: 1,
-            rounds: 2,
-            ..Default::default()
-        });
-        let rc = |r: &tally_synth::SynthRound| crate::RoundCounts {
-            station_ids: r.stations.iter().map(|s| s.station_id.clone()).collect(),
-            registered: r.stations.iter().map(|s| s.registered).collect(),
-            cast: r.stations.iter().map(|s| s.cast).collect(),
-            invalid: r.stations.iter().map(|s| s.invalid).collect(),
-            candidates: r.candidates.clone(),
-            votes: (0..r.candidates.len())
-                .map(|c| r.stations.iter().map(|s| s.votes[c]).collect())
-                .collect(),
-        };
-        let tm = crate::from_two_rounds(&rc(&e.rounds[0]), &rc(&e.rounds[1])).unwrap();
-        let d = Data::new(&tm.margins);
-        let (nr, nc) = (d.r, d.c);
-        let truth = e.transfer.as_ref().unwrap();
-        let mut a_true = vec![1.0; nr * nc];
-        for i in 0..truth.proportions.len().min(nr) {
-            for j in 0..truth.proportions[i].len().min(nc) {
-                a_true[i * nc + j] = (60.0 * truth.proportions[i][j]).max(1e-3);
-            }
-        }
-        let fit = lp::lphom(&d, 20_000);
-        let lp_tables = lp::aggregate_units(&d, &fit.p, true).1.unwrap();
-        let indep: Vec<f64> = (0..d.u)
-            .flat_map(|u| {
-                let x = d.xu(u);
-                let y = d.yu(u);
-                let n: f64 = x.iter().sum();
-                (0..nr * nc).map(move |q| x[q / nc] * y[q % nc] / n)
-            })
-            .collect();
-        let cfg = BayesConfig {
-            warmup: sweeps,
-            samples: sweeps,
-            ..BayesConfig::default()
-        };
-        for (name, frozen) in [("alpha free", None), ("alpha frozen", Some(&a_true[..]))] {
-            let t = std::time::Instant::now();
-            let c0 = run_chain(&d, &lp_tables, &cfg, 1, 0, false, frozen).0;
-            let c1 = run_chain(&d, &indep, &cfg, 1, 1, false, frozen).0;
-            let (mut worst, mut min_ess, mut lag1) = (0.0f64, f64::INFINITY, 0.0f64);
-            for q in 0..nr * nc {
-                let rt = d.row_tot[q / nc];
-                if rt < 0.05 * d.total {
-                    continue;
-                }
-                let ch: Vec<Vec<f64>> = [&c0, &c1]
-                    .iter()
-                    .map(|c| c.iter().map(|dr| dr[q] / rt).collect())
-                    .collect();
-                worst = worst.max(diag::split_rhat(&ch));
-                min_ess = min_ess.min(diag::ess(&ch));
-                // Lag-1 autocorrelation within chain 0 (the fraction of missing information
-                // shows up as this number close to 1).
-                let v = &ch[0];
-                let m = v.iter().sum::<f64>() / v.len() as f64;
-                let var: f64 = v.iter().map(|x| (x - m) * (x - m)).sum();
-                let cov: f64 = v.windows(2).map(|w| (w[0] - m) * (w[1] - m)).sum();
-                if var > 0.0 {
-                    lag1 = lag1.max(cov / var);
-                }
-            }
-            println!(
-                "{stations} stations, {sweeps}+{sweeps} sweeps, {name}: max split R-hat {worst:.3}, \
-                 min ESS {min_ess:.0}, max lag-1 autocorrelation {lag1:.4}, {:.1} s",
-                t.elapsed().as_secs_f64()
-            );
         }
     }
 

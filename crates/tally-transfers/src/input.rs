@@ -1,7 +1,8 @@
-//! Input: two margins over the same units, and a helper that builds them from two rounds.
+//! Input: two margins over the same units, and the one place where two rounds of tally sheets
+//! become those margins.
 
 use std::collections::HashMap;
-use std::fmt;
+use tally_model::{match_stations, Code, Round, SheetStatus, MISSING};
 
 /// Two margins over the same units: row totals (e.g. round-1 options incl. "abstained", "invalid") and
 /// column totals (round-2 options incl. "abstained", "invalid"). For each unit, sum of rows == sum of cols
@@ -19,25 +20,30 @@ pub struct Margins {
 }
 
 /// Why a [`Margins`] (or a pair of rounds) cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
     /// Fewer than two row or two column categories.
+    #[error("need at least 2 rows and 2 columns, got {rows} x {cols}")]
     TooFewCategories { rows: usize, cols: usize },
     /// More rows or columns than [`crate::MAX_DIM`].
+    #[error("at most {max} rows and {max} columns are supported, got {rows} x {cols}")]
     TooManyCategories {
         rows: usize,
         cols: usize,
         max: usize,
     },
     /// No unit left (after dropping unmatched stations or empty units).
+    #[error("no usable unit")]
     NoUnits,
     /// `unit_ids`, `row_counts` and `col_counts` disagree in length.
+    #[error("{what}: expected {expected} entries, found {found}")]
     LengthMismatch {
         what: &'static str,
         expected: usize,
         found: usize,
     },
     /// A unit's row vector or column vector has the wrong number of entries.
+    #[error("unit {unit}: {what} has {found} entries, expected {expected}")]
     WidthMismatch {
         unit: String,
         what: &'static str,
@@ -45,84 +51,20 @@ pub enum InputError {
         found: usize,
     },
     /// A unit whose row total differs from its column total.
+    #[error("unit {unit}: row total {row_total} != column total {col_total}")]
     Unbalanced {
         unit: String,
         row_total: u64,
         col_total: u64,
     },
-    /// A round's station has `cast > registered` or `invalid > cast`, or its candidate votes
-    /// do not add up to `cast - invalid`.
-    InconsistentStation {
-        round: u8,
-        station: String,
-        reason: String,
-    },
     /// The second round does not have exactly two candidates.
+    #[error("round 2 must have exactly 2 candidates, has {candidates}")]
     NotARunoff { candidates: usize },
-    /// The same station id appears twice in one round.
+    /// The same station id appears twice in one round (units are stations: the solver needs
+    /// one unit per id; the importer never produces this, a hand-built round can).
+    #[error("round {round}: station {station} appears twice")]
     DuplicateStation { round: u8, station: String },
 }
-
-impl fmt::Display for InputError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            InputError::TooFewCategories { rows, cols } => {
-                write!(f, "need at least 2 rows and 2 columns, got {rows} x {cols}")
-            }
-            InputError::TooManyCategories { rows, cols, max } => {
-                write!(
-                    f,
-                    "at most {max} rows and {max} columns are supported, got {rows} x {cols}"
-                )
-            }
-            InputError::NoUnits => write!(f, "no usable unit"),
-            InputError::LengthMismatch {
-                what,
-                expected,
-                found,
-            } => {
-                write!(f, "{what}: expected {expected} entries, found {found}")
-            }
-            InputError::WidthMismatch {
-                unit,
-                what,
-                expected,
-                found,
-            } => {
-                write!(
-                    f,
-                    "unit {unit}: {what} has {found} entries, expected {expected}"
-                )
-            }
-            InputError::Unbalanced {
-                unit,
-                row_total,
-                col_total,
-            } => write!(
-                f,
-                "unit {unit}: row total {row_total} != column total {col_total}"
-            ),
-            InputError::InconsistentStation {
-                round,
-                station,
-                reason,
-            } => {
-                write!(f, "round {round}, station {station}: {reason}")
-            }
-            InputError::NotARunoff { candidates } => {
-                write!(
-                    f,
-                    "round 2 must have exactly 2 candidates, has {candidates}"
-                )
-            }
-            InputError::DuplicateStation { round, station } => {
-                write!(f, "round {round}: station {station} appears twice")
-            }
-        }
-    }
-}
-
-impl std::error::Error for InputError {}
 
 impl Margins {
     /// Checks shapes and the per-unit balance `sum(rows) == sum(cols)`.
@@ -189,32 +131,26 @@ impl Margins {
     }
 }
 
-/// One round's tally sheets, column-oriented: `votes[c][s]` is candidate `c`'s count at station `s`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RoundCounts {
-    pub station_ids: Vec<String>,
-    pub registered: Vec<u64>,
-    pub cast: Vec<u64>,
-    pub invalid: Vec<u64>,
-    pub candidates: Vec<String>,
-    /// `votes[c][s]`
-    pub votes: Vec<Vec<u64>>,
-}
-
-/// Margins built from two rounds, with what was dropped.
+/// Margins built from two rounds, with what was dropped and which input rules applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TwoRoundMargins {
     pub margins: Margins,
     pub units_used: usize,
     pub units_dropped: usize,
-    /// Station ids present in round 1 only.
+    /// Unit ids (station ids, or area paths) present in round 1 only.
     pub only_in_round1: Vec<String>,
-    /// Station ids present in round 2 only.
+    /// Unit ids present in round 2 only.
     pub only_in_round2: Vec<String>,
     /// True when a "new voters" row was added (registered grew somewhere).
     pub has_new_voters: bool,
     /// True when an "exit" column was added (registered shrank somewhere).
     pub has_exit: bool,
+    /// Counted sheets (both rounds, units used) whose electorate is their ballots cast, not
+    /// their registered voters: the W206 rule of [`electorate`].
+    pub w206_sheets: usize,
+    /// Counted sheets (both rounds) left out because registered, cast, invalid or a candidate
+    /// count is absent: absent is not zero, and the margins need every one of them.
+    pub incomplete_sheets: usize,
 }
 
 /// Label of the row holding voters registered in round 2 but not in round 1 (per unit growth).
@@ -226,137 +162,144 @@ pub const ABSTAINED: &str = "abstained";
 /// Label of the invalid-ballot row/column.
 pub const INVALID: &str = "invalid";
 
-fn check_round(round: u8, rc: &RoundCounts) -> Result<(), InputError> {
-    let n = rc.station_ids.len();
-    for (what, len) in [
-        ("registered", rc.registered.len()),
-        ("cast", rc.cast.len()),
-        ("invalid", rc.invalid.len()),
-    ] {
-        if len != n {
-            return Err(InputError::LengthMismatch {
-                what,
-                expected: n,
-                found: len,
-            });
-        }
-    }
-    if rc.votes.len() != rc.candidates.len() {
-        return Err(InputError::LengthMismatch {
-            what: "votes (one vector per candidate)",
-            expected: rc.candidates.len(),
-            found: rc.votes.len(),
-        });
-    }
-    for v in &rc.votes {
-        if v.len() != n {
-            return Err(InputError::LengthMismatch {
-                what: "votes[c]",
-                expected: n,
-                found: v.len(),
-            });
-        }
-    }
-    for s in 0..n {
-        let bad = |reason: String| InputError::InconsistentStation {
-            round,
-            station: rc.station_ids[s].clone(),
-            reason,
-        };
-        if rc.cast[s] > rc.registered[s] {
-            return Err(bad(format!(
-                "cast {} > registered {}",
-                rc.cast[s], rc.registered[s]
-            )));
-        }
-        if rc.invalid[s] > rc.cast[s] {
-            return Err(bad(format!(
-                "invalid {} > cast {}",
-                rc.invalid[s], rc.cast[s]
-            )));
-        }
-        let valid: u64 = rc.votes.iter().map(|v| v[s]).sum();
-        if valid != rc.cast[s] - rc.invalid[s] {
-            return Err(bad(format!(
-                "candidate votes sum to {valid}, cast - invalid = {}",
-                rc.cast[s] - rc.invalid[s]
-            )));
-        }
-    }
-    Ok(())
+/// The code of the electorate rule ([`electorate`]).
+pub const ELECTORATE_RULE: Code = Code::W206;
+
+/// **Electorate rule (W206).** The electorate of a sheet is `max(registered, cast)`.
+///
+/// A sheet with more ballots cast than registered voters is accepted by the importer when the
+/// excess is within the W206 tolerance (voters added on the day, e.g. with a certificate); it is
+/// an error (E104) beyond it and never reaches here. Those voters could vote, so they belong to
+/// the electorate, and abstention `electorate − cast` is never negative. [`from_two_rounds`]
+/// counts the sheets this changed (`w206_sheets`) and the result reports it.
+pub fn electorate(registered: u64, cast: u64) -> u64 {
+    registered.max(cast)
 }
 
-/// Builds [`Margins`] from two rounds matched by station id.
+/// The units of one round: counted sheets summed per unit (one station, or one area of the
+/// level); `sums[u * (3 + k) ..]` holds electorate, cast, invalid, then the `k` candidates.
+struct Units {
+    ids: Vec<String>,
+    sums: Vec<u64>,
+    /// Sheets of each unit whose electorate came from the W206 rule.
+    w206: Vec<usize>,
+    incomplete: usize,
+}
+
+impl Units {
+    /// A new unit with zero sums; returns its index.
+    fn push(&mut self, id: String, width: usize) -> usize {
+        self.ids.push(id);
+        self.sums.resize(self.sums.len() + width, 0);
+        self.w206.push(0);
+        self.ids.len() - 1
+    }
+}
+
+fn units(round: &Round, level: Option<u8>) -> Units {
+    let s = &round.stations;
+    let k = round.candidates.len();
+    let width = 3 + k;
+    let mut out = Units {
+        ids: Vec::new(),
+        sums: Vec::new(),
+        w206: Vec::new(),
+        incomplete: 0,
+    };
+    // Only areas are merged; a repeated station id stays two units so that the matching
+    // reports it instead of adding two sheets together.
+    let mut area_unit: HashMap<u32, usize> = HashMap::new();
+    for i in 0..round.len() {
+        if s.status[i] != SheetStatus::Counted {
+            continue;
+        }
+        let votes = round.votes_of(i);
+        if [s.registered[i], s.cast[i], s.invalid[i]].contains(&MISSING) || votes.contains(&MISSING)
+        {
+            out.incomplete += 1;
+            continue;
+        }
+        let u = match level {
+            None => out.push(s.ids[i].clone(), width),
+            Some(depth) => {
+                let area = round.tree.ancestor_at(s.area[i], depth);
+                match area_unit.get(&area) {
+                    Some(&u) => u,
+                    None => {
+                        let u = out.push(round.tree.path_string(area), width);
+                        area_unit.insert(area, u);
+                        u
+                    }
+                }
+            }
+        };
+        if electorate(s.registered[i], s.cast[i]) != s.registered[i] {
+            out.w206[u] += 1;
+        }
+        let sums = &mut out.sums[u * width..(u + 1) * width];
+        sums[0] += electorate(s.registered[i], s.cast[i]);
+        sums[1] += s.cast[i];
+        sums[2] += s.invalid[i];
+        for (c, v) in votes.iter().enumerate() {
+            sums[3 + c] += v;
+        }
+    }
+    out
+}
+
+/// Builds [`Margins`] from two rounds of counted sheets, matched by station id
+/// ([`tally_model::match_stations`]); with `level` (a depth of the area tree, 1 = first level)
+/// the sheets are first summed per area of that level and the areas are matched by path.
 ///
-/// Rows: each round-1 candidate, then `"abstained"` (registered − cast), then `"invalid"`.
-/// Columns: the two round-2 candidates, then `"abstained"`, then `"invalid"`.
+/// Rows: each round-1 candidate, then `"abstained"` (electorate − cast), then `"invalid"`.
+/// Columns: the two round-2 candidates, then `"abstained"`, then `"invalid"`. The electorate of
+/// a sheet is [`electorate`] (W206).
 ///
-/// **Electorate rule.** Per unit let `d = registered₂ − registered₁`. When `d > 0` the row
-/// `"new voters"` gets `d` (people who could vote only in round 2), otherwise 0; when `d < 0` the
-/// column `"exit"` gets `−d` (people registered in round 1 who could not vote in round 2),
-/// otherwise 0. Both sides then total `max(registered₁, registered₂)`, so every unit balances
-/// exactly. The extra row/column is added only when some unit needs it.
+/// **Electorate rule between rounds.** Per unit let `d = electorate₂ − electorate₁`. When
+/// `d > 0` the row `"new voters"` gets `d` (people who could vote only in round 2), otherwise 0;
+/// when `d < 0` the column `"exit"` gets `−d` (people registered in round 1 who could not vote in
+/// round 2), otherwise 0. Both sides then total `max(electorate₁, electorate₂)`, so every unit
+/// balances exactly. The extra row/column is added only when some unit needs it.
 ///
-/// Stations present in only one round are dropped and their ids reported; the output is in
-/// round-1 order.
+/// Sheets are taken as the importer validated them (their arithmetic is not checked again);
+/// counted sheets with an absent core or candidate count are left out and counted. Units present
+/// in only one round are dropped and their ids reported; the output is in round-1 order.
 pub fn from_two_rounds(
-    round1: &RoundCounts,
-    round2: &RoundCounts,
+    round1: &Round,
+    round2: &Round,
+    level: Option<u8>,
 ) -> Result<TwoRoundMargins, InputError> {
-    check_round(1, round1)?;
-    check_round(2, round2)?;
     if round2.candidates.len() != 2 {
         return Err(InputError::NotARunoff {
             candidates: round2.candidates.len(),
         });
     }
-    let mut idx2: HashMap<&str, usize> = HashMap::with_capacity(round2.station_ids.len());
-    for (s, id) in round2.station_ids.iter().enumerate() {
-        if idx2.insert(id.as_str(), s).is_some() {
-            return Err(InputError::DuplicateStation {
-                round: 2,
-                station: id.clone(),
-            });
-        }
+    let (u1, u2) = (units(round1, level), units(round2, level));
+    let matched = match_stations(&u1.ids, &u2.ids);
+    if let Some(&(side, i)) = matched.repeated.first() {
+        let ids = if side == 0 { &u1.ids } else { &u2.ids };
+        return Err(InputError::DuplicateStation {
+            round: side + 1,
+            station: ids[i].clone(),
+        });
     }
-    let mut seen1: HashMap<&str, ()> = HashMap::with_capacity(round1.station_ids.len());
-    let mut pairs = Vec::new();
-    let mut only1 = Vec::new();
-    for (s, id) in round1.station_ids.iter().enumerate() {
-        if seen1.insert(id.as_str(), ()).is_some() {
-            return Err(InputError::DuplicateStation {
-                round: 1,
-                station: id.clone(),
-            });
-        }
-        match idx2.get(id.as_str()) {
-            Some(&t) => pairs.push((s, t)),
-            None => only1.push(id.clone()),
-        }
-    }
-    let only2: Vec<String> = round2
-        .station_ids
-        .iter()
-        .filter(|id| !seen1.contains_key(id.as_str()))
-        .cloned()
-        .collect();
+    let pairs = &matched.pairs;
     if pairs.is_empty() {
         return Err(InputError::NoUnits);
     }
-    let has_new = pairs
-        .iter()
-        .any(|&(s, t)| round2.registered[t] > round1.registered[s]);
-    let has_exit = pairs
-        .iter()
-        .any(|&(s, t)| round2.registered[t] < round1.registered[s]);
+    let (k1, k2) = (round1.candidates.len(), round2.candidates.len());
+    let sums1 = |s: usize| &u1.sums[s * (3 + k1)..(s + 1) * (3 + k1)];
+    let sums2 = |t: usize| &u2.sums[t * (3 + k2)..(t + 1) * (3 + k2)];
+    let has_new = pairs.iter().any(|&(s, t)| sums2(t)[0] > sums1(s)[0]);
+    let has_exit = pairs.iter().any(|&(s, t)| sums2(t)[0] < sums1(s)[0]);
 
-    let mut rows: Vec<String> = round1.candidates.clone();
+    let mut rows: Vec<String> = round1.candidates.iter().map(|c| c.id.clone()).collect();
     rows.push(ABSTAINED.into());
     rows.push(INVALID.into());
     if has_new {
         rows.push(NEW_VOTERS.into());
     }
-    let mut cols: Vec<String> = round2.candidates.clone();
+    let mut cols: Vec<String> = round2.candidates.iter().map(|c| c.id.clone()).collect();
     cols.push(ABSTAINED.into());
     cols.push(INVALID.into());
     if has_exit {
@@ -365,23 +308,26 @@ pub fn from_two_rounds(
     let mut unit_ids = Vec::with_capacity(pairs.len());
     let mut row_counts = Vec::with_capacity(pairs.len());
     let mut col_counts = Vec::with_capacity(pairs.len());
-    for &(s, t) in &pairs {
-        unit_ids.push(round1.station_ids[s].clone());
-        let (reg1, reg2) = (round1.registered[s], round2.registered[t]);
-        let mut r: Vec<u64> = round1.votes.iter().map(|v| v[s]).collect();
-        r.push(reg1 - round1.cast[s]);
-        r.push(round1.invalid[s]);
+    let mut w206_sheets = 0;
+    for &(s, t) in pairs {
+        unit_ids.push(u1.ids[s].clone());
+        let (a, b) = (sums1(s), sums2(t));
+        let (reg1, reg2) = (a[0], b[0]);
+        let mut r: Vec<u64> = a[3..].to_vec();
+        r.push(reg1 - a[1]);
+        r.push(a[2]);
         if has_new {
             r.push(reg2.saturating_sub(reg1));
         }
-        let mut c: Vec<u64> = round2.votes.iter().map(|v| v[t]).collect();
-        c.push(reg2 - round2.cast[t]);
-        c.push(round2.invalid[t]);
+        let mut c: Vec<u64> = b[3..].to_vec();
+        c.push(reg2 - b[1]);
+        c.push(b[2]);
         if has_exit {
             c.push(reg1.saturating_sub(reg2));
         }
         row_counts.push(r);
         col_counts.push(c);
+        w206_sheets += u1.w206[s] + u2.w206[t];
     }
     let margins = Margins {
         unit_ids,
@@ -391,21 +337,28 @@ pub fn from_two_rounds(
         col_counts,
     };
     margins.validate()?;
+    let ids = |units: &Units, idx: &[usize]| -> Vec<String> {
+        idx.iter().map(|&i| units.ids[i].clone()).collect()
+    };
     Ok(TwoRoundMargins {
         units_used: pairs.len(),
-        units_dropped: only1.len() + only2.len(),
+        units_dropped: matched.only_a.len() + matched.only_b.len(),
         margins,
-        only_in_round1: only1,
-        only_in_round2: only2,
+        only_in_round1: ids(&u1, &matched.only_a),
+        only_in_round2: ids(&u2, &matched.only_b),
         has_new_voters: has_new,
         has_exit,
+        w206_sheets,
+        incomplete_sheets: u1.incomplete + u2.incomplete,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tally_model::{AreaTree, Candidate, ROOT};
 
+    /// A round of counted sheets at the root area; `votes[c][s]`.
     fn round(
         ids: &[&str],
         reg: &[u64],
@@ -413,15 +366,15 @@ mod tests {
         inv: &[u64],
         cands: &[&str],
         votes: Vec<Vec<u64>>,
-    ) -> RoundCounts {
-        RoundCounts {
-            station_ids: ids.iter().map(|s| s.to_string()).collect(),
-            registered: reg.to_vec(),
-            cast: cast.to_vec(),
-            invalid: inv.to_vec(),
-            candidates: cands.iter().map(|s| s.to_string()).collect(),
-            votes,
+    ) -> Round {
+        let candidates = cands.iter().map(|c| Candidate::new(c)).collect();
+        let mut r = Round::new(1, candidates, vec![], AreaTree::new("all", vec![]));
+        for s in 0..ids.len() {
+            let v: Vec<u64> = votes.iter().map(|vc| vc[s]).collect();
+            let core = [reg[s], cast[s], inv[s], cast[s] - inv[s]];
+            r.push(ids[s].into(), ROOT, SheetStatus::Counted, 0, core, &v, &[]);
         }
+        r
     }
 
     #[test]
@@ -442,7 +395,7 @@ mod tests {
             &["X", "Y"],
             vec![vec![10, 40, 1], vec![19, 30, 2]],
         );
-        let m = from_two_rounds(&r1, &r2).unwrap();
+        let m = from_two_rounds(&r1, &r2, None).unwrap();
         assert_eq!(m.units_used, 2);
         assert_eq!(m.units_dropped, 2);
         assert_eq!(m.only_in_round1, vec!["c".to_string()]);
@@ -476,8 +429,11 @@ mod tests {
         assert!(matches!(m.validate(), Err(InputError::Unbalanced { .. })));
     }
 
+    // Was `inconsistent_station_is_reported` (cast > registered was an error here): sheets come
+    // validated by the importer, which accepts this one under the W206 tolerance, and the
+    // electorate rule now takes the ballots cast as the electorate and counts the sheet.
     #[test]
-    fn inconsistent_station_is_reported() {
+    fn cast_above_registered_is_the_w206_electorate() {
         let r1 = round(
             &["a"],
             &[10],
@@ -494,9 +450,176 @@ mod tests {
             &["X", "Y"],
             vec![vec![2], vec![3]],
         );
+        assert_eq!(electorate(10, 11), 11);
+        assert_eq!(electorate(10, 9), 10);
+        let m = from_two_rounds(&r1, &r2, None).unwrap();
+        assert_eq!(m.w206_sheets, 1);
+        assert!(m.has_exit && !m.has_new_voters);
+        assert_eq!(m.margins.row_counts[0], vec![5, 6, 0, 0]);
+        assert_eq!(m.margins.col_counts[0], vec![2, 3, 5, 0, 1]);
+    }
+
+    #[test]
+    fn the_w206_count_is_in_the_result_and_its_table() {
+        let r1 = round(
+            &["a", "b", "c"],
+            &[10, 20, 30],
+            &[11, 15, 20],
+            &[0, 1, 0],
+            &["X", "Y"],
+            vec![vec![5, 4, 12], vec![6, 10, 8]],
+        );
+        let r2 = round(
+            &["a", "b", "c"],
+            &[12, 20, 30],
+            &[12, 21, 22],
+            &[0, 0, 2],
+            &["X", "Y"],
+            vec![vec![2, 15, 10], vec![10, 6, 10]],
+        );
+        let opts = crate::Options {
+            bootstrap: 0,
+            ..crate::Options::default()
+        };
+        let res = from_two_rounds(&r1, &r2, None)
+            .unwrap()
+            .estimate(&opts)
+            .unwrap();
+        assert_eq!(res.rules_applied.len(), 1);
+        assert_eq!(res.rules_applied[0].code, Code::W206);
+        // a in round 1, b in round 2 (a in round 2 has exactly its registered voters).
+        assert_eq!(res.rules_applied[0].stations, 2);
+        let json = serde_json::to_value(&res).unwrap();
+        assert_eq!(json["rules_applied"][0]["code"], "W206");
+        assert_eq!(json["rules_applied"][0]["stations"], 2);
+        assert!(crate::render_text(&res).contains("note: W206 — 2 station sheet(s)"));
+    }
+
+    #[test]
+    fn a_sheet_that_does_not_add_up_cannot_balance() {
+        // Votes 5 + 6 for 8 ballots cast: the importer quarantines such a sheet (E102/E103); if a
+        // hand-built round carries one, the unit's margins disagree and the solver refuses it.
+        let r1 = round(
+            &["a"],
+            &[10],
+            &[8],
+            &[0],
+            &["X", "Y"],
+            vec![vec![5], vec![6]],
+        );
+        let r2 = round(
+            &["a"],
+            &[10],
+            &[5],
+            &[0],
+            &["X", "Y"],
+            vec![vec![2], vec![3]],
+        );
         assert!(matches!(
-            from_two_rounds(&r1, &r2),
-            Err(InputError::InconsistentStation { round: 1, .. })
+            from_two_rounds(&r1, &r2, None),
+            Err(InputError::Unbalanced { .. })
         ));
+    }
+
+    #[test]
+    fn structural_errors() {
+        let r1 = round(
+            &["a", "a"],
+            &[10, 10],
+            &[5, 5],
+            &[0, 0],
+            &["X", "Y"],
+            vec![vec![2, 2], vec![3, 3]],
+        );
+        let r2 = round(
+            &["a"],
+            &[10],
+            &[5],
+            &[0],
+            &["X", "Y"],
+            vec![vec![2], vec![3]],
+        );
+        assert_eq!(
+            from_two_rounds(&r1, &r2, None),
+            Err(InputError::DuplicateStation {
+                round: 1,
+                station: "a".into()
+            })
+        );
+        let three = round(
+            &["a"],
+            &[10],
+            &[5],
+            &[0],
+            &["X", "Y", "Z"],
+            vec![vec![2], vec![3], vec![0]],
+        );
+        assert_eq!(
+            from_two_rounds(&r2, &three, None),
+            Err(InputError::NotARunoff { candidates: 3 })
+        );
+        let other = round(
+            &["b"],
+            &[10],
+            &[5],
+            &[0],
+            &["X", "Y"],
+            vec![vec![2], vec![3]],
+        );
+        assert_eq!(from_two_rounds(&r2, &other, None), Err(InputError::NoUnits));
+        assert_eq!(
+            InputError::NotARunoff { candidates: 3 }.to_string(),
+            "round 2 must have exactly 2 candidates, has 3"
+        );
+    }
+
+    #[test]
+    fn areas_of_a_level_are_summed_and_matched_by_path() {
+        // Two regions; region S has a station in round 1 only, which still counts in S.
+        let build = |rows: &[(&str, &str, [u64; 3], [u64; 2])]| {
+            let tree = AreaTree::new("all", vec!["region".into(), "town".into()]);
+            let mut r = Round::new(
+                1,
+                vec![Candidate::new("X"), Candidate::new("Y")],
+                vec![],
+                tree,
+            );
+            for (id, region, [reg, cast, inv], votes) in rows {
+                let leaf = r.tree.leaf(&[*region, "t"]);
+                r.push(
+                    id.to_string(),
+                    leaf,
+                    SheetStatus::Counted,
+                    0,
+                    [*reg, *cast, *inv, cast - inv],
+                    votes,
+                    &[],
+                );
+            }
+            r
+        };
+        let mut r1 = build(&[
+            ("1", "N", [10, 8, 0], [5, 3]),
+            ("2", "S", [20, 10, 1], [4, 5]),
+            ("3", "S", [5, 5, 0], [5, 0]),
+            ("4", "N", [9, 9, 0], [9, 0]),
+        ]);
+        // Station 4: counted but without its cast (absent, not zero): left out and counted.
+        r1.stations.cast[3] = MISSING;
+        let r2 = build(&[
+            ("2", "S", [25, 20, 0], [10, 10]),
+            ("1", "N", [10, 6, 1], [2, 3]),
+        ]);
+        let m = from_two_rounds(&r1, &r2, Some(1)).unwrap();
+        assert_eq!(m.margins.unit_ids, vec!["N", "S"]);
+        assert_eq!(m.incomplete_sheets, 1);
+        assert_eq!((m.units_used, m.units_dropped), (2, 0));
+        assert_eq!(m.margins.row_counts[0], vec![5, 3, 2, 0]);
+        assert_eq!(m.margins.col_counts[0], vec![2, 3, 4, 1]);
+        assert_eq!(m.margins.row_counts[1], vec![9, 5, 10, 1]);
+        assert_eq!(m.margins.col_counts[1], vec![10, 10, 5, 0]);
+        // By station, station 3 has no partner.
+        let m = from_two_rounds(&r1, &r2, None).unwrap();
+        assert_eq!(m.only_in_round1, vec!["3".to_string()]);
     }
 }

@@ -27,7 +27,6 @@ mod data;
 mod diag;
 pub mod input;
 mod lp;
-mod mdbeta;
 mod output;
 mod plot;
 
@@ -35,13 +34,16 @@ pub use bayes::BayesConfig;
 pub use bounds::Bounds;
 pub use data::MAX_DIM;
 pub use diag::{ess, split_rhat};
-pub use input::{from_two_rounds, InputError, Margins, RoundCounts, TwoRoundMargins};
+pub use input::{
+    electorate, from_two_rounds, InputError, Margins, TwoRoundMargins, ELECTORATE_RULE,
+};
 pub use output::{
-    render_text, to_csv_string, write_csv, Diagnostics, LpInfo, TransferResult, UnitTable,
+    render_text, to_csv_string, write_csv, Diagnostics, LpInfo, RuleNote, TransferResult, UnitTable,
 };
 pub use plot::{write_png, PlotError};
 
 use data::Data;
+use tally_model::Round;
 
 /// Estimation method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -353,39 +355,65 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
         },
         diagnostics,
         notes,
+        rules_applied: Vec::new(),
         unit_votes,
     })
 }
 
-/// [`from_two_rounds`] then [`estimate`]; `units_dropped` also counts stations present in only one
-/// round, and their ids are listed in `notes`.
+/// [`from_two_rounds`] then [`TwoRoundMargins::estimate`]: the transfers between two rounds of
+/// counted sheets, by station (`level` = `None`) or by area of the tree level at that depth.
 pub fn estimate_two_rounds(
-    round1: &RoundCounts,
-    round2: &RoundCounts,
+    round1: &Round,
+    round2: &Round,
+    level: Option<u8>,
     opts: &Options,
 ) -> Result<TransferResult, InputError> {
-    let tm = from_two_rounds(round1, round2)?;
-    let mut res = estimate(&tm.margins, opts)?;
-    res.units_dropped += tm.units_dropped;
-    if !tm.only_in_round1.is_empty() {
-        res.notes.push(format!(
-            "dropped, only in round 1: {}",
-            tm.only_in_round1.join(", ")
-        ));
+    from_two_rounds(round1, round2, level)?.estimate(opts)
+}
+
+impl TwoRoundMargins {
+    /// [`estimate`] on the margins; `units_dropped` also counts the units present in only one
+    /// round, and `notes` / `rules_applied` say what was dropped and which input rules applied.
+    pub fn estimate(&self, opts: &Options) -> Result<TransferResult, InputError> {
+        let mut res = estimate(&self.margins, opts)?;
+        res.units_dropped += self.units_dropped;
+        if !self.only_in_round1.is_empty() {
+            res.notes.push(format!(
+                "dropped, only in round 1: {}",
+                self.only_in_round1.join(", ")
+            ));
+        }
+        if !self.only_in_round2.is_empty() {
+            res.notes.push(format!(
+                "dropped, only in round 2: {}",
+                self.only_in_round2.join(", ")
+            ));
+        }
+        if self.has_new_voters {
+            res.notes
+                .push("registered grew in some units: row \"new voters\" holds the growth".into());
+        }
+        if self.has_exit {
+            res.notes
+                .push("registered shrank in some units: column \"exit\" holds the decrease".into());
+        }
+        if self.incomplete_sheets > 0 {
+            res.notes.push(format!(
+                "{} counted sheet(s) without registered, cast, invalid or a candidate count left out",
+                self.incomplete_sheets
+            ));
+        }
+        if self.w206_sheets > 0 {
+            res.rules_applied.push(RuleNote {
+                code: ELECTORATE_RULE,
+                stations: self.w206_sheets,
+                message: format!(
+                    "{} station sheet(s) with more ballots cast than registered voters (accepted \
+                     within the W206 tolerance): their electorate is the ballots cast",
+                    self.w206_sheets
+                ),
+            });
+        }
+        Ok(res)
     }
-    if !tm.only_in_round2.is_empty() {
-        res.notes.push(format!(
-            "dropped, only in round 2: {}",
-            tm.only_in_round2.join(", ")
-        ));
-    }
-    if tm.has_new_voters {
-        res.notes
-            .push("registered grew in some units: row \"new voters\" holds the growth".into());
-    }
-    if tm.has_exit {
-        res.notes
-            .push("registered shrank in some units: column \"exit\" holds the decrease".into());
-    }
-    Ok(res)
 }

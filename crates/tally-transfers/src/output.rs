@@ -4,6 +4,7 @@ use crate::bounds::Bounds;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use tally_model::Code;
 
 /// Estimated transfer table. Serialises to the JSON documented in `SCHEMA.md`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,9 +45,23 @@ pub struct TransferResult {
     pub diagnostics: Option<Diagnostics>,
     /// Human-readable remarks (dropped units, convergence warnings...).
     pub notes: Vec<String>,
+    /// Coded rules that changed the input, with how many station sheets each changed (today
+    /// the electorate rule, W206); empty for [`crate::estimate`] on plain margins.
+    pub rules_applied: Vec<RuleNote>,
     /// Per-unit tables (only with `Options::keep_unit_tables`, unit-level methods); not serialised.
     #[serde(skip)]
     pub unit_votes: Option<Vec<UnitTable>>,
+}
+
+/// A coded input rule applied to some station sheets (see `rules_applied`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleNote {
+    /// The validation code of the rule (e.g. `W206`, `docs/validation-codes.md`).
+    pub code: Code,
+    /// Station sheets the rule changed.
+    pub stations: usize,
+    /// What the rule did, for people.
+    pub message: String,
 }
 
 /// One unit's estimated table.
@@ -241,6 +256,9 @@ pub fn render_text(r: &TransferResult) -> String {
             dg.min_ess,
             if dg.converged { "converged" } else { "NOT converged" }
         );
+    }
+    for rule in &r.rules_applied {
+        let _ = writeln!(out, "note: {} — {}", rule.code, rule.message);
     }
     for n in &r.notes {
         let _ = writeln!(out, "note: {n}");

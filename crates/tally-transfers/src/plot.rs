@@ -23,8 +23,8 @@ impl std::fmt::Display for PlotError {
 
 impl std::error::Error for PlotError {}
 
-fn err<E: std::fmt::Debug>(e: E) -> PlotError {
-    PlotError(format!("{e:?}"))
+fn err<E: std::fmt::Display>(e: E) -> PlotError {
+    PlotError(e.to_string())
 }
 
 /// White -> deep blue.

@@ -4,7 +4,7 @@
 #![allow(clippy::needless_range_loop)]
 
 mod common;
-use common::round_counts;
+use common::to_round;
 use tally_synth::{generate, SynthConfig, SynthElection};
 use tally_transfers::{estimate_two_rounds, Method, Options, TransferResult};
 
@@ -30,8 +30,9 @@ fn run(e: &SynthElection, method: Method, seed: u64, reps: usize) -> TransferRes
         ..Options::default()
     };
     estimate_two_rounds(
-        &round_counts(&e.rounds[0]),
-        &round_counts(&e.rounds[1]),
+        &to_round(&e.rounds[0]),
+        &to_round(&e.rounds[1]),
+        None,
         &opts,
     )
     .unwrap()

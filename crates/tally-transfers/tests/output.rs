@@ -44,6 +44,7 @@ fn json_has_the_documented_fields() {
         "method",
         "units_used",
         "units_dropped",
+        "rules_applied",
     ] {
         assert!(v.get(f).is_some(), "missing {f}");
     }

@@ -4,7 +4,7 @@
 #![allow(clippy::needless_range_loop)]
 
 mod common;
-use common::round_counts;
+use common::to_round;
 use tally_synth::{generate, SynthConfig, SynthElection};
 use tally_transfers::{estimate_two_rounds, Method, Options, TransferResult};
 
@@ -62,8 +62,9 @@ fn run_sweeps(
     opts.bayes.warmup = sweeps;
     opts.bayes.samples = sweeps;
     let res = estimate_two_rounds(
-        &round_counts(&e.rounds[0]),
-        &round_counts(&e.rounds[1]),
+        &to_round(&e.rounds[0]),
+        &to_round(&e.rounds[1]),
+        None,
         &opts,
     )
     .unwrap();
@@ -145,7 +146,7 @@ fn same_seed_same_bytes() {
 #[test]
 fn thread_count_does_not_change_results() {
     let e = election(11, 3000);
-    let (r1, r2) = (round_counts(&e.rounds[0]), round_counts(&e.rounds[1]));
+    let (r1, r2) = (to_round(&e.rounds[0]), to_round(&e.rounds[1]));
     let mut opts = Options {
         method: Method::MdBayes,
         seed: 5,
@@ -161,8 +162,8 @@ fn thread_count_does_not_change_results() {
         .num_threads(2)
         .build()
         .unwrap();
-    let a = one.install(|| estimate_two_rounds(&r1, &r2, &opts).unwrap());
-    let b = two.install(|| estimate_two_rounds(&r1, &r2, &opts).unwrap());
+    let a = one.install(|| estimate_two_rounds(&r1, &r2, None, &opts).unwrap());
+    let b = two.install(|| estimate_two_rounds(&r1, &r2, None, &opts).unwrap());
     assert_eq!(
         serde_json::to_string(&a).unwrap(),
         serde_json::to_string(&b).unwrap()

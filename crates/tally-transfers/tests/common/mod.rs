@@ -1,17 +1,27 @@
-//! A synthetic round as the transfers input; shared by the recovery tests and the benchmark.
+//! A synthetic round as the transfers input (a `tally_model::Round`, as the importer would give
+//! it); shared by the recovery tests and the benchmark.
 
+use tally_model::{AreaTree, Candidate, Round, SheetStatus, ROOT};
 use tally_synth::SynthRound;
-use tally_transfers::RoundCounts;
 
-pub fn round_counts(r: &SynthRound) -> RoundCounts {
-    RoundCounts {
-        station_ids: r.stations.iter().map(|s| s.station_id.clone()).collect(),
-        registered: r.stations.iter().map(|s| s.registered).collect(),
-        cast: r.stations.iter().map(|s| s.cast).collect(),
-        invalid: r.stations.iter().map(|s| s.invalid).collect(),
-        candidates: r.candidates.clone(),
-        votes: (0..r.candidates.len())
-            .map(|c| r.stations.iter().map(|s| s.votes[c]).collect())
-            .collect(),
+pub fn to_round(r: &SynthRound) -> Round {
+    let candidates = r.candidates.iter().map(|c| Candidate::new(c)).collect();
+    let mut round = Round::new(
+        r.round,
+        candidates,
+        Vec::new(),
+        AreaTree::new("all", vec![]),
+    );
+    for s in &r.stations {
+        round.push(
+            s.station_id.clone(),
+            ROOT,
+            SheetStatus::Counted,
+            0,
+            [s.registered, s.cast, s.invalid, s.valid],
+            &s.votes,
+            &[],
+        );
     }
+    round
 }
