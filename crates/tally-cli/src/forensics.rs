@@ -86,11 +86,10 @@ pub fn run(loaded: &Loaded, args: &ForensicsArgs<'_>) -> Result<ExitCode, String
         }
     }
     if let Some(path) = args.stations_csv {
-        let tmp = format!("{path}.partial");
-        let f = std::fs::File::create(&tmp).map_err(|e| format!("{tmp}: {e}"))?;
-        tally_forensics::write_stations_csv(&report, std::io::BufWriter::new(f))
-            .map_err(|e| format!("{tmp}: {e}"))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("{path}: {e}"))?;
+        tally_io::output::write_file_atomically(Path::new(path), &loaded.input_paths(), |w| {
+            tally_forensics::write_stations_csv(&report, w)
+        })
+        .map_err(|e| e.to_string())?;
         eprintln!("wrote {path}");
     }
     Ok(ExitCode::SUCCESS)

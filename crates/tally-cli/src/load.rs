@@ -14,6 +14,14 @@ pub struct Loaded {
     pub election: String,
     pub rule: Rule,
     pub rounds: Vec<ImportedRound>,
+    /// Every file read (tally sheets, registry, definition): outputs never go over them.
+    pub inputs: Vec<std::path::PathBuf>,
+}
+
+impl Loaded {
+    pub fn input_paths(&self) -> Vec<&std::path::Path> {
+        self.inputs.iter().map(|p| p.as_path()).collect()
+    }
 }
 
 pub struct LoadArgs<'a> {
@@ -114,10 +122,20 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
         }
     }
     rounds.sort_by_key(|r| r.round.number);
+    let inputs = args
+        .files
+        .iter()
+        .map(String::as_str)
+        .chain(args.registry)
+        .chain(args.election)
+        .filter(|f| *f != "-")
+        .map(std::path::PathBuf::from)
+        .collect();
     Ok(Loaded {
         election,
         rule,
         rounds,
+        inputs,
     })
 }
 

@@ -544,10 +544,12 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let e = tally_synth::generate(&cfg);
             match out {
                 Some(path) => {
-                    let tmp = format!("{path}.partial");
-                    let f = std::fs::File::create(&tmp).map_err(|e| format!("{tmp}: {e}"))?;
-                    tally_synth::write_csv(&e, f).map_err(|e| format!("{tmp}: {e}"))?;
-                    std::fs::rename(&tmp, &path).map_err(|e| format!("{path}: {e}"))?;
+                    tally_io::output::write_file_atomically(
+                        std::path::Path::new(&path),
+                        &[],
+                        |w| tally_synth::write_csv(&e, w),
+                    )
+                    .map_err(|e| e.to_string())?;
                     eprintln!(
                         "wrote {path}: {} stations x {} round(s), {} candidates, seed {seed}; {} stations with planted anomalies",
                         stations,
@@ -598,8 +600,12 @@ fn finish_import(
         .flat_map(|r| r.quarantine.iter())
         .collect();
     if let Some(path) = quarantine {
-        tally_io::quarantine::write_quarantine(std::path::Path::new(path), &rows)
-            .map_err(|e| format!("{path}: {e}"))?;
+        tally_io::quarantine::write_quarantine(
+            std::path::Path::new(path),
+            &loaded.input_paths(),
+            &rows,
+        )
+        .map_err(|e| e.to_string())?;
         eprintln!("wrote {path}: {} quarantined rows", rows.len());
     }
     if strict && !rows.is_empty() {

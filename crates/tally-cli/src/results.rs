@@ -281,9 +281,12 @@ pub fn render_csv(rep: &ResultsReport) -> String {
     w
 }
 
+/// One CSV line; text a spreadsheet would run as a formula (an area named `=...`) gets a
+/// leading `'` (the counts and shares never start with a sign).
 fn csv_line(cells: &[&str]) -> String {
     let quoted: Vec<String> = cells
         .iter()
+        .map(|c| tally_io::output::csv_text(c))
         .map(|c| {
             if c.contains([',', '"', '\n']) {
                 format!("\"{}\"", c.replace('"', "\"\""))

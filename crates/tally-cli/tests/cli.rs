@@ -388,3 +388,61 @@ fn stdin_is_read_with_a_dash() {
     assert_eq!(v["rounds"][0]["outcome"]["kind"], "elected");
     assert_eq!(v["election"], "stdin");
 }
+
+#[test]
+fn outputs_never_go_over_an_input_and_formulas_are_neutralised() {
+    let dir = std::env::temp_dir().join(format!("tally-cli-clobber-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("a.csv");
+    let mut text = String::from(
+        "station_id,region,registered,cast,invalid,valid,a,b\n\
+         =1+1,=HYPERLINK(\"x\"),100,80,0,80,50,30\n\
+         S2,North,100,80,0,80,50,31\n",
+    );
+    for i in 3..40 {
+        text.push_str(&format!("S{i},North,100,80,0,80,50,30\n"));
+    }
+    let text = text.as_str();
+    std::fs::write(&input, text).unwrap();
+    let input_s = input.to_string_lossy().to_string();
+    // --quarantine naming the input itself: refused, the input is intact.
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["results", &input_s, "--quarantine", &input_s])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to write over the input"), "{err}");
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), text);
+    // An unrelated a.partial is left alone; the quarantine's text cells cannot run as formulas.
+    std::fs::write(dir.join("q.partial"), "mine").unwrap();
+    let q = dir.join("q.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "results",
+            &input_s,
+            "--quarantine",
+            &q.to_string_lossy(),
+            "--format",
+            "csv",
+            "--level",
+            "region",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("q.partial")).unwrap(),
+        "mine"
+    );
+    let quarantine = std::fs::read_to_string(&q).unwrap();
+    assert!(quarantine.contains(",S2,E102,"), "{quarantine}");
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(csv.contains("'=HYPERLINK"), "{csv}");
+    assert!(!csv.contains(",=HYPERLINK"), "{csv}");
+}

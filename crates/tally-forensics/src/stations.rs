@@ -171,7 +171,10 @@ pub(crate) fn flag(
     (total, flagged)
 }
 
+/// A CSV field, quoted when needed; text a spreadsheet would run as a formula gets a leading
+/// `'` (`tally_model::report::csv_text`).
 fn csv_field(s: &str) -> String {
+    let s = &*tally_model::report::csv_text(s);
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

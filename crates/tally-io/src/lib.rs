@@ -12,6 +12,7 @@ mod cell;
 pub mod columns;
 pub mod definition;
 pub mod layout;
+pub mod output;
 pub mod parse;
 pub mod quarantine;
 mod read;

@@ -420,7 +420,11 @@ fn conflicting_duplicates_keep_their_raw_text() {
                 S2,South,100,80,0,80,50,30\n\
                 S2,South,100,80,0,80,40,40\n";
     let f = import(text, &ImportOptions::default()).expect("imports");
-    let raws: Vec<&str> = f.rounds[0].quarantine.iter().map(|q| q.raw.as_str()).collect();
+    let raws: Vec<&str> = f.rounds[0]
+        .quarantine
+        .iter()
+        .map(|q| q.raw.as_str())
+        .collect();
     assert_eq!(
         raws,
         vec!["S2,South,100,80,0,80,50,30", "S2,South,100,80,0,80,40,40"]
@@ -438,7 +442,10 @@ fn many_conflicting_duplicates_are_handled_in_one_pass() {
     let f = import(&text, &ImportOptions::default()).expect("imports");
     let r = &f.rounds[0];
     assert_eq!(r.quarantine.len(), 40_000);
-    assert!(r.quarantine.iter().all(|q| q.codes == vec![Code::E105] && !q.raw.is_empty()));
+    assert!(r
+        .quarantine
+        .iter()
+        .all(|q| q.codes == vec![Code::E105] && !q.raw.is_empty()));
     assert_eq!(r.stats.quarantined, 40_000);
     assert_eq!(r.round.len(), 20_000);
 }
@@ -447,18 +454,28 @@ fn many_conflicting_duplicates_are_handled_in_one_pass() {
 fn absurd_widths_are_refused_and_wide_files_infer_quickly() {
     // 20,000 columns: F009, at once.
     let header: Vec<String> = (0..20_000).map(|i| format!("c{i}")).collect();
-    let text = format!("station_id,{}\nS1,{}\n", header.join(","), vec!["1"; 20_000].join(","));
+    let text = format!(
+        "station_id,{}\nS1,{}\n",
+        header.join(","),
+        vec!["1"; 20_000].join(",")
+    );
     let err = import(&text, &ImportOptions::default()).unwrap_err();
     assert_eq!(err.code, Code::F009);
     // 2,000 candidate columns and 50 rows: inferred (this took 80 s when every run of columns
     // was summed on every row).
     let k = 2_000;
     let names: Vec<String> = (0..k).map(|i| format!("p{i}")).collect();
-    let mut text = format!("station_id,registered,cast,invalid,valid,{}\n", names.join(","));
+    let mut text = format!(
+        "station_id,registered,cast,invalid,valid,{}\n",
+        names.join(",")
+    );
     for s in 0..50 {
         let votes: Vec<String> = (0..k).map(|j| ((s + j) % 3).to_string()).collect();
         let valid: usize = (0..k).map(|j| (s + j) % 3).sum();
-        text.push_str(&format!("S{s},9000,{valid},0,{valid},{}\n", votes.join(",")));
+        text.push_str(&format!(
+            "S{s},9000,{valid},0,{valid},{}\n",
+            votes.join(",")
+        ));
     }
     let f = import(&text, &ImportOptions::default()).expect("imports");
     assert_eq!(f.rounds[0].round.candidates.len(), k);

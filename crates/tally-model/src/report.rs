@@ -10,6 +10,7 @@ use crate::round::MISSING;
 use crate::rule::{decide_first_round, decide_runoff, Outcome, Rule};
 use crate::validate::{check_registered_between_rounds, ValidationConfig};
 use serde::Serialize;
+use std::borrow::Cow;
 
 pub const SCHEMA: &str = "tally.results/1";
 
@@ -381,6 +382,16 @@ pub struct ResultsReport {
     pub rounds: Vec<RoundReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matching: Option<Matching>,
+}
+
+/// A text cell made safe for spreadsheets: a cell starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return is run as a formula by Excel and LibreOffice (CSV injection), so it gets a
+/// leading `'`. The original text is the cell without that one leading `'`.
+pub fn csv_text(cell: &str) -> Cow<'_, str> {
+    match cell.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{cell}")),
+        _ => Cow::Borrowed(cell),
+    }
 }
 
 #[cfg(test)]

@@ -266,7 +266,14 @@ pub fn render_text(r: &TransferResult) -> String {
     out
 }
 
+/// A CSV field; a name a spreadsheet would run as a formula gets a leading `'` (numbers,
+/// which may be negative, are left as they are).
 fn csv_field(s: &str) -> String {
+    let s = if s.parse::<f64>().is_ok() {
+        s
+    } else {
+        &*tally_model::report::csv_text(s)
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
