@@ -8,7 +8,9 @@ use crate::layout::Layout;
 use crate::status::StatedStatus;
 use rayon::prelude::*;
 use std::collections::HashSet;
-use tally_model::validate::{validate_sheet, Finding, SheetInput, Verdict};
+use tally_model::validate::{
+    normalise_station_id, normalised_id_finding, validate_sheet, Finding, SheetInput, Verdict,
+};
 use tally_model::{Code, SheetStatus, ValidationConfig, MISSING};
 
 use crate::cell::{count_error_text, trim};
@@ -524,6 +526,13 @@ fn handle_row<R: Row>(
     }
     let row = c.written;
     st.findings.clear();
+    let station = match normalise_station_id(&station) {
+        Some(normal) => {
+            st.findings.push(normalised_id_finding(&station, &normal));
+            normal
+        }
+        None => station,
+    };
     let mut present = 0usize;
     let mut number = |col: usize, what: &str, findings: &mut Vec<Finding>| -> u64 {
         match parse_count(rec.field(col)) {

@@ -481,3 +481,24 @@ fn absurd_widths_are_refused_and_wide_files_infer_quickly() {
     assert_eq!(f.rounds[0].round.candidates.len(), k);
     assert_eq!(f.rounds[0].stats.accepted, 50);
 }
+
+#[test]
+fn unicode_variants_of_one_id_are_one_station() {
+    // "Çankaya-1" as NFC, as NFD, with fullwidth digit and with a zero-width space.
+    let text = "station_id,registered,cast,invalid,valid,a,b\n\
+                \u{C7}ankaya-1,100,80,0,80,50,30\n\
+                C\u{327}ankaya-1,100,80,0,80,50,30\n\
+                \u{C7}ankaya-\u{FF11},100,80,0,80,50,30\n\
+                \u{C7}ankaya\u{200B}-1,100,80,0,80,50,30\n\
+                S2,100,80,0,80,40,40\n";
+    let f = import(text, &ImportOptions::default()).expect("imports");
+    let r = &f.rounds[0];
+    assert_eq!(r.round.len(), 2);
+    assert_eq!(r.round.stations.ids[0], "\u{C7}ankaya-1");
+    let codes: Vec<(u64, Code)> = r.issues.iter().map(|i| (i.line, i.code)).collect();
+    for line in 3..=5 {
+        assert!(codes.contains(&(line, Code::W210)), "{codes:?}");
+        assert!(codes.contains(&(line, Code::W207)), "{codes:?}");
+    }
+    assert_eq!(r.stats.duplicates, 3);
+}

@@ -51,6 +51,9 @@ pub enum Code {
     /// The sheet's status says it is not counted (pending, annulled, not installed) but the row
     /// carries counts: they are not counted.
     W209,
+    /// The station id had invisible or compatibility characters (a zero-width space, a
+    /// fullwidth digit, an accent typed as two code points): it is read in its normal form.
+    W210,
     /// The file cannot be read (I/O error, broken gzip stream).
     F001,
     /// The file is empty or has no header line.
@@ -84,7 +87,7 @@ pub enum Severity {
 }
 
 impl Code {
-    pub const ALL: [Code; 29] = [
+    pub const ALL: [Code; 30] = [
         Code::E101,
         Code::E102,
         Code::E103,
@@ -105,6 +108,7 @@ impl Code {
         Code::W207,
         Code::W208,
         Code::W209,
+        Code::W210,
         Code::F001,
         Code::F002,
         Code::F003,
@@ -146,6 +150,7 @@ impl Code {
             Code::W207 => "W207",
             Code::W208 => "W208",
             Code::W209 => "W209",
+            Code::W210 => "W210",
             Code::F001 => "F001",
             Code::F002 => "F002",
             Code::F003 => "F003",
@@ -183,6 +188,7 @@ impl Code {
             Code::W209 => {
                 "sheet not counted by its status (pending, annulled, not installed) carries counts"
             }
+            Code::W210 => "station id normalised (invisible or compatibility characters)",
             Code::F001 => "file cannot be read",
             Code::F002 => "empty file or no header",
             Code::F003 => "duplicate column name",

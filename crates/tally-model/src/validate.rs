@@ -285,6 +285,31 @@ pub fn check_sheet(
     }
 }
 
+/// A station id as Tally compares it: Unicode NFKC (an accent typed as two code points, a
+/// fullwidth digit) without invisible characters (zero-width space, joiners, byte-order mark),
+/// so one station typed on two keyboards is one station. `None` when the id is already in that
+/// form (every ASCII id without control characters is, and costs one scan).
+pub fn normalise_station_id(id: &str) -> Option<String> {
+    if id.is_ascii() {
+        return None;
+    }
+    use unicode_normalization::UnicodeNormalization;
+    let invisible = |c: &char| matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}');
+    let out: String = id.nfkc().filter(|c| !invisible(c)).collect();
+    (out != id).then_some(out)
+}
+
+/// W210 for an id that [`normalise_station_id`] changed.
+pub fn normalised_id_finding(raw: &str, normalised: &str) -> Finding {
+    Finding::on(
+        Code::W210,
+        ["station_id"],
+        format!(
+            "station id {raw:?} has invisible or compatibility characters; read as {normalised:?}"
+        ),
+    )
+}
+
 /// `votes.<id>`, or `votes.#<position>` when the id is not known.
 fn vote_field(candidates: &[&str], j: usize) -> String {
     match candidates.get(j) {
@@ -576,6 +601,22 @@ mod tests {
         let (verdict, f) = validate([600, 700, 20, 680], &mut v);
         assert_eq!(verdict, Verdict::Quarantined);
         assert_eq!(f[0].fields, vec!["cast", "registered"]);
+    }
+
+    #[test]
+    fn station_ids_are_compared_in_one_form() {
+        assert_eq!(normalise_station_id("S-001"), None);
+        assert_eq!(normalise_station_id("Çankaya-1"), None);
+        // NFD (C + combining cedilla) becomes NFC.
+        assert_eq!(
+            normalise_station_id("C\u{327}ankaya-1").as_deref(),
+            Some("Çankaya-1")
+        );
+        // Fullwidth digits and a zero-width space.
+        assert_eq!(
+            normalise_station_id("S\u{FF11}\u{200B}2").as_deref(),
+            Some("S12")
+        );
     }
 
     #[test]

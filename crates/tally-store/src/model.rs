@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use tally_model::validate::{validate_sheet, Finding, SheetInput, Verdict};
+use tally_model::validate::{
+    normalise_station_id, normalised_id_finding, validate_sheet, Finding, SheetInput, Verdict,
+};
 use tally_model::{Candidate, Code, Rule, ValidationConfig, MAX_COUNT, MISSING};
 
 /// Hex SHA-256.
@@ -435,7 +437,8 @@ pub fn sheet_from_request(
     cfg: &ValidationConfig,
 ) -> Result<ValidSheet, Vec<Finding>> {
     let mut errs = Vec::new();
-    let sid = &req.station_id;
+    let normal = normalise_station_id(&req.station_id);
+    let sid = normal.as_ref().unwrap_or(&req.station_id);
     if sid.trim().is_empty() {
         errs.push(Finding::on(
             Code::E109,
@@ -549,7 +552,10 @@ pub fn sheet_from_request(
     if verdict == Verdict::Quarantined {
         return Err(found.into_iter().filter(Finding::is_error).collect());
     }
-    let warnings = found;
+    let mut warnings = found;
+    if let Some(n) = &normal {
+        warnings.insert(0, normalised_id_finding(&req.station_id, n));
+    }
     let sheet = Sheet {
         station_id,
         round,
