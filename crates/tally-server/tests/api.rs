@@ -2,9 +2,9 @@
 //! store nothing; good sheets get receipts; corrections, conflicts, idempotency, reads.
 
 mod common;
+use common::client::Conn;
 use common::Kind;
 use serde_json::{json, Value};
-use tally_server::client::Conn;
 
 /// (name, token, body, expected status, expected code)
 type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
@@ -348,40 +348,6 @@ async fn receipts_versions_conflicts_and_reads(kind: Kind) {
     assert_eq!(s, 401);
 }
 
-both!(load_small);
-async fn load_small(kind: Kind) {
-    let (dir, db, [_, official, _]) = common::setup("load", kind);
-    let addr = common::start(&db).await;
-    let reg =
-        tally_server::cli::registry_from_file(&dir.join("stations.csv").to_string_lossy(), None)
-            .unwrap();
-    let r = tally_server::loadgen::run(
-        tally_server::loadgen::LoadConfig {
-            addr: addr.clone(),
-            token: official,
-            stations: tally_server::loadgen::stations_of(&reg),
-            sheets: 400,
-            concurrency: 8,
-            per_request: 1,
-            rate: None,
-        },
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    eprintln!("load (debug): {r:?}");
-    assert_eq!((r.sheets, r.errors), (400, 0));
-    assert!(r.sheets_per_s > 0.0 && r.p99_ms >= r.p50_ms);
-    let mut c = Conn::connect(&addr).await.unwrap();
-    let p = c
-        .request("GET", "/api/v1/progress", &[], b"")
-        .await
-        .unwrap()
-        .json();
-    assert_eq!(p["versions"], 400);
-    assert_eq!(p["rounds"][0]["stations_counted"], 40);
-}
-
 both!(events_stream_announces_every_stored_sheet);
 async fn events_stream_announces_every_stored_sheet(kind: Kind) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -607,6 +573,8 @@ async fn concurrent_corrections_through_two_servers_form_one_version_line(kind: 
     for r in &receipts {
         common::assert_receipt_in_journal(&mut c, r).await;
     }
-    let v = common::blocking(move || tally_server::cli::verify(&db, &[]).unwrap());
+    let v = common::blocking(move || {
+        tally_store::verify_db(&tally_store::DbTarget::parse(&db), &[]).unwrap()
+    });
     assert!(v.ok, "{:?}", v.problems);
 }

@@ -176,6 +176,7 @@ impl PgBackend {
     }
 
     /// Runs SQL as is (for tests that tamper with the database).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn execute_raw(&mut self, sql: &str) -> Result<u64, StoreError> {
         self.client.execute(sql, &[]).map_err(db_err)
     }
@@ -599,10 +600,11 @@ pub fn create_database(base_url: &str, name: &str) -> Result<String, StoreError>
     Ok(url)
 }
 
-/// For the test suites of this crate and the server: the base URL of the server named by
-/// `TALLY_TEST_POSTGRES`, or `None` after saying the PostgreSQL run is skipped. With
-/// `TALLY_REQUIRE_POSTGRES=1` (CI) a missing server is a panic, so a test cannot pass by
-/// skipping.
+/// For the test suites of this crate, the server and the command line: the base URL of the
+/// server named by `TALLY_TEST_POSTGRES`, or `None` (the caller says the PostgreSQL run is
+/// skipped: library code does not print). With `TALLY_REQUIRE_POSTGRES=1` (CI) a missing server
+/// is a panic, so a test cannot pass by skipping.
+#[cfg(any(test, feature = "test-support"))]
 pub fn test_server() -> Option<String> {
     match std::env::var("TALLY_TEST_POSTGRES") {
         Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
@@ -611,15 +613,13 @@ pub fn test_server() -> Option<String> {
                 std::env::var("TALLY_REQUIRE_POSTGRES").as_deref() != Ok("1"),
                 "TALLY_REQUIRE_POSTGRES=1 but TALLY_TEST_POSTGRES is not set"
             );
-            eprintln!(
-                "skipped on PostgreSQL: set TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)"
-            );
             None
         }
     }
 }
 
 /// `name` made unique by the process id and the clock (test databases and directories).
+#[cfg(any(test, feature = "test-support"))]
 pub fn unique_test_name(name: &str) -> String {
     format!(
         "{name}_{}_{}",
@@ -633,6 +633,7 @@ pub fn unique_test_name(name: &str) -> String {
 
 /// A fresh database on the [`test_server`], named after `name`, the process and the clock.
 /// Panics when there is no test server or it refuses (tests only).
+#[cfg(any(test, feature = "test-support"))]
 pub fn test_database(name: &str) -> String {
     let Some(base) = test_server() else {
         panic!("no PostgreSQL test server: set TALLY_TEST_POSTGRES");

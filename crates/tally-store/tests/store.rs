@@ -28,12 +28,17 @@ macro_rules! both {
             }
             #[test]
             fn postgres() {
-                if tally_store::pg::test_server().is_some() {
-                    super::$name(super::Kind::Postgres)
+                match tally_store::pg::test_server() {
+                    Some(_) => super::$name(super::Kind::Postgres),
+                    None => super::skipped_on_postgres(),
                 }
             }
         }
     };
+}
+
+fn skipped_on_postgres() {
+    eprintln!("skipped on PostgreSQL: set TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)");
 }
 
 fn unique(name: &str) -> String {
@@ -372,6 +377,7 @@ fn a_published_head_catches_a_rewritten_history(kind: Kind) {
 #[test]
 fn a_lost_postgresql_connection_is_reestablished() {
     if tally_store::pg::test_server().is_none() {
+        skipped_on_postgres();
         return;
     }
     let (_dir, db, a, user) = setup("lost", Kind::Postgres);

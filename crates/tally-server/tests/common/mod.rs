@@ -1,13 +1,18 @@
 //! Shared test fixtures: a fresh database (SQLite file or PostgreSQL database) from a small
-//! registry, and an in-process server.
+//! registry, an in-process server, and a minimal HTTP client ([`client`]).
 //!
 //! Every server test runs once per backend (`both!`). The PostgreSQL runs need a server:
 //! `export TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)`; without it they print that they
 //! were skipped, unless `TALLY_REQUIRE_POSTGRES=1` (as in CI), where that is a failure.
 #![allow(dead_code)]
 
+pub mod client;
+
 use std::path::PathBuf;
-use tally_server::cli;
+use std::sync::Arc;
+use tally_model::{Rule, ValidationConfig};
+use tally_store::model::{CandidateRec, RoundDef, StationInfo};
+use tally_store::{DbTarget, Registry, Role, TallyStore};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -27,8 +32,11 @@ macro_rules! both {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if tally_store::pg::test_server().is_some() {
-                    super::$name(super::common::Kind::Postgres).await
+                match tally_store::pg::test_server() {
+                    Some(_) => super::$name(super::common::Kind::Postgres).await,
+                    None => eprintln!(
+                        "skipped on PostgreSQL: set TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)"
+                    ),
                 }
             }
         }
@@ -68,38 +76,69 @@ pub fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T 
     std::thread::spawn(f).join().unwrap()
 }
 
+/// 40 stations S000000..S000039 in regions R0..R3 and districts D0..D15, candidates
+/// cand0..cand2 (the registry `tally init` builds from the load generator's synthetic CSV).
+pub fn registry() -> Registry {
+    let candidates = (0..3)
+        .map(|c| CandidateRec {
+            id: format!("cand{c}"),
+            name: format!("cand{c}"),
+            colour: None,
+        })
+        .collect();
+    Registry {
+        election: "stations.csv".into(),
+        rule: Rule::majority(),
+        rounds: vec![RoundDef {
+            number: 1,
+            candidates,
+            extra_lines: vec![],
+            levels: vec!["region".into(), "district".into()],
+        }],
+        stations: (0..40u64)
+            .map(|i| StationInfo {
+                round: 1,
+                station_id: format!("S{i:06}"),
+                area: vec![format!("R{}", i % 4), format!("D{}", i % 16)],
+                registered: Some(500 + (i * 37) % 1500),
+            })
+            .collect(),
+    }
+}
+
 fn setup_blocking(name: &str, kind: Kind) -> (PathBuf, String, [String; 3]) {
     let dir = tmp(name);
-    let csv = dir.join("stations.csv");
-    std::fs::write(&csv, tally_server::loadgen::synthetic_registry_csv(40, 3)).unwrap();
     let db = fresh_db(kind, &dir, name);
-    cli::init(&db, &csv.to_string_lossy(), None).unwrap();
-    let admin = cli::users_add(&db, "admin", &[]).unwrap();
-    let official = cli::users_add(&db, "official", &[]).unwrap();
-    let observer = cli::users_add(&db, "observer", &["S000001".to_string()]).unwrap();
+    let target = DbTarget::parse(&db);
+    tally_store::engine::init(&target, &registry()).unwrap();
+    let add = |role, stations: &[String]| {
+        tally_store::engine::add_user(&target, role, stations)
+            .unwrap()
+            .1
+    };
+    let admin = add(Role::Admin, &[]);
+    let official = add(Role::Official, &[]);
+    let observer = add(Role::Observer, &["S000001".to_string()]);
     (dir, db, [admin, official, observer])
 }
 
+/// Opens the store (off the runtime: it reads the whole history), binds a free port and serves
+/// in the background; returns `127.0.0.1:PORT`.
 pub async fn start(db: &str) -> String {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let db = db.to_string();
-    tokio::spawn(async move {
-        let r = cli::serve_async(&db, "127.0.0.1:0", move |a| {
-            let _ = tx.send(a);
-        })
-        .await;
-        if let Err(e) = r {
-            eprintln!("server: {e}");
-        }
-    });
-    rx.await.expect("the server started").to_string()
+    let target = DbTarget::parse(db);
+    let store = tokio::task::spawn_blocking(move || {
+        TallyStore::open(&target, ValidationConfig::default()).expect("the store opens")
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(tally_server::serve(listener, Arc::new(store)));
+    addr
 }
 
 /// Asserts that the journal entry a receipt names is there, with the receipt's hash and version.
-pub async fn assert_receipt_in_journal(
-    c: &mut tally_server::client::Conn,
-    receipt: &serde_json::Value,
-) {
+pub async fn assert_receipt_in_journal(c: &mut client::Conn, receipt: &serde_json::Value) {
     let seq = receipt["journal_seq"].as_i64().expect("journal_seq");
     let j = c
         .request(
