@@ -128,7 +128,7 @@ async fn method_not_allowed(method: Method) -> ApiError {
     )
 }
 
-/// The user of the bearer token, or 401.
+/// The user of the bearer token, or 401 (or the store's error when the users cannot be read).
 fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<User, ApiError> {
     let unauth = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "H401", m);
     let v = headers
@@ -145,7 +145,7 @@ fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<User, ApiError
         return Err(unauth("invalid token"));
     }
     store
-        .authenticate(token)
+        .authenticate(token)?
         .ok_or_else(|| unauth("unknown or revoked token"))
 }
 

@@ -13,6 +13,13 @@ use tally_model::validate::{check_sheet, Finding};
 use tally_model::{Candidate, Code, Rule, SheetCounts, ValidationConfig, MAX_COUNT};
 
 /// Hex SHA-256.
+/// JSON text of an in-memory value, for a column. Serialising the store's plain structs cannot
+/// fail, but if it ever did the write fails instead of storing an empty string.
+pub fn to_json<T: Serialize + ?Sized>(v: &T) -> Result<String, crate::StoreError> {
+    serde_json::to_string(v)
+        .map_err(|e| crate::StoreError::Invalid(format!("cannot encode as JSON: {e}")))
+}
+
 pub fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -153,6 +160,7 @@ pub struct Sheet {
 impl Sheet {
     /// Hash of the numbers only (what makes two sheets "the same sheet").
     pub fn content_hash(&self) -> String {
+        // Serialising a plain struct with string map keys cannot fail: the default is never used.
         sha256_hex(&[&serde_json::to_vec(self).unwrap_or_default()])
     }
 }
@@ -189,6 +197,7 @@ impl SheetRecord {
             user_id,
             sheet,
         };
+        // Serialising a plain struct with string map keys cannot fail: the default is never used.
         sha256_hex(&[&serde_json::to_vec(&c).unwrap_or_default()])
     }
 
@@ -226,7 +235,15 @@ pub struct JournalEntry {
 
 impl EntryBody {
     pub fn canonical(&self) -> Vec<u8> {
+        // Serialising a plain struct cannot fail: the default is never used (and if it were, the
+        // chain check of `verify` would name the entry).
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// [`EntryBody::canonical`] as the text stored in the journal's `body` column.
+    pub fn canonical_text(&self) -> Result<String, crate::StoreError> {
+        String::from_utf8(self.canonical())
+            .map_err(|e| crate::StoreError::Invalid(format!("journal entry {}: {e}", self.seq)))
     }
 
     pub fn chain(&self, prev: &str) -> String {
