@@ -1,6 +1,7 @@
-//! The JSON API under `/api/v1`. Every error is `{"code": "...", "message": "..."}` with a 4xx
-//! (or 503 when the store cannot commit). Sheet errors use the validation codes (E1xx); request
-//! errors use `H4xx` codes named after their HTTP status.
+//! The JSON API under `/api/v1`. Every error is `{"code": "...", "message": "..."}` with a 4xx,
+//! a 503 when the store cannot commit or read now, or a 500 when a stored row is corrupt. Sheet
+//! errors use the validation codes (E1xx); the others use `H4xx`/`H5xx` codes named after their
+//! HTTP status (`docs/validation-codes.md`).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
@@ -84,16 +85,25 @@ fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Response {
     r
 }
 
+/// Every store error has its status and code (the table in `docs/validation-codes.md`); the
+/// match has no catch-all, so a new variant must be given one. The message is the Display text.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        match &e {
-            StoreError::IdempotencyConflict(_) => {
-                ApiError::new(StatusCode::CONFLICT, "H409", e.to_string())
+        let (status, code) = match &e {
+            StoreError::IdempotencyConflict(_) => (StatusCode::CONFLICT, "H409"),
+            StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "H404"),
+            StoreError::Invalid(_) => (StatusCode::BAD_REQUEST, "H400"),
+            // Nothing was committed and a retry (with the same Idempotency-Key) is safe.
+            StoreError::Busy(_)
+            | StoreError::Unreachable(_)
+            | StoreError::Db(_)
+            | StoreError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "H503"),
+            // A retry gives the same answer: someone must look at the database or the machine.
+            StoreError::CorruptRow { .. } | StoreError::Io(_) | StoreError::Encode(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "H500")
             }
-            StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "H404", e.to_string()),
-            StoreError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "H400", e.to_string()),
-            _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "H503", e.to_string()),
-        }
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 
@@ -356,7 +366,17 @@ async fn submit(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respon
     let mut resp = if is_batch {
         json_response(status, &json!({ "receipts": outcome.receipts }))
     } else {
-        json_response(status, &outcome.receipts[0])
+        // The store answers a one-sheet request with one receipt, and refuses a stored answer
+        // without any (a corrupt idempotency row); should it ever hand back none, that is a
+        // coded 500, not a panic.
+        let Some(receipt) = outcome.receipts.first() else {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "H500",
+                "the store answered without a receipt; nothing is acknowledged",
+            ));
+        };
+        json_response(status, receipt)
     };
     if outcome.replayed {
         resp.headers_mut()
@@ -486,36 +506,50 @@ async fn get_journal(
 }
 
 /// The `change` events of stored sheet versions after `after`, read from the journal (for a
-/// client resuming with `Last-Event-ID`, or a subscriber that fell behind).
-async fn journal_events(store: Arc<dyn Store>, after: i64) -> Vec<(i64, String)> {
+/// client resuming with `Last-Event-ID`, or a subscriber that fell behind). A journal that
+/// cannot be read, or a sheet entry without its station, round, source or version, is an error:
+/// an event is never skipped or sent with made-up fields.
+async fn journal_events(
+    store: Arc<dyn Store>,
+    after: i64,
+) -> Result<Vec<(i64, String)>, StoreError> {
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         let mut from = after.saturating_add(1);
-        while let Ok(page) = store.journal(from, 1000) {
+        loop {
+            let page = store.journal(from, 1000)?;
             let Some(last) = page.last().map(|e| e.body.seq) else {
                 break;
             };
             for e in page.into_iter().filter(|e| e.body.kind == "sheet") {
                 let b = e.body;
+                let seq = b.seq;
+                let missing = |field: &str| {
+                    StoreError::corrupt(
+                        "journal",
+                        format!("seq {seq}"),
+                        format!("a sheet entry without {field}"),
+                    )
+                };
                 let ev = tally_store::ChangeEvent {
-                    seq: b.seq,
+                    seq,
                     kind: b.kind,
-                    station_id: b.station_id.unwrap_or_default(),
-                    round: b.round.unwrap_or_default(),
-                    source: b.source.unwrap_or_default(),
-                    version: b.version.unwrap_or_default(),
+                    station_id: b.station_id.ok_or_else(|| missing("station_id"))?,
+                    round: b.round.ok_or_else(|| missing("round"))?,
+                    source: b.source.ok_or_else(|| missing("source"))?,
+                    version: b.version.ok_or_else(|| missing("version"))?,
                     hash: e.hash,
                 };
-                if let Ok(s) = serde_json::to_string(&ev) {
-                    out.push((ev.seq, s));
-                }
+                let text =
+                    serde_json::to_string(&ev).map_err(|e| StoreError::Encode(e.to_string()))?;
+                out.push((seq, text));
             }
             from = last + 1;
         }
-        out
+        Ok(out)
     })
     .await
-    .unwrap_or_default()
+    .map_err(|_| StoreError::Closed)?
 }
 
 /// Server-sent events: `id: SEQ`, `event: change`, `data: {...}` per stored sheet version. A
@@ -559,7 +593,7 @@ async fn get_events(
     let rx = st.events.subscribe();
     let (pending, last) = match header_id.or(query_from) {
         Some(after) => {
-            let missed = journal_events(st.store.clone(), after).await;
+            let missed = journal_events(st.store.clone(), after).await?;
             let last = missed.last().map_or(after, |(seq, _)| *seq);
             (
                 missed
@@ -608,9 +642,13 @@ async fn get_events(
                     }
                 }
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    // Fell behind the channel: take what was missed from the journal.
-                    s.pending
-                        .extend(journal_events(s.store.clone(), s.last).await);
+                    // Fell behind the channel: take what was missed from the journal. If it
+                    // cannot be read, end the stream rather than skip events: the client
+                    // reconnects with Last-Event-ID and gets the coded error.
+                    match journal_events(s.store.clone(), s.last).await {
+                        Ok(missed) => s.pending.extend(missed),
+                        Err(_) => return None,
+                    }
                 }
                 Ok(Err(broadcast::error::RecvError::Closed)) => return None,
             }

@@ -5,7 +5,7 @@ pub const DOCUMENT: &str = r##"{
   "info": {
     "title": "Tally election-night API",
     "version": "1",
-    "description": "Tally sheets in, results out. Writes need a bearer token (roles admin, official, observer); reads are public. Every error is {code, message}: E1xx validation codes (docs/validation-codes.md) or H4xx request codes named after the HTTP status."
+    "description": "Tally sheets in, results out. Writes need a bearer token (roles admin, official, observer); reads are public. Every error is {code, message}: E1xx validation codes (docs/validation-codes.md) or H4xx/H5xx codes named after the HTTP status: H503 when the database cannot commit or be read right now (nothing stored; retry with the same Idempotency-Key), H500 when a stored row is corrupt (the message names its table and key; nothing acknowledged)."
   },
   "servers": [{"url": "/api/v1"}],
   "components": {
@@ -60,7 +60,7 @@ pub const DOCUMENT: &str = r##"{
         "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
         "403": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
         "413": {"$ref": "#/components/responses/Error"}, "415": {"$ref": "#/components/responses/Error"},
-        "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
+        "422": {"$ref": "#/components/responses/Error"}, "500": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
     "/results": {"get": {
       "summary": "Results in the tally.results/1 schema (docs/results-json.md), from the official sheets.",
       "parameters": [
@@ -71,16 +71,17 @@ pub const DOCUMENT: &str = r##"{
     "/progress": {"get": {"summary": "Stations counted per round, sheet versions, conflicts, and the journal head (journal_seq, journal_head) to publish as an anchor.", "responses": {"200": {"description": "progress"}}}},
     "/stations/{id}": {"get": {"summary": "Every version of every source of one station, and its conflicts.",
       "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
-      "responses": {"200": {"description": "station"}, "404": {"$ref": "#/components/responses/Error"}}}},
+      "responses": {"200": {"description": "station"}, "404": {"$ref": "#/components/responses/Error"}, "500": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
     "/events": {"get": {"summary": "Server-sent events: one 'change' event per stored sheet version, its id the journal seq. Resume with Last-Event-ID (or from=SEQ): what was missed comes from the journal first.",
       "parameters": [{"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "integer", "minimum": 0}},
         {"name": "from", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": 9223372036854775807}}],
-      "responses": {"200": {"description": "text/event-stream"}, "400": {"$ref": "#/components/responses/Error"}}}},
+      "responses": {"200": {"description": "text/event-stream"}, "400": {"$ref": "#/components/responses/Error"}, "500": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
     "/journal": {"get": {"summary": "Journal entries from seq on (hash-chained).",
       "parameters": [{"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 9223372036854775807, "default": 1}},
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 1000}}],
       "responses": {"200": {"description": "entries", "content": {"application/json": {"schema": {"type": "object", "properties": {
-        "entries": {"type": "array", "items": {"$ref": "#/components/schemas/JournalEntry"}}}}}}}, "400": {"$ref": "#/components/responses/Error"}}}},
+        "entries": {"type": "array", "items": {"$ref": "#/components/schemas/JournalEntry"}}}}}}}, "400": {"$ref": "#/components/responses/Error"},
+        "500": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
     "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3"}}}},
     "/users": {"post": {"summary": "Add a user (admin). The token is shown once.", "security": [{"bearer": []}],
       "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["role"], "properties": {
@@ -89,10 +90,10 @@ pub const DOCUMENT: &str = r##"{
       "responses": {"201": {"description": "user_id, role, stations, token"}, "400": {"$ref": "#/components/responses/Error"},
         "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
         "413": {"$ref": "#/components/responses/Error"}, "415": {"$ref": "#/components/responses/Error"},
-        "503": {"$ref": "#/components/responses/Error"}}}},
+        "500": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
     "/users/{id}": {"delete": {"summary": "Revoke a user's token (admin).", "security": [{"bearer": []}],
       "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
       "responses": {"200": {"description": "revoked"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
-        "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}}}
+        "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}, "500": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}}
   }
 }"##;

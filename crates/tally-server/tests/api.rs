@@ -348,6 +348,69 @@ async fn receipts_versions_conflicts_and_reads(kind: Kind) {
     assert_eq!(s, 401);
 }
 
+both!(a_corrupt_idempotency_row_is_a_coded_500_not_a_panic);
+/// A stored idempotency answer that cannot be read (garbage, or an empty list of receipts) is
+/// refused on replay with a coded 500 naming the row, and nothing is acknowledged; the server
+/// does not panic and goes on answering every other request. A running store keeps the answers
+/// it made in memory, so the corrupt rows are read by a second server opened on the same
+/// database afterwards, as after a restart or by a replica.
+async fn a_corrupt_idempotency_row_is_a_coded_500_not_a_panic(kind: Kind) {
+    let (_dir, db, [_, official, _]) = common::setup("corrupt_idem", kind);
+    let first = common::start(&db).await;
+    let mut c = Conn::connect(&first).await.unwrap();
+    let o = Some(official.as_str());
+    let cases = [
+        ("k-garbage", "S000003", "'garbage'", "unreadable response"),
+        ("k-empty", "S000004", "'[]'", "no receipts stored"),
+    ];
+    let mut bodies = Vec::new();
+    for (key, station, _, _) in cases {
+        let body = good(station).to_string();
+        let (s, r) = post(&mut c, o, Some(key), body.as_bytes()).await;
+        assert_eq!(s, 201, "{r}");
+        bodies.push(body);
+    }
+    for (key, _, garbage, _) in cases {
+        let sql = format!("UPDATE idempotency SET response = {garbage} WHERE key = '{key}'");
+        assert_eq!(common::raw_sql(&db, &sql), 1);
+    }
+
+    let second = common::start(&db).await;
+    let mut c = Conn::connect(&second).await.unwrap();
+    let before = versions(&mut c).await;
+    for ((key, _, _, reason), body) in cases.iter().zip(&bodies) {
+        let (s, r) = post(&mut c, o, Some(key), body.as_bytes()).await;
+        assert_eq!((s, r["code"].as_str()), (500, Some("H500")), "{key}: {r}");
+        let m = r["message"].as_str().unwrap();
+        for part in ["table idempotency", &format!("key '{key}'"), reason] {
+            assert!(m.contains(part), "{key}: '{part}' not in: {m}");
+        }
+        assert!(
+            r.get("receipts").is_none() && r.get("sheet_id").is_none(),
+            "{r}"
+        );
+    }
+    // Nothing was stored by the refused replays, and the server still answers.
+    assert_eq!(versions(&mut c).await, before);
+    let (s, r) = post(
+        &mut c,
+        o,
+        Some("k-new"),
+        good("S000005").to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(s, 201, "{r}");
+    let (s, _) = post(
+        &mut c,
+        o,
+        Some("k-new"),
+        good("S000005").to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(s, 200, "a sound key still replays");
+    assert_eq!(versions(&mut c).await, before + 1);
+}
+
 both!(events_stream_announces_every_stored_sheet);
 async fn events_stream_announces_every_stored_sheet(kind: Kind) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

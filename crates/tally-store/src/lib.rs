@@ -76,6 +76,10 @@ pub enum StoreError {
     Db(String),
     #[error("I/O error: {0}")]
     Io(String),
+    /// An in-memory value could not be encoded as JSON for storage (not expected to happen: the
+    /// store's structs always serialise); nothing was written.
+    #[error("cannot encode as JSON: {0}")]
+    Encode(String),
     /// The store is shutting down.
     #[error("the store is closed")]
     Closed,

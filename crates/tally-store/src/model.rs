@@ -16,8 +16,7 @@ use tally_model::{Candidate, Code, Rule, SheetCounts, ValidationConfig, MAX_COUN
 /// JSON text of an in-memory value, for a column. Serialising the store's plain structs cannot
 /// fail, but if it ever did the write fails instead of storing an empty string.
 pub fn to_json<T: Serialize + ?Sized>(v: &T) -> Result<String, crate::StoreError> {
-    serde_json::to_string(v)
-        .map_err(|e| crate::StoreError::Invalid(format!("cannot encode as JSON: {e}")))
+    serde_json::to_string(v).map_err(|e| crate::StoreError::Encode(e.to_string()))
 }
 
 pub fn sha256_hex(parts: &[&[u8]]) -> String {
@@ -243,7 +242,7 @@ impl EntryBody {
     /// [`EntryBody::canonical`] as the text stored in the journal's `body` column.
     pub fn canonical_text(&self) -> Result<String, crate::StoreError> {
         String::from_utf8(self.canonical())
-            .map_err(|e| crate::StoreError::Invalid(format!("journal entry {}: {e}", self.seq)))
+            .map_err(|e| crate::StoreError::Encode(format!("journal entry {}: {e}", self.seq)))
     }
 
     pub fn chain(&self, prev: &str) -> String {

@@ -242,8 +242,7 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
 /// Pretty JSON of an in-memory value for an export file. It cannot fail for these plain types;
 /// if it ever did, the export fails instead of writing an empty file.
 fn pretty<T: Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string_pretty(v)
-        .map_err(|e| StoreError::Invalid(format!("cannot encode as JSON: {e}")))
+    serde_json::to_string_pretty(v).map_err(|e| StoreError::Encode(e.to_string()))
 }
 
 /// Rows as `check` takes them: a row that could not be read becomes its message, which names

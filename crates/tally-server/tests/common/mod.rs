@@ -137,6 +137,21 @@ pub async fn start(db: &str) -> String {
     addr
 }
 
+/// Runs SQL on the database behind the store's back (tampering), off the async runtime.
+pub fn raw_sql(db: &str, sql: &str) -> u64 {
+    let (db, sql) = (db.to_string(), sql.to_string());
+    blocking(move || match DbTarget::parse(&db) {
+        DbTarget::Sqlite(p) => rusqlite::Connection::open(p)
+            .unwrap()
+            .execute(&sql, [])
+            .unwrap() as u64,
+        DbTarget::Postgres(url) => tally_store::pg::PgBackend::connect(&url)
+            .unwrap()
+            .execute_raw(&sql)
+            .unwrap(),
+    })
+}
+
 /// Asserts that the journal entry a receipt names is there, with the receipt's hash and version.
 pub async fn assert_receipt_in_journal(c: &mut client::Conn, receipt: &serde_json::Value) {
     let seq = receipt["journal_seq"].as_i64().expect("journal_seq");
