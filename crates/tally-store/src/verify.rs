@@ -401,8 +401,11 @@ pub fn verify_dir(dir: &Path, anchors: &[Anchor]) -> Result<VerifyReport, StoreE
         out.problems.push(p(
             "journal_altered",
             format!(
-                "the journal ends at {:?} after {} entries but the manifest says {:?} after {}",
-                out.head, out.journal_entries, manifest.journal_head, manifest.journal_entries
+                "the journal ends at {} after {} entries but the manifest says {} after {}",
+                out.head.as_deref().unwrap_or("(no entry)"),
+                out.journal_entries,
+                manifest.journal_head.as_deref().unwrap_or("(no entry)"),
+                manifest.journal_entries
             ),
         ));
     }
