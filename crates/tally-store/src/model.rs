@@ -207,6 +207,7 @@ impl SheetRecord {
 
 /// The hashed body of a journal entry (fixed field order).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntryBody {
     pub seq: i64,
     /// Milliseconds since the Unix epoch.
@@ -225,6 +226,7 @@ pub struct EntryBody {
 
 /// One journal entry: `hash = sha256(prev || canonical bytes of body)`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JournalEntry {
     #[serde(flatten)]
     pub body: EntryBody,
@@ -252,6 +254,7 @@ impl EntryBody {
 
 /// What a client gets back once its sheet is durable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Receipt {
     pub sheet_id: i64,
     pub station_id: String,
