@@ -112,7 +112,7 @@ pub struct SheetInput {
 }
 
 /// The role of a user.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RoleName {
     Admin,
@@ -121,12 +121,13 @@ pub enum RoleName {
 }
 
 /// `POST /users`: a new user.
-#[derive(ToSchema)]
+#[derive(serde::Deserialize, ToSchema)]
 #[allow(dead_code)] // only its schema is used: the body is read field by field
 pub struct NewUser {
     role: RoleName,
-    /// Observer's stations (ids or area paths); "*" = all.
-    stations: Option<Vec<String>>,
+    /// Observer's stations (ids or area paths); "*" = all. May be left out, never null.
+    #[serde(default)]
+    stations: Vec<String>,
 }
 
 /// The new user, with its token (shown once: only its hash is stored).
