@@ -98,7 +98,7 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
         embedded::NAME.to_string()
     } else {
         def.and_then(|d| d.name.clone())
-            .unwrap_or_else(|| short_name(&args.files[0]))
+            .unwrap_or_else(|| tally_cli::naming::short_name(&args.files[0]))
     };
     let mut rounds: Vec<ImportedRound> = Vec::new();
     for (i, (name, bytes)) in inputs.iter().enumerate() {
@@ -216,17 +216,4 @@ pub fn print_issues(err: &mut impl Write, issues: &[Issue], show: usize) {
             issues.len() - show
         );
     }
-}
-
-/// "../shared/data/russia2018/r1.csv.gz" -> "russia2018/r1.csv.gz": enough to recognise a file
-/// in a title without the reader's directory layout.
-fn short_name(path: &str) -> String {
-    if path == "-" {
-        return "stdin".into();
-    }
-    let parts: Vec<&str> = path
-        .split(['/', '\\'])
-        .filter(|p| !p.is_empty() && *p != "." && *p != "..")
-        .collect();
-    parts[parts.len().saturating_sub(2)..].join("/")
 }

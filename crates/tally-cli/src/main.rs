@@ -436,7 +436,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             stations,
             election,
         } => {
-            let s = tally_server::cli::init(&db, &stations, election.as_deref())?;
+            let s = tally_cli::serve::init(&db, &stations, election.as_deref())?;
             println!(
                 "{}: {} stations, rounds {:?} -> {}",
                 s.election, s.stations, s.rounds, s.database
@@ -446,17 +446,17 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Users {
             action: UsersAction::Add { db, role, stations },
         } => {
-            let token = tally_server::cli::users_add(&db, &role, &stations)?;
+            let token = tally_cli::serve::users_add(&db, &role, &stations)?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { db, addr } => {
-            tally_server::cli::serve(&db, &addr)?;
+            tally_cli::serve::serve(&db, &addr)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { db, out } => {
-            let r = tally_server::cli::export(&db, &out)?;
-            print!("{}", tally_server::cli::render_verify(&r));
+            let r = tally_cli::serve::export(&db, &out)?;
+            print!("{}", tally_cli::serve::render_verify(&r));
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { dir, db, anchor } => {
@@ -465,8 +465,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 (None, Some(p)) => p,
                 _ => return Err("give an export directory or --db PATH".into()),
             };
-            let r = tally_server::cli::verify(&path, &anchor)?;
-            print!("{}", tally_server::cli::render_verify(&r));
+            let r = tally_cli::serve::verify(&path, &anchor)?;
+            print!("{}", tally_cli::serve::render_verify(&r));
             Ok(if r.ok {
                 ExitCode::SUCCESS
             } else {
@@ -481,7 +481,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             db,
             rate,
         } => {
-            let r = tally_server::loadgen::bench_fresh(
+            let r = tally_cli::load_test::run_fresh(
                 db.as_deref(),
                 sheets,
                 stations,
@@ -489,9 +489,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 per_request,
                 rate,
             )?;
+            eprintln!(
+                "verify: {}",
+                tally_cli::serve::render_verify(&r.verify).trim_end()
+            );
             println!(
                 "{}",
-                serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+                serde_json::to_string_pretty(&r.load).map_err(|e| e.to_string())?
             );
             Ok(ExitCode::SUCCESS)
         }

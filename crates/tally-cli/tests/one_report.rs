@@ -152,6 +152,7 @@ fn server_and_cli_build_the_same_report_on_poland_2020_round_2() {
     let cli_sheets = cli_round.as_object_mut().unwrap().remove("sheets").unwrap();
     assert_eq!(live_round, cli_round);
     assert_eq!(live["schema"], cli["schema"]);
+    assert_eq!(live["election"], cli["election"]);
     // Both count the same accepted sheets.
     assert_eq!(live_sheets["accepted"], cli_sheets["accepted"]);
     assert_eq!(live_sheets["with_warnings"], cli_sheets["with_warnings"]);

@@ -1,7 +1,11 @@
-//! The JSON API under `/api/v1`. Every error is `{"code": "...", "message": "..."}` with a 4xx
-//! (or 503 when the store cannot commit). Sheet errors use the validation codes (E1xx); request
-//! errors use `H4xx` codes named after their HTTP status.
+//! The JSON API under `/api/v1`. Every error is `{"code": "...", "message": "..."}` with a 4xx,
+//! a 503 when the store cannot commit or read now, or a 500 when a stored row is corrupt. Sheet
+//! errors use the validation codes (E1xx); the others use `H4xx`/`H5xx` codes named after their
+//! HTTP status (`docs/validation-codes.md`).
 
+#[allow(unused_imports)] // named only by the #[utoipa::path] attribute of `post_user`
+use crate::openapi::NewUser;
+use crate::openapi::{ErrorBody, JournalPage, ReceiptBatch, SheetInput, UserCreated, UserRevoked};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -15,7 +19,7 @@ use std::sync::Arc;
 use tally_model::validate::{find_duplicates, Duplicate};
 use tally_model::Code;
 use tally_store::model::sha256_hex;
-use tally_store::{Role, Store, StoreError, Submission, User};
+use tally_store::{Receipt, Role, Store, StoreError, Submission, User};
 use tokio::sync::{broadcast, oneshot};
 
 /// Largest request body accepted (bytes).
@@ -67,10 +71,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"code": self.code, "message": self.message});
-        if !self.errors.is_empty() {
-            body["errors"] = Value::Array(self.errors);
-        }
+        let body = ErrorBody {
+            code: self.code,
+            message: self.message,
+            errors: self.errors,
+        };
         json_response(self.status, &body)
     }
 }
@@ -86,16 +91,25 @@ fn json_response<T: Serialize>(status: StatusCode, v: &T) -> Response {
     r
 }
 
+/// Every store error has its status and code (the table in `docs/validation-codes.md`); the
+/// match has no catch-all, so a new variant must be given one. The message is the Display text.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        match &e {
-            StoreError::IdempotencyConflict(_) => {
-                ApiError::new(StatusCode::CONFLICT, "H409", e.to_string())
+        let (status, code) = match &e {
+            StoreError::IdempotencyConflict(_) => (StatusCode::CONFLICT, "H409"),
+            StoreError::NotFound(_) => (StatusCode::NOT_FOUND, "H404"),
+            StoreError::Invalid(_) => (StatusCode::BAD_REQUEST, "H400"),
+            // Nothing was committed and a retry (with the same Idempotency-Key) is safe.
+            StoreError::Busy(_)
+            | StoreError::Unreachable(_)
+            | StoreError::Db(_)
+            | StoreError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "H503"),
+            // A retry gives the same answer: someone must look at the database or the machine.
+            StoreError::CorruptRow { .. } | StoreError::Io(_) | StoreError::Encode(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "H500")
             }
-            StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "H404", e.to_string()),
-            StoreError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "H400", e.to_string()),
-            _ => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "H503", e.to_string()),
-        }
+        };
+        ApiError::new(status, code, e.to_string())
     }
 }
 
@@ -130,7 +144,7 @@ async fn method_not_allowed(method: Method) -> ApiError {
     )
 }
 
-/// The user of the bearer token, or 401.
+/// The user of the bearer token, or 401 (or the store's error when the users cannot be read).
 fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<User, ApiError> {
     let unauth = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "H401", m);
     let v = headers
@@ -147,7 +161,7 @@ fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<User, ApiError
         return Err(unauth("invalid token"));
     }
     store
-        .authenticate(token)
+        .authenticate(token)?
         .ok_or_else(|| unauth("unknown or revoked token"))
 }
 
@@ -224,7 +238,69 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     }
 }
 
-async fn post_sheets(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+/// One sheet stored, or a batch.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Stored {
+    One(Receipt),
+    Batch(ReceiptBatch),
+}
+
+/// The body of `POST /sheets`: one sheet, or an array of 1 to [`MAX_SHEETS`] sheets (all stored
+/// or none). Only its schema is used: the body is read as JSON and checked sheet by sheet.
+pub struct SheetsInput;
+
+impl<'s> utoipa::ToSchema<'s> for SheetsInput {
+    fn schema() -> (
+        &'s str,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    ) {
+        use utoipa::openapi::{ArrayBuilder, OneOfBuilder, Ref};
+        // Written out because the array's bounds (which the handler enforces: 400 E108 when
+        // empty, 413 H413 beyond MAX_SHEETS) cannot be stated on a derived enum variant.
+        let sheet = || Ref::from_schema_name(<SheetInput as utoipa::ToSchema>::schema().0);
+        let batch = ArrayBuilder::new()
+            .items(sheet())
+            .min_items(Some(1))
+            .max_items(Some(MAX_SHEETS));
+        (
+            "SheetsInput",
+            OneOfBuilder::new()
+                .item(sheet())
+                .item(batch)
+                .description(Some(
+                    "One sheet, or an array of sheets (all stored or none).",
+                ))
+                .into(),
+        )
+    }
+}
+
+/// Submit one sheet or an array of sheets (all stored or none).
+///
+/// The source (official or observer) comes from the token's role.
+#[utoipa::path(
+    post,
+    path = "/sheets",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 128,
+        description = "Same key and same body: the same receipt again. Same key, different body: 409 H409.")),
+    request_body = SheetsInput,
+    responses(
+        (status = 201, description = "Stored durably", body = Stored),
+        (status = 200, description = "Replay of an earlier request with the same Idempotency-Key", body = Stored),
+        (status = 400, description = "Bad request (H400) or malformed JSON (E108)", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked token (H401)", body = ErrorBody),
+        (status = 403, description = "The role may not do this (H403)", body = ErrorBody),
+        (status = 409, description = "Idempotency-Key used with a different body (H409)", body = ErrorBody),
+        (status = 413, description = "Body or batch too large (H413)", body = ErrorBody),
+        (status = 415, description = "Not JSON (H415)", body = ErrorBody),
+        (status = 422, description = "A sheet error (E1xx); nothing was stored", body = ErrorBody),
+        (status = 500, description = "A stored row is corrupt (H500); nothing acknowledged", body = ErrorBody),
+        (status = 503, description = "The database cannot commit or be read now (H503); nothing stored, retry", body = ErrorBody)
+    )
+)]
+pub async fn post_sheets(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     match submit(&st, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -361,9 +437,24 @@ async fn submit(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respon
         StatusCode::CREATED
     };
     let mut resp = if is_batch {
-        json_response(status, &json!({ "receipts": outcome.receipts }))
+        json_response(
+            status,
+            &Stored::Batch(ReceiptBatch {
+                receipts: outcome.receipts,
+            }),
+        )
     } else {
-        json_response(status, &outcome.receipts[0])
+        // The store answers a one-sheet request with one receipt, and refuses a stored answer
+        // without any (a corrupt idempotency row); should it ever hand back none, that is a
+        // coded 500, not a panic.
+        let Some(receipt) = outcome.receipts.first() else {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "H500",
+                "the store answered without a receipt; nothing is acknowledged",
+            ));
+        };
+        json_response(status, &Stored::One(receipt.clone()))
     };
     if outcome.replayed {
         resp.headers_mut()
@@ -429,7 +520,22 @@ fn check_params(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), Api
     }
 }
 
-async fn get_results(
+/// Results in the tally.results/1 schema (docs/results-json.md), from the official sheets.
+#[utoipa::path(
+    get,
+    path = "/results",
+    params(
+        ("level" = Option<String>, Query, description = "Also report every area of this level"),
+        ("area" = Option<String>, Query, description = "Path such as North/A"),
+        ("round" = Option<u8>, Query, minimum = 1, maximum = 255),
+    ),
+    responses(
+        (status = 200, description = "tally.results/1 document"),
+        (status = 400, description = "Bad request (H400) or malformed JSON (E108)", body = ErrorBody),
+        (status = 404, description = "No such station, area, user or route (H404)", body = ErrorBody)
+    )
+)]
+pub async fn get_results(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -453,18 +559,49 @@ async fn get_results(
     Ok(json_response(StatusCode::OK, &rep))
 }
 
-async fn get_progress(State(st): State<AppState>) -> Response {
+/// Stations counted per round, sheet versions, conflicts, and the journal head.
+///
+/// Publish `journal_seq` and `journal_head` as an anchor (`tally verify --anchor SEQ:HASH`).
+#[utoipa::path(get, path = "/progress", responses((status = 200, description = "progress")))]
+pub async fn get_progress(State(st): State<AppState>) -> Response {
     json_response(StatusCode::OK, &st.store.progress())
 }
 
-async fn get_station(
+/// Every version of every source of one station, and its conflicts.
+#[utoipa::path(
+    get,
+    path = "/stations/{id}",
+    params(("id" = String, Path, description = "A station id of the registry")),
+    responses(
+        (status = 200, description = "station"),
+        (status = 404, description = "No such station, area, user or route (H404)", body = ErrorBody),
+        (status = 500, description = "A stored row is corrupt (H500); nothing acknowledged", body = ErrorBody),
+        (status = 503, description = "The database cannot commit or be read now (H503); nothing stored, retry", body = ErrorBody)
+    )
+)]
+pub async fn get_station(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &st.store.station(&id)?))
 }
 
-async fn get_journal(
+/// Journal entries from seq on (hash-chained).
+#[utoipa::path(
+    get,
+    path = "/journal",
+    params(
+        ("from" = Option<i64>, Query, minimum = 0, maximum = 9223372036854775807.0),
+        ("limit" = Option<i64>, Query, minimum = 0, maximum = 1000),
+    ),
+    responses(
+        (status = 200, description = "entries", body = JournalPage),
+        (status = 400, description = "Bad request (H400) or malformed JSON (E108)", body = ErrorBody),
+        (status = 500, description = "A stored row is corrupt (H500); nothing acknowledged", body = ErrorBody),
+        (status = 503, description = "The database cannot commit or be read now (H503); nothing stored, retry", body = ErrorBody)
+    )
+)]
+pub async fn get_journal(
     State(st): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -486,50 +623,78 @@ async fn get_journal(
     let from = num("from", 1, i64::MAX)?;
     let limit = num("limit", 1000, 1000)?;
     let entries = st.store.journal(from, limit as usize)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "entries": entries }),
-    ))
+    Ok(json_response(StatusCode::OK, &JournalPage { entries }))
 }
 
 /// The `change` events of stored sheet versions after `after`, read from the journal (for a
-/// client resuming with `Last-Event-ID`, or a subscriber that fell behind).
-async fn journal_events(store: Arc<dyn Store>, after: i64) -> Vec<(i64, String)> {
+/// client resuming with `Last-Event-ID`, or a subscriber that fell behind). A journal that
+/// cannot be read, or a sheet entry without its station, round, source or version, is an error:
+/// an event is never skipped or sent with made-up fields.
+async fn journal_events(
+    store: Arc<dyn Store>,
+    after: i64,
+) -> Result<Vec<(i64, String)>, StoreError> {
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
         let mut from = after.saturating_add(1);
-        while let Ok(page) = store.journal(from, 1000) {
+        loop {
+            let page = store.journal(from, 1000)?;
             let Some(last) = page.last().map(|e| e.body.seq) else {
                 break;
             };
             for e in page.into_iter().filter(|e| e.body.kind == "sheet") {
                 let b = e.body;
+                let seq = b.seq;
+                let missing = |field: &str| {
+                    StoreError::corrupt(
+                        "journal",
+                        format!("seq {seq}"),
+                        format!("a sheet entry without {field}"),
+                    )
+                };
                 let ev = tally_store::ChangeEvent {
-                    seq: b.seq,
+                    seq,
                     kind: b.kind,
-                    station_id: b.station_id.unwrap_or_default(),
-                    round: b.round.unwrap_or_default(),
-                    source: b.source.unwrap_or_default(),
-                    version: b.version.unwrap_or_default(),
+                    station_id: b.station_id.ok_or_else(|| missing("station_id"))?,
+                    round: b.round.ok_or_else(|| missing("round"))?,
+                    source: b.source.ok_or_else(|| missing("source"))?,
+                    version: b.version.ok_or_else(|| missing("version"))?,
                     hash: e.hash,
                 };
-                if let Ok(s) = serde_json::to_string(&ev) {
-                    out.push((ev.seq, s));
-                }
+                let text =
+                    serde_json::to_string(&ev).map_err(|e| StoreError::Encode(e.to_string()))?;
+                out.push((seq, text));
             }
             from = last + 1;
         }
-        out
+        Ok(out)
     })
     .await
-    .unwrap_or_default()
+    .map_err(|_| StoreError::Closed)?
 }
 
 /// Server-sent events: `id: SEQ`, `event: change`, `data: {...}` per stored sheet version. A
 /// client that reconnects with `Last-Event-ID: SEQ` (or `?from=SEQ`) first gets what it missed,
 /// from the journal; a subscriber that falls behind the in-memory channel is caught up the same
 /// way, so no event is skipped or repeated.
-async fn get_events(
+/// Server-sent events: one 'change' event per stored sheet version, its id the journal seq.
+///
+/// Resume with Last-Event-ID (or from=SEQ): what was missed comes from the journal first.
+#[utoipa::path(
+    get,
+    path = "/events",
+    params(
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0),
+        ("from" = Option<i64>, Query, minimum = 0, maximum = 9223372036854775807.0),
+    ),
+    responses(
+        (status = 200, description = "text/event-stream"),
+        (status = 400, description = "Bad request (H400) or malformed JSON (E108)", body = ErrorBody),
+        (status = 500, description = "A stored row is corrupt (H500); nothing acknowledged", body = ErrorBody),
+        (status = 503, description = "The database cannot commit or be read now (H503); nothing stored, retry", body = ErrorBody)
+    )
+)]
+pub async fn get_events(
     State(st): State<AppState>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
@@ -566,7 +731,7 @@ async fn get_events(
     let rx = st.events.subscribe();
     let (pending, last) = match header_id.or(query_from) {
         Some(after) => {
-            let missed = journal_events(st.store.clone(), after).await;
+            let missed = journal_events(st.store.clone(), after).await?;
             let last = missed.last().map_or(after, |(seq, _)| *seq);
             (
                 missed
@@ -615,9 +780,13 @@ async fn get_events(
                     }
                 }
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    // Fell behind the channel: take what was missed from the journal.
-                    s.pending
-                        .extend(journal_events(s.store.clone(), s.last).await);
+                    // Fell behind the channel: take what was missed from the journal. If it
+                    // cannot be read, end the stream rather than skip events: the client
+                    // reconnects with Last-Event-ID and gets the coded error.
+                    match journal_events(s.store.clone(), s.last).await {
+                        Ok(missed) => s.pending.extend(missed),
+                        Err(_) => return None,
+                    }
                 }
                 Ok(Err(broadcast::error::RecvError::Closed)) => return None,
             }
@@ -633,8 +802,10 @@ async fn get_events(
     Ok(r)
 }
 
-async fn get_openapi() -> Response {
-    let mut r = Response::new(Body::from(crate::openapi::DOCUMENT));
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3")))]
+pub async fn get_openapi() -> Response {
+    let mut r = Response::new(Body::from(crate::openapi::document()));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -654,7 +825,24 @@ fn require_admin(store: &dyn Store, headers: &HeaderMap) -> Result<User, ApiErro
     Ok(user)
 }
 
-async fn post_user(
+/// Add a user (admin). The token is shown once.
+#[utoipa::path(
+    post,
+    path = "/users",
+    security(("bearer" = [])),
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "The new user and its token", body = UserCreated),
+        (status = 400, description = "Bad request (H400) or malformed JSON (E108)", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked token (H401)", body = ErrorBody),
+        (status = 403, description = "The role may not do this (H403)", body = ErrorBody),
+        (status = 413, description = "Body or batch too large (H413)", body = ErrorBody),
+        (status = 415, description = "Not JSON (H415)", body = ErrorBody),
+        (status = 500, description = "A stored row is corrupt (H500); nothing acknowledged", body = ErrorBody),
+        (status = 503, description = "The database cannot commit or be read now (H503); nothing stored, retry", body = ErrorBody)
+    )
+)]
+pub async fn post_user(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: Body,
@@ -689,11 +877,32 @@ async fn post_user(
     let (user, token) = rx.await.map_err(|_| StoreError::Closed)??;
     Ok(json_response(
         StatusCode::CREATED,
-        &json!({"user_id": user.id, "role": user.role, "stations": user.stations, "token": token}),
+        &UserCreated {
+            user_id: user.id,
+            role: user.role,
+            stations: user.stations,
+            token,
+        },
     ))
 }
 
-async fn delete_user(
+/// Revoke a user's token (admin).
+#[utoipa::path(
+    delete,
+    path = "/users/{id}",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "A user id")),
+    responses(
+        (status = 200, description = "revoked", body = UserRevoked),
+        (status = 400, description = "Bad request (H400) or malformed JSON (E108)", body = ErrorBody),
+        (status = 401, description = "Missing, unknown or revoked token (H401)", body = ErrorBody),
+        (status = 403, description = "The role may not do this (H403)", body = ErrorBody),
+        (status = 404, description = "No such station, area, user or route (H404)", body = ErrorBody),
+        (status = 500, description = "A stored row is corrupt (H500); nothing acknowledged", body = ErrorBody),
+        (status = 503, description = "The database cannot commit or be read now (H503); nothing stored, retry", body = ErrorBody)
+    )
+)]
+pub async fn delete_user(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -713,6 +922,9 @@ async fn delete_user(
     rx.await.map_err(|_| StoreError::Closed)??;
     Ok(json_response(
         StatusCode::OK,
-        &json!({"user_id": id, "revoked": true}),
+        &UserRevoked {
+            user_id: id,
+            revoked: true,
+        },
     ))
 }

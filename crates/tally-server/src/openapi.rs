@@ -1,98 +1,215 @@
-//! The OpenAPI 3 document of the API, written by hand (served at `/api/v1/openapi.json`).
+//! The OpenAPI 3 document of the API (served at `/api/v1/openapi.json`), generated with `utoipa`
+//! from the handlers' `#[utoipa::path]` attributes in [`crate::api`] and from the types the API
+//! answers with ([`tally_store::Receipt`], [`tally_store::JournalEntry`], [`ErrorBody`], ...),
+//! so a field added to an answer appears here by itself. The request bodies are read as JSON
+//! values and checked by `tally_store::sheet_from_json`; [`SheetInput`] and [`NewUser`]
+//! describe what those checks accept (the test `tests/openapi.rs` holds both sides together).
 
-pub const DOCUMENT: &str = r##"{
-  "openapi": "3.0.3",
-  "info": {
-    "title": "Tally election-night API",
-    "version": "1",
-    "description": "Tally sheets in, results out. Writes need a bearer token (roles admin, official, observer); reads are public. Every error is {code, message}: E1xx validation codes (docs/validation-codes.md) or H4xx request codes named after the HTTP status."
-  },
-  "servers": [{"url": "/api/v1"}],
-  "components": {
-    "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-    "schemas": {
-      "Error": {"type": "object", "required": ["code", "message"], "properties": {
-        "code": {"type": "string", "example": "E102"},
-        "message": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object", "properties": {
-          "index": {"type": "integer"}, "station_id": {}, "code": {"type": "string"}, "message": {"type": "string"}, "fields": {"type": "array", "items": {"type": "string"}}}}}}},
-      "Count": {"type": "integer", "minimum": 0, "maximum": 1099511627776, "nullable": true},
-      "Sheet": {"type": "object", "required": ["station_id"], "additionalProperties": false, "properties": {
-        "station_id": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^\\u0000-\\u001f\\u007f]+$",
-          "description": "A station of the registry (otherwise 422 E106)."},
-        "round": {"type": "integer", "minimum": 1, "maximum": 255, "default": 1},
-        "registered": {"$ref": "#/components/schemas/Count"},
-        "cast": {"$ref": "#/components/schemas/Count"},
-        "invalid": {"$ref": "#/components/schemas/Count"},
-        "valid": {"$ref": "#/components/schemas/Count"},
-        "votes": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Count"}},
-        "extra": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Count"}}}},
-      "Receipt": {"type": "object", "required": ["sheet_id", "version", "journal_seq", "hash"], "properties": {
-        "sheet_id": {"type": "integer"}, "station_id": {"type": "string"}, "round": {"type": "integer"},
-        "source": {"type": "string", "example": "official"}, "version": {"type": "integer"},
-        "journal_seq": {"type": "integer"}, "hash": {"type": "string"},
-        "warnings": {"type": "array", "items": {"type": "string"}},
-        "unchanged": {"type": "boolean"}}},
-      "JournalEntry": {"type": "object", "properties": {
-        "seq": {"type": "integer"}, "at": {"type": "integer"}, "kind": {"type": "string"}, "user_id": {"type": "integer"},
-        "sheet_id": {"type": "integer", "nullable": true}, "round": {"type": "integer", "nullable": true},
-        "station_id": {"type": "string", "nullable": true}, "source": {"type": "string", "nullable": true},
-        "version": {"type": "integer", "nullable": true}, "sheet_hash": {"type": "string", "nullable": true},
-        "detail": {"type": "string", "nullable": true}, "prev": {"type": "string"}, "hash": {"type": "string"}}}
-    },
-    "responses": {
-      "Error": {"description": "A coded error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+use tally_store::model::EntryBody;
+use tally_store::{JournalEntry, Receipt};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, SchemaType};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// Every error answer: `{"code", "message"}`, plus one entry per bad sheet of a rejected batch.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// An E1xx validation code or an H4xx/H5xx code named after the HTTP status.
+    #[schema(example = "E102")]
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Option<Vec<SheetError>>)]
+    pub errors: Vec<Value>,
+}
+
+/// One bad sheet of a rejected request.
+#[derive(Serialize, ToSchema)]
+pub struct SheetError {
+    /// Position of the sheet in the request (0 for a single sheet).
+    pub index: usize,
+    /// The sheet's `station_id` as sent (any JSON value, or null).
+    #[schema(value_type = Value)]
+    pub station_id: Value,
+    pub code: String,
+    pub message: String,
+    /// The sheet's fields the error is about (`cast`, `votes.<candidate>`...); may be empty.
+    pub fields: Vec<String>,
+}
+
+/// The answer to a batch (an array of sheets).
+#[derive(Serialize, ToSchema)]
+pub struct ReceiptBatch {
+    pub receipts: Vec<Receipt>,
+}
+
+/// A page of the journal.
+#[derive(Serialize, ToSchema)]
+pub struct JournalPage {
+    pub entries: Vec<JournalEntry>,
+}
+
+/// A count on a tally sheet: a whole number from 0 to 2^40, or null (not on the sheet).
+pub struct Count;
+
+impl<'s> ToSchema<'s> for Count {
+    fn schema() -> (&'s str, RefOr<Schema>) {
+        (
+            "Count",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Integer)
+                .minimum(Some(0.0))
+                .maximum(Some(tally_model_max_count()))
+                .nullable(true)
+                .into(),
+        )
     }
-  },
-  "paths": {
-    "/sheets": {"post": {
-      "summary": "Submit one sheet or an array of sheets (all stored or none). The source comes from the token's role.",
-      "security": [{"bearer": []}],
-      "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 128},
-        "description": "Same key and same body: the same receipt again. Same key, different body: 409 H409."}],
-      "requestBody": {"required": true, "content": {"application/json": {"schema": {"oneOf": [
-        {"$ref": "#/components/schemas/Sheet"}, {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"$ref": "#/components/schemas/Sheet"}}]}}}},
-      "responses": {
-        "201": {"description": "Stored durably", "content": {"application/json": {"schema": {"oneOf": [
-          {"$ref": "#/components/schemas/Receipt"},
-          {"type": "object", "properties": {"receipts": {"type": "array", "items": {"$ref": "#/components/schemas/Receipt"}}}}]}}}},
-        "200": {"description": "Replay of an earlier request with the same Idempotency-Key"},
-        "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
-        "403": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
-        "413": {"$ref": "#/components/responses/Error"}, "415": {"$ref": "#/components/responses/Error"},
-        "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}},
-    "/results": {"get": {
-      "summary": "Results in the tally.results/1 schema (docs/results-json.md), from the official sheets.",
-      "parameters": [
-        {"name": "level", "in": "query", "schema": {"type": "string"}},
-        {"name": "area", "in": "query", "schema": {"type": "string"}, "description": "Path such as North/A"},
-        {"name": "round", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 255}}],
-      "responses": {"200": {"description": "tally.results/1 document"}, "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}}},
-    "/progress": {"get": {"summary": "Stations counted per round, sheet versions, conflicts, and the journal head (journal_seq, journal_head) to publish as an anchor.", "responses": {"200": {"description": "progress"}}}},
-    "/stations/{id}": {"get": {"summary": "Every version of every source of one station, and its conflicts.",
-      "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
-      "responses": {"200": {"description": "station"}, "404": {"$ref": "#/components/responses/Error"}}}},
-    "/events": {"get": {"summary": "Server-sent events: one 'change' event per stored sheet version, its id the journal seq. Resume with Last-Event-ID (or from=SEQ): what was missed comes from the journal first.",
-      "parameters": [{"name": "Last-Event-ID", "in": "header", "required": false, "schema": {"type": "integer", "minimum": 0}},
-        {"name": "from", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 0, "maximum": 9223372036854775807}}],
-      "responses": {"200": {"description": "text/event-stream"}, "400": {"$ref": "#/components/responses/Error"}}}},
-    "/journal": {"get": {"summary": "Journal entries from seq on (hash-chained).",
-      "parameters": [{"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 9223372036854775807, "default": 1}},
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 1000}}],
-      "responses": {"200": {"description": "entries", "content": {"application/json": {"schema": {"type": "object", "properties": {
-        "entries": {"type": "array", "items": {"$ref": "#/components/schemas/JournalEntry"}}}}}}}, "400": {"$ref": "#/components/responses/Error"}}}},
-    "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3"}}}},
-    "/users": {"post": {"summary": "Add a user (admin). The token is shown once.", "security": [{"bearer": []}],
-      "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["role"], "properties": {
-        "role": {"type": "string", "enum": ["admin", "official", "observer"]},
-        "stations": {"type": "array", "items": {"type": "string"}, "description": "Observer's stations; \"*\" = all"}}}}}},
-      "responses": {"201": {"description": "user_id, role, stations, token"}, "400": {"$ref": "#/components/responses/Error"},
-        "401": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
-        "413": {"$ref": "#/components/responses/Error"}, "415": {"$ref": "#/components/responses/Error"},
-        "503": {"$ref": "#/components/responses/Error"}}}},
-    "/users/{id}": {"delete": {"summary": "Revoke a user's token (admin).", "security": [{"bearer": []}],
-      "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
-      "responses": {"200": {"description": "revoked"}, "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
-        "403": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}}}
-  }
-}"##;
+}
+
+/// The largest count a sheet may carry (`tally_model::MAX_COUNT`, 2^40): a larger one is E101.
+fn tally_model_max_count() -> f64 {
+    (1u64 << 40) as f64
+}
+
+/// A tally sheet as `POST /sheets` takes it (alone or in an array). A station not in the
+/// registry is 422 E106; the arithmetic is checked with the validation codes.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // only its schema is used: the body is checked by `sheet_from_json`
+pub struct SheetInput {
+    /// A station of the registry (otherwise 422 E106).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f]+$"
+    )]
+    station_id: String,
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 255, default = 1)]
+    round: u8,
+    #[serde(default)]
+    #[schema(value_type = Count)]
+    registered: Option<u64>,
+    #[serde(default)]
+    #[schema(value_type = Count)]
+    cast: Option<u64>,
+    #[serde(default)]
+    #[schema(value_type = Count)]
+    invalid: Option<u64>,
+    #[serde(default)]
+    #[schema(value_type = Count)]
+    valid: Option<u64>,
+    /// Votes per candidate id.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Count>)]
+    votes: BTreeMap<String, Option<u64>>,
+    /// Extra count lines of the election (ballots issued, ...).
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Count>)]
+    extra: BTreeMap<String, Option<u64>>,
+}
+
+/// The role of a user.
+#[derive(Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    Admin,
+    Official,
+    Observer,
+}
+
+/// `POST /users`: a new user.
+#[derive(serde::Deserialize, ToSchema)]
+#[allow(dead_code)] // only its schema is used: the body is read field by field
+pub struct NewUser {
+    role: RoleName,
+    /// Observer's stations (ids or area paths); "*" = all. May be left out, never null.
+    #[serde(default)]
+    stations: Vec<String>,
+}
+
+/// The new user, with its token (shown once: only its hash is stored).
+#[derive(Serialize, ToSchema)]
+pub struct UserCreated {
+    pub user_id: i64,
+    #[schema(value_type = RoleName)]
+    pub role: tally_store::Role,
+    pub stations: Vec<String>,
+    pub token: String,
+}
+
+/// `DELETE /users/{id}`.
+#[derive(Serialize, ToSchema)]
+pub struct UserRevoked {
+    pub user_id: i64,
+    pub revoked: bool,
+}
+
+/// The bearer scheme the write routes name.
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tally election-night API",
+        version = "1",
+        description = "Tally sheets in, results out. Writes need a bearer token (roles admin, official, observer); reads are public. Every error is {code, message}: E1xx validation codes (docs/validation-codes.md) or H4xx/H5xx codes named after the HTTP status: H503 when the database cannot commit or be read right now (nothing stored; retry with the same Idempotency-Key), H500 when a stored row is corrupt (the message names its table and key; nothing acknowledged)."
+    ),
+    servers((url = "/api/v1")),
+    paths(
+        crate::api::post_sheets,
+        crate::api::get_results,
+        crate::api::get_progress,
+        crate::api::get_station,
+        crate::api::get_events,
+        crate::api::get_journal,
+        crate::api::get_openapi,
+        crate::api::post_user,
+        crate::api::delete_user,
+    ),
+    components(schemas(
+        ErrorBody,
+        SheetError,
+        crate::api::Stored,
+        crate::api::SheetsInput,
+        Count,
+        SheetInput,
+        ReceiptBatch,
+        JournalPage,
+        RoleName,
+        NewUser,
+        UserCreated,
+        UserRevoked,
+        Receipt,
+        JournalEntry,
+        EntryBody,
+    )),
+    modifiers(&Bearer)
+)]
+pub struct ApiDoc;
+
+/// The document as served (built once).
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| {
+        // Serialising the generated document cannot fail (plain maps and strings); an empty
+        // object would fail the OpenAPI test rather than go unnoticed.
+        ApiDoc::openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|_| "{}".to_string())
+    })
+}

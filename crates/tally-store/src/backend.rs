@@ -145,10 +145,11 @@ impl BatchWrite {
     }
 }
 
-/// Journal rows: `(seq, entry)` or why the row could not be read.
-pub type JournalRows = Vec<Result<(i64, JournalEntry), String>>;
-/// Sheet rows, in id order, or why a row could not be read.
-pub type SheetRows = Vec<Result<SheetRecord, String>>;
+/// Journal rows: `(seq, entry)`, or the row that could not be read
+/// ([`StoreError::CorruptRow`]): `verify` names each one and goes on.
+pub type JournalRows = Vec<Result<(i64, JournalEntry), StoreError>>;
+/// Sheet rows, in id order, or the row that could not be read ([`StoreError::CorruptRow`]).
+pub type SheetRows = Vec<Result<SheetRecord, StoreError>>;
 
 /// Everything needed to verify or export, read from one consistent snapshot.
 pub struct Snapshot {
@@ -173,7 +174,7 @@ pub trait Backend: Send {
     fn sheets(&mut self, station: Option<&str>) -> Result<SheetRows, StoreError>;
     /// Journal entries with `seq >= from`, at most `limit`.
     fn journal(&mut self, from: i64, limit: i64) -> Result<JournalRows, StoreError>;
-    /// `(round, totals JSON)` as stored beside the sheets.
+    /// `(round, totals JSON)` as stored beside the sheets (the JSON is checked by `verify`).
     fn round_totals(&mut self) -> Result<Vec<(u8, String)>, StoreError>;
     /// What was committed after `after`. Unreadable rows are errors: the engine must not build
     /// its state on a partial history.

@@ -99,7 +99,7 @@ impl Next {
         let token = new_token()?;
         self.user_id += 1;
         let id = self.user_id;
-        let stations_json = serde_json::to_string(stations).unwrap_or_default();
+        let stations_json = to_json(stations)?;
         let mut e = entry("user_add", by);
         e.detail = Some(format!(
             "user {id} role {} stations {stations_json}",
@@ -190,11 +190,16 @@ struct Published {
     sheet: Option<SheetRecord>,
 }
 
+/// The receipts an idempotency row holds, or why they cannot be read.
+type StoredAnswer = Result<Vec<Receipt>, StoreError>;
+
 /// What only the writer thread owns.
 struct WriterState {
     cursor: Cursor,
     latest: HashMap<(u8, String, String), Cur>,
-    idem: HashMap<(i64, String), (String, Vec<Receipt>)>,
+    /// `(user, key)` to `(body hash, stored receipts)`; a stored answer that cannot be read is
+    /// kept as its error, so a replay of that key is refused and every other request goes on.
+    idem: HashMap<(i64, String), (String, StoredAnswer)>,
     /// By token hash.
     users: HashMap<String, User>,
     /// Shadow of the live aggregates: root totals written in the same transaction.
@@ -246,12 +251,29 @@ impl WriterState {
             });
         }
         for row in d.idem {
-            let receipts: Vec<Receipt> = serde_json::from_str(&row.response).unwrap_or_default();
+            let receipts = stored_receipts(&row);
             self.idem
                 .insert((row.user_id, row.key), (row.body_hash, receipts));
             self.cursor.idem = self.cursor.idem.max(row.id);
         }
         (out, users_changed)
+    }
+}
+
+/// The receipts an idempotency row stored. A request always holds at least one sheet, so an
+/// empty list is as corrupt as unreadable JSON.
+fn stored_receipts(row: &IdemRow) -> StoredAnswer {
+    let corrupt = |reason: String| {
+        StoreError::corrupt(
+            "idempotency",
+            format!("id {}, user {}, key '{}'", row.id, row.user_id, row.key),
+            reason,
+        )
+    };
+    match serde_json::from_str::<Vec<Receipt>>(&row.response) {
+        Ok(r) if r.is_empty() => Err(corrupt("no receipts stored".into())),
+        Ok(r) => Ok(r),
+        Err(e) => Err(corrupt(format!("unreadable response: {e}"))),
     }
 }
 
@@ -692,8 +714,8 @@ fn decide(
                 if let Some((key, body_hash)) = &sub.idempotency {
                     if let Some((h, receipts)) = state.idem.get(&(sub.user.id, key.clone())) {
                         let r = if h == body_hash {
-                            Ok(SubmitOutcome {
-                                receipts: receipts.clone(),
+                            receipts.clone().map(|receipts| SubmitOutcome {
+                                receipts,
                                 replayed: true,
                             })
                         } else {
@@ -764,11 +786,11 @@ fn decide(
                         user_id: sub.user.id,
                         key: key.clone(),
                         body_hash: body_hash.clone(),
-                        response: serde_json::to_string(&receipts).unwrap_or_default(),
+                        response: to_json(&receipts)?,
                     });
                     state.idem.insert(
                         (sub.user.id, key.clone()),
-                        (body_hash.clone(), receipts.clone()),
+                        (body_hash.clone(), Ok(receipts.clone())),
                     );
                 }
                 done.push(Done::Submit(
@@ -782,13 +804,8 @@ fn decide(
             Job::AddUser(by, role, stations, reply) => {
                 // Only the token can fail here, before anything is added to the batch.
                 let r = next.add_user(&mut w, role, &stations, by);
-                if let Ok((user, _)) = &r {
-                    let hash = w
-                        .users
-                        .last()
-                        .map(|u| u.token_hash.clone())
-                        .unwrap_or_default();
-                    state.users.insert(hash, user.clone());
+                if let (Ok((user, _)), Some(row)) = (&r, w.users.last()) {
+                    state.users.insert(row.token_hash.clone(), user.clone());
                 }
                 done.push(Done::AddUser(reply, r));
             }
@@ -811,8 +828,7 @@ fn decide(
     }
     for r in &rounds_touched {
         if let Some(lr) = state.shadow.rounds.iter().find(|x| x.round.number == *r) {
-            let json = serde_json::to_string(&lr.totals[0]).unwrap_or_default();
-            w.round_totals.push((*r, json));
+            w.round_totals.push((*r, to_json(&lr.totals[0])?));
         }
     }
     state.cursor.seq = next.seq;
@@ -838,7 +854,7 @@ impl Store for TallyStore {
         &self.inner.cfg
     }
 
-    fn authenticate(&self, token: &str) -> Option<User> {
+    fn authenticate(&self, token: &str) -> Result<Option<User>, StoreError> {
         let h = token_hash(token);
         if let Some(u) = self
             .inner
@@ -847,20 +863,19 @@ impl Store for TallyStore {
             .unwrap_or_else(|e| e.into_inner())
             .get(&h)
         {
-            return (!u.revoked).then(|| u.clone());
+            return Ok((!u.revoked).then(|| u.clone()));
         }
-        // A user added from the command line (or another replica) since the last catch-up.
-        let user = self
-            .inner
-            .read_db(|db| db.user_by_token(&h))
-            .ok()
-            .flatten()?;
+        // A user added from the command line (or another replica) since the last catch-up. A
+        // failed look-up is an error, not an unknown token: the token may well be valid.
+        let Some(user) = self.inner.read_db(|db| db.user_by_token(&h))? else {
+            return Ok(None);
+        };
         self.inner
             .users
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(h, user.clone());
-        (!user.revoked).then_some(user)
+        Ok((!user.revoked).then_some(user))
     }
 
     fn submit(&self, s: Submission, reply: Reply<SubmitOutcome>) {
@@ -949,12 +964,13 @@ impl Store for TallyStore {
         if known.is_empty() {
             return Err(StoreError::NotFound(format!("no station '{id}'")));
         }
+        // An unreadable version fails the look-up, naming the row: a station's history is never
+        // shown with a version silently missing.
         let versions: Vec<SheetRecord> = self
             .inner
             .read_db(|db| db.sheets(Some(id)))?
             .into_iter()
-            .filter_map(Result::ok)
-            .collect();
+            .collect::<Result<_, _>>()?;
         let live = self.inner.live.read().unwrap_or_else(|e| e.into_inner());
         let empty = StationState::default();
         let rounds = known
@@ -985,13 +1001,12 @@ impl Store for TallyStore {
     }
 
     fn journal(&self, from: i64, limit: usize) -> Result<Vec<JournalEntry>, StoreError> {
-        Ok(self
-            .inner
+        // An unreadable entry fails the read, naming the row: a page never skips an entry.
+        self.inner
             .read_db(|db| db.journal(from, limit as i64))?
             .into_iter()
-            .filter_map(Result::ok)
-            .map(|(_, e)| e)
-            .collect())
+            .map(|row| row.map(|(_, e)| e))
+            .collect()
     }
 
     fn subscribe(&self, hook: Hook) {

@@ -39,38 +39,62 @@ pub use model::{
 pub use verify::{export, verify_db, verify_dir, Anchor, Problem, VerifyReport};
 
 use serde::Serialize;
-use std::fmt;
 use tally_model::report::ResultsReport;
 use tally_model::ValidationConfig;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Why the store could not do something. The server maps every variant to an HTTP status and
+/// code (`tally-server/src/api.rs`, `docs/validation-codes.md`); the command line prints the
+/// Display text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
+    /// Another writer holds the database longer than the wait allows (SQLite busy or locked, a
+    /// PostgreSQL lock or serialisation conflict). Nothing was written; retrying is safe.
+    #[error("the database is busy: {0}")]
+    Busy(String),
+    /// The database cannot be reached: the connection was refused, cut or lost (a restart, a
+    /// failover), or the SQLite file cannot be opened. Nothing was written; retrying is safe.
+    #[error("the database cannot be reached: {0}")]
+    Unreachable(String),
+    /// A stored row that cannot be decoded: it is reported, never read as a default value.
+    #[error("corrupt row in table {table} ({key}): {reason}")]
+    CorruptRow {
+        table: &'static str,
+        /// Which row, e.g. `id 12` or `seq 7`.
+        key: String,
+        reason: String,
+    },
     /// Same idempotency key, different body.
+    #[error("idempotency key '{0}' was already used with a different body")]
     IdempotencyConflict(String),
+    #[error("{0}")]
     NotFound(String),
+    /// The request or the database's contents do not fit (not initialised, bad arguments).
+    #[error("{0}")]
     Invalid(String),
+    /// Any other database failure (a statement refused): the transaction did not commit.
+    #[error("database error: {0}")]
     Db(String),
+    #[error("I/O error: {0}")]
     Io(String),
+    /// An in-memory value could not be encoded as JSON for storage (not expected to happen: the
+    /// store's structs always serialise); nothing was written.
+    #[error("cannot encode as JSON: {0}")]
+    Encode(String),
     /// The store is shutting down.
+    #[error("the store is closed")]
     Closed,
 }
 
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::IdempotencyConflict(k) => write!(
-                f,
-                "idempotency key '{k}' was already used with a different body"
-            ),
-            StoreError::NotFound(m) | StoreError::Invalid(m) => f.write_str(m),
-            StoreError::Db(m) => write!(f, "database error: {m}"),
-            StoreError::Io(m) => write!(f, "I/O error: {m}"),
-            StoreError::Closed => f.write_str("the store is closed"),
+impl StoreError {
+    /// A [`StoreError::CorruptRow`] of `table`, naming the row by `key`.
+    pub fn corrupt(table: &'static str, key: impl ToString, reason: impl ToString) -> StoreError {
+        StoreError::CorruptRow {
+            table,
+            key: key.to_string(),
+            reason: reason.to_string(),
         }
     }
 }
-
-impl std::error::Error for StoreError {}
 
 /// Called once with the outcome, after the commit (or its failure).
 pub type Reply<T> = Box<dyn FnOnce(Result<T, StoreError>) + Send>;
@@ -155,8 +179,9 @@ pub trait Store: Send + Sync + 'static {
     fn registry(&self) -> &Registry;
     fn registry_index(&self) -> &RegistryIndex;
     fn validation(&self) -> &ValidationConfig;
-    /// The user holding `token`, unless unknown or revoked.
-    fn authenticate(&self, token: &str) -> Option<User>;
+    /// The user holding `token`, or `None` when it is unknown or revoked; an error when the
+    /// users could not be read.
+    fn authenticate(&self, token: &str) -> Result<Option<User>, StoreError>;
     fn submit(&self, s: Submission, reply: Reply<SubmitOutcome>);
     fn add_user(&self, by: &User, role: Role, stations: Vec<String>, reply: Reply<(User, String)>);
     fn revoke_user(&self, by: &User, id: i64, reply: Reply<()>);

@@ -15,6 +15,12 @@ use tally_model::validate::{
 use tally_model::{Candidate, Code, Rule, ValidationConfig, MAX_COUNT, MISSING};
 
 /// Hex SHA-256.
+/// JSON text of an in-memory value, for a column. Serialising the store's plain structs cannot
+/// fail, but if it ever did the write fails instead of storing an empty string.
+pub fn to_json<T: Serialize + ?Sized>(v: &T) -> Result<String, crate::StoreError> {
+    serde_json::to_string(v).map_err(|e| crate::StoreError::Encode(e.to_string()))
+}
+
 pub fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut h = Sha256::new();
     for p in parts {
@@ -155,6 +161,7 @@ pub struct Sheet {
 impl Sheet {
     /// Hash of the numbers only (what makes two sheets "the same sheet").
     pub fn content_hash(&self) -> String {
+        // Serialising a plain struct with string map keys cannot fail: the default is never used.
         sha256_hex(&[&serde_json::to_vec(self).unwrap_or_default()])
     }
 }
@@ -191,6 +198,7 @@ impl SheetRecord {
             user_id,
             sheet,
         };
+        // Serialising a plain struct with string map keys cannot fail: the default is never used.
         sha256_hex(&[&serde_json::to_vec(&c).unwrap_or_default()])
     }
 
@@ -201,6 +209,7 @@ impl SheetRecord {
 
 /// The hashed body of a journal entry (fixed field order).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EntryBody {
     pub seq: i64,
     /// Milliseconds since the Unix epoch.
@@ -219,6 +228,7 @@ pub struct EntryBody {
 
 /// One journal entry: `hash = sha256(prev || canonical bytes of body)`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JournalEntry {
     #[serde(flatten)]
     pub body: EntryBody,
@@ -228,7 +238,15 @@ pub struct JournalEntry {
 
 impl EntryBody {
     pub fn canonical(&self) -> Vec<u8> {
+        // Serialising a plain struct cannot fail: the default is never used (and if it were, the
+        // chain check of `verify` would name the entry).
         serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// [`EntryBody::canonical`] as the text stored in the journal's `body` column.
+    pub fn canonical_text(&self) -> Result<String, crate::StoreError> {
+        String::from_utf8(self.canonical())
+            .map_err(|e| crate::StoreError::Encode(format!("journal entry {}: {e}", self.seq)))
     }
 
     pub fn chain(&self, prev: &str) -> String {
@@ -238,6 +256,7 @@ impl EntryBody {
 
 /// What a client gets back once its sheet is durable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Receipt {
     pub sheet_id: i64,
     pub station_id: String,

@@ -45,10 +45,32 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE TABLE IF NOT EXISTS round_totals (round BIGINT PRIMARY KEY, totals TEXT NOT NULL);
 ";
 
+/// A failed statement, by cause. SQLSTATE classes 08 (connection), 57 (operator intervention:
+/// shutdown, restart) and 53 (insufficient resources) mean the database cannot be reached now;
+/// lock and serialisation conflicts mean it is busy; an error without SQLSTATE is a closed or
+/// broken connection when the client says so or the cause is I/O.
 fn db_err(e: postgres::Error) -> StoreError {
     match e.as_db_error() {
-        Some(d) => StoreError::Db(format!("{} ({})", d.message(), d.code().code())),
-        None => StoreError::Db(e.to_string()),
+        Some(d) => {
+            let code = d.code().code();
+            let m = format!("{} ({code})", d.message());
+            match code {
+                c if c.starts_with("08") || c.starts_with("57") || c.starts_with("53") => {
+                    StoreError::Unreachable(m)
+                }
+                "40001" | "40P01" | "55P03" => StoreError::Busy(m),
+                _ => StoreError::Db(m),
+            }
+        }
+        None => {
+            let io = std::error::Error::source(&e)
+                .is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some());
+            if e.is_closed() || io {
+                StoreError::Unreachable(e.to_string())
+            } else {
+                StoreError::Db(e.to_string())
+            }
+        }
     }
 }
 
@@ -103,63 +125,88 @@ fn get<'a, T: postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, S
     r.try_get(i).map_err(db_err)
 }
 
-fn sheet_from_row(r: &Row) -> Result<Result<SheetRecord, String>, StoreError> {
-    let id: i64 = get(r, 0)?;
-    let body: String = get(r, 5)?;
-    let warnings: String = get(r, 6)?;
-    let version: i64 = get(r, 2)?;
-    Ok(match serde_json::from_str::<Sheet>(&body) {
-        Ok(sheet) => Ok(SheetRecord {
-            sheet_id: id,
-            source: get(r, 1)?,
-            version: u32::try_from(version).unwrap_or(u32::MAX),
-            user_id: get(r, 3)?,
-            journal_seq: get(r, 4)?,
-            sheet,
-            warnings: serde_json::from_str(&warnings).unwrap_or_default(),
-            hash: get(r, 7)?,
-        }),
-        Err(e) => Err(format!("sheet {id}: unreadable body: {e}")),
+/// Column `i` of a row of `table`; a value that does not convert is a corrupt row, named by
+/// `key` (the row is already fetched: no I/O happens here).
+fn col<'a, T: postgres::types::FromSql<'a>>(
+    r: &'a Row,
+    i: usize,
+    table: &'static str,
+    key: &dyn std::fmt::Display,
+) -> Result<T, StoreError> {
+    r.try_get(i).map_err(|e| StoreError::corrupt(table, key, e))
+}
+
+/// A JSON column of a row of `table`; undecodable JSON is a corrupt row, named by `key`.
+fn json_col<T: serde::de::DeserializeOwned>(
+    text: &str,
+    column: &str,
+    table: &'static str,
+    key: &dyn std::fmt::Display,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::corrupt(table, key, format!("unreadable {column}: {e}")))
+}
+
+fn sheet_from_row(r: &Row) -> Result<SheetRecord, StoreError> {
+    let t = "sheets";
+    let id: i64 = col(r, 0, t, &"an id that is not an integer")?;
+    let key = format!("id {id}");
+    let body: String = col(r, 5, t, &key)?;
+    let warnings: String = col(r, 6, t, &key)?;
+    let version: i64 = col(r, 2, t, &key)?;
+    Ok(SheetRecord {
+        sheet_id: id,
+        source: col(r, 1, t, &key)?,
+        version: u32::try_from(version)
+            .map_err(|_| StoreError::corrupt(t, &key, format!("version {version}")))?,
+        user_id: col(r, 3, t, &key)?,
+        journal_seq: col(r, 4, t, &key)?,
+        sheet: json_col(&body, "body", t, &key)?,
+        warnings: json_col(&warnings, "warnings", t, &key)?,
+        hash: col(r, 7, t, &key)?,
     })
 }
 
-fn journal_from_row(r: &Row) -> Result<Result<(i64, JournalEntry), String>, StoreError> {
-    let seq: i64 = get(r, 0)?;
-    let body: String = get(r, 1)?;
-    Ok(match serde_json::from_str::<EntryBody>(&body) {
-        Ok(body) => Ok((
-            seq,
-            JournalEntry {
-                body,
-                prev: get(r, 2)?,
-                hash: get(r, 3)?,
-            },
-        )),
-        Err(e) => Err(format!("journal entry {seq}: unreadable body: {e}")),
-    })
+fn journal_from_row(r: &Row) -> Result<(i64, JournalEntry), StoreError> {
+    let t = "journal";
+    let seq: i64 = col(r, 0, t, &"a seq that is not an integer")?;
+    let key = format!("seq {seq}");
+    let body: String = col(r, 1, t, &key)?;
+    Ok((
+        seq,
+        JournalEntry {
+            body: json_col(&body, "body", t, &key)?,
+            prev: col(r, 2, t, &key)?,
+            hash: col(r, 3, t, &key)?,
+        },
+    ))
 }
 
-fn user_from_row(r: &Row) -> Result<Option<(String, User)>, StoreError> {
-    let role: String = get(r, 1)?;
-    let stations: String = get(r, 3)?;
-    let revoked: i64 = get(r, 4)?;
-    Ok(Role::parse(&role).map(|role| {
-        (
-            get(r, 2).unwrap_or_default(),
-            User {
-                id: get(r, 0).unwrap_or_default(),
-                role,
-                stations: serde_json::from_str(&stations).unwrap_or_default(),
-                revoked: revoked != 0,
-            },
-        )
-    }))
+/// `(token hash, user)` of a `users` row (`id, role, token_hash, stations, revoked`); an
+/// unknown role or unreadable stations is a corrupt row.
+fn user_from_row(r: &Row) -> Result<(String, User), StoreError> {
+    let t = "users";
+    let id: i64 = col(r, 0, t, &"an id that is not an integer")?;
+    let key = format!("id {id}");
+    let role: String = col(r, 1, t, &key)?;
+    let stations: String = col(r, 3, t, &key)?;
+    let revoked: i64 = col(r, 4, t, &key)?;
+    Ok((
+        col(r, 2, t, &key)?,
+        User {
+            id,
+            role: Role::parse(&role)
+                .ok_or_else(|| StoreError::corrupt(t, &key, format!("unknown role '{role}'")))?,
+            stations: json_col(&stations, "stations", t, &key)?,
+            revoked: revoked != 0,
+        },
+    ))
 }
 
 impl PgBackend {
     pub fn connect(url: &str) -> Result<PgBackend, StoreError> {
         let mut client = Client::connect(url, NoTls).map_err(|e| {
-            StoreError::Db(format!(
+            StoreError::Unreachable(format!(
                 "cannot connect to {}: {e}",
                 DbTarget::Postgres(url.to_string())
             ))
@@ -176,6 +223,7 @@ impl PgBackend {
     }
 
     /// Runs SQL as is (for tests that tamper with the database).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn execute_raw(&mut self, sql: &str) -> Result<u64, StoreError> {
         self.client.execute(sql, &[]).map_err(db_err)
     }
@@ -195,7 +243,7 @@ impl Backend for PgBackend {
                 "the database is already initialised".into(),
             ));
         }
-        let json = serde_json::to_string(reg).map_err(|e| StoreError::Io(e.to_string()))?;
+        let json = to_json(reg)?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('registry', $1)",
             &[&json],
@@ -206,8 +254,8 @@ impl Backend for PgBackend {
         let areas: Vec<String> = reg
             .stations
             .iter()
-            .map(|s| serde_json::to_string(&s.area).unwrap_or_default())
-            .collect();
+            .map(|s| to_json(&s.area))
+            .collect::<Result<_, _>>()?;
         let registered: Vec<Option<i64>> = reg
             .stations
             .iter()
@@ -252,7 +300,7 @@ impl Backend for PgBackend {
                 ))
             }
         };
-        serde_json::from_str(&json).map_err(|e| StoreError::Invalid(format!("bad registry: {e}")))
+        json_col(&json, "value", "meta", &"key registry")
     }
 
     fn users(&mut self) -> Result<Vec<(String, User)>, StoreError> {
@@ -265,7 +313,7 @@ impl Backend for PgBackend {
             .map_err(db_err)?;
         let mut out = Vec::new();
         for r in &rows {
-            out.extend(user_from_row(r)?);
+            out.push(user_from_row(r)?);
         }
         Ok(out)
     }
@@ -279,7 +327,7 @@ impl Backend for PgBackend {
             )
             .map_err(db_err)?;
         match row {
-            Some(r) => Ok(user_from_row(&r)?.map(|(_, u)| u)),
+            Some(r) => Ok(Some(user_from_row(&r)?.1)),
             None => Ok(None),
         }
     }
@@ -296,7 +344,7 @@ impl Backend for PgBackend {
             ),
         }
         .map_err(db_err)?;
-        rows.iter().map(sheet_from_row).collect()
+        Ok(rows.iter().map(sheet_from_row).collect())
     }
 
     fn journal(&mut self, from: i64, limit: i64) -> Result<JournalRows, StoreError> {
@@ -307,7 +355,7 @@ impl Backend for PgBackend {
                 &[&from, &limit],
             )
             .map_err(db_err)?;
-        rows.iter().map(journal_from_row).collect()
+        Ok(rows.iter().map(journal_from_row).collect())
     }
 
     fn round_totals(&mut self) -> Result<Vec<(u8, String)>, StoreError> {
@@ -317,8 +365,12 @@ impl Backend for PgBackend {
             .map_err(db_err)?;
         rows.iter()
             .map(|r| {
-                let round: i64 = get(r, 0)?;
-                Ok((u8::try_from(round).unwrap_or(u8::MAX), get(r, 1)?))
+                let t = "round_totals";
+                let round: i64 = col(r, 0, t, &"a round that is not an integer")?;
+                let key = format!("round {round}");
+                let round = u8::try_from(round)
+                    .map_err(|_| StoreError::corrupt(t, &key, "not a round number"))?;
+                Ok((round, col(r, 1, t, &key)?))
             })
             .collect()
     }
@@ -362,24 +414,27 @@ impl Backend for PgBackend {
         let (journal, sheet_rows, idem_rows) = read?;
         let mut sheets: HashMap<i64, SheetRecord> = HashMap::new();
         for r in &sheet_rows {
-            let rec = sheet_from_row(r)?.map_err(StoreError::Invalid)?;
+            let rec = sheet_from_row(r)?;
             sheets.insert(rec.journal_seq, rec);
         }
         let mut entries = Vec::with_capacity(journal.len());
         for r in &journal {
-            let (_, e) = journal_from_row(r)?.map_err(StoreError::Invalid)?;
+            let (_, e) = journal_from_row(r)?;
             let sheet = sheets.remove(&e.body.seq);
             entries.push((e, sheet));
         }
         let idem = idem_rows
             .iter()
             .map(|r| {
+                let t = "idempotency";
+                let id: i64 = col(r, 0, t, &"an id that is not an integer")?;
+                let key = format!("id {id}");
                 Ok(IdemRow {
-                    id: get(r, 0)?,
-                    user_id: get(r, 1)?,
-                    key: get(r, 2)?,
-                    body_hash: get(r, 3)?,
-                    response: get(r, 4)?,
+                    id,
+                    user_id: col(r, 1, t, &key)?,
+                    key: col(r, 2, t, &key)?,
+                    body_hash: col(r, 3, t, &key)?,
+                    response: col(r, 4, t, &key)?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -429,19 +484,19 @@ impl Backend for PgBackend {
         let seqs: Vec<i64> = s.iter().map(|x| x.journal_seq).collect();
         let bodies: Vec<String> = s
             .iter()
-            .map(|x| serde_json::to_string(&x.sheet).unwrap_or_default())
-            .collect();
+            .map(|x| to_json(&x.sheet))
+            .collect::<Result<_, _>>()?;
         let warnings: Vec<String> = s
             .iter()
-            .map(|x| serde_json::to_string(&x.warnings).unwrap_or_default())
-            .collect();
+            .map(|x| to_json(&x.warnings))
+            .collect::<Result<_, _>>()?;
         let hashes: Vec<&str> = s.iter().map(|x| x.hash.as_str()).collect();
         let j = &w.journal;
         let j_seqs: Vec<i64> = j.iter().map(|e| e.body.seq).collect();
         let j_bodies: Vec<String> = j
             .iter()
-            .map(|e| String::from_utf8(e.body.canonical()).unwrap_or_default())
-            .collect();
+            .map(|e| e.body.canonical_text())
+            .collect::<Result<_, _>>()?;
         let j_prevs: Vec<&str> = j.iter().map(|e| e.prev.as_str()).collect();
         let j_hashes: Vec<&str> = j.iter().map(|e| e.hash.as_str()).collect();
         let i = &w.idem;
@@ -599,10 +654,11 @@ pub fn create_database(base_url: &str, name: &str) -> Result<String, StoreError>
     Ok(url)
 }
 
-/// For the test suites of this crate and the server: the base URL of the server named by
-/// `TALLY_TEST_POSTGRES`, or `None` after saying the PostgreSQL run is skipped. With
-/// `TALLY_REQUIRE_POSTGRES=1` (CI) a missing server is a panic, so a test cannot pass by
-/// skipping.
+/// For the test suites of this crate, the server and the command line: the base URL of the
+/// server named by `TALLY_TEST_POSTGRES`, or `None` (the caller says the PostgreSQL run is
+/// skipped: library code does not print). With `TALLY_REQUIRE_POSTGRES=1` (CI) a missing server
+/// is a panic, so a test cannot pass by skipping.
+#[cfg(any(test, feature = "test-support"))]
 pub fn test_server() -> Option<String> {
     match std::env::var("TALLY_TEST_POSTGRES") {
         Ok(url) if !url.trim().is_empty() => Some(url.trim().to_string()),
@@ -611,15 +667,13 @@ pub fn test_server() -> Option<String> {
                 std::env::var("TALLY_REQUIRE_POSTGRES").as_deref() != Ok("1"),
                 "TALLY_REQUIRE_POSTGRES=1 but TALLY_TEST_POSTGRES is not set"
             );
-            eprintln!(
-                "skipped on PostgreSQL: set TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)"
-            );
             None
         }
     }
 }
 
 /// `name` made unique by the process id and the clock (test databases and directories).
+#[cfg(any(test, feature = "test-support"))]
 pub fn unique_test_name(name: &str) -> String {
     format!(
         "{name}_{}_{}",
@@ -633,6 +687,7 @@ pub fn unique_test_name(name: &str) -> String {
 
 /// A fresh database on the [`test_server`], named after `name`, the process and the clock.
 /// Panics when there is no test server or it refuses (tests only).
+#[cfg(any(test, feature = "test-support"))]
 pub fn test_database(name: &str) -> String {
     let Some(base) = test_server() else {
         panic!("no PostgreSQL test server: set TALLY_TEST_POSTGRES");

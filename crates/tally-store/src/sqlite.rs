@@ -33,8 +33,37 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE TABLE IF NOT EXISTS round_totals (round INTEGER PRIMARY KEY, totals TEXT NOT NULL);
 ";
 
+/// A failed statement, by cause: busy, unreachable, I/O, or any other database error.
 fn db_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Db(e.to_string())
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked) => StoreError::Busy(e.to_string()),
+        Some(C::CannotOpen) => StoreError::Unreachable(e.to_string()),
+        Some(C::SystemIoFailure | C::DiskFull) => StoreError::Io(e.to_string()),
+        _ => StoreError::Db(e.to_string()),
+    }
+}
+
+/// Column `i` of a row of `table`; a value of the wrong type is a corrupt row, named by `key`
+/// (reading a fetched row does no I/O, so every error here is the row's).
+fn col<T: rusqlite::types::FromSql>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+    table: &'static str,
+    key: &dyn std::fmt::Display,
+) -> Result<T, StoreError> {
+    r.get(i).map_err(|e| StoreError::corrupt(table, key, e))
+}
+
+/// A JSON column of a row of `table`; undecodable JSON is a corrupt row, named by `key`.
+fn json_col<T: serde::de::DeserializeOwned>(
+    text: &str,
+    column: &str,
+    table: &'static str,
+    key: &dyn std::fmt::Display,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::corrupt(table, key, format!("unreadable {column}: {e}")))
 }
 
 pub struct SqliteBackend {
@@ -44,58 +73,74 @@ pub struct SqliteBackend {
 /// Columns of `sheets` in the order [`sheet_from_row`] reads them.
 const SHEET_COLUMNS: &str = "id, source, version, user_id, journal_seq, body, warnings, hash";
 
-fn sheet_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SheetRecord, String>> {
-    let id: i64 = r.get(0)?;
-    let body: String = r.get(5)?;
-    let warnings: String = r.get(6)?;
-    Ok(match serde_json::from_str::<Sheet>(&body) {
-        Ok(sheet) => Ok(SheetRecord {
-            sheet_id: id,
-            source: r.get(1)?,
-            version: r.get(2)?,
-            user_id: r.get(3)?,
-            journal_seq: r.get(4)?,
-            sheet,
-            warnings: serde_json::from_str(&warnings).unwrap_or_default(),
-            hash: r.get(7)?,
-        }),
-        Err(e) => Err(format!("sheet {id}: unreadable body: {e}")),
+fn sheet_from_row(r: &rusqlite::Row<'_>) -> Result<SheetRecord, StoreError> {
+    let t = "sheets";
+    let id: i64 = col(r, 0, t, &"an id that is not an integer")?;
+    let key = format!("id {id}");
+    let body: String = col(r, 5, t, &key)?;
+    let warnings: String = col(r, 6, t, &key)?;
+    Ok(SheetRecord {
+        sheet_id: id,
+        source: col(r, 1, t, &key)?,
+        version: col(r, 2, t, &key)?,
+        user_id: col(r, 3, t, &key)?,
+        journal_seq: col(r, 4, t, &key)?,
+        sheet: json_col(&body, "body", t, &key)?,
+        warnings: json_col(&warnings, "warnings", t, &key)?,
+        hash: col(r, 7, t, &key)?,
     })
 }
 
-fn journal_from_row(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<Result<(i64, JournalEntry), String>> {
-    let seq: i64 = r.get(0)?;
-    let body: String = r.get(1)?;
-    Ok(match serde_json::from_str::<EntryBody>(&body) {
-        Ok(body) => Ok((
-            seq,
-            JournalEntry {
-                body,
-                prev: r.get(2)?,
-                hash: r.get(3)?,
-            },
-        )),
-        Err(e) => Err(format!("journal entry {seq}: unreadable body: {e}")),
-    })
+fn journal_from_row(r: &rusqlite::Row<'_>) -> Result<(i64, JournalEntry), StoreError> {
+    let t = "journal";
+    let seq: i64 = col(r, 0, t, &"a seq that is not an integer")?;
+    let key = format!("seq {seq}");
+    let body: String = col(r, 1, t, &key)?;
+    Ok((
+        seq,
+        JournalEntry {
+            body: json_col(&body, "body", t, &key)?,
+            prev: col(r, 2, t, &key)?,
+            hash: col(r, 3, t, &key)?,
+        },
+    ))
 }
 
+/// A user from its columns; an unknown role or unreadable stations is a corrupt row.
 fn user_from_row(
     hash: String,
     id: i64,
     role: &str,
     stations: &str,
     revoked: i64,
-) -> Option<(String, User)> {
-    Some((
+) -> Result<(String, User), StoreError> {
+    let key = format!("id {id}");
+    let role = Role::parse(role)
+        .ok_or_else(|| StoreError::corrupt("users", &key, format!("unknown role '{role}'")))?;
+    Ok((
         hash,
         User {
             id,
-            role: Role::parse(role)?,
-            stations: serde_json::from_str(stations).unwrap_or_default(),
+            role,
+            stations: json_col(stations, "stations", "users", &key)?,
             revoked: revoked != 0,
         },
+    ))
+}
+
+type UserColumns = (i64, String, String, String, i64);
+
+/// `id, role, token_hash, stations, revoked` of a `users` row.
+fn user_columns(r: &rusqlite::Row<'_>) -> Result<UserColumns, StoreError> {
+    let t = "users";
+    let id: i64 = col(r, 0, t, &"an id that is not an integer")?;
+    let key = format!("id {id}");
+    Ok((
+        id,
+        col(r, 1, t, &key)?,
+        col(r, 2, t, &key)?,
+        col(r, 3, t, &key)?,
+        col(r, 4, t, &key)?,
     ))
 }
 
@@ -127,7 +172,7 @@ impl Backend for SqliteBackend {
                 "the database is already initialised".into(),
             ));
         }
-        let json = serde_json::to_string(reg).map_err(|e| StoreError::Io(e.to_string()))?;
+        let json = to_json(reg)?;
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('registry', ?1)",
             [json],
@@ -138,7 +183,7 @@ impl Backend for SqliteBackend {
                 .prepare("INSERT OR IGNORE INTO stations (round, station_id, area, registered) VALUES (?1, ?2, ?3, ?4)")
                 .map_err(db_err)?;
             for s in &reg.stations {
-                let area = serde_json::to_string(&s.area).unwrap_or_default();
+                let area = to_json(&s.area)?;
                 st.execute(params![
                     s.round,
                     s.station_id,
@@ -172,7 +217,7 @@ impl Backend for SqliteBackend {
             .map_err(|e| StoreError::Invalid(format!("not a tally database: {e}")))?;
         let json = json
             .ok_or_else(|| StoreError::Invalid("the database has no registry: run init".into()))?;
-        serde_json::from_str(&json).map_err(|e| StoreError::Invalid(format!("bad registry: {e}")))
+        json_col(&json, "value", "meta", &"key registry")
     }
 
     fn users(&mut self) -> Result<Vec<(String, User)>, StoreError> {
@@ -180,21 +225,11 @@ impl Backend for SqliteBackend {
             .conn
             .prepare("SELECT id, role, token_hash, stations, revoked FROM users")
             .map_err(db_err)?;
-        let rows = st
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            })
-            .map_err(db_err)?;
+        let rows = st.query_map([], |r| Ok(user_columns(r))).map_err(db_err)?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, role, hash, stations, revoked) = row.map_err(db_err)?;
-            out.extend(user_from_row(hash, id, &role, &stations, revoked));
+            let (id, role, hash, stations, revoked) = row.map_err(db_err)??;
+            out.push(user_from_row(hash, id, &role, &stations, revoked)?);
         }
         Ok(out)
     }
@@ -202,21 +237,20 @@ impl Backend for SqliteBackend {
     fn user_by_token(&mut self, token_hash: &str) -> Result<Option<User>, StoreError> {
         let row = self
             .conn
-            .prepare_cached("SELECT id, role, stations, revoked FROM users WHERE token_hash = ?1")
+            .prepare_cached(
+                "SELECT id, role, token_hash, stations, revoked FROM users WHERE token_hash = ?1",
+            )
             .map_err(db_err)?
-            .query_row([token_hash], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
+            .query_row([token_hash], |r| Ok(user_columns(r)))
             .optional()
             .map_err(db_err)?;
-        Ok(row.and_then(|(id, role, stations, revoked)| {
-            user_from_row(String::new(), id, &role, &stations, revoked).map(|(_, u)| u)
-        }))
+        match row {
+            None => Ok(None),
+            Some(cols) => {
+                let (id, role, hash, stations, revoked) = cols?;
+                Ok(Some(user_from_row(hash, id, &role, &stations, revoked)?.1))
+            }
+        }
     }
 
     fn sheets(&mut self, station: Option<&str>) -> Result<SheetRows, StoreError> {
@@ -232,7 +266,7 @@ impl Backend for SqliteBackend {
         };
         let mut st = self.conn.prepare_cached(&sql).map_err(db_err)?;
         let rows = st
-            .query_map(rusqlite::params_from_iter(args), sheet_from_row)
+            .query_map(rusqlite::params_from_iter(args), |r| Ok(sheet_from_row(r)))
             .map_err(db_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
@@ -245,7 +279,7 @@ impl Backend for SqliteBackend {
             )
             .map_err(db_err)?;
         let rows = st
-            .query_map(params![from, limit], journal_from_row)
+            .query_map(params![from, limit], |r| Ok(journal_from_row(r)))
             .map_err(db_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
@@ -256,9 +290,19 @@ impl Backend for SqliteBackend {
             .prepare("SELECT round, totals FROM round_totals ORDER BY round")
             .map_err(db_err)?;
         let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([], |r| {
+                let t = "round_totals";
+                Ok(
+                    col::<i64>(r, 0, t, &"a round that is not an integer").and_then(|round| {
+                        let key = format!("round {round}");
+                        let round = u8::try_from(round)
+                            .map_err(|_| StoreError::corrupt(t, &key, "not a round number"))?;
+                        Ok((round, col(r, 1, t, &key)?))
+                    }),
+                )
+            })
             .map_err(db_err)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        rows.map(|r| r.map_err(db_err)?).collect()
     }
 
     fn delta(&mut self, after: Cursor) -> Result<Delta, StoreError> {
@@ -271,15 +315,17 @@ impl Backend for SqliteBackend {
                     "SELECT {SHEET_COLUMNS} FROM sheets WHERE journal_seq > ?1 ORDER BY id"
                 ))
                 .map_err(db_err)?;
-            let rows = st.query_map([after.seq], sheet_from_row).map_err(db_err)?;
+            let rows = st
+                .query_map([after.seq], |r| Ok(sheet_from_row(r)))
+                .map_err(db_err)?;
             for row in rows {
-                let rec = row.map_err(db_err)?.map_err(StoreError::Invalid)?;
+                let rec = row.map_err(db_err)??;
                 sheets.insert(rec.journal_seq, rec);
             }
         }
         let mut entries = Vec::with_capacity(journal.len());
         for row in journal {
-            let (_, e) = row.map_err(StoreError::Invalid)?;
+            let (_, e) = row?;
             let sheet = sheets.remove(&e.body.seq);
             entries.push((e, sheet));
         }
@@ -291,17 +337,23 @@ impl Backend for SqliteBackend {
             .map_err(db_err)?;
         let idem = st
             .query_map([after.idem], |r| {
-                Ok(IdemRow {
-                    id: r.get(0)?,
-                    user_id: r.get(1)?,
-                    key: r.get(2)?,
-                    body_hash: r.get(3)?,
-                    response: r.get(4)?,
-                })
+                let t = "idempotency";
+                Ok(
+                    col(r, 0, t, &"an id that is not an integer").and_then(|id: i64| {
+                        let key = format!("id {id}");
+                        Ok(IdemRow {
+                            id,
+                            user_id: col(r, 1, t, &key)?,
+                            key: col(r, 2, t, &key)?,
+                            body_hash: col(r, 3, t, &key)?,
+                            response: col(r, 4, t, &key)?,
+                        })
+                    }),
+                )
             })
             .map_err(db_err)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(db_err)?;
+            .map(|r| r.map_err(db_err)?)
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Delta { entries, idem })
     }
 
@@ -355,8 +407,8 @@ impl Backend for SqliteBackend {
                     s.version,
                     s.user_id,
                     s.journal_seq,
-                    serde_json::to_string(&s.sheet).unwrap_or_default(),
-                    serde_json::to_string(&s.warnings).unwrap_or_default(),
+                    to_json(&s.sheet)?,
+                    to_json(&s.warnings)?,
                     s.hash
                 ])
                 .map_err(db_err)?;
@@ -369,7 +421,7 @@ impl Backend for SqliteBackend {
                 )
                 .map_err(db_err)?;
             for e in &w.journal {
-                let body = String::from_utf8(e.body.canonical()).unwrap_or_default();
+                let body = e.body.canonical_text()?;
                 st.execute(params![e.body.seq, body, e.prev, e.hash])
                     .map_err(db_err)?;
             }

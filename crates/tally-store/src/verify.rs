@@ -80,7 +80,9 @@ fn p(kind: &str, detail: String) -> Problem {
     }
 }
 
-/// The results document of an export: whole election plus the first level.
+/// The results document of an export: whole election plus the first level. Built from memory
+/// (no stored row is read here): the level comes from the registry itself, so `results` has
+/// nothing to refuse, and serialising the report cannot fail; `null` is never expected.
 fn results_value(live: &Live, reg: &Registry) -> Value {
     let level = reg.rounds.first().and_then(|r| r.levels.first()).cloned();
     let scope = tally_model::report::ReportScope {
@@ -93,7 +95,9 @@ fn results_value(live: &Live, reg: &Registry) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Chain, sheet hashes and recomputed live state from the raw rows.
+/// Chain, sheet hashes and recomputed live state from the raw rows; each row that could not be
+/// read is an `unreadable` problem naming it (table and key, or file and line), and the check
+/// goes on with the others.
 fn check(
     anchors: &[Anchor],
     reg: &Registry,
@@ -239,21 +243,53 @@ fn diff(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// Pretty JSON of an in-memory value for an export file. It cannot fail for these plain types;
+/// if it ever did, the export fails instead of writing an empty file.
+fn pretty<T: Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string_pretty(v).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+/// Rows as `check` takes them: a row that could not be read becomes its message, which names
+/// the table and the key.
+fn named<T>(rows: Vec<Result<T, StoreError>>) -> Vec<Result<T, String>> {
+    rows.into_iter()
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect()
+}
+
 /// Checks a database: chain, sheets against the journal, and the stored totals of each round
 /// against totals recomputed from the sheets.
 pub fn verify_db(target: &DbTarget, anchors: &[Anchor]) -> Result<VerifyReport, StoreError> {
     let snap = target.connect(false)?.snapshot()?;
     let reg = snap.registry;
     let mut out = VerifyReport::default();
-    let live = check(anchors, &reg, snap.sheets, snap.journal, &mut out);
+    let live = check(
+        anchors,
+        &reg,
+        named(snap.sheets),
+        named(snap.journal),
+        &mut out,
+    );
     for (round, json) in snap.round_totals {
-        let stored: Value = serde_json::from_str(&json).unwrap_or(Value::Null);
+        let stored: Value = match serde_json::from_str(&json) {
+            Ok(v) => v,
+            Err(e) => {
+                let e = StoreError::corrupt(
+                    "round_totals",
+                    format!("round {round}"),
+                    format!("unreadable totals: {e}"),
+                );
+                out.problems.push(p("unreadable", e.to_string()));
+                continue;
+            }
+        };
         let Some(lr) = live.rounds.iter().find(|r| r.round.number == round) else {
             continue;
         };
         if stored.is_null() && lr.totals[0].stations_counted == 0 {
             continue;
         }
+        // Serialising in-memory totals cannot fail: `null` is never expected here.
         let fresh = serde_json::to_value(&lr.totals[0]).unwrap_or(Value::Null);
         let mut d = Vec::new();
         diff(&format!("round {round} totals"), &stored, &fresh, &mut d);
@@ -290,20 +326,22 @@ pub fn export(target: &DbTarget, dir: &Path) -> Result<VerifyReport, StoreError>
     let snap = target.connect(false)?.snapshot()?;
     let (reg, sheets, journal) = (snap.registry, snap.sheets, snap.journal);
     std::fs::create_dir_all(dir).map_err(io)?;
+    // An unreadable row cannot be exported; the returned report names each one (`unreadable`),
+    // and the export then fails its own verification.
     let mut sheets_text = String::new();
     for rec in sheets.iter().flatten() {
-        sheets_text.push_str(&serde_json::to_string(rec).unwrap_or_default());
+        sheets_text.push_str(&to_json(rec)?);
         sheets_text.push('\n');
     }
     let mut journal_text = String::new();
     for (_, e) in journal.iter().flatten() {
-        journal_text.push_str(&serde_json::to_string(e).unwrap_or_default());
+        journal_text.push_str(&to_json(e)?);
         journal_text.push('\n');
     }
     let mut report = VerifyReport::default();
-    let live = check(&[], &reg, sheets, journal, &mut report);
-    let results = serde_json::to_string_pretty(&results_value(&live, &reg)).unwrap_or_default();
-    let registry = serde_json::to_string_pretty(&reg).unwrap_or_default();
+    let live = check(&[], &reg, named(sheets), named(journal), &mut report);
+    let results = pretty(&results_value(&live, &reg))?;
+    let registry = pretty(&reg)?;
     let contents = [registry, sheets_text, journal_text, results];
     let mut files = BTreeMap::new();
     for (name, text) in FILES.iter().zip(&contents) {
@@ -317,11 +355,7 @@ pub fn export(target: &DbTarget, dir: &Path) -> Result<VerifyReport, StoreError>
         journal_head: report.head.clone(),
         sheets: report.sheets,
     };
-    std::fs::write(
-        dir.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest).unwrap_or_default(),
-    )
-    .map_err(io)?;
+    std::fs::write(dir.join("manifest.json"), pretty(&manifest)?).map_err(io)?;
     report.ok = report.problems.is_empty();
     Ok(report)
 }
@@ -371,17 +405,26 @@ pub fn verify_dir(dir: &Path, anchors: &[Anchor]) -> Result<VerifyReport, StoreE
         out.problems.push(p(
             "journal_altered",
             format!(
-                "the journal ends at {:?} after {} entries but the manifest says {:?} after {}",
-                out.head, out.journal_entries, manifest.journal_head, manifest.journal_entries
+                "the journal ends at {} after {} entries but the manifest says {} after {}",
+                out.head.as_deref().unwrap_or("(no entry)"),
+                out.journal_entries,
+                manifest.journal_head.as_deref().unwrap_or("(no entry)"),
+                manifest.journal_entries
             ),
         ));
     }
-    let stored: Value = serde_json::from_str(&texts["results.json"]).unwrap_or(Value::Null);
-    let fresh = results_value(&live, &reg);
-    let mut d = Vec::new();
-    diff("results", &stored, &fresh, &mut d);
-    for line in d {
-        out.problems.push(p("total_changed", line));
+    match serde_json::from_str::<Value>(&texts["results.json"]) {
+        Ok(stored) => {
+            let fresh = results_value(&live, &reg);
+            let mut d = Vec::new();
+            diff("results", &stored, &fresh, &mut d);
+            for line in d {
+                out.problems.push(p("total_changed", line));
+            }
+        }
+        Err(e) => out
+            .problems
+            .push(p("unreadable", format!("results.json: {e}"))),
     }
     out.ok = out.problems.is_empty();
     Ok(out)

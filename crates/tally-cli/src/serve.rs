@@ -1,4 +1,5 @@
-//! Command-line glue: thin functions the `tally` binary (and `tally-server-dev`) call.
+//! The election-night commands: `init`, `users add`, `serve`, `export`, `verify`: thin glue
+//! over `tally-store` (the database) and `tally-server` (HTTP).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,12 +40,8 @@ pub fn registry_from_file(
     let election = def
         .as_ref()
         .and_then(|d| d.name.clone())
-        .unwrap_or_else(|| {
-            Path::new(stations_file)
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_else(|| "election".into())
-        });
+        // Named as `tally results` names it, so both give the same report.
+        .unwrap_or_else(|| crate::naming::short_name(stations_file));
     let mut rounds = Vec::new();
     let mut stations = Vec::new();
     for r in &f.rounds {
@@ -107,7 +104,7 @@ pub fn init(
     })
 }
 
-/// `tally server users add ROLE [STATIONS...]`: returns the new token (print it alone on the
+/// `tally users add --db DB --role ROLE [--stations ...]`: returns the new token (print it alone on the
 /// last line); only its hash is stored.
 pub fn users_add(db: &str, role: &str, stations: &[String]) -> Result<String, String> {
     let role = Role::parse(role)
@@ -117,28 +114,22 @@ pub fn users_add(db: &str, role: &str, stations: &[String]) -> Result<String, St
     Ok(token)
 }
 
-/// Binds `addr`, then calls `ready` with the bound address and serves until the process ends.
-pub async fn serve_async<F: FnOnce(std::net::SocketAddr)>(
+/// Opens the store (off the runtime: opening reads the whole history, seconds for a night's
+/// sheets) and binds `addr`; the caller reports the bound address, then serves.
+pub async fn bind(
     db: &str,
     addr: &str,
-    ready: F,
-) -> Result<(), String> {
+) -> Result<(Arc<TallyStore>, tokio::net::TcpListener), String> {
     let target = DbTarget::parse(db);
-    // Opening reads the whole history (seconds for a night's sheets): keep it off the runtime.
     let store = tokio::task::spawn_blocking(move || {
         TallyStore::open(&target, ValidationConfig::default()).map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())??;
-    let state = crate::AppState::new(Arc::new(store));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    ready(local);
-    axum::serve(listener, crate::router(state))
-        .await
-        .map_err(|e| e.to_string())
+    Ok((Arc::new(store), listener))
 }
 
 /// `tally serve`: prints `listening on ADDR` on stdout once bound, then serves.
@@ -147,11 +138,18 @@ pub fn serve(db: &str, addr: &str) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(serve_async(db, addr, |a| {
-        use std::io::Write;
-        println!("listening on {a}");
-        let _ = std::io::stdout().flush();
-    }))
+    rt.block_on(async {
+        let (store, listener) = bind(db, addr).await?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        {
+            use std::io::Write;
+            println!("listening on {local}");
+            let _ = std::io::stdout().flush();
+        }
+        tally_server::serve(listener, store)
+            .await
+            .map_err(|e| e.to_string())
+    })
 }
 
 /// `tally export --db DB --out DIR`.

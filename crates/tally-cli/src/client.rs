@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 client over one keep-alive connection, for the load generator and the
-//! tests (loopback only). Not a general client: no TLS, no redirects.
+//! A minimal HTTP/1.1 client over one keep-alive connection, for the load test and its tests
+//! (loopback only). Not a general client: no TLS, no redirects.
 
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

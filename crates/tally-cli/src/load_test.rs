@@ -1,9 +1,11 @@
-//! Load generator: concurrent clients submit valid sheets (later ones are corrections, i.e. new
+//! `tally load-test`: concurrent clients submit valid sheets (later ones are corrections, i.e. new
 //! versions) with idempotency keys while a reader polls the results; reports durable sheets per
 //! second, write latency p50/p99 and the results-read p99 during the load. Loopback only;
-//! every loop is bounded by the sheet count.
+//! every loop is bounded by the sheet count. Nothing here prints: the command returns a
+//! [`LoadTestReport`] and `main` prints it.
 
 use crate::client::Conn;
+use crate::serve;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -288,30 +290,35 @@ pub fn stations_of(reg: &tally_store::Registry) -> Vec<LoadStation> {
         .collect()
 }
 
-/// Load benchmark on loopback: a fresh database (a SQLite file in a temporary directory, or the
+/// What `tally load-test` measured, and the verification of the database afterwards.
+#[derive(Clone, Debug)]
+pub struct LoadTestReport {
+    pub load: LoadReport,
+    pub verify: tally_store::VerifyReport,
+}
+
+/// Load test on loopback: a fresh database (a SQLite file in a temporary directory, or the
 /// given empty PostgreSQL database), a server in this process, `sheets` sheets from
 /// `concurrency` clients; the database is verified afterwards.
-pub fn bench_fresh(
+pub fn run_fresh(
     db: Option<&str>,
     sheets: usize,
     stations: usize,
     concurrency: usize,
     per_request: usize,
     rate: Option<f64>,
-) -> Result<LoadReport, String> {
-    use crate::{cli, loadgen};
+) -> Result<LoadTestReport, String> {
     let dir = std::env::temp_dir().join(format!("tally-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let csv = dir.join("stations.csv");
-    std::fs::write(&csv, loadgen::synthetic_registry_csv(stations, 4))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(&csv, synthetic_registry_csv(stations, 4)).map_err(|e| e.to_string())?;
     let db = match db {
         Some(url) => url.to_string(),
         None => dir.join("bench.db").to_string_lossy().to_string(),
     };
-    cli::init(&db, &csv.to_string_lossy(), None)?;
-    let token = cli::users_add(&db, "official", &[])?;
-    let reg = cli::registry_from_file(&csv.to_string_lossy(), None)?;
+    serve::init(&db, &csv.to_string_lossy(), None)?;
+    let token = serve::users_add(&db, "official", &[])?;
+    let reg = serve::registry_from_file(&csv.to_string_lossy(), None)?;
     // The server and the clients run on runtimes (threads) of their own, as they would on
     // different machines: the OS shares the cores between them, and a read request does not
     // wait in the same task queue as the 64 clients' next requests.
@@ -324,38 +331,25 @@ pub fn bench_fresh(
     };
     let server_rt = runtime("tally-server")?;
     let client_rt = runtime("tally-loadgen")?;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let db2 = db.clone();
-    server_rt.spawn(async move {
-        let r = cli::serve_async(&db2, "127.0.0.1:0", move |a| {
-            let _ = tx.send(a);
-        })
-        .await;
-        if let Err(e) = r {
-            eprintln!("server: {e}");
-        }
-    });
-    let out = client_rt.block_on(async {
-        let addr = rx
-            .await
-            .map_err(|_| "the server did not start".to_string())?;
-        loadgen::run(
-            loadgen::LoadConfig {
-                addr: addr.to_string(),
-                token,
-                stations: loadgen::stations_of(&reg),
-                sheets,
-                concurrency,
-                per_request,
-                rate,
-            },
-            Default::default(),
-        )
-        .await
-    });
+    let (store, listener) = server_rt.block_on(serve::bind(&db, "127.0.0.1:0"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // A server that stops early shows as failed requests in the report.
+    let server = server_rt.spawn(tally_server::serve(listener, store));
+    let out = client_rt.block_on(run(
+        LoadConfig {
+            addr: addr.to_string(),
+            token,
+            stations: stations_of(&reg),
+            sheets,
+            concurrency,
+            per_request,
+            rate,
+        },
+        Default::default(),
+    ));
+    server.abort();
     server_rt.shutdown_timeout(std::time::Duration::from_secs(5));
-    let verify = cli::verify(&db, &[])?;
-    eprintln!("verify: {}", cli::render_verify(&verify).trim_end());
+    let verify = serve::verify(&db, &[])?;
     let _ = std::fs::remove_dir_all(&dir);
-    out
+    Ok(LoadTestReport { load: out?, verify })
 }

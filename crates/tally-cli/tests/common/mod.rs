@@ -1,13 +1,15 @@
-//! Shared test fixtures: a fresh database (SQLite file or PostgreSQL database) from a small
-//! registry, and an in-process server.
+//! Shared fixtures of the election-night command tests: a fresh database (SQLite file or
+//! PostgreSQL database) made by `init` and `users add` from the load test's synthetic registry,
+//! and an in-process server.
 //!
-//! Every server test runs once per backend (`both!`). The PostgreSQL runs need a server:
+//! Every test runs once per backend (`both!`). The PostgreSQL runs need a server:
 //! `export TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)`; without it they print that they
 //! were skipped, unless `TALLY_REQUIRE_POSTGRES=1` (as in CI), where that is a failure.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use tally_server::cli;
+use tally_cli::client::Conn;
+use tally_cli::{load_test, serve};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -27,20 +29,22 @@ macro_rules! both {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                if tally_store::pg::test_server().is_some() {
-                    super::$name(super::common::Kind::Postgres).await
+                match tally_store::pg::test_server() {
+                    Some(_) => super::$name(super::common::Kind::Postgres).await,
+                    None => eprintln!(
+                        "skipped on PostgreSQL: set TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)"
+                    ),
                 }
             }
         }
     };
 }
 
-fn unique(name: &str) -> String {
-    tally_store::pg::unique_test_name(name)
-}
-
 pub fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tally-server-{}", unique(name)));
+    let d = std::env::temp_dir().join(format!(
+        "tally-cli-{}",
+        tally_store::pg::unique_test_name(name)
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -53,8 +57,8 @@ pub fn fresh_db(kind: Kind, dir: &std::path::Path, name: &str) -> String {
     }
 }
 
-/// A database with 40 stations, candidates cand0..cand2; tokens (admin, official, observer of
-/// S000001).
+/// A database with 40 stations (`stations.csv` in the directory), candidates cand0..cand2;
+/// tokens (admin, official, observer of S000001).
 pub fn setup(name: &str, kind: Kind) -> (PathBuf, String, [String; 3]) {
     let name = name.to_string();
     // On a thread of its own: the PostgreSQL client must not run inside the test's runtime.
@@ -71,35 +75,25 @@ pub fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T 
 fn setup_blocking(name: &str, kind: Kind) -> (PathBuf, String, [String; 3]) {
     let dir = tmp(name);
     let csv = dir.join("stations.csv");
-    std::fs::write(&csv, tally_server::loadgen::synthetic_registry_csv(40, 3)).unwrap();
+    std::fs::write(&csv, load_test::synthetic_registry_csv(40, 3)).unwrap();
     let db = fresh_db(kind, &dir, name);
-    cli::init(&db, &csv.to_string_lossy(), None).unwrap();
-    let admin = cli::users_add(&db, "admin", &[]).unwrap();
-    let official = cli::users_add(&db, "official", &[]).unwrap();
-    let observer = cli::users_add(&db, "observer", &["S000001".to_string()]).unwrap();
+    serve::init(&db, &csv.to_string_lossy(), None).unwrap();
+    let admin = serve::users_add(&db, "admin", &[]).unwrap();
+    let official = serve::users_add(&db, "official", &[]).unwrap();
+    let observer = serve::users_add(&db, "observer", &["S000001".to_string()]).unwrap();
     (dir, db, [admin, official, observer])
 }
 
+/// Serves `db` in this process on a free port; returns `127.0.0.1:PORT`.
 pub async fn start(db: &str) -> String {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let db = db.to_string();
-    tokio::spawn(async move {
-        let r = cli::serve_async(&db, "127.0.0.1:0", move |a| {
-            let _ = tx.send(a);
-        })
-        .await;
-        if let Err(e) = r {
-            eprintln!("server: {e}");
-        }
-    });
-    rx.await.expect("the server started").to_string()
+    let (store, listener) = serve::bind(db, "127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(tally_server::serve(listener, store));
+    addr
 }
 
 /// Asserts that the journal entry a receipt names is there, with the receipt's hash and version.
-pub async fn assert_receipt_in_journal(
-    c: &mut tally_server::client::Conn,
-    receipt: &serde_json::Value,
-) {
+pub async fn assert_receipt_in_journal(c: &mut Conn, receipt: &serde_json::Value) {
     let seq = receipt["journal_seq"].as_i64().expect("journal_seq");
     let j = c
         .request(

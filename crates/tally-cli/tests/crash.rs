@@ -1,4 +1,4 @@
-//! Crash: the server runs as a child process on 127.0.0.1 (free port), concurrent clients
+//! Crash: the real `tally serve` runs as a child process on 127.0.0.1 (free port), concurrent clients
 //! submit, the server is killed with SIGKILL mid-load, restarted on the same database, and every
 //! receipt a client got is found again and the journal verifies.
 
@@ -9,10 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tally_server::client::Conn;
+use tally_cli::client::Conn;
+use tally_cli::{load_test, serve};
 
 fn spawn(db: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tally-server-dev"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args(["serve", "--db"])
         .arg(db)
         .args(["--addr", "127.0.0.1:0"])
@@ -35,16 +36,14 @@ fn spawn(db: &str) -> (Child, String) {
 both!(kill_9_mid_load_loses_no_receipt);
 async fn kill_9_mid_load_loses_no_receipt(kind: Kind) {
     let (dir, db, [_, official, _]) = common::setup("crash", kind);
-    let reg =
-        tally_server::cli::registry_from_file(&dir.join("stations.csv").to_string_lossy(), None)
-            .unwrap();
+    let reg = serve::registry_from_file(&dir.join("stations.csv").to_string_lossy(), None).unwrap();
     let (mut child, addr) = spawn(&db);
     let stop = Arc::new(AtomicBool::new(false));
-    let load = tokio::spawn(tally_server::loadgen::run(
-        tally_server::loadgen::LoadConfig {
+    let load = tokio::spawn(load_test::run(
+        load_test::LoadConfig {
             addr,
             token: official.clone(),
-            stations: tally_server::loadgen::stations_of(&reg),
+            stations: load_test::stations_of(&reg),
             sheets: 20_000,
             concurrency: 8,
             per_request: 1,
@@ -92,7 +91,7 @@ async fn kill_9_mid_load_loses_no_receipt(kind: Kind) {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    let v = common::blocking(move || tally_server::cli::verify(&db, &[]).unwrap());
+    let v = common::blocking(move || serve::verify(&db, &[]).unwrap());
     assert!(v.ok, "{:?}", v.problems);
     eprintln!(
         "crash: {} receipts before the kill, all found; {} journal entries verify",
