@@ -4,14 +4,12 @@
 //! HTTP status (`docs/validation-codes.md`).
 
 #[allow(unused_imports)] // named only by the #[utoipa::path] attribute of `post_user`
-use crate::openapi::NewUser;
-use crate::openapi::{ErrorBody, JournalPage, ReceiptBatch, SheetInput, UserCreated, UserRevoked};
+use crate::wire::NewUser;
+use crate::wire::{ErrorBody, JournalPage, ReceiptBatch, SheetInput, UserCreated, UserRevoked};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::Router;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -113,30 +111,12 @@ impl From<StoreError> for ApiError {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/sheets", post(post_sheets))
-        .route("/results", get(get_results))
-        .route("/progress", get(get_progress))
-        .route("/stations/{id}", get(get_station))
-        .route("/events", get(get_events))
-        .route("/journal", get(get_journal))
-        .route("/openapi.json", get(get_openapi))
-        .route("/users", post(post_user))
-        .route("/users/{id}", delete(delete_user));
-    Router::new()
-        .nest("/api/v1", api)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-}
-
-async fn not_found(method: Method) -> ApiError {
+pub(crate) async fn not_found(method: Method) -> ApiError {
     let _ = method;
     ApiError::new(StatusCode::NOT_FOUND, "H404", "no such route")
 }
 
-async fn method_not_allowed(method: Method) -> ApiError {
+pub(crate) async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "H405",
@@ -800,17 +780,6 @@ pub async fn get_events(
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(r)
-}
-
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3")))]
-pub async fn get_openapi() -> Response {
-    let mut r = Response::new(Body::from(crate::openapi::document()));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
 }
 
 fn require_admin(store: &dyn Store, headers: &HeaderMap) -> Result<User, ApiError> {

@@ -11,8 +11,35 @@
 
 pub mod api;
 pub mod openapi;
+pub mod wire;
 
-pub use api::{router, AppState};
+pub use api::AppState;
+
+use api::{
+    delete_user, get_events, get_journal, get_progress, get_results, get_station,
+    method_not_allowed, not_found, post_sheets, post_user,
+};
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+/// The routes: every handler of [`api`] under `/api/v1`, and the OpenAPI document.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/sheets", post(post_sheets))
+        .route("/results", get(get_results))
+        .route("/progress", get(get_progress))
+        .route("/stations/{id}", get(get_station))
+        .route("/events", get(get_events))
+        .route("/journal", get(get_journal))
+        .route("/openapi.json", get(openapi::get_openapi))
+        .route("/users", post(post_user))
+        .route("/users/{id}", delete(delete_user));
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
 
 use std::sync::Arc;
 use tally_store::Store;

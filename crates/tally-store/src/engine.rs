@@ -13,6 +13,7 @@
 use crate::backend::*;
 use crate::live::{Live, StationState};
 use crate::model::*;
+use crate::target::DbTarget;
 use crate::{
     ChangeEvent, Hook, ProgressReport, ProgressRound, Reply, StationView, Store, StoreError,
     Submission, SubmitOutcome,

@@ -27,15 +27,16 @@ pub mod live;
 pub mod model;
 pub mod pg;
 pub mod sqlite;
+pub mod target;
 pub mod verify;
 
-pub use backend::DbTarget;
 pub use engine::TallyStore;
 pub use live::ConflictLine;
 pub use model::{
     sheet_from_json, JournalEntry, Receipt, Registry, RegistryIndex, Role, Sheet, SheetRecord,
     User, ValidSheet,
 };
+pub use target::DbTarget;
 pub use verify::{export, verify_db, verify_dir, Anchor, Problem, VerifyReport};
 
 use serde::Serialize;

@@ -203,13 +203,24 @@ fn user_from_row(r: &Row) -> Result<(String, User), StoreError> {
     ))
 }
 
+/// A PostgreSQL URL with its password hidden, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let cred = &url[s + 3..at];
+            match cred.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &cred[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 impl PgBackend {
     pub fn connect(url: &str) -> Result<PgBackend, StoreError> {
         let mut client = Client::connect(url, NoTls).map_err(|e| {
-            StoreError::Unreachable(format!(
-                "cannot connect to {}: {e}",
-                DbTarget::Postgres(url.to_string())
-            ))
+            StoreError::Unreachable(format!("cannot connect to {}: {e}", redact_url(url)))
         })?;
         client
             .batch_execute("SET synchronous_commit = on")

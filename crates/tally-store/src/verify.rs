@@ -2,9 +2,9 @@
 //! results and a manifest of hashes; `verify_dir` and `verify_db` recompute the hash chain,
 //! every sheet hash and every total, and name each thing that does not match.
 
-use crate::backend::DbTarget;
 use crate::live::Live;
 use crate::model::*;
+use crate::target::DbTarget;
 use crate::StoreError;
 use serde::Serialize;
 use serde_json::Value;
