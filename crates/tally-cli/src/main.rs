@@ -227,6 +227,15 @@ enum Command {
         db: String,
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
+        /// Connections served at once; more get 503 H503 at once (docs/limits.md).
+        #[arg(long, default_value_t = 8192, value_name = "N")]
+        max_connections: usize,
+        /// Seconds a client has to send a request's headers.
+        #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+        header_timeout: u64,
+        /// Seconds without a byte read or written before a connection is closed.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        idle_timeout: u64,
     },
     /// Export sheets (all versions), the journal, the results and a manifest of hashes.
     Export {
@@ -450,8 +459,19 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { db, addr } => {
-            tally_cli::serve::serve(&db, &addr)?;
+        Command::Serve {
+            db,
+            addr,
+            max_connections,
+            header_timeout,
+            idle_timeout,
+        } => {
+            let limits = tally_server::conn::Limits {
+                max_connections: max_connections.max(1),
+                header_read_timeout: std::time::Duration::from_secs(header_timeout.max(1)),
+                idle_timeout: std::time::Duration::from_secs(idle_timeout.max(1)),
+            };
+            tally_cli::serve::serve(&db, &addr, limits)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { db, out } => {

@@ -133,7 +133,7 @@ pub async fn bind(
 }
 
 /// `tally serve`: prints `listening on ADDR` on stdout once bound, then serves.
-pub fn serve(db: &str, addr: &str) -> Result<(), String> {
+pub fn serve(db: &str, addr: &str, limits: tally_server::conn::Limits) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -146,7 +146,7 @@ pub fn serve(db: &str, addr: &str) -> Result<(), String> {
             println!("listening on {local}");
             let _ = std::io::stdout().flush();
         }
-        tally_server::serve(listener, store)
+        tally_server::serve_with(listener, store, limits)
             .await
             .map_err(|e| e.to_string())
     })

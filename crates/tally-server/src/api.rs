@@ -32,6 +32,37 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// `(journal seq, event JSON)` of every stored sheet version.
     pub events: broadcast::Sender<(i64, String)>,
+    /// Journal pages being read for SSE replays right now (at most [`MAX_CONCURRENT_REPLAYS`]).
+    pub replays: Arc<tokio::sync::Semaphore>,
+    /// Event subscribers connected now (at most [`MAX_SUBSCRIBERS`]).
+    pub subscribers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Event streams open at once; more are answered 503 H503 (docs/limits.md).
+pub const MAX_SUBSCRIBERS: usize = 2_000;
+
+/// Journal pages read at once for SSE replays (each on a short blocking thread).
+pub const MAX_CONCURRENT_REPLAYS: usize = 8;
+
+/// One subscriber's place among [`MAX_SUBSCRIBERS`], given back when its stream ends.
+struct SubscriberSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl SubscriberSlot {
+    fn take(count: &Arc<std::sync::atomic::AtomicUsize>) -> Option<SubscriberSlot> {
+        use std::sync::atomic::Ordering;
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_SUBSCRIBERS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SubscriberSlot(count.clone()))
+    }
+}
+
+impl Drop for SubscriberSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl AppState {
@@ -43,7 +74,12 @@ impl AppState {
                 let _ = tx.send((ev.seq, s));
             }
         }));
-        AppState { store, events }
+        AppState {
+            store,
+            events,
+            replays: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REPLAYS)),
+            subscribers: Default::default(),
+        }
     }
 }
 
@@ -133,10 +169,12 @@ fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<User, ApiError
     let v = v
         .to_str()
         .map_err(|_| unauth("the Authorization header is not text"))?;
+    // The scheme name is case-insensitive (RFC 9110 11.1): `bearer` is `Bearer`.
     let token = v
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| unauth("the Authorization header must be 'Bearer <token>'"))?
-        .trim();
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(|| unauth("the Authorization header must be 'Bearer <token>'"))?;
     if token.is_empty() || token.len() > 256 {
         return Err(unauth("invalid token"));
     }
@@ -174,11 +212,14 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
         }
     }
     match headers.get(header::CONTENT_TYPE).map(|v| v.to_str()) {
+        // The media type itself, not a prefix of it: `application/jsonx` is not JSON.
         Some(Ok(ct))
             if ct
-                .trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json") => {}
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json") => {}
         _ => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -610,17 +651,29 @@ pub async fn get_journal(
 /// client resuming with `Last-Event-ID`, or a subscriber that fell behind). A journal that
 /// cannot be read, or a sheet entry without its station, round, source or version, is an error:
 /// an event is never skipped or sent with made-up fields.
-async fn journal_events(
+/// Journal entries read per page of an SSE replay: what one subscriber holds at most.
+pub const REPLAY_PAGE: usize = 500;
+
+/// The sheet events of one journal page after `after`: the events and the last seq read (or
+/// `None` when the journal has nothing after `after`). One page only, so a subscriber that
+/// replays a long journal never holds more than [`REPLAY_PAGE`] entries, and concurrent page
+/// reads are capped by `replays` (the blocking threads they use are few and short).
+async fn journal_page(
     store: Arc<dyn Store>,
+    replays: Arc<tokio::sync::Semaphore>,
     after: i64,
-) -> Result<Vec<(i64, String)>, StoreError> {
+) -> Result<(Vec<(i64, String)>, Option<i64>), StoreError> {
+    let _permit = replays
+        .acquire_owned()
+        .await
+        .map_err(|_| StoreError::Closed)?;
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        let mut from = after.saturating_add(1);
-        loop {
-            let page = store.journal(from, 1000)?;
+        let from = after.saturating_add(1);
+        {
+            let page = store.journal(from, REPLAY_PAGE)?;
             let Some(last) = page.last().map(|e| e.body.seq) else {
-                break;
+                return Ok((out, None));
             };
             for e in page.into_iter().filter(|e| e.body.kind == "sheet") {
                 let b = e.body;
@@ -645,9 +698,8 @@ async fn journal_events(
                     serde_json::to_string(&ev).map_err(|e| StoreError::Encode(e.to_string()))?;
                 out.push((seq, text));
             }
-            from = last + 1;
+            Ok((out, Some(last)))
         }
-        Ok(out)
     })
     .await
     .map_err(|_| StoreError::Closed)?
@@ -707,36 +759,41 @@ pub async fn get_events(
                 .ok_or_else(|| bad("from"))?,
         ),
     };
+    let Some(subscriber) = SubscriberSlot::take(&st.subscribers) else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "H503",
+            format!("{MAX_SUBSCRIBERS} event subscribers are connected already; retry later"),
+        ));
+    };
     // Subscribe before reading the journal, so nothing falls between the two.
     let rx = st.events.subscribe();
-    let (pending, last) = match header_id.or(query_from) {
-        Some(after) => {
-            let missed = journal_events(st.store.clone(), after).await?;
-            let last = missed.last().map_or(after, |(seq, _)| *seq);
-            (
-                missed
-                    .into_iter()
-                    .collect::<std::collections::VecDeque<_>>(),
-                last,
-            )
-        }
+    let (replay_after, last) = match header_id.or(query_from) {
+        Some(after) => (Some(after), after),
         // Live only: what is stored after the connection (the head is read after subscribing,
         // so an event is either before it or in the channel).
-        None => (Default::default(), st.store.progress().journal_seq),
+        None => (None, st.store.progress().journal_seq),
     };
     struct State {
         rx: broadcast::Receiver<(i64, String)>,
         pending: std::collections::VecDeque<(i64, String)>,
+        /// Replaying the journal after this seq, one page at a time, before going live.
+        replay_after: Option<i64>,
         last: i64,
         first: bool,
         store: Arc<dyn Store>,
+        replays: Arc<tokio::sync::Semaphore>,
+        _slot: SubscriberSlot,
     }
     let init = State {
         rx,
-        pending,
+        pending: Default::default(),
+        replay_after,
         last,
         first: true,
         store: st.store.clone(),
+        replays: st.replays.clone(),
+        _slot: subscriber,
     };
     let stream = futures_util::stream::unfold(init, |mut s| async move {
         if s.first {
@@ -752,6 +809,23 @@ pub async fn get_events(
                 let item = format!("id: {seq}\nevent: change\ndata: {data}\n\n");
                 return Some((Ok(Bytes::from(item)), s));
             }
+            // The next page is read only once this one has been sent: a subscriber that does
+            // not read holds one page, never the journal.
+            if let Some(after) = s.replay_after {
+                match journal_page(s.store.clone(), s.replays.clone(), after).await {
+                    Ok((events, Some(read_to))) => {
+                        s.pending
+                            .extend(events.into_iter().filter(|(seq, _)| *seq > s.last));
+                        s.replay_after = Some(read_to);
+                    }
+                    // Caught up: the channel holds everything after this point.
+                    Ok((_, None)) => s.replay_after = None,
+                    // Unreadable: end the stream rather than skip events; the client reconnects
+                    // with Last-Event-ID and gets the coded error.
+                    Err(_) => return None,
+                }
+                continue;
+            }
             match tokio::time::timeout(std::time::Duration::from_secs(15), s.rx.recv()).await {
                 Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s)),
                 Ok(Ok((seq, data))) => {
@@ -759,15 +833,8 @@ pub async fn get_events(
                         s.pending.push_back((seq, data));
                     }
                 }
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    // Fell behind the channel: take what was missed from the journal. If it
-                    // cannot be read, end the stream rather than skip events: the client
-                    // reconnects with Last-Event-ID and gets the coded error.
-                    match journal_events(s.store.clone(), s.last).await {
-                        Ok(missed) => s.pending.extend(missed),
-                        Err(_) => return None,
-                    }
-                }
+                // Fell behind the channel: replay what was missed from the journal, page by page.
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => s.replay_after = Some(s.last),
                 Ok(Err(broadcast::error::RecvError::Closed)) => return None,
             }
         }

@@ -10,6 +10,7 @@
 //! sheet is durable.
 
 pub mod api;
+pub mod conn;
 pub mod openapi;
 pub mod wire;
 
@@ -50,5 +51,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(AppState::new(store))).await
+    serve_with(listener, store, conn::Limits::default()).await
+}
+
+/// [`serve`] under the given connection limits.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Store>,
+    limits: conn::Limits,
+) -> std::io::Result<()> {
+    conn::serve(listener, router(AppState::new(store)), limits).await
 }

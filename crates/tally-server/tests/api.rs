@@ -125,6 +125,17 @@ async fn hostile_requests_get_coded_4xx_and_store_nothing(kind: Kind) {
         (
             "POST",
             "/api/v1/sheets",
+            vec![
+                ("Authorization", &auth),
+                ("Content-Type", "application/jsonx"),
+            ],
+            &good_body,
+            415,
+            "H415",
+        ),
+        (
+            "POST",
+            "/api/v1/sheets",
             [&json_auth[..], &[("Idempotency-Key", long_key.as_str())]].concat(),
             &good_body,
             400,
@@ -640,4 +651,28 @@ async fn concurrent_corrections_through_two_servers_form_one_version_line(kind: 
         tally_store::verify_db(&tally_store::DbTarget::parse(&db), &[]).unwrap()
     });
     assert!(v.ok, "{:?}", v.problems);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let (_dir, db, tokens) = common::setup("bearer_case", Kind::Sqlite);
+    let addr = common::start(&db).await;
+    let mut c = Conn::connect(&addr).await.unwrap();
+    let body = good("S000003").to_string().into_bytes();
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let auth = format!("{scheme} {}", tokens[1]);
+        let r = c
+            .request(
+                "POST",
+                "/api/v1/sheets",
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Type", "application/json; charset=utf-8"),
+                ],
+                &body,
+            )
+            .await
+            .unwrap();
+        assert!(r.status == 201 || r.status == 200, "{scheme}: {}", r.status);
+    }
 }
