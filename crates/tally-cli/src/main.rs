@@ -70,6 +70,35 @@ struct InputArgs {
     max_input_mb: u64,
 }
 
+/// The formats of a report that has no natural CSV form.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    Table,
+    Json,
+}
+
+impl From<ReportFormat> for Format {
+    fn from(f: ReportFormat) -> Format {
+        match f {
+            ReportFormat::Table => Format::Table,
+            ReportFormat::Json => Format::Json,
+        }
+    }
+}
+
+/// A station count for generated elections: a number from 1 to 20,000,000, so a typo such as
+/// `1e11` is an error message, not an allocation failure.
+fn station_count(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a whole number of stations"))?;
+    if (1..=20_000_000).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{n} stations: use 1 to 20,000,000"))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Results of one or two rounds: totals, turnout, shares, margin, progress and outcome.
@@ -113,8 +142,9 @@ enum Command {
         /// Monte Carlo replicates of the integer-percentage null.
         #[arg(long, default_value_t = 1000)]
         reps: usize,
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
+        /// table or json (the station list as CSV: --stations-csv FILE).
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
     },
     /// Vote transfers between round 1 and round 2 (ecological inference), or between any two
     /// margins of one file: the table in proportions and votes, with intervals.
@@ -165,7 +195,8 @@ enum Command {
         after_help = "Examples:\n  tally synth --stations 10000 --candidates 4 --seed 1 --out synth.csv\n  tally synth --stations 50000 --rounds 2 --stuffing 0.1,0.02,0.2 --out planted.csv"
     )]
     Synth {
-        #[arg(long, default_value_t = 10_000)]
+        /// Stations to generate (1 to 20,000,000: beyond that the file would not fit in memory).
+        #[arg(long, default_value_t = 10_000, value_parser = station_count)]
         stations: usize,
         #[arg(long, default_value_t = 4)]
         candidates: usize,
@@ -188,7 +219,8 @@ enum Command {
     },
     /// Benchmark import + validation + counting on a synthetic election against the raw-read floor.
     Bench {
-        #[arg(long, default_value_t = 1_000_000)]
+        /// Stations of the synthetic election (1 to 20,000,000).
+        #[arg(long, default_value_t = 1_000_000, value_parser = station_count)]
         stations: usize,
         #[arg(long, default_value_t = 5)]
         candidates: usize,
@@ -364,12 +396,6 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             reps,
             format,
         } => {
-            if format == Format::Csv {
-                return Err(
-                    "forensics prints table or json; use --stations-csv FILE for the station list"
-                        .into(),
-                );
-            }
             let cfg = validation(&input);
             let loaded = load_input(&input, &cfg)?;
             let code = forensics::run(
@@ -381,7 +407,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     stations_csv: stations_csv.as_deref(),
                     seed,
                     reps,
-                    json: format == Format::Json,
+                    json: format == ReportFormat::Json,
                 },
             )?;
             let imported = finish_import(&loaded, input.quarantine.as_deref(), input.strict)?;

@@ -377,7 +377,12 @@ async fn submit(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Respon
             store.validation(),
         ) {
             Ok(vs) => {
-                if !user.may_write(&vs.sheet.station_id) {
+                let area = store
+                    .registry_index()
+                    .stations
+                    .get(&(vs.sheet.round, vs.sheet.station_id.clone()))
+                    .map_or(&[][..], |&i| &store.registry().stations[i].area[..]);
+                if !user.may_write(&vs.sheet.station_id, area) {
                     forbidden.get_or_insert(vs.sheet.station_id.clone());
                 }
                 sheets.push(vs);

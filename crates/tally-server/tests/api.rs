@@ -676,3 +676,42 @@ async fn the_bearer_scheme_is_case_insensitive() {
         assert!(r.status == 201 || r.status == 200, "{scheme}: {}", r.status);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_scoped_by_area_path_write_only_there() {
+    let (_dir, db, _) = common::setup("scope_area", Kind::Sqlite);
+    let target = tally_store::DbTarget::parse(&db);
+    let add = |scope: &[&str]| {
+        let scope: Vec<String> = scope.iter().map(|s| s.to_string()).collect();
+        let target = target.clone();
+        common::blocking(move || {
+            tally_store::engine::add_user(&target, tally_store::Role::Observer, &scope)
+        })
+    };
+    // Unknown stations or areas are refused at `users add`, named.
+    let err = add(&["R1/D1", "Nowhere", "S999999"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Nowhere") && err.contains("S999999"), "{err}");
+    assert!(!err.contains("R1/D1"), "{err}");
+    // Station i lies in R(i % 4)/D(i % 16): an observer of region R1 writes S000005, not S000002.
+    let (_, token) = add(&["R1"]).expect("a known region");
+    let addr = common::start(&db).await;
+    let mut c = Conn::connect(&addr).await.unwrap();
+    let (ok, _) = post(
+        &mut c,
+        Some(&token),
+        None,
+        good("S000005").to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(ok, 201);
+    let (no, body) = post(
+        &mut c,
+        Some(&token),
+        None,
+        good("S000002").to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!((no, body["code"].as_str()), (403, Some("H403")));
+}

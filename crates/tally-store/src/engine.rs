@@ -146,7 +146,11 @@ pub fn add_user(
     stations: &[String],
 ) -> Result<(User, String), StoreError> {
     let mut db = target.connect(false)?;
-    db.registry()?;
+    if role == Role::Observer {
+        db.registry()?.check_scope(stations)?;
+    } else {
+        db.registry()?;
+    }
     let mut next = Next::from_heads(db.begin_write()?);
     let mut w = BatchWrite::default();
     let out = next
@@ -886,6 +890,11 @@ impl Store for TallyStore {
     }
 
     fn add_user(&self, by: &User, role: Role, stations: Vec<String>, reply: Reply<(User, String)>) {
+        if role == Role::Observer {
+            if let Err(e) = self.inner.registry.check_scope(&stations) {
+                return reply(Err(e));
+            }
+        }
         if let Err(job) = self.send(Job::AddUser(by.id, role, stations, reply)) {
             fail_job(*job, StoreError::Closed);
         }

@@ -5,6 +5,7 @@
 //! out in declaration order; maps are `BTreeMap`s (sorted keys). So the same value always gives
 //! the same bytes, on any machine.
 
+use crate::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -86,6 +87,40 @@ impl Registry {
     pub fn round(&self, n: u8) -> Option<&RoundDef> {
         self.rounds.iter().find(|r| r.number == n)
     }
+
+    /// Checks an observer's scope: every entry is `*`, a station id of the registry, or the path
+    /// of an area of it (`Adana` or `Adana/Ceyhan`). Unknown entries are refused, naming them,
+    /// so a typo never leaves an observer silently unable to write.
+    pub fn check_scope(&self, scope: &[String]) -> Result<(), StoreError> {
+        let unknown: Vec<&str> = scope
+            .iter()
+            .filter(|e| {
+                e.as_str() != "*"
+                    && !self
+                        .stations
+                        .iter()
+                        .any(|s| &s.station_id == *e || area_prefix(&s.area, e).is_some())
+            })
+            .map(String::as_str)
+            .collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Invalid(format!(
+                "not a station id or an area path of the registry: {}",
+                unknown.join(", ")
+            )))
+        }
+    }
+}
+
+/// `Some(())` when `path` (`A/B`) names `area` or one of its ancestors.
+fn area_prefix(area: &[String], path: &str) -> Option<()> {
+    let parts: Vec<&str> = path.split('/').map(str::trim).collect();
+    (!parts.is_empty()
+        && parts.len() <= area.len()
+        && parts.iter().zip(area).all(|(p, a)| *p == a.as_str()))
+    .then_some(())
 }
 
 /// Roles of users. Reads of results need no user at all.
@@ -134,11 +169,16 @@ impl User {
         }
     }
 
-    pub fn may_write(&self, station: &str) -> bool {
+    /// Whether this user may write the sheet of `station`, which lies in `area` (its path from
+    /// the first level): an observer's scope names stations, areas (`Adana/Ceyhan`) or `*`.
+    pub fn may_write(&self, station: &str, area: &[String]) -> bool {
         match self.role {
             Role::Official => true,
             Role::Admin => false,
-            Role::Observer => self.stations.iter().any(|s| s == "*" || s == station),
+            Role::Observer => self
+                .stations
+                .iter()
+                .any(|s| s == "*" || s == station || area_prefix(area, s).is_some()),
         }
     }
 }
