@@ -52,8 +52,12 @@ fn name_of<'a>(r: &'a RoundReport, id: &'a str) -> &'a str {
         .map_or(id, |c| c.name.as_str())
 }
 
+/// The outcome in words; while stations are missing, who leads so far and that it is not final.
 pub fn outcome_words(r: &RoundReport, rule_text: &str) -> String {
-    match &r.outcome {
+    if !r.outcome.is_final {
+        return partial_words(r, rule_text);
+    }
+    match &r.outcome.decision {
         Outcome::Elected { winner, by_lot } => {
             let share = r
                 .candidates
@@ -97,6 +101,38 @@ pub fn outcome_words(r: &RoundReport, rule_text: &str) -> String {
             }
         }
     }
+}
+
+/// "X leads with 55.14% of valid votes with 10.00% of stations counted (900 without a counted
+/// sheet): not final." A partial count never says "is elected".
+fn partial_words(r: &RoundReport, rule_text: &str) -> String {
+    let p = &r.progress;
+    let missing = p.stations_known - p.stations_counted;
+    let counted = format!(
+        "{:.2}% of stations counted ({} without a counted sheet)",
+        p.stations_pct,
+        crate::table::thousands(missing)
+    );
+    let so_far = match &r.outcome.decision {
+        Outcome::Elected { winner, .. } => {
+            let share = r
+                .candidates
+                .iter()
+                .find(|c| &c.id == winner)
+                .map_or(0.0, |c| c.share);
+            format!(
+                "{} leads with {share:.2}% of valid votes",
+                name_of(r, winner)
+            )
+        }
+        Outcome::Runoff { runoff, .. } => format!(
+            "so far nobody has {rule_text}; {} and {} lead",
+            name_of(r, &runoff[0]),
+            name_of(r, &runoff[1])
+        ),
+        Outcome::Undecided { reason, .. } => format!("so far undecided ({reason})"),
+    };
+    format!("{so_far}, with {counted}: not final.")
 }
 
 fn pct(v: Option<f64>) -> String {

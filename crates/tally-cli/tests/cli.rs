@@ -446,3 +446,38 @@ fn outputs_never_go_over_an_input_and_formulas_are_neutralised() {
     assert!(csv.contains("'=HYPERLINK"), "{csv}");
     assert!(!csv.contains(",=HYPERLINK"), "{csv}");
 }
+
+#[test]
+fn a_partial_count_says_who_leads_and_that_it_is_not_final() {
+    let dir = std::env::temp_dir().join(format!("tally-cli-partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("partial.csv");
+    let mut text = String::from("station_id,registered,cast,invalid,valid,a,b\n");
+    for i in 0..100 {
+        if i < 10 {
+            text.push_str(&format!("S{i},1000,800,0,800,500,300\n"));
+        } else {
+            text.push_str(&format!("S{i},1000,,,,,\n"));
+        }
+    }
+    std::fs::write(&path, text).unwrap();
+    let p = path.to_string_lossy().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["results", &p, "--rule", "majority"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(!table.contains("is elected"), "{table}");
+    assert!(
+        table.contains("a leads with 62.50% of valid votes, with 10.00% of stations counted (90 without a counted sheet): not final."),
+        "{table}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["results", &p, "--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rounds"][0]["outcome"]["kind"], "elected");
+    assert_eq!(v["rounds"][0]["outcome"]["final"], false);
+}

@@ -90,7 +90,7 @@ pub struct RoundReport {
     pub totals: TotalsOut,
     pub candidates: Vec<CandidateOut>,
     pub margin: Option<Margin>,
-    pub outcome: Outcome,
+    pub outcome: OutcomeOut,
     pub progress: Progress,
     pub sheets: SheetStats,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -162,6 +162,18 @@ fn progress(t: &Totals) -> Progress {
     }
 }
 
+/// The rule applied to the sheets counted so far, and whether that is the result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OutcomeOut {
+    #[serde(flatten)]
+    pub decision: Outcome,
+    /// False while some known stations have no counted sheet (missing, quarantined, annulled):
+    /// the decision is then only who leads in the sheets counted so far, not the result (see
+    /// `tally project` for what the rest may change).
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
 /// The rule's verdict for a round: round 1 applies the majority rule, later rounds elect the
 /// leader.
 pub fn outcome(round: &Round, rule: &Rule, t: &Totals) -> Outcome {
@@ -217,7 +229,10 @@ pub fn round_report(
         totals: totals_out(t),
         candidates: candidates_out(round, t),
         margin: margin(round, t),
-        outcome: outcome(round, rule, t),
+        outcome: OutcomeOut {
+            decision: outcome(round, rule, t),
+            is_final: t.stations_counted == t.stations_known,
+        },
         progress: progress(t),
         sheets,
         extra_lines: round
@@ -447,7 +462,7 @@ mod tests {
         let sum: f64 = rep.candidates.iter().map(|c| c.share).sum();
         assert!((sum - 100.0).abs() < 1e-9);
         assert_eq!(
-            rep.outcome,
+            rep.outcome.decision,
             Outcome::Runoff {
                 runoff: ["b".into(), "a".into()],
                 by_lot: false
@@ -457,7 +472,8 @@ mod tests {
         assert_eq!(areas.len(), 2);
         assert_eq!(areas[0].leader.as_deref(), Some("a"));
         assert!((rep.totals.turnout.unwrap() - 66.666_666).abs() < 1e-3);
-        let json = serde_json_like(&rep.outcome);
+        assert!(rep.outcome.is_final);
+        let json = serde_json_like(&rep.outcome.decision);
         assert!(json.contains("runoff"));
     }
 

@@ -57,6 +57,7 @@ async fn hostile_requests_get_coded_4xx_and_store_nothing(kind: Kind) {
         ("fractional count", o, with(&|v| v["votes"]["cand0"] = json!(197.5)), 422, "E101"),
         ("huge count", o, with(&|v| v["registered"] = json!(1u64 << 41)), 422, "E101"),
         ("u64 overflow", o, br#"{"station_id":"S000002","cast":99999999999999999999999}"#.to_vec(), 422, "E101"),
+        ("exponent count", o, br#"{"station_id":"S000002","cast":1e3}"#.to_vec(), 422, "E101"),
         ("boolean count", o, with(&|v| v["valid"] = json!(true)), 422, "E101"),
         ("unknown station", o, with(&|v| v["station_id"] = json!("NOPE")), 422, "E106"),
         ("unknown round", o, with(&|v| v["round"] = json!(7)), 422, "E106"),

@@ -382,15 +382,17 @@ impl<'de> Deserialize<'de> for JsonCount {
                     Err(_) => Ok(JsonCount::Bad(format!("{i} is negative"))),
                 }
             }
+            // A JSON number with a fraction or an exponent (`600.0`, `1e3`) is not a count, as
+            // in a file: a count is written as digits (E101 at the command line too).
             fn visit_f64<E>(self, f: f64) -> Result<JsonCount, E> {
                 Ok(if f < 0.0 {
                     JsonCount::Bad(format!("{f} is negative"))
-                } else if f.fract() != 0.0 || !f.is_finite() {
-                    JsonCount::Bad(format!("{f} is not an integer"))
                 } else if f > MAX_COUNT as f64 {
                     JsonCount::Bad(format!("{f} is too large"))
                 } else {
-                    JsonCount::Count(f as u64)
+                    JsonCount::Bad(format!(
+                        "{f} is not written as an integer (digits only, no decimal point or exponent)"
+                    ))
                 })
             }
             fn visit_bool<E>(self, _: bool) -> Result<JsonCount, E> {
