@@ -178,6 +178,7 @@ async fn non_reading_replay_subscribers_hold_one_page_each() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = rss_kb().unwrap();
     let grown_mb = after.saturating_sub(before) / 1024;
+    eprintln!("100 non-reading replay subscribers: RSS {before} kB -> {after} kB");
     // Holding the whole journal would be 100 x 8,000 events of ~250 bytes = ~200 MB; one page
     // each (500 events) is ~12 MB. The bound leaves room for allocator slack.
     assert!(
