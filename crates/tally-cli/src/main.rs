@@ -224,9 +224,12 @@ enum Command {
         stations: usize,
         #[arg(long, default_value_t = 5)]
         candidates: usize,
-        /// Timed repetitions (the best is reported).
+        /// Timed repetitions (min and median are reported).
         #[arg(long, default_value_t = 5)]
         repeat: usize,
+        /// Also run the same work in Python with polars and pandas, when installed.
+        #[arg(long)]
+        peers: bool,
     },
     /// List every validation code with its meaning.
     Codes,
@@ -346,12 +349,32 @@ enum UsersAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let code = match run(cli) {
         Ok(code) => code,
         Err(msg) => {
             eprintln!("error: {msg}");
             ExitCode::from(1)
         }
+    };
+    report_peak_memory();
+    code
+}
+
+/// For `tally bench`, which times this process from outside: with TALLY_REPORT_PEAK_MEMORY set,
+/// the peak resident memory (Linux's VmHWM) goes to stderr as the last line.
+fn report_peak_memory() {
+    if std::env::var_os("TALLY_REPORT_PEAK_MEMORY").is_none() {
+        return;
+    }
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().to_string())
+        });
+    if let Some(kb) = peak {
+        eprintln!("peak memory: {kb}");
     }
 }
 
@@ -617,7 +640,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             stations,
             candidates,
             repeat,
-        } => bench::run(stations, candidates, repeat),
+            peers,
+        } => bench::run(&bench::BenchArgs {
+            stations,
+            candidates,
+            repeat,
+            peers,
+        }),
         Command::Codes => {
             let mut t = table::Table::new(&[
                 ("Code", table::Align::Left),
