@@ -4,12 +4,12 @@
 //! every loop is bounded by the sheet count. Nothing here prints: the command returns a
 //! [`LoadTestReport`] and `main` prints it.
 
-use crate::client::Conn;
 use crate::serve;
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tally_server::client::Conn;
 
 #[derive(Clone, Debug)]
 pub struct LoadStation {

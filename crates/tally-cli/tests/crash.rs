@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tally_cli::client::Conn;
 use tally_cli::{load_test, serve};
+use tally_server::client::Conn;
 
 fn spawn(db: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))

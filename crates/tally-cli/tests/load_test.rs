@@ -3,8 +3,8 @@
 
 mod common;
 use common::Kind;
-use tally_cli::client::Conn;
 use tally_cli::{load_test, serve};
+use tally_server::client::Conn;
 
 both!(load_small);
 async fn load_small(kind: Kind) {

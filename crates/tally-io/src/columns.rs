@@ -7,7 +7,8 @@
 //! quarantined: these inputs have no sheet to hold back, and a solver cannot use a unit with a
 //! hole, so the first bad cell stops the read with its file, line and column.
 
-use crate::parse::{parse_count, CountError};
+use crate::cell::count_error_text;
+use crate::cell::parse_count;
 use crate::{read_input, ImportError};
 use tally_model::Code;
 
@@ -124,15 +125,6 @@ pub fn columns_from_bytes(
         ));
     }
     Ok(out)
-}
-
-/// The importer's words for a bad count (its own table is private to the parser).
-fn count_error_text(e: CountError) -> &'static str {
-    match e {
-        CountError::Negative => "negative",
-        CountError::NotInteger => "not an integer",
-        CountError::TooLarge => "too large to be a count",
-    }
 }
 
 #[cfg(test)]

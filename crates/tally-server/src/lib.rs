@@ -10,6 +10,7 @@
 //! sheet is durable.
 
 pub mod api;
+pub mod client;
 pub mod conn;
 pub mod openapi;
 pub mod wire;

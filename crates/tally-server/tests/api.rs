@@ -2,9 +2,9 @@
 //! store nothing; good sheets get receipts; corrections, conflicts, idempotency, reads.
 
 mod common;
-use common::client::Conn;
 use common::Kind;
 use serde_json::{json, Value};
+use tally_server::client::Conn;
 
 /// (name, token, body, expected status, expected code)
 type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);

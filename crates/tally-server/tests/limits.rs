@@ -4,29 +4,13 @@
 //! page of the journal each, not the journal.
 
 mod common;
-use common::client::Conn;
 use common::Kind;
 use serde_json::json;
-use std::sync::Arc;
 use std::time::Duration;
-use tally_model::ValidationConfig;
+use tally_server::client::Conn;
 use tally_server::conn::Limits;
-use tally_store::{DbTarget, TallyStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn start_with(db: &str, limits: Limits) -> String {
-    let target = DbTarget::parse(db);
-    let store = tokio::task::spawn_blocking(move || {
-        TallyStore::open(&target, ValidationConfig::default()).expect("the store opens")
-    })
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(tally_server::serve_with(listener, Arc::new(store), limits));
-    addr
-}
 
 /// Reads until the server closes the connection (or `within` passes); what was read.
 async fn read_until_closed(s: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
@@ -70,7 +54,7 @@ async fn over_limit_slow_and_idle_clients_are_answered_and_closed() {
         header_read_timeout: Duration::from_millis(400),
         idle_timeout: Duration::from_millis(600),
     };
-    let addr = start_with(&db, limits).await;
+    let addr = common::start_with(&db, limits).await;
     // Fill every slot, then one more: a coded 503 at once, and the connection is closed.
     let mut held = Vec::new();
     for _ in 0..20 {

@@ -5,9 +5,9 @@
 //! document says it.
 
 mod common;
-use common::client::Conn;
 use common::Kind;
 use serde_json::{json, Value};
+use tally_server::client::Conn;
 
 /// Checks `v` against `schema` (the subset of OpenAPI 3.0 the document uses: `$ref`, `allOf`,
 /// `oneOf`, `type`, `nullable`, `required`, `properties`, `additionalProperties`, `items`, bounds,

@@ -153,3 +153,14 @@ pub trait Backend: Send {
     /// `timeout` passes.
     fn wait_for_change(&mut self, timeout: Duration, own_origin: &str);
 }
+
+/// A JSON column of a row of `table`; undecodable JSON is a corrupt row, named by `key`.
+pub(crate) fn json_col<T: serde::de::DeserializeOwned>(
+    text: &str,
+    column: &str,
+    table: &'static str,
+    key: &dyn std::fmt::Display,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::corrupt(table, key, format!("unreadable {column}: {e}")))
+}

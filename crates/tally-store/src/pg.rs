@@ -136,17 +136,6 @@ fn col<'a, T: postgres::types::FromSql<'a>>(
     r.try_get(i).map_err(|e| StoreError::corrupt(table, key, e))
 }
 
-/// A JSON column of a row of `table`; undecodable JSON is a corrupt row, named by `key`.
-fn json_col<T: serde::de::DeserializeOwned>(
-    text: &str,
-    column: &str,
-    table: &'static str,
-    key: &dyn std::fmt::Display,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::corrupt(table, key, format!("unreadable {column}: {e}")))
-}
-
 fn sheet_from_row(r: &Row) -> Result<SheetRecord, StoreError> {
     let t = "sheets";
     let id: i64 = col(r, 0, t, &"an id that is not an integer")?;

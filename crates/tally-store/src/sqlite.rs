@@ -55,17 +55,6 @@ fn col<T: rusqlite::types::FromSql>(
     r.get(i).map_err(|e| StoreError::corrupt(table, key, e))
 }
 
-/// A JSON column of a row of `table`; undecodable JSON is a corrupt row, named by `key`.
-fn json_col<T: serde::de::DeserializeOwned>(
-    text: &str,
-    column: &str,
-    table: &'static str,
-    key: &dyn std::fmt::Display,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::corrupt(table, key, format!("unreadable {column}: {e}")))
-}
-
 pub struct SqliteBackend {
     conn: Connection,
 }

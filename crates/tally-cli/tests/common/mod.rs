@@ -8,8 +8,8 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use tally_cli::client::Conn;
 use tally_cli::{load_test, serve};
+use tally_server::client::Conn;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

@@ -6,8 +6,6 @@
 //! were skipped, unless `TALLY_REQUIRE_POSTGRES=1` (as in CI), where that is a failure.
 #![allow(dead_code)]
 
-pub mod client;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use tally_model::{Rule, ValidationConfig};
@@ -125,6 +123,11 @@ fn setup_blocking(name: &str, kind: Kind) -> (PathBuf, String, [String; 3]) {
 /// Opens the store (off the runtime: it reads the whole history), binds a free port and serves
 /// in the background; returns `127.0.0.1:PORT`.
 pub async fn start(db: &str) -> String {
+    start_with(db, tally_server::conn::Limits::default()).await
+}
+
+/// [`start`] under the given connection limits.
+pub async fn start_with(db: &str, limits: tally_server::conn::Limits) -> String {
     let target = DbTarget::parse(db);
     let store = tokio::task::spawn_blocking(move || {
         TallyStore::open(&target, ValidationConfig::default()).expect("the store opens")
@@ -133,7 +136,7 @@ pub async fn start(db: &str) -> String {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(tally_server::serve(listener, Arc::new(store)));
+    tokio::spawn(tally_server::serve_with(listener, Arc::new(store), limits));
     addr
 }
 
@@ -153,7 +156,10 @@ pub fn raw_sql(db: &str, sql: &str) -> u64 {
 }
 
 /// Asserts that the journal entry a receipt names is there, with the receipt's hash and version.
-pub async fn assert_receipt_in_journal(c: &mut client::Conn, receipt: &serde_json::Value) {
+pub async fn assert_receipt_in_journal(
+    c: &mut tally_server::client::Conn,
+    receipt: &serde_json::Value,
+) {
     let seq = receipt["journal_seq"].as_i64().expect("journal_seq");
     let j = c
         .request(

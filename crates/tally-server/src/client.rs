@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.1 client over one keep-alive connection, for the load test and its tests
-//! (loopback only). Not a general client: no TLS, no redirects.
+//! A minimal HTTP/1.1 client over one keep-alive connection, for `tally load-test` and the tests
+//! of the server and the command line (loopback only): HTTP knowledge, so it lives here. Not a
+//! general client: no TLS, no redirects.
 
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
