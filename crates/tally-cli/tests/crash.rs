@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tally_cli::{load_test, serve};
 use tally_server::client::Conn;
+use tally_store::both;
 
 fn spawn(db: &str) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))

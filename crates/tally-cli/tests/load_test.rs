@@ -5,6 +5,7 @@ mod common;
 use common::Kind;
 use tally_cli::{load_test, serve};
 use tally_server::client::Conn;
+use tally_store::both;
 
 both!(load_small);
 async fn load_small(kind: Kind) {

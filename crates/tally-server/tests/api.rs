@@ -5,6 +5,7 @@ mod common;
 use common::Kind;
 use serde_json::{json, Value};
 use tally_server::client::Conn;
+use tally_store::both;
 
 /// (name, token, body, expected status, expected code)
 type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);

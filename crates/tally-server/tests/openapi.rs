@@ -8,6 +8,7 @@ mod common;
 use common::Kind;
 use serde_json::{json, Value};
 use tally_server::client::Conn;
+use tally_store::both;
 
 /// Checks `v` against `schema` (the subset of OpenAPI 3.0 the document uses: `$ref`, `allOf`,
 /// `oneOf`, `type`, `nullable`, `required`, `properties`, `additionalProperties`, `items`, bounds,

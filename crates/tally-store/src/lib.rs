@@ -28,6 +28,8 @@ pub mod model;
 pub mod pg;
 pub mod sqlite;
 pub mod target;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod verify;
 
 pub use engine::TallyStore;

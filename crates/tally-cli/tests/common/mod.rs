@@ -11,34 +11,7 @@ use std::path::PathBuf;
 use tally_cli::{load_test, serve};
 use tally_server::client::Conn;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs the async test function `$name(Kind)` once per backend, as `$name::sqlite` and
-/// `$name::postgres`.
-#[macro_export]
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::common::Kind::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                match tally_store::pg::test_server() {
-                    Some(_) => super::$name(super::common::Kind::Postgres).await,
-                    None => eprintln!(
-                        "skipped on PostgreSQL: set TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)"
-                    ),
-                }
-            }
-        }
-    };
-}
+pub use tally_store::testing::Kind;
 
 pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(

@@ -12,34 +12,7 @@ use tally_model::{Rule, ValidationConfig};
 use tally_store::model::{CandidateRec, RoundDef, StationInfo};
 use tally_store::{DbTarget, Registry, Role, TallyStore};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs the async test function `$name(Kind)` once per backend, as `$name::sqlite` and
-/// `$name::postgres`.
-#[macro_export]
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::common::Kind::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                match tally_store::pg::test_server() {
-                    Some(_) => super::$name(super::common::Kind::Postgres).await,
-                    None => eprintln!(
-                        "skipped on PostgreSQL: set TALLY_TEST_POSTGRES=$(scripts/postgres-for-tests)"
-                    ),
-                }
-            }
-        }
-    };
-}
+pub use tally_store::testing::Kind;
 
 fn unique(name: &str) -> String {
     tally_store::pg::unique_test_name(name)
