@@ -285,17 +285,27 @@ pub fn check_sheet(
     }
 }
 
-/// A station id as Tally compares it: Unicode NFKC (an accent typed as two code points, a
-/// fullwidth digit) without invisible characters (zero-width space, joiners, byte-order mark),
-/// so one station typed on two keyboards is one station. `None` when the id is already in that
-/// form (every ASCII id without control characters is, and costs one scan).
+/// A station id as Tally compares it: Unicode NFC (an accent typed as two code points is one),
+/// fullwidth ASCII (`Ｓ１`, typed on an East Asian keyboard) as plain ASCII, and no invisible
+/// characters (zero-width space, joiners, byte-order mark), so one station typed on two keyboards
+/// is one station. Other characters are kept as they are: full NFKC would also rewrite ordinary
+/// text such as `№` into `No`. `None` when the id is already in that form (every ASCII id is,
+/// and costs one scan).
 pub fn normalise_station_id(id: &str) -> Option<String> {
     if id.is_ascii() {
         return None;
     }
     use unicode_normalization::UnicodeNormalization;
-    let invisible = |c: &char| matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}');
-    let out: String = id.nfkc().filter(|c| !invisible(c)).collect();
+    let out: String = id
+        .nfc()
+        .filter(|c| !matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}'))
+        .map(|c| match c {
+            // U+FF01..U+FF5E are the fullwidth forms of U+0021..U+007E; U+3000 is a wide space.
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            '\u{3000}' => ' ',
+            c => c,
+        })
+        .collect();
     (out != id).then_some(out)
 }
 
