@@ -44,6 +44,9 @@ pub struct UnitCheck {
     pub boxes_observed: u64,
     /// `boxes_observed / boxes_known`.
     pub coverage: Option<f64>,
+    /// Every known box observed: the unit was compared exactly (its check may still be
+    /// `bound_violated`, which is listed first).
+    pub complete: bool,
     /// The fields that break the bound, or that differ where the unit is complete.
     pub fields: Vec<FieldDiff>,
 }
@@ -66,28 +69,52 @@ pub struct Aggregated {
     pub units: Vec<UnitCheck>,
 }
 
-/// Area names as a matching key: case and the Turkish dotted and dotless i folded, so that
-/// "Çukurova" and "ÇUKUROVA", "Adıyaman" and "ADIYAMAN" meet (sources of one country often
-/// differ only in case; Unicode's default case mapping turns `İ` into `i̇` and `I` into `i`).
+/// Area names as a matching key: case, the Turkish dotted and dotless i, and the common
+/// diacritics folded, so that "Çukurova" meets "ÇUKUROVA", "Adıyaman" "ADIYAMAN" and
+/// "Eyyubiye" "EYYÜBİYE" (sources of one country differ in case and in spelling; Unicode's
+/// default case mapping turns `İ` into `i̇`, which would meet nothing).
 pub fn fold(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for ch in name.trim().chars() {
-        match ch {
-            'İ' | 'I' | 'ı' | 'i' => out.push('i'),
-            '\u{307}' => {}
-            c => out.extend(c.to_lowercase().filter(|&l| l != '\u{307}')),
-        }
+        let plain = match ch {
+            'İ' | 'I' | 'ı' | 'i' | 'î' | 'Î' | 'í' | 'Í' => 'i',
+            'ç' | 'Ç' | 'ć' | 'Ć' => 'c',
+            'ğ' | 'Ğ' => 'g',
+            'ö' | 'Ö' | 'ó' | 'Ó' | 'ô' | 'Ô' => 'o',
+            'ş' | 'Ş' | 'ś' | 'Ś' => 's',
+            'ü' | 'Ü' | 'û' | 'Û' | 'ú' | 'Ú' => 'u',
+            'â' | 'Â' | 'á' | 'Á' | 'ą' | 'Ą' => 'a',
+            'é' | 'É' | 'ę' | 'Ę' => 'e',
+            'ł' | 'Ł' => 'l',
+            'ń' | 'Ń' => 'n',
+            'ż' | 'Ż' | 'ź' | 'Ź' => 'z',
+            '\u{307}' => continue,
+            c => {
+                out.extend(c.to_lowercase().filter(|&l| l != '\u{307}'));
+                continue;
+            }
+        };
+        out.push(plain);
     }
     out
 }
 
+/// The folded path of a node. A name that repeats its parent's name before a space loses that
+/// prefix: one source writes the central district of Amasya "AMASYA MERKEZ", another "Merkez".
 fn folded_path(r: &Round, node: AreaId) -> String {
-    r.tree
-        .path(node)
-        .iter()
-        .map(|p| fold(p))
-        .collect::<Vec<_>>()
-        .join("/")
+    let mut parts: Vec<String> = Vec::new();
+    for name in r.tree.path(node) {
+        let f = fold(name);
+        let f = match parts.last() {
+            Some(parent) => f
+                .strip_prefix(parent.as_str())
+                .and_then(|rest| rest.strip_prefix(' '))
+                .map_or(f.clone(), str::to_string),
+            None => f,
+        };
+        parts.push(f);
+    }
+    parts.join("/")
 }
 
 pub(crate) fn reconcile_aggregated(
@@ -308,6 +335,7 @@ pub(crate) fn reconcile_aggregated(
             boxes_in_other: in_other,
             boxes_observed: observed,
             coverage: known.filter(|&n| n > 0).map(|n| observed as f64 / n as f64),
+            complete: is_complete,
             fields,
         });
     }
@@ -379,6 +407,7 @@ mod tests {
         assert_eq!(fold("Adıyaman"), fold("ADIYAMAN"));
         assert_eq!(fold("İstanbul"), fold("ISTANBUL"));
         assert_eq!(fold("Şişli"), fold("ŞİŞLİ"));
+        assert_eq!(fold("Eyyubiye"), fold("EYYÜBİYE"));
         assert_ne!(fold("Adana"), fold("Ankara"));
     }
 }

@@ -1,6 +1,7 @@
 //! What the differences do to the rule's decisions: the outcome under each set of numbers, which
 //! decisions flip, and the worst case (could the votes at stake alone change a decision?).
 
+use crate::thousands;
 use serde::Serialize;
 use tally_model::rule::{decide_first_round, decide_runoff};
 use tally_model::{Outcome, Rule};
@@ -97,9 +98,14 @@ fn apply(votes: &[u64], change: Change, s: u64) -> Vec<u64> {
 
 fn describe(change: Change, s: u64, names: &[String]) -> String {
     match change {
-        Change::Move(a, b) => format!("{s} votes moved from {} to {}", names[a], names[b]),
-        Change::Add(b) => format!("{s} more votes for {}", names[b]),
-        Change::Remove(a) => format!("{s} fewer votes for {}", names[a]),
+        Change::Move(a, b) => format!(
+            "{} votes moved from {} to {}",
+            thousands(s),
+            names[a],
+            names[b]
+        ),
+        Change::Add(b) => format!("{} more votes for {}", thousands(s), names[b]),
+        Change::Remove(a) => format!("{} fewer votes for {}", thousands(s), names[a]),
     }
 }
 

@@ -168,6 +168,7 @@ fn coarser_official_results_are_compared_exactly_or_by_the_bound() {
     add(&mut a, "D2", &["Adana", "Aladağ"], Counted, &[100, 100]);
     add(&mut a, "D3", &["Adıyaman", "Merkez"], Counted, &[50, 60]);
     add(&mut a, "D4", &["Ankara", "Çankaya"], Counted, &[500, 500]);
+    add(&mut a, "D5", &["Amasya", "Merkez"], Counted, &[10, 10]);
     let mut b = round(1, &["a", "b"], &["city", "district", "school"]);
     // D1: both boxes observed, sums agree.
     add(
@@ -202,9 +203,17 @@ fn coarser_official_results_are_compared_exactly_or_by_the_bound() {
         Counted,
         &[20, 61],
     );
+    // The central district, named after its province by the observers.
+    add(
+        &mut b,
+        "x8",
+        &["AMASYA", "AMASYA MERKEZ", "s1"],
+        Counted,
+        &[10, 10],
+    );
     // An area the official results do not name.
     add(&mut b, "x7", &["ADANA", "NOWHERE", "s1"], Counted, &[1, 1]);
-    let boxes: HashMap<String, u64> = [("D1", 2), ("D2", 2), ("D3", 5), ("D4", 900)]
+    let boxes: HashMap<String, u64> = [("D1", 2), ("D2", 2), ("D3", 5), ("D4", 900), ("D5", 1)]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
@@ -212,8 +221,8 @@ fn coarser_official_results_are_compared_exactly_or_by_the_bound() {
     let r = run_with(&a, &b, Some("province"), &none, &none, Some(&boxes));
     assert_eq!(r.mode, "aggregated");
     let ag = r.aggregated.as_ref().unwrap();
-    assert_eq!(ag.units_observed, 3);
-    assert_eq!(ag.units_complete, 2);
+    assert_eq!(ag.units_observed, 4);
+    assert_eq!(ag.units_complete, 3);
     assert_eq!(ag.units_partial, 1);
     assert_eq!(ag.unmatched_other, vec!["ADANA/NOWHERE".to_string()]);
     assert_eq!(ag.bound_violations.len(), 1);
@@ -221,15 +230,23 @@ fn coarser_official_results_are_compared_exactly_or_by_the_bound() {
     assert_eq!(ag.bound_violations[0].fields[0].field, "votes.b");
     let check = |id: &str| ag.units.iter().find(|u| u.station_id == id).unwrap().check;
     assert_eq!(check("D1"), Check::ExactAgree);
+    assert_eq!(check("D5"), Check::ExactAgree);
+    let complete: Vec<&str> = ag
+        .units
+        .iter()
+        .filter(|u| u.complete)
+        .map(|u| u.station_id.as_str())
+        .collect();
+    assert_eq!(complete, vec!["D1", "D2", "D5"]);
     assert_eq!(check("D2"), Check::ExactDiffer);
     assert_eq!(check("D3"), Check::BoundViolated);
     assert!(
         ag.units.iter().all(|u| u.station_id != "D4"),
         "not observed"
     );
-    assert_eq!(ag.boxes_known, Some(909));
-    assert_eq!(ag.boxes_observed, 2 + 2 + 1);
-    assert_eq!((r.stations.agree, r.stations.differ), (1, 1));
+    assert_eq!(ag.boxes_known, Some(910));
+    assert_eq!(ag.boxes_observed, 2 + 2 + 1 + 1);
+    assert_eq!((r.stations.agree, r.stations.differ), (2, 1));
     assert_eq!(r.stations.only_official, 1);
     // Only the complete units count in the net: D2's observers have 9 fewer for b.
     assert_eq!(r.differences.len(), 1);
