@@ -361,7 +361,6 @@ fn check_text(c: Check) -> &'static str {
         Check::ExactAgree => "agree",
         Check::ExactDiffer => "differ",
         Check::BoundOk => "bound holds",
-        Check::NotObserved => "not observed",
     }
 }
 

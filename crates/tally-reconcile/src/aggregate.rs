@@ -27,8 +27,6 @@ pub enum Check {
     ExactDiffer,
     /// Some boxes observed (or the number of boxes is unknown): the bound holds.
     BoundOk,
-    /// No box of the unit observed.
-    NotObserved,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
