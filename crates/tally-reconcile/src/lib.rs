@@ -832,18 +832,26 @@ pub fn sentence(r: &Reconciliation) -> String {
         Some(m) => {
             let (x, y) = (m.votes as i64, r.lead_other);
             let change = if y < x {
-                format!("shrink by {} votes", thousands((x - y) as u64))
+                format!(
+                    "would shrink by {} votes, from {} to {}",
+                    thousands((x - y) as u64),
+                    thousands(m.votes),
+                    signed(y)
+                )
             } else if y > x {
-                format!("grow by {} votes", thousands((y - x) as u64))
+                format!(
+                    "would grow by {} votes, from {} to {}",
+                    thousands((y - x) as u64),
+                    thousands(m.votes),
+                    signed(y)
+                )
             } else {
-                "not change".to_string()
+                format!("would stay {} votes", thousands(m.votes))
             };
             out.push_str(&format!(
-                "if the other source were right everywhere, {}'s margin over {} would {change}, from {} to {}",
+                "if the other source were right everywhere, {}'s margin over {} {change}",
                 name(&m.first),
                 name(&m.second),
-                thousands(m.votes),
-                signed(y)
             ));
         }
         None => out.push_str("there is no margin to compare"),

@@ -460,3 +460,16 @@ fn areas_rank_a_cluster_above_scattered_errors() {
     assert!(areas[0].excess_z > 5.0);
     assert!(areas[1].excess_z < areas[0].excess_z / 2.0);
 }
+
+#[test]
+fn a_source_against_itself_agrees_everywhere() {
+    let a = synthetic(500, 2);
+    let r = run(&a, &a, Some("region"));
+    assert_eq!((r.stations.agree, r.stations.differ), (500, 0));
+    assert!(r.differences.is_empty() && r.one_sided.is_empty());
+    assert!(r.net.values().all(|&v| v == 0));
+    assert_eq!(r.outcome_official, r.outcome_other);
+    assert_eq!(r.worst_case.votes_at_stake, 0);
+    assert!(!r.worst_case.could_flip);
+    assert!(r.sentence.contains("would stay"), "{}", r.sentence);
+}
