@@ -6,6 +6,7 @@ mod bench;
 mod embedded;
 mod forensics;
 mod load;
+mod reconcile;
 mod results;
 mod table;
 mod transfers;
@@ -189,6 +190,39 @@ enum Command {
         /// Election definition (TOML) for the two round files.
         #[arg(long, value_name = "DEF.toml")]
         election: Option<String>,
+    },
+    /// Reconcile two sources of the same round (official results against observers' or a
+    /// party's copies): every station in one class, the kind of each difference, the outcome under
+    /// each source, what flips, and the votes at stake.
+    #[command(
+        after_help = "Examples:\n  tally reconcile official.csv observers.csv --level region --stations-csv differing.csv\n  tally reconcile ../shared/data/turkey2023/r1.csv.gz ../shared/data/turkey2023-observers/r1-partial.csv.gz --boxes ../shared/data/turkey2023/districts-meta.csv.gz --level province"
+    )]
+    Reconcile {
+        /// The reference source (the official results).
+        official: String,
+        /// The second source (observers, a party's copies, an earlier publication).
+        other: String,
+        /// Also report every area of this level of the official source.
+        #[arg(long)]
+        level: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Write every differing or one-sided station to this CSV file.
+        #[arg(long, value_name = "FILE")]
+        stations_csv: Option<String>,
+        /// Ballot boxes per official unit (CSV with station_id and ballot_boxes, e.g.
+        /// turkey2023/districts-meta.csv.gz), when the official source is coarser.
+        #[arg(long, value_name = "FILE")]
+        boxes: Option<String>,
+        /// Election definition (TOML) for both files.
+        #[arg(long, value_name = "DEF.toml")]
+        election: Option<String>,
+        /// Majority rule: majority (default), argentina, costa-rica, or a threshold such as 40%.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Rows shown in each table.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        show: usize,
     },
     /// Write a synthetic election (uniform CSV), deterministic for a seed.
     #[command(
@@ -646,6 +680,27 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             candidates,
             repeat,
             peers,
+        }),
+        Command::Reconcile {
+            official,
+            other,
+            level,
+            format,
+            stations_csv,
+            boxes,
+            election,
+            rule,
+            show,
+        } => reconcile::run(&reconcile::Args {
+            official: &official,
+            other: &other,
+            level: level.as_deref(),
+            format,
+            stations_csv: stations_csv.as_deref(),
+            boxes: boxes.as_deref(),
+            election: election.as_deref(),
+            rule: rule.as_deref(),
+            show,
         }),
         Command::Codes => {
             let mut t = table::Table::new(&[
