@@ -593,6 +593,41 @@ pub async fn get_progress(State(st): State<AppState>) -> Response {
     json_response(StatusCode::OK, &st.store.progress())
 }
 
+/// The official sheets against the observers' for one round (`tally.reconcile/1`, as
+/// `tally reconcile` builds it; docs/reconcile-json.md): recomputed on every request from memory.
+#[utoipa::path(
+    get,
+    path = "/reconciliation",
+    params(("round" = Option<u8>, Query, minimum = 1, description = "The round (default 1)")),
+    responses(
+        (status = 200, description = "tally.reconcile/1 document"),
+        (status = 400, description = "Bad request (H400) or malformed JSON (E108)", body = ErrorBody),
+        (status = 404, description = "No such station, area, user or route (H404)", body = ErrorBody)
+    )
+)]
+pub async fn get_reconciliation(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = parse_query(q.as_deref())?;
+    check_params(&q, &["round"])?;
+    let round = match q.get("round").map(String::as_str) {
+        None => 1,
+        Some(r) => r.parse::<u8>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "H400",
+                format!("round '{r}' is not a round number"),
+            )
+        })?,
+    };
+    let store = st.store.clone();
+    let rep = tokio::task::spawn_blocking(move || store.reconciliation(round))
+        .await
+        .map_err(|_| StoreError::Closed)??;
+    Ok(json_response(StatusCode::OK, &rep))
+}
+
 /// Every version of every source of one station, and its conflicts.
 #[utoipa::path(
     get,
@@ -691,6 +726,7 @@ async fn journal_page(
                     )
                 };
                 let ev = tally_store::ChangeEvent {
+                    new_conflict: false,
                     seq,
                     kind: b.kind,
                     station_id: b.station_id.ok_or_else(|| missing("station_id"))?,
@@ -811,7 +847,12 @@ pub async fn get_events(
         loop {
             if let Some((seq, data)) = s.pending.pop_front() {
                 s.last = s.last.max(seq);
-                let item = format!("id: {seq}\nevent: change\ndata: {data}\n\n");
+                let mut item = format!("id: {seq}\nevent: change\ndata: {data}\n\n");
+                // A sheet that made its station's sources disagree is also announced as a
+                // `conflict` event (no id of its own: resuming goes by the change events).
+                if data.contains("\"new_conflict\":true") {
+                    item.push_str(&format!("event: conflict\ndata: {data}\n\n"));
+                }
                 return Some((Ok(Bytes::from(item)), s));
             }
             // The next page is read only once this one has been sent: a subscriber that does

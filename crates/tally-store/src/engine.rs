@@ -367,8 +367,9 @@ impl Inner {
                     continue;
                 }
                 if let Some(rec) = &it.sheet {
-                    live.apply(rec);
+                    let new_conflict = live.apply(rec);
                     events.push(ChangeEvent {
+                        new_conflict,
                         seq: rec.journal_seq,
                         kind: "sheet".into(),
                         station_id: rec.sheet.station_id.clone(),
@@ -916,6 +917,12 @@ impl Store for TallyStore {
         let scope = tally_model::report::ReportScope { round, area, level };
         live.results(&scope)
             .map_err(|e| StoreError::NotFound(e.to_string()))
+    }
+
+    fn reconciliation(&self, round: u8) -> Result<tally_reconcile::Reconciliation, StoreError> {
+        let live = self.inner.live.read().unwrap_or_else(|e| e.into_inner());
+        live.reconciliation(&self.inner.registry, round)
+            .map_err(StoreError::NotFound)
     }
 
     fn progress(&self) -> ProgressReport {

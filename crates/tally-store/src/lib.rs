@@ -129,6 +129,11 @@ pub struct ChangeEvent {
     pub source: String,
     pub version: u32,
     pub hash: String,
+    /// True when this sheet made the sources of its station disagree where they agreed before
+    /// (live only: a replay from the journal does not recompute it; the reconciliation endpoint
+    /// gives the state).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub new_conflict: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -195,6 +200,8 @@ pub trait Store: Send + Sync + 'static {
         level: Option<&str>,
     ) -> Result<ResultsReport, StoreError>;
     fn progress(&self) -> ProgressReport;
+    /// Official sheets against the observers' for one round (`tally.reconcile/1`).
+    fn reconciliation(&self, round: u8) -> Result<tally_reconcile::Reconciliation, StoreError>;
     fn station(&self, id: &str) -> Result<StationView, StoreError>;
     fn journal(&self, from: i64, limit: usize) -> Result<Vec<JournalEntry>, StoreError>;
     fn subscribe(&self, hook: Hook);

@@ -236,7 +236,9 @@ impl Live {
     }
 
     /// Applies a committed sheet version.
-    pub fn apply(&mut self, rec: &SheetRecord) {
+    /// Applies a committed sheet version; true when it made the sources of its station disagree
+    /// where they agreed before (a new conflict, announced on the event stream).
+    pub fn apply(&mut self, rec: &SheetRecord) -> bool {
         let s = &rec.sheet;
         self.versions += 1;
         let st = self
@@ -247,7 +249,9 @@ impl Live {
             .latest
             .insert(rec.source.clone(), (rec.version, s.clone()))
             .is_none();
+        let had_conflict = !st.conflicts.is_empty();
         st.conflicts = conflicts(&st.latest);
+        let new_conflict = !had_conflict && !st.conflicts.is_empty();
         if rec.source == "official" {
             if is_new {
                 self.official_sheets += 1;
@@ -259,6 +263,68 @@ impl Live {
             self.observer_sheets += 1;
         }
         self.last_seq = self.last_seq.max(rec.journal_seq);
+        new_conflict
+    }
+
+    /// The observers' copy of round `number`: every registry station, with the observer sheet
+    /// where one was sent (when several observers sent one, the observer with the lowest user
+    /// id: their own disagreements are conflicts of the station view).
+    fn observer_round(&self, reg: &Registry, number: u8) -> Option<Round> {
+        let live = self.rounds.iter().find(|r| r.round.number == number)?;
+        let (mut round, index) = registry_round(reg, number)?;
+        for ((r, station), st) in &self.stations {
+            if *r != number {
+                continue;
+            }
+            let observer = st
+                .latest
+                .iter()
+                .filter(|(src, _)| src.as_str() != "official")
+                .min_by_key(|(src, _)| {
+                    src.trim_start_matches("observer:u")
+                        .parse::<i64>()
+                        .unwrap_or(i64::MAX)
+                });
+            if let (Some((_, (_, sheet))), Some(&i)) = (observer, index.get(station)) {
+                set_station(&mut round, i, sheet, live.registry_registered[i]);
+            }
+        }
+        Some(round)
+    }
+
+    /// Reconciliation of the official sheets against the observers' of round `number`, by the
+    /// same function as `tally reconcile`.
+    pub fn reconciliation(
+        &self,
+        reg: &Registry,
+        number: u8,
+    ) -> Result<tally_reconcile::Reconciliation, String> {
+        let official = &self
+            .rounds
+            .iter()
+            .find(|r| r.round.number == number)
+            .ok_or_else(|| format!("no round {number}"))?
+            .round;
+        let other = self
+            .observer_round(reg, number)
+            .ok_or_else(|| format!("no round {number}"))?;
+        let none = HashMap::new();
+        tally_reconcile::reconcile(
+            tally_reconcile::Side {
+                round: official,
+                codes: &none,
+            },
+            tally_reconcile::Side {
+                round: &other,
+                codes: &none,
+            },
+            &tally_reconcile::Options {
+                rule: &self.rule,
+                level: None,
+                boxes: None,
+            },
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// The `tally.results/1` report, built by the same function as `tally results`.
