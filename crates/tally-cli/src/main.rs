@@ -529,9 +529,13 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             election,
         } => {
             let s = tally_cli::serve::init(&db, &stations, election.as_deref())?;
+            let rounds: Vec<String> = s.rounds.iter().map(u8::to_string).collect();
             println!(
-                "{}: {} stations, rounds {:?} -> {}",
-                s.election, s.stations, s.rounds, s.database
+                "{}: {} stations, rounds {} -> {}",
+                s.election,
+                s.stations,
+                rounds.join(", "),
+                s.database
             );
             Ok(ExitCode::SUCCESS)
         }
