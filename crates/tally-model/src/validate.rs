@@ -378,26 +378,27 @@ where
     F: Fn(usize, usize) -> bool,
 {
     use rayon::prelude::*;
-    // A bitmap of 2^24 hash slots finds the few ids whose slot is already taken; only those are
-    // compared exactly. Duplicates are rare, a million ids are not.
-    const SLOTS: u64 = 1 << 24;
+    // A bitmap of hash slots finds the few ids whose slot is already taken; only those are
+    // compared exactly. Duplicates are rare, a million ids are not. The bitmap grows with the
+    // input (16 slots an id, up to 2^24): a one-sheet HTTP request must not clear 2 MB.
+    let slots: u64 = (ids.len() as u64 * 16).next_power_of_two().clamp(1 << 10, 1 << 24);
     let hashes: Vec<u64> = ids.par_iter().map(|id| fnv1a(id.as_bytes())).collect();
-    let mut bitmap = vec![0u64; (SLOTS / 64) as usize];
+    let mut bitmap = vec![0u64; (slots / 64) as usize];
     let mut busy = vec![false; hashes.len()];
     for (i, h) in hashes.iter().enumerate() {
-        let slot = h % SLOTS;
+        let slot = h % slots;
         let (word, bit) = ((slot / 64) as usize, slot % 64);
         busy[i] = bitmap[word] >> bit & 1 == 1;
         bitmap[word] |= 1 << bit;
     }
     // A slot hit means "maybe": the slot's first owner is a candidate too.
-    let mut hit = vec![0u64; (SLOTS / 64) as usize];
+    let mut hit = vec![0u64; (slots / 64) as usize];
     for (h, _) in hashes.iter().zip(&busy).filter(|(_, b)| **b) {
-        let slot = h % SLOTS;
+        let slot = h % slots;
         hit[(slot / 64) as usize] |= 1 << (slot % 64);
     }
     let in_hit = |h: u64| {
-        let slot = h % SLOTS;
+        let slot = h % slots;
         hit[(slot / 64) as usize] >> (slot % 64) & 1 == 1
     };
     let repeated: std::collections::HashSet<u64> = {
@@ -644,7 +645,7 @@ mod tests {
 
     #[test]
     fn duplicates_among_many_ids_despite_slot_collisions() {
-        // 300,000 ids in 2^24 slots collide by chance a few thousand times; only the planted
+        // 300,000 ids in 2^23 slots collide by chance many thousand times; only the planted
         // repeats may come out.
         let mut ids: Vec<String> = (0..300_000).map(|i| format!("st-{i}")).collect();
         ids.push("st-17".into());
