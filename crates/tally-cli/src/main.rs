@@ -310,8 +310,12 @@ enum Command {
     Export {
         #[arg(long, value_name = "PATH|URL")]
         db: String,
+        /// A new or empty folder (an existing export is replaced only with --replace).
         #[arg(long)]
         out: std::path::PathBuf,
+        /// Overwrite the files of an earlier export in --out.
+        #[arg(long)]
+        replace: bool,
     },
     /// Recompute the journal chain and every total of an export directory or a database
     /// (exit code 2 when anything does not match).
@@ -561,8 +565,8 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             tally_cli::serve::serve(&db, &addr, limits)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Export { db, out } => {
-            let r = tally_cli::serve::export(&db, &out)?;
+        Command::Export { db, out, replace } => {
+            let r = tally_cli::serve::export(&db, &out, replace)?;
             print!("{}", tally_cli::serve::render_verify(&r));
             Ok(ExitCode::SUCCESS)
         }

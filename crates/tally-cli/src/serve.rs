@@ -153,8 +153,8 @@ pub fn serve(db: &str, addr: &str, limits: tally_server::conn::Limits) -> Result
 }
 
 /// `tally export --db DB --out DIR`.
-pub fn export(db: &str, out_dir: &Path) -> Result<VerifyReport, String> {
-    tally_store::export(&DbTarget::parse(db), out_dir).map_err(|e| e.to_string())
+pub fn export(db: &str, out_dir: &Path, replace: bool) -> Result<VerifyReport, String> {
+    tally_store::export(&DbTarget::parse(db), out_dir, replace).map_err(|e| e.to_string())
 }
 
 /// `tally verify PATH [--anchor SEQ:HASH]...`: an export directory, a SQLite file or a

@@ -320,8 +320,20 @@ const FILES: [&str; 4] = [
 
 /// Writes `registry.json`, `sheets.jsonl` (every version), `journal.jsonl`, `results.json` and
 /// `manifest.json` (sha256 of each) into `dir`; returns the verification of what was written.
-pub fn export(target: &DbTarget, dir: &Path) -> Result<VerifyReport, StoreError> {
+/// Writes an export into `dir`. A folder that already holds files is refused unless `replace`:
+/// an earlier export (or anything else) is never overwritten silently.
+pub fn export(target: &DbTarget, dir: &Path, replace: bool) -> Result<VerifyReport, StoreError> {
     let io = |e: std::io::Error| StoreError::Io(e.to_string());
+    if !replace {
+        if let Ok(mut entries) = std::fs::read_dir(dir) {
+            if entries.next().is_some() {
+                return Err(StoreError::Invalid(format!(
+                    "{} is not empty: choose a new folder, or pass --replace to overwrite an earlier export",
+                    dir.display()
+                )));
+            }
+        }
+    }
     // One snapshot, so an export taken while servers keep writing is still consistent.
     let snap = target.connect(false)?.snapshot()?;
     let (reg, sheets, journal) = (snap.registry, snap.sheets, snap.journal);

@@ -200,8 +200,12 @@ fn tampering_is_named_by_verify(kind: Kind) {
     store.close();
     drop(store);
     let out = dir.join("export");
-    let r = export(&db, &out).unwrap();
+    let r = export(&db, &out, false).unwrap();
     assert!(r.ok, "{:?}", r.problems);
+    // The same folder again: refused (nothing overwritten) unless asked.
+    let err = export(&db, &out, false).unwrap_err().to_string();
+    assert!(err.contains("not empty") && err.contains("--replace"), "{err}");
+    assert!(export(&db, &out, true).unwrap().ok);
     assert!(verify_dir(&out, &[]).unwrap().ok);
 
     // Edit a stored sheet directly in the database.
