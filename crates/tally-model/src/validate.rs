@@ -381,7 +381,9 @@ where
     // A bitmap of hash slots finds the few ids whose slot is already taken; only those are
     // compared exactly. Duplicates are rare, a million ids are not. The bitmap grows with the
     // input (16 slots an id, up to 2^24): a one-sheet HTTP request must not clear 2 MB.
-    let slots: u64 = (ids.len() as u64 * 16).next_power_of_two().clamp(1 << 10, 1 << 24);
+    let slots: u64 = (ids.len() as u64 * 16)
+        .next_power_of_two()
+        .clamp(1 << 10, 1 << 24);
     let hashes: Vec<u64> = ids.par_iter().map(|id| fnv1a(id.as_bytes())).collect();
     let mut bitmap = vec![0u64; (slots / 64) as usize];
     let mut busy = vec![false; hashes.len()];

@@ -147,6 +147,43 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The longest request target the API answers (its longest real URL is a few hundred bytes).
+pub const MAX_URI: usize = 8 * 1024;
+/// Header lines and bytes a request may carry (hyper itself stops far beyond these, with a bare
+/// answer; here the client gets a coded JSON one, like every other refusal).
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// 414 H414 for an over-long request target, 431 H431 for too many or too large headers.
+pub(crate) async fn limit_request_head(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let uri = req.uri().to_string().len();
+    if uri > MAX_URI {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "H414",
+            format!("the request target is {uri} bytes; at most {MAX_URI}"),
+        )
+        .into_response();
+    }
+    let h = req.headers();
+    let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if h.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "H431",
+            format!(
+                "{} header lines, {bytes} bytes; at most {MAX_HEADERS} lines and {MAX_HEADER_BYTES} bytes",
+                h.len()
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 pub(crate) async fn not_found(method: Method) -> ApiError {
     let _ = method;
     ApiError::new(StatusCode::NOT_FOUND, "H404", "no such route")

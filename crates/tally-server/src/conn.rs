@@ -149,6 +149,10 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits) -> std
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
+                // Room above the API's own head limits (api::MAX_HEADERS, MAX_HEADER_BYTES), so
+                // a client over them gets the coded JSON answer, not hyper's bare one.
+                .max_headers(4 * crate::api::MAX_HEADERS)
+                .max_buf_size(8 * crate::api::MAX_HEADER_BYTES)
                 .keep_alive(true)
                 .serve_connection(io, TowerToHyperService::new(router));
             tokio::select! {

@@ -198,3 +198,21 @@ async fn non_reading_replay_subscribers_hold_one_page_each() {
     }
     drop(subs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_heads_get_coded_json_answers() {
+    let (_dir, db, _) = common::setup("limits_heads", Kind::Sqlite);
+    let addr = common::start(&db).await;
+    let mut c = Conn::connect(&addr).await.unwrap();
+    let long = format!("/api/v1/results?area={}", "x".repeat(10_000));
+    let r = c.request("GET", &long, &[], b"").await.unwrap();
+    assert_eq!((r.status, r.json()["code"].as_str()), (414, Some("H414")));
+    let names: Vec<String> = (0..150).map(|i| format!("X-Extra-{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let mut c = Conn::connect(&addr).await.unwrap();
+    let r = c
+        .request("GET", "/api/v1/results", &headers, b"")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()["code"].as_str()), (431, Some("H431")));
+}

@@ -204,7 +204,10 @@ fn tampering_is_named_by_verify(kind: Kind) {
     assert!(r.ok, "{:?}", r.problems);
     // The same folder again: refused (nothing overwritten) unless asked.
     let err = export(&db, &out, false).unwrap_err().to_string();
-    assert!(err.contains("not empty") && err.contains("--replace"), "{err}");
+    assert!(
+        err.contains("not empty") && err.contains("--replace"),
+        "{err}"
+    );
     assert!(export(&db, &out, true).unwrap().ok);
     assert!(verify_dir(&out, &[]).unwrap().ok);
 
