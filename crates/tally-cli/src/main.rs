@@ -37,6 +37,8 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// NIST SP 1500-100 v2 ElectionReport (JSON), `tally results` only (docs/nist.md).
+    Nist,
 }
 
 #[derive(clap::Args)]
@@ -87,6 +89,9 @@ enum Command {
         area: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// With --format nist: Status certified (the results are official and final).
+        #[arg(long)]
+        certified: bool,
     },
     /// Election forensics of one round: fingerprint, integer percentages, digits, distributions,
     /// anomalous stations. Statistics are anomalies with uncertainties, never verdicts.
@@ -321,6 +326,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             level,
             area,
             format,
+            certified,
         } => {
             let cfg = validation(&input);
             let loaded = load_input(&input, &cfg)?;
@@ -338,6 +344,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     serde_json::to_string_pretty(&rep).map_err(|e| e.to_string())? + "\n"
                 }
                 Format::Csv => results::render_csv(&rep),
+                Format::Nist => results::render_nist(&loaded, certified)?,
             };
             std::io::stdout()
                 .lock()
@@ -355,7 +362,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             reps,
             format,
         } => {
-            if format == Format::Csv {
+            if format == Format::Csv || format == Format::Nist {
                 return Err(
                     "forensics prints table or json; use --stations-csv FILE for the station list"
                         .into(),
