@@ -686,8 +686,7 @@ fn round_election(
         }
     }
     let s = &round.stations;
-    for i in 0..round.len() {
-        let unit = &station_ids[i];
+    for (i, unit) in station_ids.iter().enumerate() {
         let counted = s.status[i] == SheetStatus::Counted;
         units.push(GpUnit {
             id: unit.clone(),
