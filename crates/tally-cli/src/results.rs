@@ -329,7 +329,5 @@ pub fn render_nist(loaded: &Loaded, certified: bool) -> Result<String, String> {
         issuer: "Tally",
     };
     let rep = tally_model::nist::nist_report(&loaded.election, &loaded.rule, &rounds, &meta);
-    serde_json::to_string(&rep)
-        .map(|s| s + "\n")
-        .map_err(|e| e.to_string())
+    String::from_utf8(tally_io::nist::to_json(&rep)).map_err(|e| e.to_string())
 }
