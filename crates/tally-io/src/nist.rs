@@ -311,20 +311,27 @@ fn add(acc: &mut u64, v: u64) {
 
 /// The value of a count, or an E101 finding.
 fn value(c: &Count, what: &str, findings: &mut Vec<Finding>) -> Option<u64> {
+    value_of(c, || what.to_string(), findings)
+}
+
+/// [`value`] with the field's name made only when it is needed.
+fn value_of(c: &Count, what: impl Fn() -> String, findings: &mut Vec<Finding>) -> Option<u64> {
     match c.0 {
         Ok(v) if v <= MAX_COUNT => Some(v),
         Ok(v) => {
+            let what = what();
             findings.push(Finding::on(
                 Code::E101,
-                [what],
+                [what.as_str()],
                 format!("{what} {v} is too large to be a count"),
             ));
             None
         }
         Err(b) => {
+            let what = what();
             findings.push(Finding::on(
                 Code::E101,
-                [what],
+                [what.as_str()],
                 format!("{what} {b} is not a count (a non-negative integer)"),
             ));
             None
@@ -487,8 +494,9 @@ fn read_contest(
                 continue;
             };
             let sh = &mut sheets[li];
-            let field = format!("votes.{}", candidates[j].id);
-            let Some(v) = value(&vc.count, &field, &mut sh.findings) else {
+            let cand = &candidates[j].id;
+            let field = || format!("votes.{cand}");
+            let Some(v) = value_of(&vc.count, field, &mut sh.findings) else {
                 continue;
             };
             if vc.r#type == "total" {
