@@ -34,7 +34,7 @@ pub fn contests(report: &ElectionReport) -> Vec<(String, String, String)> {
             e.contest
                 .iter()
                 .filter(|c| c.at_type == "ElectionResults.CandidateContest")
-                .map(move |c| (c.id.clone(), c.name.clone(), e.r#type.clone()))
+                .map(move |c| (c.id.clone(), c.name.clone(), e.r#type.to_string()))
         })
         .collect()
 }
@@ -502,8 +502,8 @@ fn read_contest(
             if vc.r#type == "total" {
                 add(&mut sh.votes[j], v);
             } else {
-                if !split_types.contains(&vc.r#type) {
-                    split_types.push(vc.r#type.clone());
+                if !split_types.iter().any(|t| vc.r#type == t.as_str()) {
+                    split_types.push(vc.r#type.to_string());
                 }
                 add(&mut sh.split_votes[j], v);
             }

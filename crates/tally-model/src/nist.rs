@@ -16,6 +16,7 @@ use crate::round::{Round, SheetStatus, MISSING};
 use crate::rule::{Outcome, Rule};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
+use std::borrow::Cow;
 use std::fmt;
 
 /// `@type` of the report, also how a reader recognises the format.
@@ -93,6 +94,120 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
+/// A value from a closed list (`@type`, `Type`, `Status`, `Language`): the usual values are
+/// shared statics, so reading a large report does not allocate one string per object for them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tag(Cow<'static, str>);
+
+const KNOWN_TAGS: [&str; 38] = [
+    "ElectionResults.VoteCounts",
+    "ElectionResults.BallotCounts",
+    "ElectionResults.ReportingUnit",
+    "ElectionResults.CountStatus",
+    "ElectionResults.ExternalIdentifier",
+    "ElectionResults.InternationalizedText",
+    "ElectionResults.LanguageString",
+    "ElectionResults.Candidate",
+    "ElectionResults.CandidateSelection",
+    "ElectionResults.CandidateContest",
+    "ElectionResults.Election",
+    "ElectionResults.ElectionReport",
+    "total",
+    "polling-place",
+    "precinct",
+    "other",
+    "completed",
+    "in-process",
+    "not-processed",
+    "local-level",
+    "election-day",
+    "early",
+    "absentee",
+    "und",
+    "en",
+    "general",
+    "runoff",
+    "county",
+    "state",
+    "country",
+    "city",
+    "town",
+    "municipality",
+    "ward",
+    "school",
+    "village",
+    "borough",
+    "township",
+];
+
+impl Tag {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Tag {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&'static str> for Tag {
+    fn from(s: &'static str) -> Self {
+        Tag(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Tag {
+    fn from(s: String) -> Self {
+        Tag(Cow::Owned(s))
+    }
+}
+
+impl PartialEq<&str> for Tag {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<str> for Tag {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Tag {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Tag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Tag;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Tag, E> {
+                Ok(match KNOWN_TAGS.iter().find(|k| **k == v) {
+                    Some(k) => Tag(Cow::Borrowed(k)),
+                    None => Tag(Cow::Owned(v.to_string())),
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 fn no<T>(v: &Option<T>) -> bool {
     v.is_none()
 }
@@ -101,18 +216,18 @@ fn no<T>(v: &Option<T>) -> bool {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LanguageString {
     #[serde(rename = "@type", default)]
-    pub at_type: String,
+    pub at_type: Tag,
     #[serde(rename = "Content", default)]
     pub content: String,
     #[serde(rename = "Language", default)]
-    pub language: String,
+    pub language: Tag,
 }
 
 /// `ElectionResults.InternationalizedText`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Text {
     #[serde(rename = "@type", default)]
-    pub at_type: String,
+    pub at_type: Tag,
     #[serde(rename = "Text", default)]
     pub text: Vec<LanguageString>,
 }
@@ -139,15 +254,15 @@ impl Text {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CountStatus {
     #[serde(rename = "@type", default)]
-    pub at_type: String,
+    pub at_type: Tag,
     #[serde(rename = "Status", default)]
-    pub status: String,
+    pub status: Tag,
     #[serde(rename = "Type", default)]
-    pub r#type: String,
+    pub r#type: Tag,
 }
 
 impl CountStatus {
-    fn total(status: &str) -> Vec<CountStatus> {
+    fn total(status: &'static str) -> Vec<CountStatus> {
         vec![CountStatus {
             at_type: "ElectionResults.CountStatus".into(),
             status: status.into(),
@@ -160,9 +275,9 @@ impl CountStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExternalIdentifier {
     #[serde(rename = "@type", default)]
-    pub at_type: String,
+    pub at_type: Tag,
     #[serde(rename = "Type", default)]
-    pub r#type: String,
+    pub r#type: Tag,
     #[serde(rename = "Value", default)]
     pub value: String,
 }
@@ -174,7 +289,7 @@ pub struct GpUnit {
     #[serde(rename = "@id", default)]
     pub id: String,
     #[serde(rename = "@type", default)]
-    pub at_type: String,
+    pub at_type: Tag,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub composing_gp_unit_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -190,7 +305,7 @@ pub struct GpUnit {
     #[serde(default, skip_serializing_if = "no")]
     pub total_sub_units: Option<u64>,
     #[serde(default)]
-    pub r#type: String,
+    pub r#type: Tag,
     #[serde(default, skip_serializing_if = "no")]
     pub voters_participated: Option<Count>,
     #[serde(default, skip_serializing_if = "no")]
@@ -202,7 +317,7 @@ pub struct GpUnit {
 #[serde(rename_all = "PascalCase")]
 pub struct VoteCounts {
     #[serde(rename = "@type", default)]
-    pub at_type: String,
+    pub at_type: Tag,
     pub count: Count,
     #[serde(default)]
     pub gp_unit_id: String,
@@ -212,7 +327,7 @@ pub struct VoteCounts {
     #[serde(default, skip_serializing_if = "no")]
     pub round: Option<u64>,
     #[serde(default)]
-    pub r#type: String,
+    pub r#type: Tag,
 }
 
 impl Default for Count {
@@ -226,7 +341,7 @@ impl Default for Count {
 #[serde(rename_all = "PascalCase")]
 pub struct BallotCounts {
     #[serde(rename = "@type", default)]
-    pub at_type: String,
+    pub at_type: Tag,
     #[serde(default, skip_serializing_if = "no")]
     pub ballots_cast: Option<Count>,
     #[serde(default, skip_serializing_if = "no")]
@@ -236,7 +351,7 @@ pub struct BallotCounts {
     #[serde(default, skip_serializing_if = "no")]
     pub other_type: Option<String>,
     #[serde(default)]
-    pub r#type: String,
+    pub r#type: Tag,
 }
 
 /// `ElectionResults.Candidate`.
@@ -246,7 +361,7 @@ pub struct Candidate {
     #[serde(rename = "@id", default)]
     pub id: String,
     #[serde(rename = "@type", default)]
-    pub at_type: String,
+    pub at_type: Tag,
     #[serde(default, skip_serializing_if = "no")]
     pub ballot_name: Option<Text>,
     #[serde(default, skip_serializing_if = "no")]
@@ -260,7 +375,7 @@ pub struct Selection {
     #[serde(rename = "@id", default)]
     pub id: String,
     #[serde(rename = "@type", default)]
-    pub at_type: String,
+    pub at_type: Tag,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub candidate_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "no")]
@@ -276,7 +391,7 @@ pub struct Contest {
     #[serde(rename = "@id", default)]
     pub id: String,
     #[serde(rename = "@type", default)]
-    pub at_type: String,
+    pub at_type: Tag,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contest_selection: Vec<Selection>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -304,7 +419,7 @@ pub struct Contest {
 #[serde(rename_all = "PascalCase")]
 pub struct Election {
     #[serde(rename = "@type", default)]
-    pub at_type: String,
+    pub at_type: Tag,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ballot_counts: Vec<BallotCounts>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -322,7 +437,7 @@ pub struct Election {
     #[serde(default)]
     pub start_date: String,
     #[serde(default)]
-    pub r#type: String,
+    pub r#type: Tag,
 }
 
 /// `ElectionResults.ElectionReport`: the whole document.
@@ -330,7 +445,7 @@ pub struct Election {
 #[serde(rename_all = "PascalCase")]
 pub struct ElectionReport {
     #[serde(rename = "@type", default)]
-    pub at_type: String,
+    pub at_type: Tag,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub election: Vec<Election>,
     #[serde(default)]
@@ -670,7 +785,7 @@ fn round_election(
             other_type: other,
             sub_units_reported: Some(t.stations_counted),
             total_sub_units: Some(t.stations_known),
-            r#type: ty,
+            r#type: ty.into(),
             voters_participated: Some(Count::new(t.cast)),
             voters_registered: Some(Count::new(t.registered_known)),
         });
