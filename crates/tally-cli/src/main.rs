@@ -38,6 +38,8 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// NIST SP 1500-100 v2 ElectionReport (JSON), `tally results` only (docs/nist.md).
+    Nist,
 }
 
 #[derive(clap::Args)]
@@ -117,6 +119,9 @@ enum Command {
         area: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// With --format nist: Status certified (the results are official and final).
+        #[arg(long)]
+        certified: bool,
     },
     /// Election forensics of one round: fingerprint, integer percentages, digits, distributions,
     /// anomalous stations. Statistics are anomalies with uncertainties, never verdicts.
@@ -423,6 +428,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             level,
             area,
             format,
+            certified,
         } => {
             let cfg = validation(&input);
             let loaded = load_input(&input, &cfg)?;
@@ -440,6 +446,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                     serde_json::to_string_pretty(&rep).map_err(|e| e.to_string())? + "\n"
                 }
                 Format::Csv => results::render_csv(&rep),
+                Format::Nist => results::render_nist(&loaded, certified)?,
             };
             std::io::stdout()
                 .lock()

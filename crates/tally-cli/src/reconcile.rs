@@ -122,11 +122,16 @@ pub fn run(args: &Args<'_>) -> Result<ExitCode, String> {
         },
     )
     .map_err(|e| e.to_string())?;
-    let text = match args.format {
-        Format::Table => render_table(&rec, args.show),
-        Format::Json => serde_json::to_string_pretty(&rec).map_err(|e| e.to_string())? + "\n",
-        Format::Csv => render_csv(&rec),
-    };
+    let text =
+        match args.format {
+            Format::Table => render_table(&rec, args.show),
+            Format::Json => serde_json::to_string_pretty(&rec).map_err(|e| e.to_string())? + "\n",
+            Format::Csv => render_csv(&rec),
+            Format::Nist => return Err(
+                "a reconciliation has no NIST SP 1500-100 form: use --format table, json or csv"
+                    .into(),
+            ),
+        };
     std::io::stdout()
         .lock()
         .write_all(text.as_bytes())

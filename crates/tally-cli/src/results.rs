@@ -333,3 +333,37 @@ fn csv_line(cells: &[&str]) -> String {
         .collect();
     format!("{}\n", quoted.join(","))
 }
+
+/// `--format nist`: the NIST SP 1500-100 v2 `ElectionReport` of every round (docs/nist.md), built
+/// by `tally_model::nist::nist_report` like the server would. `GeneratedDate` is now, or
+/// `SOURCE_DATE_EPOCH` when set (reproducible output).
+pub fn render_nist(loaded: &Loaded, certified: bool) -> Result<String, String> {
+    let totals: Vec<Vec<Totals>> = loaded.rounds.iter().map(|r| count(&r.round)).collect();
+    let rounds: Vec<CountedRound<'_>> = loaded
+        .rounds
+        .iter()
+        .zip(&totals)
+        .map(|(r, t)| CountedRound {
+            round: &r.round,
+            totals: t,
+            sheets: r.stats,
+        })
+        .collect();
+    let now = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
+    let generated = tally_model::nist::datetime_utc(now);
+    let meta = tally_model::nist::NistMeta {
+        generated: &generated,
+        election_date: None,
+        certified,
+        issuer: "Tally",
+    };
+    let rep = tally_model::nist::nist_report(&loaded.election, &loaded.rule, &rounds, &meta);
+    String::from_utf8(tally_io::nist::to_json(&rep)).map_err(|e| e.to_string())
+}

@@ -128,6 +128,11 @@ fn emit(result: &TransferResult, title: &str, out: &Output<'_>) -> Result<ExitCo
             "{}",
             serde_json::to_string_pretty(result).map_err(|e| e.to_string())?
         ),
+        crate::Format::Nist => {
+            return Err(
+                "--format nist is for `tally results` (transfers print table, json or csv)".into(),
+            )
+        }
         crate::Format::Csv => {
             tally_transfers::write_csv(result, std::io::stdout().lock())
                 .map_err(|e| e.to_string())?;

@@ -12,6 +12,7 @@ mod cell;
 pub mod columns;
 pub mod definition;
 pub mod layout;
+pub mod nist;
 pub mod output;
 pub mod parse;
 pub mod quarantine;
@@ -169,6 +170,10 @@ pub fn import_bytes(
         data
     };
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    if nist::is_json(data) {
+        // A NIST SP 1500-100 election report (JSON), read through the same sheet pipeline.
+        return nist::import_nist(data, file, opts, None);
+    }
     let (header, body_start, sample, sample_bytes) = read_header_and_sample(data, file)?;
     let layout = layout::infer(&header, &sample, opts.definition, file)?;
     let parts = rayon::current_num_threads().max(1) * 2;

@@ -73,6 +73,14 @@ pub enum Code {
     F008,
     /// The header has more columns than Tally reads (10,000).
     F009,
+    /// A JSON input that is not a readable NIST SP 1500-100 v2 `ElectionReport` (malformed JSON,
+    /// another `@type`, a unit tree that does not hold together).
+    F010,
+    /// The NIST report's contest is of a kind Tally does not count: a ballot measure, party or
+    /// retention contest, ranked choice or another vote variation, several seats or votes.
+    F011,
+    /// The NIST report has several candidate contests: choose one by its `@id` (they are listed).
+    F012,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -87,7 +95,7 @@ pub enum Severity {
 }
 
 impl Code {
-    pub const ALL: [Code; 30] = [
+    pub const ALL: [Code; 33] = [
         Code::E101,
         Code::E102,
         Code::E103,
@@ -118,6 +126,9 @@ impl Code {
         Code::F007,
         Code::F008,
         Code::F009,
+        Code::F010,
+        Code::F011,
+        Code::F012,
     ];
 
     pub fn severity(self) -> Severity {
@@ -160,6 +171,9 @@ impl Code {
             Code::F007 => "F007",
             Code::F008 => "F008",
             Code::F009 => "F009",
+            Code::F010 => "F010",
+            Code::F011 => "F011",
+            Code::F012 => "F012",
         }
     }
 
@@ -198,6 +212,9 @@ impl Code {
             Code::F007 => "invalid election definition",
             Code::F008 => "input larger than the size ceiling",
             Code::F009 => "too many columns",
+            Code::F010 => "not a readable NIST SP 1500-100 election report",
+            Code::F011 => "NIST contest of a kind Tally does not count",
+            Code::F012 => "several NIST candidate contests: choose one",
         }
     }
 }

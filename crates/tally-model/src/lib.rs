@@ -12,6 +12,7 @@ pub mod area;
 pub mod codes;
 pub mod count;
 pub mod matching;
+pub mod nist;
 pub mod report;
 pub mod round;
 pub mod rule;

@@ -591,9 +591,10 @@ fn check_params(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), Api
         ("level" = Option<String>, Query, description = "Also report every area of this level"),
         ("area" = Option<String>, Query, description = "Path such as North/A"),
         ("round" = Option<u8>, Query, minimum = 1, maximum = 255),
+        ("format" = Option<String>, Query, description = "json (tally.results/1, the default) or nist (a NIST SP 1500-100 v2 ElectionReport of the whole election, docs/nist.md)"),
     ),
     responses(
-        (status = 200, description = "tally.results/1 document"),
+        (status = 200, description = "tally.results/1 document, or a NIST ElectionReport with format=nist"),
         (status = 400, description = "Bad request (H400) or malformed JSON (E108)", body = ErrorBody),
         (status = 404, description = "No such station, area, user or route (H404)", body = ErrorBody)
     )
@@ -603,7 +604,32 @@ pub async fn get_results(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let q = parse_query(q.as_deref())?;
-    check_params(&q, &["level", "area", "round"])?;
+    check_params(&q, &["level", "area", "round", "format"])?;
+    match q.get("format").map(String::as_str) {
+        None | Some("json") => {}
+        // The whole election as a NIST SP 1500-100 ElectionReport (docs/nist.md): every round,
+        // area and station, so `round`, `area` and `level` do not narrow it.
+        Some("nist") => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let generated = tally_model::nist::datetime_utc(now);
+            let meta = tally_model::nist::NistMeta {
+                generated: &generated,
+                election_date: None,
+                certified: false,
+                issuer: "Tally",
+            };
+            return Ok(json_response(StatusCode::OK, &st.store.nist(&meta)));
+        }
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "H400",
+                format!("format '{other}' is not one of json, nist"),
+            ))
+        }
+    }
     let round = match q.get("round").map(String::as_str) {
         None => None,
         Some(r) => Some(r.parse::<u8>().map_err(|_| {

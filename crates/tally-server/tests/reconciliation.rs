@@ -167,3 +167,43 @@ async fn live_reconciliation_equals_the_file_based_one_and_conflicts_are_announc
     file_diff.sort();
     assert_eq!(live_diff, file_diff);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_as_nist_from_the_live_server() {
+    let (_dir, db, tokens) = common::setup("nist_live", Kind::Sqlite);
+    let addr = common::start(&db).await;
+    let mut c = Conn::connect(&addr).await.unwrap();
+    let sheets: Vec<Value> = (0..40).map(|i| json_sheet(i, 0)).collect();
+    assert_eq!(post(&mut c, &tokens[1], &Value::Array(sheets)).await, 201);
+    let r = c
+        .request("GET", "/api/v1/results?format=nist", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["@type"], "ElectionResults.ElectionReport");
+    assert_eq!(v["Status"], "unofficial-complete");
+    // Every candidate's votes over the stations equal the JSON results'.
+    let results = c
+        .request("GET", "/api/v1/results", &[], b"")
+        .await
+        .unwrap()
+        .json();
+    let total: u64 = (0..40).map(|i| sheet(i, 0).1[0]).sum();
+    let cand0 = results["rounds"][0]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "cand0")
+        .unwrap()["votes"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(cand0, total);
+    let text = v.to_string();
+    assert!(text.contains("polling-place"), "one unit per station");
+    let r = c
+        .request("GET", "/api/v1/results?format=xml", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("H400")));
+}

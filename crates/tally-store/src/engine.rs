@@ -919,6 +919,11 @@ impl Store for TallyStore {
             .map_err(|e| StoreError::NotFound(e.to_string()))
     }
 
+    fn nist(&self, meta: &tally_model::nist::NistMeta<'_>) -> tally_model::nist::ElectionReport {
+        let live = self.inner.live.read().unwrap_or_else(|e| e.into_inner());
+        live.nist(meta)
+    }
+
     fn reconciliation(&self, round: u8) -> Result<tally_reconcile::Reconciliation, StoreError> {
         let live = self.inner.live.read().unwrap_or_else(|e| e.into_inner());
         live.reconciliation(&self.inner.registry, round)

@@ -200,6 +200,8 @@ pub trait Store: Send + Sync + 'static {
         level: Option<&str>,
     ) -> Result<ResultsReport, StoreError>;
     fn progress(&self) -> ProgressReport;
+    /// The official results as a NIST SP 1500-100 `ElectionReport` (docs/nist.md).
+    fn nist(&self, meta: &tally_model::nist::NistMeta<'_>) -> tally_model::nist::ElectionReport;
     /// Official sheets against the observers' for one round (`tally.reconcile/1`).
     fn reconciliation(&self, round: u8) -> Result<tally_reconcile::Reconciliation, StoreError>;
     fn station(&self, id: &str) -> Result<StationView, StoreError>;

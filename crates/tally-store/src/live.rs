@@ -292,6 +292,24 @@ impl Live {
         Some(round)
     }
 
+    /// The NIST SP 1500-100 report of the official sheets, built by the same function as
+    /// `tally results --format nist`.
+    pub fn nist(
+        &self,
+        meta: &tally_model::nist::NistMeta<'_>,
+    ) -> tally_model::nist::ElectionReport {
+        let rounds: Vec<CountedRound<'_>> = self
+            .rounds
+            .iter()
+            .map(|r| CountedRound {
+                round: &r.round,
+                totals: &r.totals,
+                sheets: r.stats(),
+            })
+            .collect();
+        tally_model::nist::nist_report(&self.election, &self.rule, &rounds, meta)
+    }
+
     /// Reconciliation of the official sheets against the observers' of round `number`, by the
     /// same function as `tally reconcile`.
     pub fn reconciliation(
