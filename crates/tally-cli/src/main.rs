@@ -255,6 +255,16 @@ enum Command {
         /// Output file (default: stdout).
         #[arg(long)]
         out: Option<String>,
+        /// Also write an observer copy of the sheets with planted data-entry errors (kinds:
+        /// missing, swap, shift, transposition, digit, other), for `tally reconcile` (needs --out).
+        #[arg(long, value_name = "FILE", requires = "out")]
+        observer_copy: Option<String>,
+        /// Percent of counted stations given one planted error in the observer copy.
+        #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+        error_rate: f64,
+        /// Where the observer copy's truth goes: station_id, round, kind of each planted error.
+        #[arg(long, value_name = "FILE", requires = "observer_copy")]
+        truth: Option<String>,
     },
     /// Benchmark import + validation + counting on a synthetic election against the raw-read floor.
     Bench {
@@ -401,6 +411,59 @@ fn main() -> ExitCode {
     };
     report_peak_memory();
     code
+}
+
+/// `tally synth --observer-copy`: reads the generated file back through the import (so the copy
+/// is of exactly what `tally results` sees), plants one data-entry error in `rate` percent of the
+/// counted stations of every round, and writes the copy and, if asked, the truth.
+fn write_observer_copy(
+    official: &str,
+    copy: &str,
+    truth: Option<&str>,
+    rate: f64,
+    seed: u64,
+) -> Result<(), String> {
+    let f = tally_io::import_path(official, &tally_io::ImportOptions::default())
+        .map_err(|e| e.to_string())?;
+    let mut copies = Vec::new();
+    let mut planted = Vec::new();
+    for r in &f.rounds {
+        let cfg = tally_reconcile::PlantConfig {
+            rate_per_million: (rate * 10_000.0).round() as u64,
+            seed: seed ^ u64::from(r.round.number) << 32,
+            ..Default::default()
+        };
+        let (round, p) = tally_reconcile::observer_copy(&r.round, &cfg);
+        planted.extend(p.into_iter().map(|p| (r.round.number, p)));
+        copies.push(round);
+    }
+    let refs: Vec<&tally_model::Round> = copies.iter().collect();
+    let inputs = [std::path::Path::new(official)];
+    tally_io::output::write_file_atomically(std::path::Path::new(copy), &inputs, |w| {
+        tally_io::round_csv::write_rounds_csv(&refs, w)
+    })
+    .map_err(|e| e.to_string())?;
+    eprintln!(
+        "wrote {copy}: observer copy with {} planted data-entry errors ({rate}% of counted stations)",
+        planted.len()
+    );
+    if let Some(t) = truth {
+        tally_io::output::write_file_atomically(std::path::Path::new(t), &inputs, |w| {
+            writeln!(w, "station_id,round,kind")?;
+            for (round, p) in &planted {
+                writeln!(
+                    w,
+                    "{},{round},{}",
+                    tally_io::output::csv_text(&p.station_id),
+                    p.kind.as_str()
+                )?;
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        eprintln!("wrote {t}: the truth of every planted error");
+    }
+    Ok(())
 }
 
 /// For `tally bench`, which times this process from outside: with TALLY_REPORT_PEAK_MEMORY set,
@@ -626,7 +689,15 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             rounding,
             rounding_turnout,
             out,
+            observer_copy,
+            error_rate,
+            truth,
         } => {
+            if !(0.0..=100.0).contains(&error_rate) {
+                return Err(format!(
+                    "--error-rate is a percent from 0 to 100, got {error_rate}"
+                ));
+            }
             let mut anomalies = Vec::new();
             if let Some(s) = stuffing {
                 let v: Vec<f64> = s
@@ -679,6 +750,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         candidates.max(2),
                         e.planted.len()
                     );
+                    if let Some(copy) = &observer_copy {
+                        write_observer_copy(&path, copy, truth.as_deref(), error_rate, seed)?;
+                    }
                 }
                 None => tally_synth::write_csv(&e, std::io::stdout().lock())
                     .map_err(|e| e.to_string())?,

@@ -230,3 +230,76 @@ fn turkey_2023_observers_against_the_official_districts() {
     assert!(table.contains("the outcome stands"), "{table}");
     assert!(table.find("Bound check") < table.find("Exact comparison"));
 }
+
+#[test]
+fn synth_writes_an_observer_copy_and_its_truth_that_reconcile_finds() {
+    let dir = std::env::temp_dir().join(format!("tally-synth-copy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).to_string_lossy().to_string();
+    let tally = env!("CARGO_BIN_EXE_tally");
+    let out = std::process::Command::new(tally)
+        .args([
+            "synth",
+            "--stations",
+            "20000",
+            "--seed",
+            "3",
+            "--out",
+            &p("off.csv"),
+        ])
+        .args(["--observer-copy", &p("obs.csv"), "--truth", &p("truth.csv")])
+        .args(["--error-rate", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let truth: std::collections::HashMap<String, String> = std::fs::read_to_string(p("truth.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0].to_string(), f[2].to_string())
+        })
+        .collect();
+    // 2% of 20,000 stations.
+    assert!((350..=450).contains(&truth.len()), "{}", truth.len());
+    let out = std::process::Command::new(tally)
+        .args([
+            "reconcile",
+            &p("off.csv"),
+            &p("obs.csv"),
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let found: std::collections::HashMap<String, String> = r["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["station_id"].as_str().unwrap().to_string(),
+                d["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // Nothing is found that was not planted; a planted error that makes the copy's sheet fail
+    // validation is reported one-sided with its codes instead of as a difference.
+    assert!(found.keys().all(|s| truth.contains_key(s)));
+    assert!(
+        found.len() * 100 >= truth.len() * 95,
+        "{} of {}",
+        found.len(),
+        truth.len()
+    );
+    let right = found.iter().filter(|(s, k)| truth[*s] == **k).count();
+    assert_eq!(right, found.len(), "every detected kind is the planted one");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -17,6 +17,7 @@ pub mod output;
 pub mod parse;
 pub mod quarantine;
 mod read;
+pub mod round_csv;
 pub mod status;
 
 pub use definition::ElectionDef;

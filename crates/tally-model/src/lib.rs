@@ -22,6 +22,7 @@ pub use area::{AreaId, AreaTree, ROOT};
 pub use codes::{Code, Severity};
 pub use count::{count, Totals};
 pub use matching::{match_stations, StationMatch};
+pub use report::csv_text;
 pub use round::{Candidate, Round, SheetCounts, SheetStatus, Source, MAX_COUNT, MISSING};
 pub use rule::{Outcome, Ratio, Rule, TieBreak};
 pub use validate::{validate_sheet, Finding, SheetInput, ValidationConfig, Verdict};
