@@ -31,6 +31,8 @@ pub struct LoadArgs<'a> {
     pub registry: Option<&'a str>,
     /// Ceiling on each input's size after decompression (F008).
     pub max_input_bytes: u64,
+    /// The candidate contest to read from a NIST report with several.
+    pub contest: Option<&'a str>,
     pub validation: ValidationConfig,
     pub show_issues: usize,
 }
@@ -108,6 +110,7 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
             registry: registry.as_ref(),
             default_round: (i + 1).min(9) as u8,
             election_name: "All".into(),
+            contest: args.contest,
         };
         let f = import_bytes(bytes, name, &opts).map_err(|e| e.to_string())?;
         report_import(&f, args.show_issues);

@@ -68,6 +68,9 @@ struct InputArgs {
     /// Tolerance for cast > registered, in permille of registered (E104 beyond, W206 within).
     #[arg(long, default_value_t = 10, value_name = "PERMILLE")]
     over_registered_permille: u64,
+    /// A NIST SP 1500-100 report with several candidate contests: the @id of the one to read.
+    #[arg(long, value_name = "ID")]
+    contest: Option<String>,
     /// Ceiling on each input's size after decompression, in MB (F008 beyond it).
     #[arg(long, default_value_t = tally_io::DEFAULT_MAX_INPUT_BYTES >> 20, value_name = "MB")]
     max_input_mb: u64,
@@ -373,6 +376,7 @@ fn load_input(input: &InputArgs, cfg: &ValidationConfig) -> Result<load::Loaded,
         rule: input.rule.as_deref(),
         registry: input.registry.as_deref(),
         max_input_bytes: input.max_input_mb.saturating_mul(1 << 20),
+        contest: input.contest.as_deref(),
         validation: cfg.clone(),
         show_issues: input.show_issues,
     })
@@ -592,6 +596,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 rule: None,
                 registry: None,
                 max_input_bytes: tally_io::DEFAULT_MAX_INPUT_BYTES,
+                contest: None,
                 validation: ValidationConfig::default(),
                 show_issues: 3,
             })?;

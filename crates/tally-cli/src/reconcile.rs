@@ -32,6 +32,7 @@ fn load_one(file: &str, args: &Args<'_>) -> Result<Loaded, String> {
         rule: args.rule,
         registry: None,
         max_input_bytes: tally_io::DEFAULT_MAX_INPUT_BYTES,
+        contest: None,
         validation: ValidationConfig::default(),
         show_issues: 3,
     })

@@ -135,6 +135,9 @@ pub struct ImportOptions<'a> {
     pub default_round: u8,
     /// Name of the root of the area tree.
     pub election_name: String,
+    /// A NIST report with several candidate contests: the `@id` of the one to read (F012 lists
+    /// them when it is not given).
+    pub contest: Option<&'a str>,
 }
 
 impl Default for ImportOptions<'_> {
@@ -145,6 +148,7 @@ impl Default for ImportOptions<'_> {
             registry: None,
             default_round: 1,
             election_name: "All".into(),
+            contest: None,
         }
     }
 }
@@ -173,7 +177,7 @@ pub fn import_bytes(
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
     if nist::is_json(data) {
         // A NIST SP 1500-100 election report (JSON), read through the same sheet pipeline.
-        return nist::import_nist(data, file, opts, None);
+        return nist::import_nist(data, file, opts, opts.contest);
     }
     let (header, body_start, sample, sample_bytes) = read_header_and_sample(data, file)?;
     let layout = layout::infer(&header, &sample, opts.definition, file)?;

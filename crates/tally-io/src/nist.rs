@@ -189,7 +189,7 @@ fn choose(
             Code::F012,
             file,
             format!(
-                "{} candidate contests and none chosen; {}",
+                "{} candidate contests and none chosen (choose one with --contest ID); {}",
                 candidate.len(),
                 listing(report)
             ),

@@ -83,13 +83,14 @@ fn import_json(text: &[u8]) -> Result<FileImport, tally_io::ImportError> {
     import_bytes(text, "report.json", &ImportOptions::default())
 }
 
+/// Through the import entry point, as every command reads a file (detected by content; the
+/// contest chosen by `ImportOptions::contest`, the command line's `--contest`).
 fn nist(text: &str, contest: Option<&str>) -> Result<FileImport, tally_io::ImportError> {
-    tally_io::nist::import_nist(
-        text.as_bytes(),
-        "hand.json",
-        &ImportOptions::default(),
+    let opts = ImportOptions {
         contest,
-    )
+        ..ImportOptions::default()
+    };
+    tally_io::import_bytes(text.as_bytes(), "hand.json", &opts)
 }
 
 fn add_up(r: &ImportedRound) {
