@@ -481,3 +481,16 @@ fn a_partial_count_says_who_leads_and_that_it_is_not_final() {
     assert_eq!(v["rounds"][0]["outcome"]["kind"], "elected");
     assert_eq!(v["rounds"][0]["outcome"]["final"], false);
 }
+
+#[test]
+fn absurd_station_counts_are_an_error_not_an_abort() {
+    for n in ["1e11", "100000000000", "0"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["synth", "--stations", n])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{n}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--stations"), "{err}");
+    }
+}
