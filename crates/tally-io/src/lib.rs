@@ -519,7 +519,15 @@ fn round_from_table(
         votes,
         extra,
     };
-    resolve_duplicates(&mut round, &mut stats, &mut issues, &mut quarantine, file);
+    resolve_duplicates(
+        &mut round,
+        &mut stats,
+        &mut issues,
+        &mut quarantine,
+        file,
+        Place::Line,
+        &|_, _| String::new(),
+    );
     ImportedRound {
         round,
         stats,
@@ -652,7 +660,15 @@ fn round_from_rows(
         let extra = &table.extra[i * e..(i + 1) * e];
         round.push(station, area, status, line, core, &votes, extra);
     }
-    resolve_duplicates(&mut round, &mut stats, &mut issues, &mut quarantine, file);
+    resolve_duplicates(
+        &mut round,
+        &mut stats,
+        &mut issues,
+        &mut quarantine,
+        file,
+        Place::Line,
+        &|_, _| String::new(),
+    );
     issues.sort_by_key(|i| i.line);
     quarantine.sort_by_key(|q| q.line);
     ImportedRound {
@@ -663,13 +679,41 @@ fn round_from_rows(
     }
 }
 
-/// E105/W207: one station twice in one source.
-fn resolve_duplicates(
+/// Where a sheet stands in its source, for messages: `line` in a CSV file, `unit` in a NIST
+/// report.
+#[derive(Clone, Copy)]
+pub(crate) enum Place {
+    Line,
+    Unit,
+}
+
+impl Place {
+    fn word(self) -> &'static str {
+        match self {
+            Place::Line => "line",
+            Place::Unit => "unit",
+        }
+    }
+
+    fn several(self) -> &'static str {
+        match self {
+            Place::Line => "on lines",
+            Place::Unit => "as units",
+        }
+    }
+}
+
+/// E105/W207: one station twice in one source, for every reader. `raw` gives the original text
+/// of a conflicting sheet that was not already quarantined (empty for CSV: `restore_raw_text`
+/// puts the file's line back afterwards).
+pub(crate) fn resolve_duplicates(
     round: &mut Round,
     stats: &mut SheetStats,
     issues: &mut Vec<Issue>,
     quarantine: &mut Vec<QuarantinedRow>,
     file: &str,
+    place: Place,
+    raw: &dyn Fn(&Round, usize) -> String,
 ) {
     let dups = {
         let ids: Vec<&str> = round.stations.ids.iter().map(String::as_str).collect();
@@ -709,7 +753,8 @@ fn resolve_duplicates(
                         line: round.stations.line[i],
                         station: round.stations.ids[i].clone(),
                         detail: format!(
-                            "same numbers as line {}; counted once",
+                            "same numbers as {} {}; counted once",
+                            place.word(),
                             round.stations.line[first]
                         ),
                     });
@@ -724,7 +769,8 @@ fn resolve_duplicates(
                     let was = round.stations.status[i];
                     uncount(stats, was, true);
                     let detail = format!(
-                        "station appears on lines {} with different numbers",
+                        "station appears {} {} with different numbers",
+                        place.several(),
                         lines.join(", ")
                     );
                     let station = round.stations.ids[i].clone();
@@ -742,14 +788,13 @@ fn resolve_duplicates(
                         q.reasons.push(detail);
                     } else {
                         quarantined_at.insert(line, quarantine.len());
-                        // The raw text is restored from the file afterwards (restore_raw_text).
                         quarantine.push(QuarantinedRow {
                             file: file.to_string(),
                             line,
                             station,
                             codes: vec![Code::E105],
                             reasons: vec![detail],
-                            raw: String::new(),
+                            raw: raw(round, i),
                         });
                     }
                     if n == 0 {

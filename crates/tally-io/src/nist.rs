@@ -14,7 +14,7 @@ use tally_model::nist::{
     EXTRA_PREFIX, REPORT_TYPE, VALID_TYPE,
 };
 use tally_model::report::SheetStats;
-use tally_model::validate::{find_duplicates, validate_sheet, Duplicate, Finding, SheetInput};
+use tally_model::validate::{validate_sheet, Finding, SheetInput};
 use tally_model::{AreaTree, Candidate, Code, Round, SheetStatus, Verdict, MAX_COUNT, MISSING};
 
 /// True when the bytes look like JSON (the first character that is not white space is `{`): a
@@ -709,7 +709,15 @@ fn read_contest(
             split_types.join(", ")
         ));
     }
-    resolve_duplicates(&mut round, &mut stats, &mut issues, &mut quarantine, file);
+    crate::resolve_duplicates(
+        &mut round,
+        &mut stats,
+        &mut issues,
+        &mut quarantine,
+        file,
+        crate::Place::Unit,
+        &unit_text,
+    );
     issues.sort_by_key(|i| i.line);
     quarantine.sort_by_key(|q| q.line);
     let mut header = vec!["station_id".to_string()];
@@ -770,116 +778,26 @@ fn raw_text(sh: &Sheet, core: &[u64; 4], ids: &[&str]) -> String {
     )
 }
 
-/// E105/W207: one station twice in the contest's district, as for CSV rows.
-fn resolve_duplicates(
-    round: &mut Round,
-    stats: &mut SheetStats,
-    issues: &mut Vec<Issue>,
-    quarantine: &mut Vec<QuarantinedRow>,
-    file: &str,
-) {
-    let dups = {
-        let ids: Vec<&str> = round.stations.ids.iter().map(String::as_str).collect();
-        let r = &*round;
-        let same = |a: usize, b: usize| {
-            let s = &r.stations;
-            s.registered[a] == s.registered[b]
-                && s.cast[a] == s.cast[b]
-                && s.invalid[a] == s.invalid[b]
-                && s.valid[a] == s.valid[b]
-                && s.status[a] == s.status[b]
-                && r.votes_of(a) == r.votes_of(b)
-                && r.extra_of(a) == r.extra_of(b)
-        };
-        find_duplicates(&ids, same)
-    };
-    if dups.is_empty() {
-        return;
-    }
-    let uncount = |stats: &mut SheetStats, st: SheetStatus| match st {
-        SheetStatus::Counted => stats.accepted -= 1,
-        SheetStatus::Quarantined => stats.quarantined -= 1,
-        _ => stats.missing -= 1,
-    };
-    let mut keep = vec![true; round.len()];
-    for d in dups {
-        match d {
-            Duplicate::Identical { keep: first, drop } => {
-                for i in drop {
-                    keep[i] = false;
-                    stats.duplicates += 1;
-                    uncount(stats, round.stations.status[i]);
-                    issues.push(Issue {
-                        code: Code::W207,
-                        file: file.to_string(),
-                        line: round.stations.line[i],
-                        station: round.stations.ids[i].clone(),
-                        detail: format!(
-                            "same numbers as unit {}; counted once",
-                            round.stations.line[first]
-                        ),
-                    });
-                }
-            }
-            Duplicate::Conflicting { rows } => {
-                let lines: Vec<String> = rows
-                    .iter()
-                    .map(|&i| round.stations.line[i].to_string())
-                    .collect();
-                let detail = format!(
-                    "station appears as units {} with different numbers",
-                    lines.join(", ")
-                );
-                for (n, &i) in rows.iter().enumerate() {
-                    uncount(stats, round.stations.status[i]);
-                    stats.quarantined += 1;
-                    let line = round.stations.line[i];
-                    let station = round.stations.ids[i].clone();
-                    issues.push(Issue {
-                        code: Code::E105,
-                        file: file.to_string(),
-                        line,
-                        station: station.clone(),
-                        detail: detail.clone(),
-                    });
-                    if let Some(q) = quarantine.iter_mut().find(|q| q.line == line) {
-                        q.codes.push(Code::E105);
-                        q.reasons.push(detail.clone());
-                    } else {
-                        let n = |v: u64| {
-                            if v == MISSING {
-                                String::new()
-                            } else {
-                                v.to_string()
-                            }
-                        };
-                        let votes: Vec<String> = round.votes_of(i).iter().map(|&v| n(v)).collect();
-                        quarantine.push(QuarantinedRow {
-                            file: file.to_string(),
-                            line,
-                            station,
-                            codes: vec![Code::E105],
-                            reasons: vec![detail.clone()],
-                            raw: format!(
-                                "unit #{line}: registered={} cast={} invalid={} valid={} votes={}",
-                                n(round.stations.registered[i]),
-                                n(round.stations.cast[i]),
-                                n(round.stations.invalid[i]),
-                                n(round.stations.valid[i]),
-                                votes.join(",")
-                            ),
-                        });
-                    }
-                    if n == 0 {
-                        round.quarantine_station(i);
-                    } else {
-                        keep[i] = false;
-                    }
-                }
-            }
+/// The text of a sheet held back as E105, for the quarantine (a unit has no line of text).
+fn unit_text(round: &Round, i: usize) -> String {
+    let n = |v: u64| {
+        if v == MISSING {
+            String::new()
+        } else {
+            v.to_string()
         }
-    }
-    round.retain_stations(&keep);
+    };
+    let votes: Vec<String> = round.votes_of(i).iter().map(|&v| n(v)).collect();
+    let s = &round.stations;
+    format!(
+        "unit #{}: registered={} cast={} invalid={} valid={} votes={}",
+        s.line[i],
+        n(s.registered[i]),
+        n(s.cast[i]),
+        n(s.invalid[i]),
+        n(s.valid[i]),
+        votes.join(",")
+    )
 }
 
 /// The report as compact JSON. Here rather than in the caller so the serializer is compiled with
