@@ -51,7 +51,11 @@ fn time_command(
         times.push(t.elapsed());
         stderr = String::from_utf8_lossy(&out.stderr).to_string();
         if !out.status.success() {
-            return Err(format!("{} {args:?} failed: {stderr}", program.display()));
+            return Err(format!(
+                "{} {} failed: {stderr}",
+                program.display(),
+                args.join(" ")
+            ));
         }
     }
     Ok((times, stderr))

@@ -96,7 +96,7 @@ impl Conn {
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| err(format!("bad status line {line:?}")))?;
+            .ok_or_else(|| err(format!("bad status line '{}'", line.trim_end())))?;
         let mut headers = Vec::new();
         loop {
             line.clear();

@@ -88,7 +88,7 @@ impl std::str::FromStr for Method {
             .into_iter()
             .find(|m| m.name() == s)
             .ok_or_else(|| {
-                format!("unknown method {s:?}; expected one of lphom, tslphom, nslphom, md-bayes")
+                format!("unknown method '{s}'; expected one of lphom, tslphom, nslphom, md-bayes")
             })
     }
 }
