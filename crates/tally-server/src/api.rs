@@ -5,7 +5,7 @@
 
 #[allow(unused_imports)] // named only by the #[utoipa::path] attribute of `post_user`
 use crate::wire::NewUser;
-use crate::wire::{ErrorBody, JournalPage, ReceiptBatch, SheetInput, UserCreated, UserRevoked};
+use crate::wire::{ErrorBody, JournalPage, ReceiptBatch, UserCreated, UserRevoked};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -316,7 +316,11 @@ impl<'s> utoipa::ToSchema<'s> for SheetsInput {
         use utoipa::openapi::{ArrayBuilder, OneOfBuilder, Ref};
         // Written out because the array's bounds (which the handler enforces: 400 E108 when
         // empty, 413 H413 beyond MAX_SHEETS) cannot be stated on a derived enum variant.
-        let sheet = || Ref::from_schema_name(<SheetInput as utoipa::ToSchema>::schema().0);
+        let sheet = || {
+            Ref::from_schema_name(
+                <tally_store::model::SheetRequest as utoipa::ToSchema>::schema().0,
+            )
+        };
         let batch = ArrayBuilder::new()
             .items(sheet())
             .min_items(Some(1))

@@ -2,12 +2,11 @@
 //! from the handlers' `#[utoipa::path]` attributes in [`crate::api`] and from the wire types
 //! ([`crate::wire`]: receipts, journal entries, error bodies...),
 //! so a field added to an answer appears here by itself. The request bodies are read as JSON
-//! values and checked by `tally_store::sheet_from_json`; `SheetInput` and `NewUser`
-//! describe what those checks accept (the test `tests/openapi.rs` holds both sides together).
+//! values and checked by `tally_store::sheet_from_json`; the sheet's schema is derived from its
+//! typed request (`tally_store::model::SheetRequest`), and `NewUser` describes what the user route accepts (the test `tests/openapi.rs` holds both sides together).
 
 use crate::wire::{
-    Count, ErrorBody, JournalPage, NewUser, ReceiptBatch, RoleName, SheetError, SheetInput,
-    UserCreated, UserRevoked,
+    ErrorBody, JournalPage, NewUser, ReceiptBatch, RoleName, SheetError, UserCreated, UserRevoked,
 };
 use axum::body::Body;
 use axum::http::{header, HeaderValue};
@@ -56,8 +55,8 @@ impl Modify for Bearer {
         SheetError,
         crate::api::Stored,
         crate::api::SheetsInput,
-        Count,
-        SheetInput,
+        tally_store::model::Count,
+        tally_store::model::SheetRequest,
         ReceiptBatch,
         JournalPage,
         RoleName,

@@ -423,28 +423,65 @@ impl<'de> Deserialize<'de> for JsonCount {
     }
 }
 
+/// The OpenAPI schema of a count: what [`JsonCount`] accepts without an E101 (or null).
+#[cfg(feature = "openapi")]
+pub struct Count;
+
+#[cfg(feature = "openapi")]
+impl<'s> utoipa::ToSchema<'s> for Count {
+    fn schema() -> (&'s str, utoipa::openapi::RefOr<utoipa::openapi::Schema>) {
+        (
+            "Count",
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::SchemaType::Integer)
+                .minimum(Some(0.0))
+                .maximum(Some(MAX_COUNT as f64))
+                .nullable(true)
+                .into(),
+        )
+    }
+}
+
 /// A tally sheet as a client submits it to `POST /api/v1/sheets`: only a parser in front of
-/// the one validation (`tally_model::validate_sheet`), like a CSV row.
+/// the one validation (`tally_model::validate_sheet`), like a CSV row. The OpenAPI document's
+/// request schema is derived from this type.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SheetRequest {
+    /// A station of the registry (otherwise 422 E106).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 128,
+            pattern = "^[^\\u0000-\\u001f\\u007f]+$"
+        )
+    )]
     pub station_id: String,
     /// 1 when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 255, default = 1))]
     pub round: Option<u8>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Count))]
     pub registered: Option<JsonCount>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Count))]
     pub cast: Option<JsonCount>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Count))]
     pub invalid: Option<JsonCount>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Count))]
     pub valid: Option<JsonCount>,
     /// Votes by candidate id (case-insensitive); null is an absent count.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, Count>))]
     pub votes: Option<BTreeMap<String, Option<JsonCount>>>,
-    /// Extra count lines by name (case-insensitive); null is an absent count.
+    /// Extra count lines of the election (ballots issued...) by name; null is an absent count.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = BTreeMap<String, Count>))]
     pub extra: Option<BTreeMap<String, Option<JsonCount>>>,
 }
 
