@@ -108,7 +108,14 @@ pub fn import_nist(
             lay.notes.extend(l.notes);
         }
     }
-    let mut layout = layout.expect("at least one contest is chosen");
+    // `chosen` is never empty here (no contest is F011/F012 above); an error, not a panic, if it were.
+    let mut layout = layout.ok_or_else(|| {
+        ImportError::fatal(
+            Code::F010,
+            file,
+            "the report has no candidate contest to read",
+        )
+    })?;
     for (name, why) in ignored_contests {
         layout.ignored.push((layout.header.len(), why));
         layout.header.push(name);
