@@ -161,25 +161,7 @@ pub(crate) fn reconcile_aggregated(
     for &(i, u) in &m.pairs {
         partner[i] = Some(u);
     }
-    let mut counts = StationCounts {
-        in_official: a.len() as u64,
-        in_other: b.len() as u64,
-        matched: m.pairs.len() as u64,
-        repeated: m.repeated.len() as u64,
-        flagged_official: a
-            .stations
-            .ids
-            .iter()
-            .filter(|id| official.codes.contains_key(id.as_str()))
-            .count() as u64,
-        flagged_other: b
-            .stations
-            .ids
-            .iter()
-            .filter(|id| other.codes.contains_key(id.as_str()))
-            .count() as u64,
-        ..Default::default()
-    };
+    let mut counts = StationCounts::matched(&official, &other, &m);
     let level_depth = depth.unwrap_or(d);
     let mut areas = AreaAcc::default();
     let mut net = vec![0i64; k];

@@ -124,6 +124,29 @@ pub struct StationCounts {
     pub repeated: u64,
 }
 
+impl StationCounts {
+    /// The counts known once the two sources are matched (the classes are filled in after).
+    fn matched(official: &Side<'_>, other: &Side<'_>, m: &StationMatch) -> StationCounts {
+        let flagged = |side: &Side<'_>| {
+            side.round
+                .stations
+                .ids
+                .iter()
+                .filter(|id| side.codes.contains_key(id.as_str()))
+                .count() as u64
+        };
+        StationCounts {
+            in_official: official.round.len() as u64,
+            in_other: other.round.len() as u64,
+            matched: m.pairs.len() as u64,
+            repeated: m.repeated.len() as u64,
+            flagged_official: flagged(official),
+            flagged_other: flagged(other),
+            ..Default::default()
+        }
+    }
+}
+
 /// One field that differs: `field` is `registered`, `cast`, `invalid`, `valid` or
 /// `votes.<candidate id>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -452,25 +475,7 @@ pub fn reconcile(
     }
     let k = a.candidates.len();
     let ids: Vec<String> = a.candidates.iter().map(|c| c.id.clone()).collect();
-    let mut counts = StationCounts {
-        in_official: a.len() as u64,
-        in_other: b.len() as u64,
-        matched: m.pairs.len() as u64,
-        repeated: m.repeated.len() as u64,
-        flagged_official: a
-            .stations
-            .ids
-            .iter()
-            .filter(|id| official.codes.contains_key(id.as_str()))
-            .count() as u64,
-        flagged_other: b
-            .stations
-            .ids
-            .iter()
-            .filter(|id| other.codes.contains_key(id.as_str()))
-            .count() as u64,
-        ..Default::default()
-    };
+    let mut counts = StationCounts::matched(&official, &other, &m);
     let counted = |r: &Round, i: usize| r.stations.status[i] == SheetStatus::Counted;
     let mut names_a = AreaNames::new(a, a.tree.levels.len() as u8);
     let mut names_b = AreaNames::new(b, b.tree.levels.len() as u8);

@@ -9,6 +9,21 @@ pub enum Kind {
     Postgres,
 }
 
+/// A fresh, empty database of the given kind: a SQLite path in `dir`, or a PostgreSQL URL.
+pub fn fresh_db(kind: Kind, dir: &std::path::Path, name: &str) -> String {
+    match kind {
+        Kind::Sqlite => dir.join("t.db").to_string_lossy().to_string(),
+        Kind::Postgres => crate::pg::test_database(name),
+    }
+}
+
+/// Runs a blocking store call (verify, export, a PostgreSQL client) off the async runtime.
+pub fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(f)
+        .join()
+        .expect("the blocking call finished")
+}
+
 /// Runs the async test function `$name(Kind)` once per backend, as `$name::sqlite` and
 /// `$name::postgres`. The PostgreSQL run needs `TALLY_TEST_POSTGRES`; without it, it says it was
 /// skipped, unless `TALLY_REQUIRE_POSTGRES=1` (as in CI), where that is a failure.

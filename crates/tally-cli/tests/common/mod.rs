@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use tally_cli::{load_test, serve};
 use tally_server::client::Conn;
 
-pub use tally_store::testing::Kind;
+// Not every test file uses every helper (each compiles this module on its own).
+#[allow(unused_imports)]
+pub use tally_store::testing::{blocking, fresh_db, Kind};
 
 pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -22,14 +24,6 @@ pub fn tmp(name: &str) -> PathBuf {
     d
 }
 
-/// A fresh, empty database of the given kind: a path or a URL.
-pub fn fresh_db(kind: Kind, dir: &std::path::Path, name: &str) -> String {
-    match kind {
-        Kind::Sqlite => dir.join("t.db").to_string_lossy().to_string(),
-        Kind::Postgres => tally_store::pg::test_database(name),
-    }
-}
-
 /// A database with 40 stations (`stations.csv` in the directory), candidates cand0..cand2;
 /// tokens (admin, official, observer of S000001).
 pub fn setup(name: &str, kind: Kind) -> (PathBuf, String, [String; 3]) {
@@ -38,11 +32,6 @@ pub fn setup(name: &str, kind: Kind) -> (PathBuf, String, [String; 3]) {
     std::thread::spawn(move || setup_blocking(&name, kind))
         .join()
         .unwrap()
-}
-
-/// Runs a blocking store call (verify, export...) off the async runtime.
-pub fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(f).join().unwrap()
 }
 
 fn setup_blocking(name: &str, kind: Kind) -> (PathBuf, String, [String; 3]) {

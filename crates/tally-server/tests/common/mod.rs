@@ -12,7 +12,9 @@ use tally_model::{Rule, ValidationConfig};
 use tally_store::model::{CandidateRec, RoundDef, StationInfo};
 use tally_store::{DbTarget, Registry, Role, TallyStore};
 
-pub use tally_store::testing::Kind;
+// Not every test file uses every helper (each compiles this module on its own).
+#[allow(unused_imports)]
+pub use tally_store::testing::{blocking, fresh_db, Kind};
 
 fn unique(name: &str) -> String {
     tally_store::pg::unique_test_name(name)
@@ -24,14 +26,6 @@ pub fn tmp(name: &str) -> PathBuf {
     d
 }
 
-/// A fresh, empty database of the given kind: a path or a URL.
-pub fn fresh_db(kind: Kind, dir: &std::path::Path, name: &str) -> String {
-    match kind {
-        Kind::Sqlite => dir.join("t.db").to_string_lossy().to_string(),
-        Kind::Postgres => tally_store::pg::test_database(name),
-    }
-}
-
 /// A database with 40 stations, candidates cand0..cand2; tokens (admin, official, observer of
 /// S000001).
 pub fn setup(name: &str, kind: Kind) -> (PathBuf, String, [String; 3]) {
@@ -40,11 +34,6 @@ pub fn setup(name: &str, kind: Kind) -> (PathBuf, String, [String; 3]) {
     std::thread::spawn(move || setup_blocking(&name, kind))
         .join()
         .unwrap()
-}
-
-/// Runs a blocking store call (verify, export...) off the async runtime.
-pub fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(f).join().unwrap()
 }
 
 /// 40 stations S000000..S000039 in regions R0..R3 and districts D0..D15, candidates
