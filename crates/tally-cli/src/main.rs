@@ -6,6 +6,7 @@ mod bench;
 mod embedded;
 mod forensics;
 mod load;
+mod project;
 mod reconcile;
 mod results;
 mod table;
@@ -198,6 +199,106 @@ enum Command {
         /// Election definition (TOML) for the two round files.
         #[arg(long, value_name = "DEF.toml")]
         election: Option<String>,
+    },
+    /// Project the final result from a partial count: each candidate's projected share with an
+    /// interval, projected turnout, and a race call only when it is safe. PARTIAL lists every
+    /// station; those not yet in have empty counts (or give the full list with --registry).
+    #[command(
+        after_help = "Examples:\n  tally project partial-r2.csv --baseline r1.csv.gz\n  tally project partial.csv --level province --confidence 0.99 --format json\n  tally project partial.csv --sample sample.csv    (quick count from a drawn sample)\n\nThe model, its assumptions and the JSON (tally.projection/1) are in docs/projection.md."
+    )]
+    Project {
+        /// The partial count (a results file; stations not in yet have empty counts).
+        partial: String,
+        /// An earlier result for the same stations (round 1 for the runoff, or the previous
+        /// election), matched by station id.
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<String>,
+        /// The full station list with registered voters, when PARTIAL lacks stations.
+        #[arg(long, value_name = "FILE")]
+        registry: Option<String>,
+        /// A sample drawn by `tally sample`: estimate from the sampled stations in so far
+        /// (stratified ratio estimator) instead of the model.
+        #[arg(long, value_name = "SAMPLE.csv")]
+        sample: Option<String>,
+        /// The area level of the area effects (default: the deepest level with at least ten
+        /// stations per area on average).
+        #[arg(long)]
+        level: Option<String>,
+        /// Confidence of the intervals.
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// Election definition (TOML) for the files.
+        #[arg(long, value_name = "DEF.toml")]
+        election: Option<String>,
+        /// Majority rule: majority (default), argentina, costa-rica, or a threshold such as 40%.
+        #[arg(long)]
+        rule: Option<String>,
+    },
+    /// Draw a stratified random sample of stations for a parallel vote tabulation (quick count),
+    /// proportional allocation, reproducible from the seed.
+    #[command(
+        after_help = "Example:\n  tally sample registry.csv --size 1500 --strata province --seed 2023 --out sample.csv"
+    )]
+    Sample {
+        /// The station list (any results file; counts may be empty).
+        registry: String,
+        /// Stations to draw.
+        #[arg(long)]
+        size: usize,
+        /// Stratify by this area level (default: one stratum).
+        #[arg(long, value_name = "LEVEL")]
+        strata: Option<String>,
+        #[arg(long)]
+        seed: u64,
+        /// The sample file to write (station_id, stratum, stratum_stations).
+        #[arg(long, value_name = "SAMPLE.csv")]
+        out: String,
+        /// Election definition (TOML) for the registry file.
+        #[arg(long, value_name = "DEF.toml")]
+        election: Option<String>,
+    },
+    /// Replay a final count in an arrival order and check the projection at every step: interval
+    /// coverage, width, calls, and every wrong call (exit code 3 if any). Without files: the
+    /// embedded election, round 1 as the baseline of the runoff.
+    #[command(
+        after_help = "Examples:\n  tally backtest\n  tally backtest --baseline r1.csv.gz --final r2.csv.gz --order urban-first --replays 100\n  tally backtest --final r1.csv.gz --order by-area:province --steps 10,50,90"
+    )]
+    Backtest {
+        /// The earlier result used as the baseline.
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<String>,
+        /// The final count to replay.
+        #[arg(long = "final", value_name = "FILE")]
+        final_count: Option<String>,
+        /// random, urban-first (large stations first), by-area:LEVEL, or a file of station ids.
+        #[arg(long, default_value = "urban-first")]
+        order: String,
+        /// Percent of stations in at each step.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "10,20,30,40,50,60,70,80,90,95"
+        )]
+        steps: Vec<f64>,
+        #[arg(long, default_value_t = 100)]
+        replays: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The area level of the area effects.
+        #[arg(long)]
+        level: Option<String>,
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// Election definition (TOML) for the files.
+        #[arg(long, value_name = "DEF.toml")]
+        election: Option<String>,
+        /// Majority rule: majority (default), argentina, costa-rica, or a threshold such as 40%.
+        #[arg(long)]
+        rule: Option<String>,
     },
     /// Reconcile two sources of the same round (official results against observers' or a
     /// party's copies): every station in one class, the kind of each difference, the outcome under
@@ -795,6 +896,74 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             election: election.as_deref(),
             rule: rule.as_deref(),
             show,
+        }),
+        Command::Project {
+            partial,
+            baseline,
+            registry,
+            sample,
+            level,
+            confidence,
+            format,
+            election,
+            rule,
+        } => project::project(&project::ProjectArgs {
+            partial: &partial,
+            baseline: baseline.as_deref(),
+            registry: registry.as_deref(),
+            sample: sample.as_deref(),
+            level: level.as_deref(),
+            confidence,
+            format,
+            source: project::Source {
+                election: election.as_deref(),
+                rule: rule.as_deref(),
+            },
+        }),
+        Command::Sample {
+            registry,
+            size,
+            strata,
+            seed,
+            out,
+            election,
+        } => project::sample(&project::SampleArgs {
+            registry: &registry,
+            size,
+            strata: strata.as_deref(),
+            seed,
+            out: &out,
+            source: project::Source {
+                election: election.as_deref(),
+                rule: None,
+            },
+        }),
+        Command::Backtest {
+            baseline,
+            final_count,
+            order,
+            steps,
+            replays,
+            seed,
+            level,
+            confidence,
+            format,
+            election,
+            rule,
+        } => project::run_backtest(&project::BacktestArgs {
+            baseline: baseline.as_deref(),
+            final_count: final_count.as_deref(),
+            order: &order,
+            steps: &steps,
+            replays,
+            seed,
+            level: level.as_deref(),
+            confidence,
+            format,
+            source: project::Source {
+                election: election.as_deref(),
+                rule: rule.as_deref(),
+            },
         }),
         Command::Codes => {
             let mut t = table::Table::new(&[
