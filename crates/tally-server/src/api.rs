@@ -36,6 +36,9 @@ pub struct AppState {
     pub replays: Arc<tokio::sync::Semaphore>,
     /// Event subscribers connected now (at most [`MAX_SUBSCRIBERS`]).
     pub subscribers: Arc<std::sync::atomic::AtomicUsize>,
+    /// `projection` events: a round's projection JSON whenever its call, method, stations in or
+    /// rounded shares change (see [`watch_projections`]).
+    pub projections: broadcast::Sender<String>,
 }
 
 /// Event streams open at once; more are answered 503 H503 (docs/limits.md).
@@ -74,13 +77,79 @@ impl AppState {
                 let _ = tx.send((ev.seq, s));
             }
         }));
-        AppState {
+        let (projections, _) = broadcast::channel(64);
+        let state = AppState {
             store,
             events,
             replays: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REPLAYS)),
             subscribers: Default::default(),
+            projections,
+        };
+        // Outside a runtime (a router built for a test without one) there is no one to watch.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(watch_projections(
+                state.store.clone(),
+                state.events.subscribe(),
+                state.projections.clone(),
+            ));
+        }
+        state
+    }
+}
+
+/// How long the projection waits after a commit for more to arrive: a burst of sheets gives
+/// one recomputation, and a page sees the new projection well within a second.
+const PROJECTION_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Recomputes the projection of every round after commits and announces those that changed.
+/// What counts as a change: the call, the method, the stations in, or a projected share or bound
+/// moved by 0.01 point (so a page redraws when what it shows would).
+async fn watch_projections(
+    store: Arc<dyn Store>,
+    mut commits: broadcast::Receiver<(i64, String)>,
+    out: broadcast::Sender<String>,
+) {
+    let mut last: std::collections::HashMap<u8, String> = Default::default();
+    loop {
+        match commits.recv().await {
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+        tokio::time::sleep(PROJECTION_DEBOUNCE).await;
+        while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = commits.try_recv() {}
+        let s = store.clone();
+        let Ok(found) = tokio::task::spawn_blocking(move || {
+            let rounds: Vec<u8> = s.progress().rounds.iter().map(|r| r.round).collect();
+            rounds
+                .into_iter()
+                .filter_map(|r| s.projection(r).ok().map(|p| (r, p)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        else {
+            continue;
+        };
+        for (round, p) in found {
+            let key = projection_key(&p);
+            if last.get(&round) != Some(&key) {
+                last.insert(round, key);
+                if let Ok(json) = serde_json::to_string(p.as_ref()) {
+                    let _ = out.send(json);
+                }
+            }
         }
     }
+}
+
+fn projection_key(p: &tally_project::Projection) -> String {
+    let mut k = format!(
+        "{}|{}|{:?}|{:?}|{}",
+        p.method, p.reported.stations, p.call.kind, p.call.winner, p.call.words
+    );
+    for c in &p.candidates {
+        k.push_str(&format!("|{:.2}/{:.2}/{:.2}", c.share, c.lower, c.upper));
+    }
+    k
 }
 
 /// An error answer: status, code, message, and per-sheet errors for a rejected batch.
@@ -695,6 +764,55 @@ pub async fn get_reconciliation(
     Ok(json_response(StatusCode::OK, &rep))
 }
 
+/// The projection of one round's final result from the official sheets in so far
+/// (`tally.projection/1`, as `tally project` builds it; docs/projection.md): each candidate's
+/// projected share with its interval, projected turnout, and the race call. Recomputed only when
+/// the journal has moved; a `projection` event on `/events` announces a change.
+#[utoipa::path(
+    get,
+    path = "/projection",
+    params(("round" = Option<u8>, Query, minimum = 1, description = "The round (default: the latest with a counted sheet)")),
+    responses(
+        (status = 200, description = "tally.projection/1 document"),
+        (status = 400, description = "Bad request (H400)", body = ErrorBody),
+        (status = 404, description = "No such round (H404)", body = ErrorBody)
+    )
+)]
+pub async fn get_projection(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = parse_query(q.as_deref())?;
+    check_params(&q, &["round"])?;
+    let round = match q.get("round").map(String::as_str) {
+        None => default_projection_round(st.store.as_ref()),
+        Some(r) => r.parse::<u8>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "H400",
+                format!("round '{r}' is not a round number"),
+            )
+        })?,
+    };
+    let store = st.store.clone();
+    let p = tokio::task::spawn_blocking(move || store.projection(round))
+        .await
+        .map_err(|_| StoreError::Closed)??;
+    Ok(json_response(StatusCode::OK, p.as_ref()))
+}
+
+/// The latest round with a counted official sheet (round 1 before any).
+pub fn default_projection_round(store: &dyn Store) -> u8 {
+    store
+        .progress()
+        .rounds
+        .iter()
+        .filter(|r| r.stations_counted > 0)
+        .map(|r| r.round)
+        .max()
+        .unwrap_or(1)
+}
+
 /// Every version of every source of one station, and its conflicts.
 #[utoipa::path(
     get,
@@ -884,6 +1002,7 @@ pub async fn get_events(
     };
     struct State {
         rx: broadcast::Receiver<(i64, String)>,
+        projections: broadcast::Receiver<String>,
         pending: std::collections::VecDeque<(i64, String)>,
         /// Replaying the journal after this seq, one page at a time, before going live.
         replay_after: Option<i64>,
@@ -895,6 +1014,7 @@ pub async fn get_events(
     }
     let init = State {
         rx,
+        projections: st.projections.subscribe(),
         pending: Default::default(),
         replay_after,
         last,
@@ -939,7 +1059,21 @@ pub async fn get_events(
                 }
                 continue;
             }
-            match tokio::time::timeout(std::time::Duration::from_secs(15), s.rx.recv()).await {
+            let next = tokio::select! {
+                r = tokio::time::timeout(std::time::Duration::from_secs(15), s.rx.recv()) => r,
+                p = s.projections.recv() => {
+                    match p {
+                        // A projection changed: its own event, no id (resuming goes by the
+                        // change events; a reconnecting page fetches /projection anyway).
+                        Ok(json) => {
+                            let item = format!("event: projection\ndata: {json}\n\n");
+                            return Some((Ok(Bytes::from(item)), s));
+                        }
+                        Err(_) => continue,
+                    }
+                }
+            };
+            match next {
                 Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s)),
                 Ok(Ok((seq, data))) => {
                     if seq > s.last {

@@ -18,8 +18,8 @@ pub mod wire;
 pub use api::AppState;
 
 use api::{
-    delete_user, get_events, get_journal, get_progress, get_reconciliation, get_results,
-    get_station, method_not_allowed, not_found, post_sheets, post_user,
+    delete_user, get_events, get_journal, get_progress, get_projection, get_reconciliation,
+    get_results, get_station, method_not_allowed, not_found, post_sheets, post_user,
 };
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(get_events))
         .route("/journal", get(get_journal))
         .route("/reconciliation", get(get_reconciliation))
+        .route("/projection", get(get_projection))
         .route("/openapi.json", get(openapi::get_openapi))
         .route("/users", post(post_user))
         .route("/users/{id}", delete(delete_user));

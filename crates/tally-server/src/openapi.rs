@@ -46,6 +46,7 @@ impl Modify for Bearer {
         crate::api::get_events,
         crate::api::get_journal,
         crate::api::get_reconciliation,
+        crate::api::get_projection,
         get_openapi,
         crate::api::post_user,
         crate::api::delete_user,

@@ -301,6 +301,8 @@ struct Inner {
     /// `None` once dropped (see `Drop for Inner`).
     reader: Mutex<Option<Box<dyn Backend>>>,
     hooks: RwLock<Vec<Hook>>,
+    /// The last projection of each round and the journal seq it was computed at.
+    projections: Mutex<HashMap<u8, (i64, Arc<tally_project::Projection>)>>,
 }
 
 impl Drop for Inner {
@@ -440,6 +442,7 @@ impl TallyStore {
             origin: new_token()?[..16].to_string(),
             target: target.clone(),
             hooks: RwLock::new(Vec::new()),
+            projections: Mutex::new(HashMap::new()),
         });
         let (tx, rx) = channel();
         let w_inner = inner.clone();
@@ -928,6 +931,24 @@ impl Store for TallyStore {
         let live = self.inner.live.read().unwrap_or_else(|e| e.into_inner());
         live.reconciliation(&self.inner.registry, round)
             .map_err(StoreError::NotFound)
+    }
+
+    fn projection(&self, round: u8) -> Result<Arc<tally_project::Projection>, StoreError> {
+        let live = self.inner.live.read().unwrap_or_else(|e| e.into_inner());
+        let seq = live.last_seq;
+        let mut cache = self
+            .inner
+            .projections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((at, p)) = cache.get(&round) {
+            if *at == seq {
+                return Ok(p.clone());
+            }
+        }
+        let p = Arc::new(live.projection(round).map_err(StoreError::NotFound)?);
+        cache.insert(round, (seq, p.clone()));
+        Ok(p)
     }
 
     fn progress(&self) -> ProgressReport {

@@ -204,6 +204,12 @@ pub trait Store: Send + Sync + 'static {
     fn nist(&self, meta: &tally_model::nist::NistMeta<'_>) -> tally_model::nist::ElectionReport;
     /// Official sheets against the observers' for one round (`tally.reconcile/1`).
     fn reconciliation(&self, round: u8) -> Result<tally_reconcile::Reconciliation, StoreError>;
+    /// The projection of one round's final result from the official sheets in so far
+    /// (`tally.projection/1`), recomputed only when the journal has moved.
+    fn projection(
+        &self,
+        round: u8,
+    ) -> Result<std::sync::Arc<tally_project::Projection>, StoreError>;
     fn station(&self, id: &str) -> Result<StationView, StoreError>;
     fn journal(&self, from: i64, limit: usize) -> Result<Vec<JournalEntry>, StoreError>;
     fn subscribe(&self, hook: Hook);

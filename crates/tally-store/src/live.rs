@@ -345,6 +345,37 @@ impl Live {
         .map_err(|e| e.to_string())
     }
 
+    /// The projection of round `number` from the official sheets in so far, by the same
+    /// function as `tally project`; the latest earlier round with counted stations is the
+    /// baseline (round 1 for the runoff).
+    pub fn projection(&self, number: u8) -> Result<tally_project::Projection, String> {
+        let partial = &self
+            .rounds
+            .iter()
+            .find(|r| r.round.number == number)
+            .ok_or_else(|| format!("no round {number}"))?
+            .round;
+        let baseline = self
+            .rounds
+            .iter()
+            .filter(|r| r.round.number < number)
+            .filter(|r| r.round.stations.status.contains(&SheetStatus::Counted))
+            .max_by_key(|r| r.round.number)
+            .map(|r| &r.round);
+        let pop = tally_project::Population::build(&tally_project::Inputs {
+            partial,
+            baseline,
+            registry: None,
+            level: None,
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(tally_project::project(
+            &pop,
+            &self.rule,
+            &tally_project::Options::default(),
+        ))
+    }
+
     /// The `tally.results/1` report, built by the same function as `tally results`.
     pub fn results(&self, scope: &ReportScope<'_>) -> Result<ResultsReport, ScopeError> {
         let rounds: Vec<CountedRound<'_>> = self
