@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn votes(i: u64) -> [u64; 3] {
     let registered = 500 + (i * 37) % 1500;
     let turnout = registered * 6 / 10;
-    let lean = if (i % 16) % 2 == 0 { 55 } else { 42 };
+    let lean = if (i % 16).is_multiple_of(2) { 55 } else { 42 };
     let a = turnout * lean / 100;
     let c = turnout / 20;
     [a, turnout - a - c, c]
