@@ -87,6 +87,7 @@ pub fn project(args: &ProjectArgs<'_>) -> Result<ExitCode, String> {
         Some(r) => Some(load_round(Some(r), 1, &args.source)?.0),
         None => None,
     };
+    let started = std::time::Instant::now();
     let pop = Population::build(&Inputs {
         partial: &partial,
         baseline: baseline.as_ref(),
@@ -108,9 +109,17 @@ pub fn project(args: &ProjectArgs<'_>) -> Result<ExitCode, String> {
             },
         ),
     };
+    let elapsed = started.elapsed();
     let text = match args.format {
         ReportFormat::Json => serde_json::to_string_pretty(&p).map_err(|e| e.to_string())? + "\n",
-        ReportFormat::Table => render_projection(&p),
+        ReportFormat::Table => {
+            render_projection(&p)
+                + &format!(
+                    "\n  Projected in {:.0} ms ({} stations; the files were read before).\n",
+                    elapsed.as_secs_f64() * 1000.0,
+                    thousands(pop.len() as u64)
+                )
+        }
     };
     write_out(&text)?;
     Ok(ExitCode::SUCCESS)
