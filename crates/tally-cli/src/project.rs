@@ -343,7 +343,7 @@ fn parse_order(s: &str, pop: &Population) -> Result<Order, String> {
                 .ids()
                 .iter()
                 .enumerate()
-                .map(|(i, id)| (id.as_str(), i))
+                .map(|(i, id)| (*id, i))
                 .collect();
             let mut order = Vec::new();
             let mut unknown = 0usize;

@@ -4,7 +4,7 @@
 //! report's round-1/round-2 matching (with W205), the transfers between rounds, and the
 //! reconciliation of two sources. Ids are compared exactly as stored.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 
 /// How the stations of `a` and `b` correspond.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

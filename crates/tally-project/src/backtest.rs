@@ -302,25 +302,19 @@ fn arrival(
             keyed.into_iter().map(|(_, i)| i).collect()
         }
         Order::ByArea(_) => {
-            let d = depth.unwrap_or(1);
-            let mut areas: Vec<String> = stations
+            let d = depth.unwrap_or(1) as u8;
+            let mut areas: Vec<tally_model::AreaId> = stations
                 .iter()
-                .map(|&i| pop.paths[i][..d.min(pop.paths[i].len())].join("/"))
+                .map(|&i| pop.area_at(i, d))
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
             areas.shuffle(rng);
-            let rank: std::collections::HashMap<&str, usize> = areas
-                .iter()
-                .enumerate()
-                .map(|(r, a)| (a.as_str(), r))
-                .collect();
+            let rank: std::collections::HashMap<tally_model::AreaId, usize> =
+                areas.iter().enumerate().map(|(r, &a)| (a, r)).collect();
             let mut keyed: Vec<(usize, f64, usize)> = stations
                 .iter()
-                .map(|&i| {
-                    let a = pop.paths[i][..d.min(pop.paths[i].len())].join("/");
-                    (rank[a.as_str()], rng.gen::<f64>(), i)
-                })
+                .map(|&i| (rank[&pop.area_at(i, d)], rng.gen::<f64>(), i))
                 .collect();
             keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
             keyed.into_iter().map(|(_, _, i)| i).collect()

@@ -31,6 +31,7 @@ pub mod sample;
 pub use call::{Call, CallKind};
 pub use population::{default_level, Inputs, Population, PopulationError};
 
+use rayon::prelude::*;
 use serde::Serialize;
 use tally_model::Rule;
 
@@ -257,11 +258,10 @@ impl Estimate {
         let (va, vb) = variance_function(pop, rows, &m1.resid, q);
         let unit_var = |size: f64| va + vb / size;
         let w: Vec<f64> = rows.iter().map(|&i| 1.0 / unit_var(pop.size[i])).collect();
-        // Pass 2: the spread of area means beyond what station noise explains gives the
-        // random-effect variance, hence the penalty on area effects.
-        let m2 = fit::fit(pop, rows, &w, None);
+        // The spread of area means of those residuals beyond what station noise explains gives
+        // the random-effect variance, hence the penalty on area effects.
         let lambda = if pop.groups.len() > 1 {
-            area_penalty(pop, rows, &w, &m2.resid, q)
+            area_penalty(pop, rows, &w, &m1.resid, q)
         } else {
             None
         };
@@ -330,7 +330,7 @@ impl Estimate {
             }
         }
         let unseen_sq: f64 = unseen_mass.iter().map(|m| m * m).sum();
-        let free_resid = m2.resid;
+        let free_resid = m1.resid;
         let var = move |coef: &[f64]| -> f64 {
             let combine = |res: &[f64], r: usize| -> f64 {
                 coef.iter()
@@ -456,7 +456,7 @@ fn calibrate(
     unreported: &[usize],
     w: &[f64],
     lambda: Option<f64>,
-    unit_var: &dyn Fn(f64) -> f64,
+    unit_var: &(dyn Fn(f64) -> f64 + Sync),
 ) -> f64 {
     const FOLDS: u64 = 5;
     let q = pop.k() + 1;
@@ -488,10 +488,9 @@ fn calibrate(
         }
         flag
     };
-    let (mut sum, mut terms) = (0.0, 0usize);
-    let (mut like_sum, mut like_terms) = (0.0, 0usize);
-    let mut y = vec![0.0; q];
-    for f in 0..=FOLDS {
+    // Each fold's ratios (squared error / model variance, per target), the folds on all cores.
+    let fold = |f: u64| -> Vec<f64> {
+        let mut y = vec![0.0; q];
         let (mut train, mut train_w, mut held) = (Vec::new(), Vec::new(), Vec::new());
         for (r, &i) in rows.iter().enumerate() {
             let out = if f == FOLDS {
@@ -507,7 +506,7 @@ fn calibrate(
             }
         }
         if held.is_empty() || train.len() < pop.p + 10 {
-            continue;
+            return Vec::new();
         }
         let m = fit::fit(pop, &train, &train_w, lambda);
         let groups = if lambda.is_some() {
@@ -537,22 +536,25 @@ fn calibrate(
         let k_param: f64 = ax.iter().zip(&vx).map(|(a, b)| a * b).sum::<f64>()
             + ag.iter().zip(&vg).map(|(a, b)| a * b).sum::<f64>();
         let dof = (train.len() as f64 - m.dof_used).max(1.0);
-        for (t, e) in err.iter().enumerate() {
-            let ss: f64 = (0..train.len())
-                .map(|r| train_w[r] * m.resid[r * q + t].powi(2))
-                .sum();
-            let v = ss / dof * (k_param + unit);
-            if v > 0.0 {
-                if f == FOLDS {
-                    like_sum += e * e / v;
-                    like_terms += 1;
-                } else {
-                    sum += e * e / v;
-                    terms += 1;
-                }
-            }
-        }
+        err.iter()
+            .enumerate()
+            .filter_map(|(t, e)| {
+                let ss: f64 = (0..train.len())
+                    .map(|r| train_w[r] * m.resid[r * q + t].powi(2))
+                    .sum();
+                let v = ss / dof * (k_param + unit);
+                (v > 0.0).then(|| e * e / v)
+            })
+            .collect()
+    };
+    let ratios: Vec<Vec<f64>> = (0..=FOLDS).into_par_iter().map(fold).collect();
+    let (mut sum, mut terms) = (0.0, 0usize);
+    for r in &ratios[..FOLDS as usize] {
+        sum += r.iter().sum::<f64>();
+        terms += r.len();
     }
+    let like = &ratios[FOLDS as usize];
+    let (like_sum, like_terms) = (like.iter().sum::<f64>(), like.len());
     let mean = |s: f64, n: usize| if n == 0 { 1.0 } else { s / n as f64 };
     mean(sum, terms).max(mean(like_sum, like_terms)).max(1.0)
 }

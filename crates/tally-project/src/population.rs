@@ -4,7 +4,7 @@
 //! Built once per input (a partial count, or a final count a backtest replays) so the model can be
 //! refitted for any set of reported stations without touching the rounds again.
 
-use tally_model::{match_stations, Candidate, Round, SheetStatus, MISSING};
+use tally_model::{match_stations, AreaId, AreaTree, Candidate, Round, SheetStatus, MISSING, ROOT};
 
 /// How many baseline candidates become covariates; the rest are summed into one "others" column
 /// (a round 1 with 30 candidates would otherwise give the model 30 near-empty columns).
@@ -22,17 +22,18 @@ pub(crate) enum SizeFrom {
 
 /// The population of stations with everything the model reads.
 #[derive(Clone, Debug)]
-pub struct Population {
+pub struct Population<'a> {
     pub(crate) candidates: Vec<Candidate>,
     pub(crate) round: u8,
-    pub(crate) ids: Vec<String>,
+    pub(crate) ids: Vec<&'a str>,
     /// Registered voters used as the station's size (at least its cast ballots once counted).
     pub(crate) size: Vec<f64>,
     /// The station's area at the level of the area effects (index into `groups`).
     pub(crate) group: Vec<u32>,
     pub(crate) groups: Vec<String>,
-    /// The station's area at every level (names), for strata and orders by area.
-    pub(crate) paths: Vec<Vec<String>>,
+    /// The areas, and each station's leaf in it (strata, orders by area).
+    pub(crate) tree: AreaTree,
+    pub(crate) leaf: Vec<AreaId>,
     pub(crate) levels: Vec<String>,
     pub(crate) level: Option<String>,
     /// Dense covariates, row-major `n x p`.
@@ -92,8 +93,8 @@ fn known(v: u64) -> Option<u64> {
     (v != MISSING).then_some(v)
 }
 
-impl Population {
-    pub fn build(inp: &Inputs<'_>) -> Result<Population, PopulationError> {
+impl<'a> Population<'a> {
+    pub fn build(inp: &Inputs<'a>) -> Result<Population<'a>, PopulationError> {
         let partial = inp.partial;
         if partial.candidates.is_empty() {
             return Err(PopulationError::NoCandidates);
@@ -117,29 +118,14 @@ impl Population {
             .unwrap_or(0);
 
         let k = partial.candidates.len();
-        let mut ids: Vec<String> = Vec::new();
-        let mut paths: Vec<Vec<String>> = Vec::new();
-        let mut group_names: Vec<String> = Vec::new();
+        // The areas: the list's tree (partial stations the registry lacks are added to it).
+        let mut tree = tree.clone();
+        let mut ids: Vec<&'a str> = Vec::new();
+        let mut leaf: Vec<AreaId> = Vec::new();
         let mut reg: Vec<Option<u64>> = Vec::new();
         let mut reg_from: Vec<SizeFrom> = Vec::new();
         let mut src: Vec<Option<usize>> = Vec::new(); // index in partial
         let mut in_play: Vec<bool> = Vec::new();
-
-        let push_station = |r: &Round,
-                            i: usize,
-                            ids: &mut Vec<String>,
-                            paths: &mut Vec<Vec<String>>,
-                            group_names: &mut Vec<String>| {
-            ids.push(r.stations.ids[i].clone());
-            let leaf = r.stations.area[i];
-            paths.push(r.tree.path(leaf).iter().map(|s| s.to_string()).collect());
-            let g = if depth == 0 {
-                String::new()
-            } else {
-                r.tree.path_string(r.tree.ancestor_at(leaf, depth))
-            };
-            group_names.push(g);
-        };
 
         match inp.registry {
             Some(registry) => {
@@ -148,13 +134,19 @@ impl Population {
                 for &(i, j) in &m.pairs {
                     partner[i] = Some(j);
                 }
+                let mut repeated = vec![false; registry.len()];
+                for &(side, i) in &m.repeated {
+                    if side == 0 {
+                        repeated[i] = true;
+                    }
+                }
                 for (i, &j) in partner.iter().enumerate() {
-                    if m.repeated.contains(&(0, i)) {
+                    if repeated[i] {
                         continue;
                     }
-                    push_station(registry, i, &mut ids, &mut paths, &mut group_names);
-                    let from_partial = j.and_then(|j| known(partial.stations.registered[j]));
-                    match from_partial {
+                    ids.push(registry.stations.ids[i].as_str());
+                    leaf.push(registry.stations.area[i]);
+                    match j.and_then(|j| known(partial.stations.registered[j])) {
                         Some(r) => {
                             reg.push(Some(r));
                             reg_from.push(SizeFrom::Partial);
@@ -171,7 +163,8 @@ impl Population {
                     ));
                 }
                 for &j in &m.only_b {
-                    push_station(partial, j, &mut ids, &mut paths, &mut group_names);
+                    ids.push(partial.stations.ids[j].as_str());
+                    leaf.push(tree.leaf(&partial.tree.path(partial.stations.area[j])));
                     reg.push(known(partial.stations.registered[j]));
                     reg_from.push(SizeFrom::Partial);
                     src.push(Some(j));
@@ -179,12 +172,15 @@ impl Population {
                 }
             }
             None => {
+                // An imported round has each station once; a repeat (a hand-built round) is
+                // skipped rather than counted twice.
                 let mut seen = std::collections::HashSet::with_capacity(partial.len());
                 for j in 0..partial.len() {
                     if !seen.insert(partial.stations.ids[j].as_str()) {
                         continue;
                     }
-                    push_station(partial, j, &mut ids, &mut paths, &mut group_names);
+                    ids.push(partial.stations.ids[j].as_str());
+                    leaf.push(partial.stations.area[j]);
                     reg.push(known(partial.stations.registered[j]));
                     reg_from.push(SizeFrom::Partial);
                     src.push(Some(j));
@@ -218,7 +214,8 @@ impl Population {
 
         // Baseline covariates.
         let mut has_baseline = vec![false; n];
-        let mut base_shares: Vec<Vec<f64>> = Vec::new();
+        let mut base_shares: Vec<f64> = Vec::new();
+        let mut base_width = 0usize;
         let mut base_turnout = vec![0.0; n];
         let mut base_names: Vec<String> = Vec::new();
         if let Some(b) = inp.baseline {
@@ -248,7 +245,8 @@ impl Population {
             if kb > keep {
                 base_names.push("baseline others".into());
             }
-            base_shares = vec![vec![0.0; width]; n];
+            base_shares = vec![0.0; width * n];
+            base_width = width;
             let m = match_stations(&ids, &b.stations.ids);
             for &(i, s) in &m.pairs {
                 if b.stations.status[s] != SheetStatus::Counted {
@@ -266,7 +264,7 @@ impl Population {
                 }
                 has_baseline[i] = true;
                 for (c, &vc) in v.iter().enumerate() {
-                    base_shares[i][column[c]] += vc as f64 / size as f64;
+                    base_shares[i * width + column[c]] += vc as f64 / size as f64;
                 }
                 base_turnout[i] = cast as f64 / size as f64;
                 if reg[i].is_none() {
@@ -280,14 +278,18 @@ impl Population {
         let mut groups: Vec<String> = Vec::new();
         let mut group = vec![0u32; n];
         {
-            let mut index = std::collections::HashMap::new();
-            for (i, g) in group_names.iter().enumerate() {
-                let next = groups.len() as u32;
-                let id = *index.entry(g.as_str()).or_insert(next);
-                if id == next {
-                    groups.push(g.clone());
+            let mut index = vec![u32::MAX; tree.len() + 1];
+            for (i, &l) in leaf.iter().enumerate() {
+                let a = if depth == 0 {
+                    ROOT
+                } else {
+                    tree.ancestor_at(l, depth)
+                };
+                if index[a as usize] == u32::MAX {
+                    index[a as usize] = groups.len() as u32;
+                    groups.push(tree.path_string(a));
                 }
-                group[i] = id;
+                group[i] = index[a as usize];
             }
         }
         let mut size = vec![0.0; n];
@@ -349,7 +351,7 @@ impl Population {
                 x.push(if has_baseline[i] { 1.0 } else { 0.0 });
             }
             if any_b {
-                x.extend_from_slice(&base_shares[i]);
+                x.extend_from_slice(&base_shares[i * base_width..(i + 1) * base_width]);
                 x.push(base_turnout[i]);
             }
             let l = size[i].ln();
@@ -366,8 +368,9 @@ impl Population {
             size,
             group,
             groups,
-            paths,
             levels: tree.levels.clone(),
+            tree,
+            leaf,
             level: if depth == 0 { None } else { level },
             x,
             p,
@@ -392,7 +395,7 @@ impl Population {
         &self.candidates
     }
 
-    pub fn ids(&self) -> &[String] {
+    pub fn ids(&self) -> &[&'a str] {
         &self.ids
     }
 
@@ -411,9 +414,18 @@ impl Population {
         &self.size
     }
 
-    /// Each station's area names from the first level down.
-    pub fn paths(&self) -> &[Vec<String>] {
-        &self.paths
+    /// Station `i`'s area at `depth` (1 = the first level; 0 = the whole election).
+    pub fn area_at(&self, i: usize, depth: u8) -> AreaId {
+        if depth == 0 {
+            ROOT
+        } else {
+            self.tree.ancestor_at(self.leaf[i], depth)
+        }
+    }
+
+    /// The path of an area, for output.
+    pub fn area_name(&self, a: AreaId) -> String {
+        self.tree.path_string(a)
     }
 
     pub fn levels(&self) -> &[String] {

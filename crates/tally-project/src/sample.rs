@@ -61,10 +61,6 @@ pub enum SampleError {
     NothingMatches,
 }
 
-fn stratum_of(pop: &Population, i: usize, depth: usize) -> String {
-    pop.paths[i][..depth.min(pop.paths[i].len())].join("/")
-}
-
 /// Draws `size` stations of the population (those in play), stratified by `level`.
 pub fn draw(
     pop: &Population,
@@ -83,18 +79,20 @@ pub fn draw(
     };
     let mut names: Vec<String> = Vec::new();
     let mut members: Vec<Vec<usize>> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for i in 0..pop.len() {
+    let mut index: HashMap<tally_model::AreaId, usize> = HashMap::new();
+    let mut stratum = vec![usize::MAX; pop.len()];
+    for (i, slot) in stratum.iter_mut().enumerate() {
         if !pop.in_play[i] {
             continue;
         }
-        let s = stratum_of(pop, i, depth);
-        let h = *index.entry(s.clone()).or_insert_with(|| {
-            names.push(s);
+        let a = pop.area_at(i, depth as u8);
+        let h = *index.entry(a).or_insert_with(|| {
+            names.push(pop.area_name(a));
             members.push(Vec::new());
             members.len() - 1
         });
         members[h].push(i);
+        *slot = h;
     }
     let frame: usize = members.iter().map(Vec::len).sum();
     if size > frame {
@@ -118,10 +116,11 @@ pub fn draw(
     }
     let stations = (0..pop.len())
         .filter(|&i| chosen[i])
-        .map(|i| (pop.ids[i].clone(), stratum_of(pop, i, depth)))
+        .map(|i| (pop.ids[i].to_string(), names[stratum[i]].clone()))
         .collect();
     let strata = names
-        .into_iter()
+        .iter()
+        .cloned()
         .zip(&members)
         .zip(&alloc)
         .map(|((name, m), &n_h)| Stratum {
