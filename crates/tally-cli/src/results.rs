@@ -132,7 +132,7 @@ fn partial_words(r: &RoundReport, rule_text: &str) -> String {
         ),
         Outcome::Undecided { reason, .. } => format!("so far undecided ({reason})"),
     };
-    format!("{so_far}, with {counted}: not final.")
+    format!("{so_far}, with {counted}: not final (`tally project` projects the final result).")
 }
 
 fn pct(v: Option<f64>) -> String {

@@ -470,7 +470,7 @@ fn a_partial_count_says_who_leads_and_that_it_is_not_final() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(!table.contains("is elected"), "{table}");
     assert!(
-        table.contains("a leads with 62.50% of valid votes, with 10.00% of stations counted (90 without a counted sheet): not final."),
+        table.contains("a leads with 62.50% of valid votes, with 10.00% of stations counted (90 without a counted sheet): not final (`tally project` projects the final result)."),
         "{table}"
     );
     let out = Command::new(env!("CARGO_BIN_EXE_tally"))

@@ -718,7 +718,29 @@ pub async fn get_results(
         q.get("area").map(String::as_str),
         q.get("level").map(String::as_str),
     )?;
-    Ok(json_response(StatusCode::OK, &rep))
+    // Live only: where each round's projection is, and how many stations it rests on (the
+    // official sheets counted, whole election).
+    let projection: Vec<Value> = st
+        .store
+        .progress()
+        .rounds
+        .iter()
+        .filter(|r| rep.rounds.iter().any(|x| x.round == r.round))
+        .map(|r| {
+            serde_json::json!({
+                "round": r.round,
+                "href": format!("/api/v1/projection?round={}", r.round),
+                "based_on_stations": r.stations_counted,
+                "stations_total": r.stations_known,
+            })
+        })
+        .collect();
+    let mut body = serde_json::to_value(&rep)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "H500", e.to_string()))?;
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("projection".into(), Value::Array(projection));
+    }
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 /// Stations counted per round, sheet versions, conflicts, and the journal head.

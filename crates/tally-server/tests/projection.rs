@@ -156,6 +156,15 @@ async fn live_projection_equals_tally_project_and_changes_are_announced() {
     let data: Value = serde_json::from_str(event).unwrap();
     assert_eq!(data["format"], "tally.projection/1");
 
+    // The results say where the projection is and what it rests on.
+    let r = c.request("GET", "/api/v1/results", &[], b"").await.unwrap();
+    let results = r.json();
+    assert_eq!(
+        results["projection"][0]["href"],
+        "/api/v1/projection?round=1"
+    );
+    assert_eq!(results["projection"][0]["based_on_stations"], 34);
+
     // A round the registry does not have is a coded 404.
     let r = c
         .request("GET", "/api/v1/projection?round=2", &[], b"")
