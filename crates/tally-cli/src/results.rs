@@ -363,6 +363,7 @@ pub fn render_nist(loaded: &Loaded, certified: bool) -> Result<String, String> {
         election_date: None,
         certified,
         issuer: "Tally",
+        projected_winners: &[],
     };
     let rep = tally_model::nist::nist_report(&loaded.election, &loaded.rule, &rounds, &meta);
     String::from_utf8(tally_io::nist::to_json(&rep)).map_err(|e| e.to_string())

@@ -15,6 +15,7 @@ const META: NistMeta<'static> = NistMeta {
     election_date: None,
     certified: false,
     issuer: "Tally tests",
+    projected_winners: &[],
 };
 
 fn crate_path(rel: &str) -> PathBuf {
@@ -440,6 +441,20 @@ fn partial_certified_and_candidate_status() {
         .iter()
         .all(|c| c.post_election_status.is_none()));
     let t = totals(&rounds);
+    // Still partial, with a projection that calls the round for erdogan: projected-winner.
+    let winners = [(1u8, "erdogan".to_string())];
+    let projected = NistMeta {
+        projected_winners: &winners,
+        ..META
+    };
+    let rep = nist_report("x", &rule, &counted(&rounds, &t), &projected);
+    let r1: Vec<Option<&str>> = rep.election[0]
+        .candidate
+        .iter()
+        .map(|c| c.post_election_status.as_deref())
+        .collect();
+    assert_eq!(r1, vec![Some("projected-winner"), None, None, None]);
+    validates(&serde_json::to_vec(&rep).expect("json"), "projected-winner");
     let meta = NistMeta {
         certified: true,
         ..META

@@ -481,6 +481,9 @@ pub struct NistMeta<'a> {
     /// `Status: certified` instead of `unofficial-partial`/`unofficial-complete`.
     pub certified: bool,
     pub issuer: &'a str,
+    /// `(round, candidate id)` for rounds still partial whose projection calls a winner (the
+    /// live server's `tally.projection/1` call): that candidate is `projected-winner`.
+    pub projected_winners: &'a [(u8, String)],
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` of a Unix time (seconds), for `GeneratedDate`.
@@ -689,7 +692,12 @@ pub fn nist_report(
     let mut elections = Vec::new();
     let mut complete = true;
     for r in rounds {
-        let (e, u, done) = round_election(election, rule, r, &date, meta.certified);
+        let projected = meta
+            .projected_winners
+            .iter()
+            .find(|(n, _)| *n == r.round.number)
+            .map(|(_, id)| id.as_str());
+        let (e, u, done) = round_election(election, rule, r, &date, meta.certified, projected);
         complete &= done;
         elections.push(e);
         units.extend(u);
@@ -728,6 +736,7 @@ fn round_election(
     r: &CountedRound<'_>,
     date: &str,
     certified: bool,
+    projected_winner: Option<&str>,
 ) -> (Election, Vec<GpUnit>, bool) {
     let round = r.round;
     let n = round.number;
@@ -857,6 +866,12 @@ fn round_election(
     let outcome = crate::report::outcome(round, rule, all);
     let statuses = if complete || certified {
         post_status(round, &outcome)
+    } else if let Some(w) = projected_winner {
+        round
+            .candidates
+            .iter()
+            .map(|c| (c.id == w).then_some("projected-winner"))
+            .collect()
     } else {
         vec![None; k]
     };

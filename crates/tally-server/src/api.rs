@@ -687,11 +687,30 @@ pub async fn get_results(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             let generated = tally_model::nist::datetime_utc(now);
+            // A round still partial whose projection calls a winner names it
+            // `projected-winner`.
+            let store = st.store.clone();
+            let projected_winners: Vec<(u8, String)> = tokio::task::spawn_blocking(move || {
+                let rounds: Vec<u8> = store.progress().rounds.iter().map(|r| r.round).collect();
+                rounds
+                    .into_iter()
+                    .filter_map(|r| {
+                        let p = store.projection(r).ok()?;
+                        let partial = p.reported.stations < p.reported.stations_total;
+                        let winner = p.call.winner.clone()?;
+                        (partial && p.call.kind == tally_project::CallKind::Elected)
+                            .then_some((r, winner))
+                    })
+                    .collect()
+            })
+            .await
+            .map_err(|_| StoreError::Closed)?;
             let meta = tally_model::nist::NistMeta {
                 generated: &generated,
                 election_date: None,
                 certified: false,
                 issuer: "Tally",
+                projected_winners: &projected_winners,
             };
             return Ok(json_response(StatusCode::OK, &st.store.nist(&meta)));
         }
