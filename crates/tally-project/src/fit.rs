@@ -21,8 +21,11 @@ pub(crate) fn targets(pop: &Population, i: usize, out: &mut [f64]) {
     out[k] = pop.turnout[i] as f64 / size;
 }
 
-/// Normal equations of the weighted problem, before the area penalty.
-struct Normal {
+/// Normal equations of the weighted problem, before the area penalty: sufficient statistics,
+/// so the fit on all stations but a fold is the total minus the fold's (calibration).
+#[derive(Clone)]
+pub(crate) struct Normal {
+    groups: usize,
     /// `p x p`, dense covariates.
     xx: Vec<f64>,
     /// `p x groups`: sum of `w x` per area.
@@ -33,46 +36,123 @@ struct Normal {
     xy: Vec<f64>,
     /// `q x groups`.
     gy: Vec<f64>,
+    /// `q`: sum of `w y^2`.
+    yy: Vec<f64>,
+    /// Stations with a non-zero value of each covariate.
+    nonzero: Vec<usize>,
+    pub(crate) rows: usize,
 }
 
-fn accumulate(pop: &Population, rows: &[usize], w: &[f64], q: usize, groups: usize) -> Normal {
-    let p = pop.p;
-    let mut n = Normal {
-        xx: vec![0.0; p * p],
-        xg: vec![0.0; p * groups],
-        wg: vec![0.0; groups],
-        xy: vec![0.0; q * p],
-        gy: vec![0.0; q * groups],
-    };
-    let mut y = vec![0.0; q];
-    for (r, &i) in rows.iter().enumerate() {
-        let wi = w[r];
+impl Normal {
+    pub(crate) fn new(p: usize, q: usize, groups: usize) -> Normal {
+        Normal {
+            groups,
+            xx: vec![0.0; p * p],
+            xg: vec![0.0; p * groups],
+            wg: vec![0.0; groups],
+            xy: vec![0.0; q * p],
+            gy: vec![0.0; q * groups],
+            yy: vec![0.0; q],
+            nonzero: vec![0; p],
+            rows: 0,
+        }
+    }
+
+    /// Adds station `i` with weight `wi` (the lower triangle of `xx` only; see [`Normal::seal`]).
+    pub(crate) fn add(&mut self, pop: &Population, i: usize, wi: f64, y: &mut [f64]) {
+        let p = pop.p;
+        let groups = self.groups;
         let x = pop.row(i);
         let g = pop.group[i] as usize;
-        targets(pop, i, &mut y);
+        targets(pop, i, y);
         for a in 0..p {
             let wa = wi * x[a];
-            let row = &mut n.xx[a * p..a * p + a + 1];
+            let row = &mut self.xx[a * p..a * p + a + 1];
             for (cell, &xb) in row.iter_mut().zip(x) {
                 *cell += wa * xb;
             }
-            n.xg[a * groups + g] += wa;
+            if groups > 0 {
+                self.xg[a * groups + g] += wa;
+            }
+            if x[a] != 0.0 {
+                self.nonzero[a] += 1;
+            }
         }
-        n.wg[g] += wi;
+        if groups > 0 {
+            self.wg[g] += wi;
+        }
         for (t, &yt) in y.iter().enumerate() {
             let wy = wi * yt;
-            for (cell, &xa) in n.xy[t * p..(t + 1) * p].iter_mut().zip(x) {
+            for (cell, &xa) in self.xy[t * p..(t + 1) * p].iter_mut().zip(x) {
                 *cell += wy * xa;
             }
-            n.gy[t * groups + g] += wy;
+            if groups > 0 {
+                self.gy[t * groups + g] += wy;
+            }
+            self.yy[t] += wy * yt;
+        }
+        self.rows += 1;
+    }
+
+    /// Mirrors the lower triangle of `xx` once every station is in.
+    pub(crate) fn seal(&mut self, p: usize) {
+        for a in 0..p {
+            for b in 0..a {
+                self.xx[b * p + a] = self.xx[a * p + b];
+            }
         }
     }
-    // Mirror the lower triangle.
-    for a in 0..p {
-        for b in 0..a {
-            n.xx[b * p + a] = n.xx[a * p + b];
+
+    /// `self - other`: the statistics of the stations in `self` but not in `other`.
+    pub(crate) fn minus(&self, other: &Normal) -> Normal {
+        let sub = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x - y).collect();
+        Normal {
+            groups: self.groups,
+            xx: sub(&self.xx, &other.xx),
+            xg: sub(&self.xg, &other.xg),
+            wg: sub(&self.wg, &other.wg),
+            xy: sub(&self.xy, &other.xy),
+            gy: sub(&self.gy, &other.gy),
+            yy: sub(&self.yy, &other.yy),
+            nonzero: self
+                .nonzero
+                .iter()
+                .zip(&other.nonzero)
+                .map(|(a, b)| a - b)
+                .collect(),
+            rows: self.rows - other.rows,
         }
     }
+
+    /// The sum of two disjoint sets of stations.
+    pub(crate) fn plus(&self, other: &Normal) -> Normal {
+        let add = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x + y).collect();
+        Normal {
+            groups: self.groups,
+            xx: add(&self.xx, &other.xx),
+            xg: add(&self.xg, &other.xg),
+            wg: add(&self.wg, &other.wg),
+            xy: add(&self.xy, &other.xy),
+            gy: add(&self.gy, &other.gy),
+            yy: add(&self.yy, &other.yy),
+            nonzero: self
+                .nonzero
+                .iter()
+                .zip(&other.nonzero)
+                .map(|(a, b)| a + b)
+                .collect(),
+            rows: self.rows + other.rows,
+        }
+    }
+}
+
+fn accumulate(pop: &Population, rows: &[usize], w: &[f64], q: usize, groups: usize) -> Normal {
+    let mut n = Normal::new(pop.p, q, groups);
+    let mut y = vec![0.0; q];
+    for (r, &i) in rows.iter().enumerate() {
+        n.add(pop, i, w[r], &mut y);
+    }
+    n.seal(pop.p);
     n
 }
 
@@ -158,96 +238,16 @@ impl Model {
 }
 
 /// Fits every target on `rows` with weights `w` and, when `lambda` is given, area effects
-/// penalised by it.
+/// penalised by it; with the residuals of those stations.
 pub(crate) fn fit(pop: &Population, rows: &[usize], w: &[f64], lambda: Option<f64>) -> Model {
     let q = pop.k() + 1;
-    let p = pop.p;
     let groups = if lambda.is_some() {
         pop.groups.len()
     } else {
         0
     };
-    let n = if lambda.is_some() {
-        accumulate(pop, rows, w, q, groups)
-    } else {
-        accumulate_dense(pop, rows, w, q)
-    };
-    // A covariate that is zero for nearly every station in (a size hinge before any small
-    // station has reported) cannot be estimated: it is left out of this fit (coefficient 0, no
-    // part in the variance) rather than extrapolated from a handful of stations.
-    let mut nonzero = vec![0usize; p];
-    for &i in rows {
-        for (c, &x) in pop.row(i).iter().enumerate() {
-            if x != 0.0 {
-                nonzero[c] += 1;
-            }
-        }
-    }
-    let active: Vec<bool> = nonzero
-        .iter()
-        .enumerate()
-        .map(|(c, &n)| c == 0 || n >= MIN_SUPPORT)
-        .collect();
-    let mut n = n;
-    for c in (0..p).filter(|&c| !active[c]) {
-        for o in 0..p {
-            n.xx[c * p + o] = 0.0;
-            n.xx[o * p + c] = 0.0;
-        }
-        n.xx[c * p + c] = 1.0;
-        for j in 0..groups {
-            n.xg[c * groups + j] = 0.0;
-        }
-        for t in 0..q {
-            n.xy[t * p + c] = 0.0;
-        }
-    }
-    let dinv: Vec<f64> = match lambda {
-        Some(l) => n.wg.iter().map(|&s| 1.0 / (s + l)).collect(),
-        None => Vec::new(),
-    };
-    let mut schur = n.xx.clone();
-    for a in 0..p {
-        for b in 0..=a {
-            let s: f64 = (0..groups)
-                .map(|j| n.xg[a * groups + j] * n.xg[b * groups + j] * dinv[j])
-                .sum();
-            schur[a * p + b] -= s;
-            schur[b * p + a] = schur[a * p + b];
-        }
-    }
-    let chol = cholesky(&schur, p);
-    let solver = Solver {
-        p,
-        groups,
-        chol,
-        xg: n.xg,
-        dinv,
-        active,
-    };
-    let mut beta = vec![0.0; q * p];
-    let mut gamma = vec![0.0; q * groups];
-    for t in 0..q {
-        let (b, g) = solver.solve(
-            &n.xy[t * p..(t + 1) * p],
-            &n.gy[t * groups..(t + 1) * groups],
-        );
-        beta[t * p..(t + 1) * p].copy_from_slice(&b);
-        gamma[t * groups..(t + 1) * groups].copy_from_slice(&g);
-    }
-    let dof_used = p as f64
-        + match lambda {
-            Some(l) => n.wg.iter().map(|&s| s / (s + l)).sum::<f64>(),
-            None => 0.0,
-        };
-    let mut model = Model {
-        solver,
-        beta,
-        gamma,
-        resid: Vec::new(),
-        lambda,
-        dof_used,
-    };
+    let n = accumulate(pop, rows, w, q, groups);
+    let mut model = solve_normal(pop, &n, lambda);
     let mut y = vec![0.0; q];
     let mut resid = Vec::with_capacity(rows.len() * q);
     for &i in rows {
@@ -260,40 +260,117 @@ pub(crate) fn fit(pop: &Population, rows: &[usize], w: &[f64], lambda: Option<f6
     model
 }
 
-/// [`accumulate`] without area columns (the first passes, and models without areas).
-fn accumulate_dense(pop: &Population, rows: &[usize], w: &[f64], q: usize) -> Normal {
+/// The model of the stations summed in `n` (no residuals: see [`Model::weighted_ss`]).
+pub(crate) fn solve_normal(pop: &Population, n: &Normal, lambda: Option<f64>) -> Model {
+    let q = pop.k() + 1;
     let p = pop.p;
-    let mut n = Normal {
-        xx: vec![0.0; p * p],
-        xg: Vec::new(),
-        wg: Vec::new(),
-        xy: vec![0.0; q * p],
-        gy: Vec::new(),
+    let groups = n.groups;
+    debug_assert_eq!(groups > 0, lambda.is_some());
+    // A covariate that is zero for nearly every station in (a size hinge before any small
+    // station has reported) cannot be estimated: it is left out of this fit (coefficient 0, no
+    // part in the variance) rather than extrapolated from a handful of stations.
+    let active: Vec<bool> = n
+        .nonzero
+        .iter()
+        .enumerate()
+        .map(|(c, &k)| c == 0 || k >= MIN_SUPPORT)
+        .collect();
+    let mut xx = n.xx.clone();
+    let mut xg = n.xg.clone();
+    let mut xy = n.xy.clone();
+    for c in (0..p).filter(|&c| !active[c]) {
+        for o in 0..p {
+            xx[c * p + o] = 0.0;
+            xx[o * p + c] = 0.0;
+        }
+        xx[c * p + c] = 1.0;
+        for j in 0..groups {
+            xg[c * groups + j] = 0.0;
+        }
+        for t in 0..q {
+            xy[t * p + c] = 0.0;
+        }
+    }
+    let dinv: Vec<f64> = match lambda {
+        Some(l) => n.wg.iter().map(|&s| 1.0 / (s + l)).collect(),
+        None => Vec::new(),
     };
-    let mut y = vec![0.0; q];
-    for (r, &i) in rows.iter().enumerate() {
-        let wi = w[r];
-        let x = pop.row(i);
-        targets(pop, i, &mut y);
-        for a in 0..p {
-            let wa = wi * x[a];
-            for (cell, &xb) in n.xx[a * p..a * p + a + 1].iter_mut().zip(x) {
-                *cell += wa * xb;
-            }
-        }
-        for (t, &yt) in y.iter().enumerate() {
-            let wy = wi * yt;
-            for (cell, &xa) in n.xy[t * p..(t + 1) * p].iter_mut().zip(x) {
-                *cell += wy * xa;
-            }
-        }
-    }
+    let mut schur = xx;
     for a in 0..p {
-        for b in 0..a {
-            n.xx[b * p + a] = n.xx[a * p + b];
+        for b in 0..=a {
+            let s: f64 = (0..groups)
+                .map(|j| xg[a * groups + j] * xg[b * groups + j] * dinv[j])
+                .sum();
+            schur[a * p + b] -= s;
+            schur[b * p + a] = schur[a * p + b];
         }
     }
-    n
+    let chol = cholesky(&schur, p);
+    let solver = Solver {
+        p,
+        groups,
+        chol,
+        xg,
+        dinv,
+        active,
+    };
+    let mut beta = vec![0.0; q * p];
+    let mut gamma = vec![0.0; q * groups];
+    for t in 0..q {
+        let (b, g) = solver.solve(&xy[t * p..(t + 1) * p], &n.gy[t * groups..(t + 1) * groups]);
+        beta[t * p..(t + 1) * p].copy_from_slice(&b);
+        gamma[t * groups..(t + 1) * groups].copy_from_slice(&g);
+    }
+    let dof_used = p as f64
+        + match lambda {
+            Some(l) => n.wg.iter().map(|&s| s / (s + l)).sum::<f64>(),
+            None => 0.0,
+        };
+    Model {
+        solver,
+        beta,
+        gamma,
+        resid: Vec::new(),
+        lambda,
+        dof_used,
+    }
+}
+
+impl Model {
+    /// `sum of w e_t^2` over the stations summed in `n`, from the statistics alone.
+    pub(crate) fn weighted_ss(&self, n: &Normal, t: usize) -> f64 {
+        let p = self.solver.p;
+        let g = self.solver.groups;
+        let beta = &self.beta[t * p..(t + 1) * p];
+        let gamma = &self.gamma[t * g..(t + 1) * g];
+        let mut ss = n.yy[t];
+        ss -= 2.0
+            * beta
+                .iter()
+                .zip(&n.xy[t * p..(t + 1) * p])
+                .map(|(b, v)| b * v)
+                .sum::<f64>();
+        ss -= 2.0
+            * gamma
+                .iter()
+                .zip(&n.gy[t * g..(t + 1) * g])
+                .map(|(c, v)| c * v)
+                .sum::<f64>();
+        for a in 0..p {
+            let row = &n.xx[a * p..(a + 1) * p];
+            ss += beta[a] * row.iter().zip(beta).map(|(x, b)| x * b).sum::<f64>();
+            if g > 0 {
+                let cross: f64 = n.xg[a * g..(a + 1) * g]
+                    .iter()
+                    .zip(gamma)
+                    .map(|(x, c)| x * c)
+                    .sum();
+                ss += 2.0 * beta[a] * cross;
+            }
+        }
+        ss += n.wg.iter().zip(gamma).map(|(w, c)| w * c * c).sum::<f64>();
+        ss.max(0.0)
+    }
 }
 
 /// Lower Cholesky factor of a symmetric matrix. Covariates that are constant or collinear among
@@ -355,6 +432,95 @@ fn chol_solve(l: &[f64], p: usize, r: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::population::Inputs;
+    use tally_model::{AreaTree, Candidate, Round, SheetStatus};
+
+    /// 300 stations in 12 areas with area effects and noise (a deterministic mixer).
+    fn round() -> Round {
+        let mut tree = AreaTree::new("x", vec!["region".into(), "town".into()]);
+        let mut r = Round::new(
+            1,
+            vec![Candidate::new("a"), Candidate::new("b")],
+            vec![],
+            AreaTree::new("x", vec![]),
+        );
+        let mut leaves = Vec::new();
+        for t in 0..12 {
+            leaves.push(tree.leaf(&[format!("R{}", t % 3), format!("T{t}")]));
+        }
+        r.tree = tree;
+        for i in 0..300u64 {
+            let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+            let reg = 300 + h % 1700;
+            let a = reg * (30 + (i % 12) * 2 + h % 7) / 100;
+            let b = reg * (20 + h % 11) / 100;
+            let valid = a + b;
+            r.push(
+                format!("S{i}"),
+                leaves[(i % 12) as usize],
+                SheetStatus::Counted,
+                i + 2,
+                [reg, valid + 3, 3, valid],
+                &[a, b],
+                &[],
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn sum_of_squares_from_the_statistics_equals_the_residuals() {
+        let r = round();
+        let pop = Population::build(&Inputs {
+            partial: &r,
+            baseline: None,
+            registry: None,
+            level: Some("town"),
+        })
+        .unwrap();
+        let rows: Vec<usize> = (0..pop.len()).step_by(2).collect();
+        let w: Vec<f64> = rows
+            .iter()
+            .map(|&i| 1.0 / (0.01 + 1.0 / pop.size[i]))
+            .collect();
+        for lambda in [None, Some(50.0)] {
+            let with_resid = fit(&pop, &rows, &w, lambda);
+            let groups = if lambda.is_some() {
+                pop.groups.len()
+            } else {
+                0
+            };
+            let n = accumulate(&pop, &rows, &w, 3, groups);
+            let from_stats = solve_normal(&pop, &n, lambda);
+            for t in 0..3 {
+                let direct: f64 = (0..rows.len())
+                    .map(|r| w[r] * with_resid.resid[r * 3 + t].powi(2))
+                    .sum();
+                let ss = from_stats.weighted_ss(&n, t);
+                assert!(
+                    (ss - direct).abs() <= 1e-8 * direct.max(1e-12),
+                    "target {t}, lambda {lambda:?}: {ss} vs {direct}"
+                );
+            }
+            // A fold's training statistics are the total minus the fold.
+            let half: Vec<usize> = rows.iter().copied().filter(|i| i % 4 == 0).collect();
+            let hw: Vec<f64> = half
+                .iter()
+                .map(|&i| 1.0 / (0.01 + 1.0 / pop.size[i]))
+                .collect();
+            let rest: Vec<usize> = rows.iter().copied().filter(|i| i % 4 != 0).collect();
+            let rw: Vec<f64> = rest
+                .iter()
+                .map(|&i| 1.0 / (0.01 + 1.0 / pop.size[i]))
+                .collect();
+            let minus = n.minus(&accumulate(&pop, &half, &hw, 3, groups));
+            let direct = solve_normal(&pop, &accumulate(&pop, &rest, &rw, 3, groups), lambda);
+            let by_minus = solve_normal(&pop, &minus, lambda);
+            for (x, y) in by_minus.beta.iter().zip(&direct.beta) {
+                assert!((x - y).abs() < 1e-9, "{x} vs {y}");
+            }
+        }
+    }
 
     #[test]
     fn cholesky_solves_a_known_system() {

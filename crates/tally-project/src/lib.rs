@@ -463,8 +463,9 @@ fn calibrate(
     let fold_of =
         |i: usize| (u64::from(pop.group[i]).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % FOLDS;
     // One more fold: as many reported stations as are still out (at most a fifth), those closest
-    // in size to the typical station still out. When large stations report first, these are the smallest in, and predicting them
-    // from the larger ones measures what extrapolating down in size costs.
+    // in size to the typical station still out. When large stations report first, these are the
+    // smallest in, and predicting them from the larger ones measures what extrapolating down in
+    // size costs.
     let like_out: Vec<bool> = {
         let mut logs: Vec<f64> = unreported.iter().map(|&u| pop.size[u].ln()).collect();
         let mid = logs.len() / 2;
@@ -488,37 +489,51 @@ fn calibrate(
         }
         flag
     };
+    // The folds' sufficient statistics in one pass; a fold's training fit is the total minus
+    // the fold, so no station is read twice.
+    let groups = if lambda.is_some() {
+        pop.groups.len()
+    } else {
+        0
+    };
+    let mut normals: Vec<fit::Normal> = (0..=FOLDS)
+        .map(|_| fit::Normal::new(pop.p, q, groups))
+        .collect();
+    let mut y = vec![0.0; q];
+    for (r, &i) in rows.iter().enumerate() {
+        normals[fold_of(i) as usize].add(pop, i, w[r], &mut y);
+        if like_out[r] {
+            normals[FOLDS as usize].add(pop, i, w[r], &mut y);
+        }
+    }
+    for n in &mut normals {
+        n.seal(pop.p);
+    }
+    let total = normals[1..FOLDS as usize]
+        .iter()
+        .fold(normals[0].clone(), |acc, n| acc.plus(n));
     // Each fold's ratios (squared error / model variance, per target), the folds on all cores.
     let fold = |f: u64| -> Vec<f64> {
-        let mut y = vec![0.0; q];
-        let (mut train, mut train_w, mut held) = (Vec::new(), Vec::new(), Vec::new());
-        for (r, &i) in rows.iter().enumerate() {
-            let out = if f == FOLDS {
-                like_out[r]
-            } else {
-                fold_of(i) == f
-            };
-            if out {
-                held.push(i);
-            } else {
-                train.push(i);
-                train_w.push(w[r]);
-            }
-        }
-        if held.is_empty() || train.len() < pop.p + 10 {
+        let held_n = &normals[f as usize];
+        if held_n.rows == 0 || total.rows - held_n.rows < pop.p + 10 {
             return Vec::new();
         }
-        let m = fit::fit(pop, &train, &train_w, lambda);
-        let groups = if lambda.is_some() {
-            pop.groups.len()
-        } else {
-            0
-        };
+        let train = total.minus(held_n);
+        let m = fit::solve_normal(pop, &train, lambda);
+        let mut y = vec![0.0; q];
         let mut ax = vec![0.0; pop.p];
         let mut ag = vec![0.0; groups];
         let mut unit = 0.0;
         let mut err = vec![0.0; q];
-        for &i in &held {
+        for (r, &i) in rows.iter().enumerate() {
+            let held = if f == FOLDS {
+                like_out[r]
+            } else {
+                fold_of(i) == f
+            };
+            if !held {
+                continue;
+            }
             let s = pop.size[i];
             fit::targets(pop, i, &mut y);
             for (t, e) in err.iter_mut().enumerate() {
@@ -535,14 +550,11 @@ fn calibrate(
         let (vx, vg) = m.solver.solve(&ax, &ag);
         let k_param: f64 = ax.iter().zip(&vx).map(|(a, b)| a * b).sum::<f64>()
             + ag.iter().zip(&vg).map(|(a, b)| a * b).sum::<f64>();
-        let dof = (train.len() as f64 - m.dof_used).max(1.0);
+        let dof = (train.rows as f64 - m.dof_used).max(1.0);
         err.iter()
             .enumerate()
             .filter_map(|(t, e)| {
-                let ss: f64 = (0..train.len())
-                    .map(|r| train_w[r] * m.resid[r * q + t].powi(2))
-                    .sum();
-                let v = ss / dof * (k_param + unit);
+                let v = m.weighted_ss(&train, t) / dof * (k_param + unit);
                 (v > 0.0).then(|| e * e / v)
             })
             .collect()
