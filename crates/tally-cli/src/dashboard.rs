@@ -194,18 +194,6 @@ pub fn submit_all(
     Ok(stored)
 }
 
-/// `tally init --db DB` without `--stations`: the embedded election, both rounds.
-pub fn init_embedded(db: &str) -> Result<crate::serve::InitSummary, String> {
-    let reg = embedded_registry()?;
-    tally_store::engine::init(&DbTarget::parse(db), &reg).map_err(|e| e.to_string())?;
-    Ok(crate::serve::InitSummary {
-        election: reg.election.clone(),
-        rounds: reg.rounds.iter().map(|r| r.number).collect(),
-        stations: reg.stations.len(),
-        database: DbTarget::parse(db).to_string(),
-    })
-}
-
 /// The map layer: `--geo FILE --geo-key PROPERTY`, or the embedded map for the embedded election
 /// (none otherwise).
 pub fn geo_for(
@@ -380,7 +368,8 @@ pub fn open_store(db: &str) -> Result<Arc<TallyStore>, String> {
 
 /// `tally serve --demo`: a fresh SQLite file with the embedded election and an official user
 /// whose sheets are the embedded results (stored by [`submit_all`] once the server runs).
-pub fn demo_db(path: &Path) -> Result<(String, tally_store::User), String> {
+/// Returns the database, the official user and its token.
+pub fn demo_db(path: &Path) -> Result<(String, tally_store::User, String), String> {
     for suffix in ["", "-wal", "-shm"] {
         let p = format!("{}{suffix}", path.display());
         if Path::new(&p).exists() {
@@ -388,8 +377,9 @@ pub fn demo_db(path: &Path) -> Result<(String, tally_store::User), String> {
         }
     }
     let db = path.to_string_lossy().to_string();
-    init_embedded(&db)?;
-    let (user, _token) = tally_store::engine::add_user(&DbTarget::parse(&db), Role::Official, &[])
+    let reg = embedded_registry()?;
+    tally_store::engine::init(&DbTarget::parse(&db), &reg).map_err(|e| e.to_string())?;
+    let (user, token) = tally_store::engine::add_user(&DbTarget::parse(&db), Role::Official, &[])
         .map_err(|e| e.to_string())?;
-    Ok((db, user))
+    Ok((db, user, token))
 }

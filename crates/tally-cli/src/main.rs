@@ -642,7 +642,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             let s = match &stations {
                 Some(f) => tally_cli::serve::init(&db, f, election.as_deref())?,
                 None if election.is_some() => return Err("--election needs --stations FILE".into()),
-                None => tally_cli::dashboard::init_embedded(&db)?,
+                None => tally_cli::serve::init_embedded(&db)?,
             };
             let rounds: Vec<String> = s.rounds.iter().map(u8::to_string).collect();
             println!(
@@ -689,7 +689,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                         std::env::temp_dir().join(format!("tally-demo-{}.db", std::process::id()))
                     }
                 };
-                let (db, user) = tally_cli::dashboard::demo_db(&path)?;
+                let (db, user, _token) = tally_cli::dashboard::demo_db(&path)?;
                 let rounds = tally_cli::dashboard::embedded_rounds()?;
                 let sheets = tally_cli::dashboard::sheets_of(&rounds);
                 eprintln!(

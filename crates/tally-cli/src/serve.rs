@@ -104,6 +104,18 @@ pub fn init(
     })
 }
 
+/// `tally init --db DB` without `--stations`: the embedded election, both rounds.
+pub fn init_embedded(db: &str) -> Result<InitSummary, String> {
+    let reg = crate::dashboard::embedded_registry()?;
+    tally_store::engine::init(&DbTarget::parse(db), &reg).map_err(|e| e.to_string())?;
+    Ok(InitSummary {
+        election: reg.election.clone(),
+        rounds: reg.rounds.iter().map(|r| r.number).collect(),
+        stations: reg.stations.len(),
+        database: DbTarget::parse(db).to_string(),
+    })
+}
+
 /// `tally users add --db DB --role ROLE [--stations ...]`: returns the new token (print it alone on the
 /// last line); only its hash is stored.
 pub fn users_add(db: &str, role: &str, stations: &[String]) -> Result<String, String> {
@@ -194,8 +206,9 @@ pub fn serve_dashboard(
         {
             use std::io::Write;
             println!("listening on {local}");
-            println!("dashboard: http://{local}/");
             let _ = std::io::stdout().flush();
+            // On stderr: scripts read the one stdout line and may close the pipe after it.
+            eprintln!("dashboard: http://{local}/");
         }
         if let Some((user, sheets, over)) = &opts.demo {
             let (store, user, sheets, over) = (store.clone(), user.clone(), sheets.clone(), *over);

@@ -78,7 +78,7 @@ fn served_index() -> Option<&'static Blob> {
     INDEX
         .get_or_init(|| {
             let f = Assets::get("index.html")?;
-            let text = String::from_utf8_lossy(f.data().as_ref()).replace(
+            let text = String::from_utf8_lossy(f.data()).replace(
                 "<!--base-->",
                 "<base href=\"/\"><meta name=\"tally-mode\" content=\"live\">",
             );
@@ -195,7 +195,7 @@ pub(crate) async fn get_asset(headers: HeaderMap, uri: Uri) -> Response {
         &headers,
         f.etag(),
         &mime,
-        f.data().as_ref(),
+        f.data(),
         f.data_gzip().as_ref().map(|d| d.as_ref()),
     )
 }
