@@ -20,6 +20,8 @@ use std::sync::Arc;
 use tally_model::validate::{find_duplicates, Duplicate};
 use tally_model::Code;
 use tally_store::model::sha256_hex;
+#[allow(unused_imports)] // named only by the #[utoipa::path] attribute of `get_stations`
+use tally_store::AreaStations;
 use tally_store::{Receipt, Role, Store, StoreError, Submission, User};
 use tokio::sync::{broadcast, oneshot};
 
@@ -755,7 +757,7 @@ pub const MAX_STATIONS_PAGE: usize = 500;
         ("limit" = Option<usize>, Query, minimum = 0, maximum = 500, description = "Default 100"),
     ),
     responses(
-        (status = 200, description = "one page of stations", body = tally_store::AreaStations),
+        (status = 200, description = "one page of stations", body = AreaStations),
         (status = 400, description = "Bad request (H400) or malformed JSON (E108)", body = ErrorBody),
         (status = 404, description = "No such station, area, user or route (H404)", body = ErrorBody)
     )

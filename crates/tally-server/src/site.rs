@@ -7,6 +7,8 @@
 //! Every answer carries an ETag and is answered `304` to a matching `If-None-Match`, gzip when
 //! the client accepts it.
 
+#[allow(unused_imports)] // named only by the #[utoipa::path] attribute of `get_geo`
+use crate::wire::ErrorBody;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
@@ -404,7 +406,7 @@ impl Geo {
     path = "/geo",
     responses(
         (status = 200, description = "GeoJSON FeatureCollection (application/geo+json)"),
-        (status = 404, description = "No such station, area, user or route (H404)", body = crate::wire::ErrorBody)
+        (status = 404, description = "No such station, area, user or route (H404)", body = ErrorBody)
     )
 )]
 #[allow(dead_code)] // documents the route served by `geo_response`

@@ -89,7 +89,8 @@ pub struct ElectionInfo {
     /// majority | argentina | costa-rica | threshold-<p>
     pub rule: String,
     pub rounds: Vec<RoundInfo>,
-    /// The map layer, when the server was given one (`GET /geo`).
+    /// The map layer, when the server was given one (`GET /geo`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub geo: Option<GeoInfo>,
 }
 
