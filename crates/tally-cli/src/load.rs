@@ -1,9 +1,9 @@
 //! Loading one or two rounds for a command: files given on the command line, or the embedded
 //! default election. Prints the import report (what was inferred, what was rejected) to stderr.
 
-use crate::embedded;
 use std::collections::HashSet;
 use std::io::Write;
+use tally_cli::embedded;
 use tally_io::{
     decode, import_bytes, read_input_limited, ElectionDef, FileImport, ImportOptions,
     ImportedRound, Issue,

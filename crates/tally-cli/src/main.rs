@@ -3,7 +3,6 @@
 //! The binary is thin glue: parsing arguments, calling the library crates, printing.
 
 mod bench;
-mod embedded;
 mod forensics;
 mod load;
 mod project;
@@ -387,16 +386,16 @@ enum Command {
     /// List every validation code with its meaning.
     Codes,
     /// Create a results database with the station registry read from any results file (its
-    /// counts are ignored).
+    /// counts are ignored); without --stations, the embedded election (both rounds).
     #[command(
-        after_help = "Examples:\n  tally init --db night.db --stations crates/tally-cli/data/turkey2023/r1.csv.gz\n  tally init --db night.db --stations ../shared/data/poland2020/r1.csv.gz"
+        after_help = "Examples:\n  tally init --db night.db                      # the embedded Turkey 2023 election, both rounds\n  tally init --db night.db --stations crates/tally-cli/data/turkey2023/r1.csv.gz\n  tally init --db night.db --stations ../shared/data/poland2020/r1.csv.gz"
     )]
     Init {
         /// A SQLite file (created) or a postgres://user@host/dbname URL (an existing database).
         #[arg(long, value_name = "PATH|URL")]
         db: String,
         #[arg(long, value_name = "FILE")]
-        stations: String,
+        stations: Option<String>,
         #[arg(long, value_name = "DEF.toml")]
         election: Option<String>,
     },
@@ -405,14 +404,29 @@ enum Command {
         #[command(subcommand)]
         action: UsersAction,
     },
-    /// Serve live results and take tally sheets over HTTP (JSON API under /api/v1).
+    /// Serve live results and take tally sheets over HTTP (JSON API under /api/v1); the
+    /// dashboard is at / .
     #[command(
-        after_help = "Examples:\n  tally serve --db night.db --addr 127.0.0.1:8080\n  curl http://127.0.0.1:8080/api/v1/results"
+        after_help = "Examples:\n  tally serve --demo                                  # the embedded election, its sheets fed in live; open http://127.0.0.1:8080/\n  tally serve --db night.db --addr 127.0.0.1:8080\n  tally serve --db night.db --geo regions.geojson --geo-key name\n  curl http://127.0.0.1:8080/api/v1/results"
     )]
     Serve {
         /// A SQLite file or a postgres:// URL (several servers may share one PostgreSQL).
-        #[arg(long, value_name = "PATH|URL")]
-        db: String,
+        #[arg(long, value_name = "PATH|URL", required_unless_present = "demo")]
+        db: Option<String>,
+        /// A fresh database with the embedded election (in the temporary folder, or --db), whose
+        /// official results are stored while the server runs.
+        #[arg(long)]
+        demo: bool,
+        /// With --demo: spread the sheets over this many seconds (0: all at once).
+        #[arg(long, default_value_t = 60, value_name = "SECONDS", requires = "demo")]
+        demo_seconds: u64,
+        /// A GeoJSON FeatureCollection of the areas of one level, for the dashboard's map (the
+        /// embedded election has its own).
+        #[arg(long, value_name = "FILE", requires = "geo_key")]
+        geo: Option<String>,
+        /// The feature property that names the area (matched to area names, any case/accents).
+        #[arg(long, value_name = "PROPERTY", requires = "geo")]
+        geo_key: Option<String>,
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: String,
         /// Connections served at once; more get 503 H503 at once (docs/limits.md).
@@ -424,6 +438,24 @@ enum Command {
         /// Seconds without a byte read or written before a connection is closed.
         #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         idle_timeout: u64,
+    },
+    /// Write the dashboard as static files with JSON snapshots of the results (any static web
+    /// server publishes it).
+    #[command(
+        after_help = "Examples:\n  tally site --db night.db --out site/ && python3 -m http.server -d site/"
+    )]
+    Site {
+        #[arg(long, value_name = "PATH|URL")]
+        db: String,
+        /// A new or empty folder (an earlier site is replaced only with --replace).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long)]
+        replace: bool,
+        #[arg(long, value_name = "FILE", requires = "geo_key")]
+        geo: Option<String>,
+        #[arg(long, value_name = "PROPERTY", requires = "geo")]
+        geo_key: Option<String>,
     },
     /// Export sheets (all versions), the journal, the results and a manifest of hashes.
     Export {
@@ -708,7 +740,11 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             stations,
             election,
         } => {
-            let s = tally_cli::serve::init(&db, &stations, election.as_deref())?;
+            let s = match &stations {
+                Some(f) => tally_cli::serve::init(&db, f, election.as_deref())?,
+                None if election.is_some() => return Err("--election needs --stations FILE".into()),
+                None => tally_cli::serve::init_embedded(&db)?,
+            };
             let rounds: Vec<String> = s.rounds.iter().map(u8::to_string).collect();
             println!(
                 "{}: {} stations, rounds {} -> {}",
@@ -728,6 +764,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Serve {
             db,
+            demo,
+            demo_seconds,
+            geo,
+            geo_key,
             addr,
             max_connections,
             header_timeout,
@@ -738,7 +778,56 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 header_read_timeout: std::time::Duration::from_secs(header_timeout.max(1)),
                 idle_timeout: std::time::Duration::from_secs(idle_timeout.max(1)),
             };
-            tally_cli::serve::serve(&db, &addr, limits)?;
+            let mut opts = tally_cli::serve::ServeOptions {
+                geo,
+                geo_key,
+                demo: None,
+            };
+            let db = if demo {
+                let path = match &db {
+                    Some(p) => std::path::PathBuf::from(p),
+                    None => {
+                        std::env::temp_dir().join(format!("tally-demo-{}.db", std::process::id()))
+                    }
+                };
+                let (db, user, _token) = tally_cli::dashboard::demo_db(&path)?;
+                let rounds = tally_cli::dashboard::embedded_rounds()?;
+                let sheets = tally_cli::dashboard::sheets_of(&rounds);
+                eprintln!(
+                    "demo: {db}: the embedded election; {} official sheets over {demo_seconds} s",
+                    sheets.len()
+                );
+                opts.demo = Some((user, sheets, std::time::Duration::from_secs(demo_seconds)));
+                db
+            } else {
+                db.ok_or("give --db PATH|URL (or --demo)")?
+            };
+            tally_cli::serve::serve_dashboard(&db, &addr, limits, &opts)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Site {
+            db,
+            out,
+            replace,
+            geo,
+            geo_key,
+        } => {
+            let store = tally_cli::dashboard::open_store(&db)?;
+            let map = tally_cli::dashboard::geo_for(
+                tally_store::Store::registry(store.as_ref()),
+                geo.as_deref(),
+                geo_key.as_deref(),
+            )?;
+            let s = tally_cli::dashboard::write_site(&store, map.as_ref(), &out, replace)?;
+            println!(
+                "{}: {} files, {} bytes, {} areas; journal head {}:{}",
+                out.display(),
+                s.files,
+                s.bytes,
+                s.areas,
+                s.journal_seq,
+                s.journal_head
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { db, out, replace } => {

@@ -104,6 +104,18 @@ pub fn init(
     })
 }
 
+/// `tally init --db DB` without `--stations`: the embedded election, both rounds.
+pub fn init_embedded(db: &str) -> Result<InitSummary, String> {
+    let reg = crate::dashboard::embedded_registry()?;
+    tally_store::engine::init(&DbTarget::parse(db), &reg).map_err(|e| e.to_string())?;
+    Ok(InitSummary {
+        election: reg.election.clone(),
+        rounds: reg.rounds.iter().map(|r| r.number).collect(),
+        stations: reg.stations.len(),
+        database: DbTarget::parse(db).to_string(),
+    })
+}
+
 /// `tally users add --db DB --role ROLE [--stations ...]`: returns the new token (print it alone on the
 /// last line); only its hash is stored.
 pub fn users_add(db: &str, role: &str, stations: &[String]) -> Result<String, String> {
@@ -134,19 +146,80 @@ pub async fn bind(
 
 /// `tally serve`: prints `listening on ADDR` on stdout once bound, then serves.
 pub fn serve(db: &str, addr: &str, limits: tally_server::conn::Limits) -> Result<(), String> {
+    serve_dashboard(db, addr, limits, &ServeOptions::default())
+}
+
+/// What `tally serve` is given besides the database: the map, and the demo's sheets.
+#[derive(Default)]
+pub struct ServeOptions {
+    pub geo: Option<String>,
+    pub geo_key: Option<String>,
+    /// `--demo`: official sheets stored once the server listens, spread over the duration.
+    pub demo: Option<(
+        tally_store::User,
+        Vec<serde_json::Value>,
+        std::time::Duration,
+    )>,
+}
+
+/// `tally serve` with the dashboard's map (unmatched areas and features are named on stderr)
+/// and, with `--demo`, the embedded results fed in while it serves.
+pub fn serve_dashboard(
+    db: &str,
+    addr: &str,
+    limits: tally_server::conn::Limits,
+    opts: &ServeOptions,
+) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
         let (store, listener) = bind(db, addr).await?;
+        let geo = crate::dashboard::geo_for(
+            tally_store::Store::registry(store.as_ref()),
+            opts.geo.as_deref(),
+            opts.geo_key.as_deref(),
+        )?;
+        if let Some(g) = &geo {
+            eprintln!(
+                "map: {} features matched to {} areas on property '{}'",
+                g.matched, g.level, g.key
+            );
+            if !g.unmatched_features.is_empty() {
+                eprintln!(
+                    "map: {} features name no area (left out): {}",
+                    g.unmatched_features.len(),
+                    g.unmatched_features.join(", ")
+                );
+            }
+            if !g.unmatched_areas.is_empty() {
+                eprintln!(
+                    "map: {} {} areas have no shape (in the table only): {}",
+                    g.unmatched_areas.len(),
+                    g.level,
+                    g.unmatched_areas.join(", ")
+                );
+            }
+        }
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         {
             use std::io::Write;
             println!("listening on {local}");
             let _ = std::io::stdout().flush();
+            // On stderr: scripts read the one stdout line and may close the pipe after it.
+            eprintln!("dashboard: http://{local}/");
         }
-        tally_server::serve_with(listener, store, limits)
+        if let Some((user, sheets, over)) = &opts.demo {
+            let (store, user, sheets, over) = (store.clone(), user.clone(), sheets.clone(), *over);
+            std::thread::spawn(move || {
+                match crate::dashboard::submit_all(store.as_ref(), &user, &sheets, over) {
+                    Ok(n) => eprintln!("demo: {n} sheets stored"),
+                    Err(e) => eprintln!("demo: {e}"),
+                }
+            });
+        }
+        tally_server::serve_site(listener, store, limits, geo.map(Arc::new))
             .await
             .map_err(|e| e.to_string())
     })

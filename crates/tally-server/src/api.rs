@@ -5,7 +5,10 @@
 
 #[allow(unused_imports)] // named only by the #[utoipa::path] attribute of `post_user`
 use crate::wire::NewUser;
-use crate::wire::{ErrorBody, JournalPage, ReceiptBatch, UserCreated, UserRevoked};
+use crate::wire::{
+    CandidateInfo, ElectionInfo, ErrorBody, GeoInfo, JournalPage, ReceiptBatch, RoundInfo,
+    UserCreated, UserRevoked,
+};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -17,6 +20,8 @@ use std::sync::Arc;
 use tally_model::validate::{find_duplicates, Duplicate};
 use tally_model::Code;
 use tally_store::model::sha256_hex;
+#[allow(unused_imports)] // named only by the #[utoipa::path] attribute of `get_stations`
+use tally_store::AreaStations;
 use tally_store::{Receipt, Role, Store, StoreError, Submission, User};
 use tokio::sync::{broadcast, oneshot};
 
@@ -39,6 +44,8 @@ pub struct AppState {
     /// `projection` events: a round's projection JSON whenever its call, method, stations in or
     /// rounded shares change (see [`watch_projections`]).
     pub projections: broadcast::Sender<String>,
+    /// The map layer the server was given, as `/election` describes it.
+    pub geo: Option<GeoInfo>,
 }
 
 /// Event streams open at once; more are answered 503 H503 (docs/limits.md).
@@ -83,6 +90,7 @@ impl AppState {
             events,
             replays: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REPLAYS)),
             subscribers: Default::default(),
+            geo: None,
             projections,
         };
         // Outside a runtime (a router built for a test without one) there is no one to watch.
@@ -852,6 +860,101 @@ pub fn default_projection_round(store: &dyn Store) -> u8 {
         .map(|r| r.round)
         .max()
         .unwrap_or(1)
+}
+
+/// The election definition: rounds, candidates with display names and colours, area levels,
+/// and the map layer when there is one.
+#[utoipa::path(get, path = "/election", responses((status = 200, description = "the election", body = ElectionInfo)))]
+pub async fn get_election(State(st): State<AppState>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &election_info(st.store.as_ref(), st.geo.clone()),
+    )
+}
+
+/// What `GET /election` answers (also written by `tally site`).
+pub fn election_info(store: &dyn Store, geo: Option<GeoInfo>) -> ElectionInfo {
+    let reg = store.registry();
+    let idx = store.registry_index();
+    ElectionInfo {
+        election: reg.election.clone(),
+        rule: reg.rule.name.clone(),
+        rounds: reg
+            .rounds
+            .iter()
+            .map(|r| RoundInfo {
+                round: r.number,
+                candidates: r
+                    .candidates
+                    .iter()
+                    .map(|c| CandidateInfo {
+                        id: c.id.clone(),
+                        name: c.name.clone(),
+                        colour: c.colour.clone(),
+                    })
+                    .collect(),
+                levels: r.levels.clone(),
+                stations: idx.stations.keys().filter(|(n, _)| *n == r.number).count(),
+            })
+            .collect(),
+        geo,
+    }
+}
+
+/// Largest page of `GET /stations`.
+pub const MAX_STATIONS_PAGE: usize = 500;
+
+/// The stations of one area and round, each with the current sheet of every source: numbers,
+/// version and warning codes (a page of at most 500, ordered by station id).
+#[utoipa::path(
+    get,
+    path = "/stations",
+    params(
+        ("round" = Option<u8>, Query, minimum = 1, maximum = 255, description = "The round (default 1)"),
+        ("area" = Option<String>, Query, description = "Area path such as Adana/Ceyhan (default: the whole election)"),
+        ("offset" = Option<usize>, Query, minimum = 0),
+        ("limit" = Option<usize>, Query, minimum = 0, maximum = 500, description = "Default 100"),
+    ),
+    responses(
+        (status = 200, description = "one page of stations", body = AreaStations),
+        (status = 400, description = "Bad request (H400) or malformed JSON (E108)", body = ErrorBody),
+        (status = 404, description = "No such station, area, user or route (H404)", body = ErrorBody)
+    )
+)]
+pub async fn get_stations(
+    State(st): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let q = parse_query(q.as_deref())?;
+    check_params(&q, &["round", "area", "offset", "limit"])?;
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "H400", m);
+    let round = match q.get("round") {
+        None => 1,
+        Some(r) => r
+            .parse::<u8>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| bad(format!("round '{r}' is not a round number")))?,
+    };
+    let num = |name: &str, default: usize, max: usize| -> Result<usize, ApiError> {
+        match q.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| bad(format!("{name} must be an integer from 0 to {max}"))),
+        }
+    };
+    let offset = num("offset", 0, usize::MAX >> 1)?;
+    let limit = num("limit", 100, MAX_STATIONS_PAGE)?;
+    let area = q.get("area").cloned().unwrap_or_default();
+    let store = st.store.clone();
+    let page =
+        tokio::task::spawn_blocking(move || store.area_stations(round, &area, offset, limit))
+            .await
+            .map_err(|_| StoreError::Closed)??;
+    Ok(json_response(StatusCode::OK, &page))
 }
 
 /// Every version of every source of one station, and its conflicts.

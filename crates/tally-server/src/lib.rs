@@ -13,24 +13,40 @@ pub mod api;
 pub mod client;
 pub mod conn;
 pub mod openapi;
+pub mod site;
 pub mod wire;
 
 pub use api::AppState;
 
 use api::{
-    delete_user, get_events, get_journal, get_progress, get_projection, get_reconciliation,
-    get_results, get_station, method_not_allowed, not_found, post_sheets, post_user,
+    delete_user, get_election, get_events, get_journal, get_progress, get_projection,
+    get_reconciliation, get_results, get_station, get_stations, method_not_allowed, not_found,
+    post_sheets, post_user,
 };
 use axum::routing::{delete, get, post};
 use axum::Router;
 
 /// The routes: every handler of [`api`] under `/api/v1`, and the OpenAPI document.
 pub fn router(state: AppState) -> Router {
+    router_with(state, None)
+}
+
+/// [`router`] with the dashboard's map layer (`GET /api/v1/geo`).
+pub fn router_with(mut state: AppState, geo: Option<Arc<site::Geo>>) -> Router {
+    state.geo = geo.as_ref().map(|g| g.info());
     let api = Router::new()
         .route("/sheets", post(post_sheets))
         .route("/results", get(get_results))
         .route("/progress", get(get_progress))
         .route("/stations/{id}", get(get_station))
+        .route("/stations", get(get_stations))
+        .route("/election", get(get_election))
+        .route(
+            "/geo",
+            get(move |headers: axum::http::HeaderMap| async move {
+                site::geo_response(geo.as_deref(), &headers)
+            }),
+        )
         .route("/events", get(get_events))
         .route("/journal", get(get_journal))
         .route("/reconciliation", get(get_reconciliation))
@@ -40,6 +56,9 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{id}", delete(delete_user));
     Router::new()
         .nest("/api/v1", api)
+        .route("/", get(site::get_page))
+        .route("/r/{*rest}", get(site::get_page))
+        .route("/assets/{*file}", get(site::get_asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(api::limit_request_head))
@@ -64,5 +83,15 @@ pub async fn serve_with(
     store: Arc<dyn Store>,
     limits: conn::Limits,
 ) -> std::io::Result<()> {
-    conn::serve(listener, router(AppState::new(store)), limits).await
+    serve_site(listener, store, limits, None).await
+}
+
+/// [`serve_with`] with the dashboard's map layer.
+pub async fn serve_site(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Store>,
+    limits: conn::Limits,
+    geo: Option<Arc<site::Geo>>,
+) -> std::io::Result<()> {
+    conn::serve(listener, router_with(AppState::new(store), geo), limits).await
 }

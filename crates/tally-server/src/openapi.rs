@@ -6,7 +6,8 @@
 //! typed request (`tally_store::model::SheetRequest`), and `NewUser` describes what the user route accepts (the test `tests/openapi.rs` holds both sides together).
 
 use crate::wire::{
-    ErrorBody, JournalPage, NewUser, ReceiptBatch, RoleName, SheetError, UserCreated, UserRevoked,
+    CandidateInfo, ElectionInfo, ErrorBody, GeoInfo, JournalPage, NewUser, ReceiptBatch, RoleName,
+    RoundInfo, SheetError, UserCreated, UserRevoked,
 };
 use axum::body::Body;
 use axum::http::{header, HeaderValue};
@@ -47,6 +48,9 @@ impl Modify for Bearer {
         crate::api::get_journal,
         crate::api::get_reconciliation,
         crate::api::get_projection,
+        crate::api::get_election,
+        crate::api::get_stations,
+        crate::site::get_geo,
         get_openapi,
         crate::api::post_user,
         crate::api::delete_user,
@@ -67,6 +71,13 @@ impl Modify for Bearer {
         Receipt,
         JournalEntry,
         EntryBody,
+        ElectionInfo,
+        RoundInfo,
+        CandidateInfo,
+        GeoInfo,
+        tally_store::AreaStations,
+        tally_store::AreaStation,
+        tally_store::CurrentSheet,
     )),
     modifiers(&Bearer)
 )]

@@ -81,3 +81,49 @@ pub struct UserRevoked {
     pub user_id: i64,
     pub revoked: bool,
 }
+
+/// `GET /election`: what the dashboard needs to draw the election (names, colours, levels).
+#[derive(Serialize, ToSchema)]
+pub struct ElectionInfo {
+    pub election: String,
+    /// majority | argentina | costa-rica | threshold-<p>
+    pub rule: String,
+    pub rounds: Vec<RoundInfo>,
+    /// The map layer, when the server was given one (`GET /geo`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geo: Option<GeoInfo>,
+}
+
+/// One round of the election definition.
+#[derive(Serialize, ToSchema)]
+pub struct RoundInfo {
+    pub round: u8,
+    /// In the definition's order.
+    pub candidates: Vec<CandidateInfo>,
+    /// Names of the area levels, top first (`province`, `district`).
+    pub levels: Vec<String>,
+    /// Stations of the registry in this round.
+    pub stations: usize,
+}
+
+/// A candidate as the definition names it.
+#[derive(Serialize, ToSchema)]
+pub struct CandidateInfo {
+    pub id: String,
+    pub name: String,
+    /// A CSS colour from the definition, or null.
+    pub colour: Option<String>,
+}
+
+/// The map layer given to `tally serve --geo FILE --geo-key PROPERTY`.
+#[derive(Clone, Serialize, ToSchema)]
+pub struct GeoInfo {
+    /// The level whose areas the features name.
+    pub level: String,
+    /// The feature property matched to area names.
+    pub key: String,
+    /// Features matched to an area.
+    pub features: usize,
+    /// Areas of that level with no feature (listed in the table only).
+    pub unmatched_areas: Vec<String>,
+}

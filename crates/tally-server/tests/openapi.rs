@@ -260,6 +260,32 @@ async fn the_openapi_document_matches_the_answers(kind: Kind) {
     let (a_off, a_adm) = (auth(&official), auth(&admin));
     let long = "x".repeat(200);
     let cases: Vec<Case> = vec![
+        ("get", "/election", "/election".into(), None, None, vec![]),
+        (
+            "get",
+            "/stations",
+            "/stations?round=1&limit=5".into(),
+            None,
+            None,
+            vec![],
+        ),
+        (
+            "get",
+            "/stations",
+            "/stations?limit=501".into(),
+            None,
+            None,
+            vec![],
+        ),
+        (
+            "get",
+            "/stations",
+            "/stations?area=Nowhere".into(),
+            None,
+            None,
+            vec![],
+        ),
+        ("get", "/geo", "/geo".into(), None, None, vec![]),
         (
             "post",
             "/sheets",

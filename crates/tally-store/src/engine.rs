@@ -990,6 +990,74 @@ impl Store for TallyStore {
         }
     }
 
+    fn area_stations(
+        &self,
+        round: u8,
+        area: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<crate::AreaStations, StoreError> {
+        let reg = &self.inner.registry;
+        if reg.round(round).is_none() {
+            return Err(StoreError::NotFound(format!("no round {round}")));
+        }
+        let path: Vec<&str> = area.split('/').filter(|p| !p.is_empty()).collect();
+        let mut under: Vec<&crate::model::StationInfo> = reg
+            .stations
+            .iter()
+            .filter(|s| {
+                s.round == round
+                    && s.area.len() >= path.len()
+                    && s.area.iter().zip(&path).all(|(a, b)| a == b)
+            })
+            .collect();
+        if under.is_empty() && !path.is_empty() {
+            return Err(StoreError::NotFound(format!(
+                "no area '{area}' in round {round}"
+            )));
+        }
+        under.sort_by(|a, b| a.station_id.cmp(&b.station_id));
+        let live = self.inner.live.read().unwrap_or_else(|e| e.into_inner());
+        let stations = under
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|s| {
+                let st = live.stations.get(&(round, s.station_id.clone()));
+                crate::AreaStation {
+                    station_id: s.station_id.clone(),
+                    area: s.area.join("/"),
+                    registered: s.registered,
+                    conflict: st.is_some_and(|st| !st.conflicts.is_empty()),
+                    sheets: st
+                        .map(|st| {
+                            st.latest
+                                .iter()
+                                .map(|(src, (v, sh))| crate::CurrentSheet {
+                                    source: src.clone(),
+                                    version: *v,
+                                    registered: sh.registered,
+                                    cast: sh.cast,
+                                    invalid: sh.invalid,
+                                    valid: sh.valid,
+                                    votes: sh.votes.clone(),
+                                    warnings: st.warnings.get(src).cloned().unwrap_or_default(),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        Ok(crate::AreaStations {
+            round,
+            area: path.join("/"),
+            total: under.len(),
+            offset,
+            stations,
+        })
+    }
+
     fn station(&self, id: &str) -> Result<StationView, StoreError> {
         let known: Vec<u8> = self
             .inner

@@ -136,6 +136,50 @@ pub struct ChangeEvent {
     pub new_conflict: bool,
 }
 
+/// One page of the stations under an area (`GET /api/v1/stations`).
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AreaStations {
+    pub round: u8,
+    /// The area's path (`""` = the whole election).
+    pub area: String,
+    /// Stations under the area in this round (all pages).
+    pub total: usize,
+    pub offset: usize,
+    pub stations: Vec<AreaStation>,
+}
+
+/// A registry station with the current sheet of each source.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AreaStation {
+    pub station_id: String,
+    /// Its area's path, `Province/District`.
+    pub area: String,
+    /// Registered voters in the registry (null when the registry has none).
+    pub registered: Option<u64>,
+    /// True when the current sheets of its sources disagree.
+    pub conflict: bool,
+    /// The current sheet of each source (none yet: an empty list).
+    pub sheets: Vec<CurrentSheet>,
+}
+
+/// The current version of one source's sheet for a station.
+#[derive(Clone, Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CurrentSheet {
+    /// `official`, or `observer:u<user id>`.
+    pub source: String,
+    pub version: u32,
+    pub registered: Option<u64>,
+    pub cast: Option<u64>,
+    pub invalid: Option<u64>,
+    pub valid: Option<u64>,
+    pub votes: std::collections::BTreeMap<String, u64>,
+    /// Validation warning codes of this version (W2xx); sheets with errors are never stored.
+    pub warnings: Vec<String>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ProgressRound {
     pub round: u8,
@@ -211,6 +255,16 @@ pub trait Store: Send + Sync + 'static {
         round: u8,
     ) -> Result<std::sync::Arc<tally_project::Projection>, StoreError>;
     fn station(&self, id: &str) -> Result<StationView, StoreError>;
+    /// The registry stations of one round under an area (its path, `""` = all), ordered by
+    /// station id, `limit` of them from `offset`, each with the current sheet of every source.
+    /// Read from memory.
+    fn area_stations(
+        &self,
+        round: u8,
+        area: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<AreaStations, StoreError>;
     fn journal(&self, from: i64, limit: usize) -> Result<Vec<JournalEntry>, StoreError>;
     fn subscribe(&self, hook: Hook);
 }

@@ -41,6 +41,8 @@ pub struct StationState {
     /// Current version per source.
     pub latest: BTreeMap<String, (u32, Sheet)>,
     pub conflicts: Vec<ConflictLine>,
+    /// Warning codes of the current version per source (what the station table shows).
+    pub warnings: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -249,6 +251,7 @@ impl Live {
             .latest
             .insert(rec.source.clone(), (rec.version, s.clone()))
             .is_none();
+        st.warnings.insert(rec.source.clone(), rec.warnings.clone());
         let had_conflict = !st.conflicts.is_empty();
         st.conflicts = conflicts(&st.latest);
         let new_conflict = !had_conflict && !st.conflicts.is_empty();
