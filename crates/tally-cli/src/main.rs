@@ -181,7 +181,8 @@ enum Command {
         /// Aggregate stations to the areas of this level first (units = areas).
         #[arg(long)]
         level: Option<String>,
-        /// lphom, tslphom (default: best measured), nslphom or md-bayes.
+        /// em (default: the most accurate measured on real data with the true table), lphom,
+        /// tslphom, nslphom or md-bayes.
         #[arg(long)]
         method: Option<String>,
         #[arg(long, default_value_t = 1)]

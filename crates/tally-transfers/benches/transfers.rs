@@ -104,6 +104,37 @@ fn main() {
         );
     }
 
+    // em (the default): the point estimate, then with its default bootstrap interval.
+    for (label, bootstrap) in [
+        ("em (default), point estimate", 0usize),
+        ("em + bootstrap (default budget)", 200),
+    ] {
+        if bootstrap > 0 && !boot {
+            continue;
+        }
+        let t = Instant::now();
+        let r = estimate(
+            &m,
+            &Options {
+                method: Method::Em,
+                bootstrap,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        let s = t.elapsed().as_secs_f64();
+        let em = r.em.as_ref().unwrap();
+        println!(
+            "{label:<44} {s:>9.3} s   ({:>6.0}x baseline)  EI {:.2}%  [{} EM steps, {}, last change {:.1e}; {}]",
+            s / base,
+            ei(&r.votes, &truth),
+            em.iterations,
+            if em.converged { "converged" } else { "NOT converged" },
+            em.max_change,
+            r.interval
+        );
+    }
+
     if boot {
         let t = Instant::now();
         let r = estimate(

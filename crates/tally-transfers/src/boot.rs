@@ -101,8 +101,8 @@ fn estimate_p(
             )
             .p
         }
-        // md-bayes has its own posterior interval; lphom is the plain LP.
-        Method::Lphom | Method::MdBayes => fit.p,
+        // md-bayes has its own posterior interval; lphom is the plain LP; em is not run here.
+        Method::Lphom | Method::MdBayes | Method::Em => fit.p,
     };
     for (i, &t) in d.row_tot.iter().enumerate() {
         if t <= 0.0 {
@@ -114,8 +114,32 @@ fn estimate_p(
     p
 }
 
+/// em on the resample with unit weights `w`, warm-started from the full-data fixed point
+/// `p_em`; rows empty in the resample are NaN.
+fn em_p(d: &Data, w: &[f64], p_em: &[f64], opts: &Options) -> Vec<f64> {
+    let cfg = crate::EmConfig {
+        tol: opts.em.tol.max(REPLICATE_EM_TOL),
+        ..opts.em.clone()
+    };
+    let mut p = crate::em::fit(d, Some(p_em), Some(w), &cfg, false).p;
+    for i in 0..d.r {
+        let t: f64 = (0..d.u).map(|u| w[u] * d.x[u * d.r + i]).sum();
+        if t <= 0.0 {
+            p[i * d.c..(i + 1) * d.c]
+                .iter_mut()
+                .for_each(|v| *v = f64::NAN);
+        }
+    }
+    p
+}
+
+/// Stopping tolerance of an em replicate (largest cell change per EM step, share of the voters): the spread
+/// the interval measures is orders of magnitude wider.
+const REPLICATE_EM_TOL: f64 = 1e-5;
+
 /// Runs `replicates` bootstrap replicates of `method` on `d`.
-/// `p_full`: the lphom solution on the full data (warm start of the bundle replicates).
+/// `p_full`: the warm start of the replicates, from the full data: the lphom solution (bundle
+/// replicates of the LP methods) or the EM fixed point (em).
 pub(crate) fn run(
     d: &Data,
     p_full: &[f64],
@@ -129,6 +153,12 @@ pub(crate) fn run(
         .map(|b| {
             let mut rng =
                 ChaCha8Rng::seed_from_u64(derive_seed(opts.seed, &[BOOT_STREAM, b as u64]));
+            if method == Method::Em {
+                // The resample as unit weights (multiplicities): no copy of the data.
+                let mut w = vec![0.0f64; d.u];
+                (0..d.u).for_each(|_| w[rng.gen_range(0..d.u)] += 1.0);
+                return em_p(d, &w, p_full, opts);
+            }
             let idx: Vec<usize> = (0..d.u).map(|_| rng.gen_range(0..d.u)).collect();
             estimate_p(d, &idx, p_full, method, opts)
         })

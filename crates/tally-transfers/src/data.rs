@@ -132,6 +132,10 @@ pub(crate) fn par_chunks<T: Send>(
     f: impl Fn(usize, usize, usize) -> T + Sync,
 ) -> Vec<T> {
     let n_chunks = units.div_ceil(CHUNK);
+    if n_chunks <= 1 {
+        // One chunk: no thread hand-off (the iterative methods call this thousands of times).
+        return (0..n_chunks).map(|k| f(k, 0, units)).collect();
+    }
     (0..n_chunks)
         .into_par_iter()
         .map(|k| f(k, k * CHUNK, ((k + 1) * CHUNK).min(units)))

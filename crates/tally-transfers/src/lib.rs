@@ -7,7 +7,9 @@
 //! Methods ([`Method`]):
 //! * `lphom` — global LP, least absolute residuals (Romero & Pavía), see [`lp`](crate::lp) docs;
 //! * `tslphom` / `nslphom` — lphom plus unit-level refinement (one pass / iterated);
-//! * `md-bayes` — Bayesian multinomial-Dirichlet (Rosen et al. 2001) with a parallel Gibbs sampler.
+//! * `md-bayes` — Bayesian multinomial-Dirichlet (Rosen et al. 2001) with a parallel Gibbs sampler;
+//! * `em` (default) — maximum likelihood of the multinomial model by EM (fastei's approach), see
+//!   the `em` module docs.
 //!
 //! Duncan–Davis bounds are computed for every result. The default method is
 //! [`DEFAULT_METHOD`]; see the crate README for the accuracy measurements behind that choice.
@@ -25,6 +27,7 @@ mod boot;
 mod bounds;
 mod data;
 mod diag;
+mod em;
 pub mod input;
 mod lp;
 mod output;
@@ -34,11 +37,13 @@ pub use bayes::BayesConfig;
 pub use bounds::Bounds;
 pub use data::MAX_DIM;
 pub use diag::{ess, split_rhat};
+pub use em::EmConfig;
 pub use input::{
     electorate, from_two_rounds, InputError, Margins, TwoRoundMargins, ELECTORATE_RULE,
 };
 pub use output::{
-    render_text, to_csv_string, write_csv, Diagnostics, LpInfo, RuleNote, TransferResult, UnitTable,
+    render_text, to_csv_string, write_csv, Diagnostics, EmInfo, LpInfo, RuleNote, TransferResult,
+    UnitTable,
 };
 pub use plot::{write_png, PlotError};
 
@@ -56,18 +61,27 @@ pub enum Method {
     Nslphom,
     /// Bayesian multinomial-Dirichlet model (Rosen, Jiang, King & Tanner 2001).
     MdBayes,
+    /// Maximum likelihood of the multinomial model by EM (fastei's approach).
+    Em,
 }
 
 /// The method used when none is asked for (chosen on the accuracy tests; see README).
-pub const DEFAULT_METHOD: Method = Method::Tslphom;
+pub const DEFAULT_METHOD: Method = Method::Em;
+
+/// Why [`DEFAULT_METHOD`] is the default (printed with every result, `method_choice`).
+pub const DEFAULT_REASON: &str = "em is the default: the most accurate method measured on the \
+     New Zealand 2020 development half (36 electorates with the true table: mean misallocation \
+     7.98%, against nslphom 10.51%, tslphom 12.19%, lphom 13.88%), and better than tslphom on \
+     senc (3.51% against 3.86%; nslphom is better there, 1.39%)";
 
 impl Method {
     /// All methods, in a stable order.
-    pub const ALL: [Method; 4] = [
+    pub const ALL: [Method; 5] = [
         Method::Lphom,
         Method::Tslphom,
         Method::Nslphom,
         Method::MdBayes,
+        Method::Em,
     ];
 
     /// Stable name used in output and on the command line.
@@ -77,6 +91,7 @@ impl Method {
             Method::Tslphom => "tslphom",
             Method::Nslphom => "nslphom",
             Method::MdBayes => "md-bayes",
+            Method::Em => "em",
         }
     }
 }
@@ -112,6 +127,8 @@ pub struct Options {
     /// lphom: use the exact sparse LP (Clarabel) when `units x cols` is at most this; above it the
     /// level bundle method (same optimum, certified gap).
     pub exact_lp_max_cells: usize,
+    /// EM settings (`em`).
+    pub em: EmConfig,
     /// Sampler settings for `md-bayes`.
     pub bayes: BayesConfig,
     /// Also return the per-unit tables (unit-level methods: tslphom, nslphom, md-bayes).
@@ -134,6 +151,7 @@ impl Default for Options {
             nslphom_max_passes: 10,
             nslphom_tol: 1e-5,
             exact_lp_max_cells: 20_000,
+            em: EmConfig::default(),
             bayes: BayesConfig::default(),
             keep_unit_tables: false,
             bootstrap: 200,
@@ -187,22 +205,25 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
             ));
         }
     }
-    let fit = lp::lphom(&d, opts.exact_lp_max_cells);
-    let mut lp_info = LpInfo {
+    // The LP family starts from the lphom fit; em does not need it.
+    let fit = (opts.method != Method::Em).then(|| lp::lphom(&d, opts.exact_lp_max_cells));
+    let mut lp_info = fit.as_ref().map(|fit| LpInfo {
         solver: fit.solver.to_string(),
         objective: fit.objective,
         gap: fit.gap,
         iterations: fit.iterations,
         unit_passes: 0,
-    };
+    });
+    let mut p_lp: Vec<f64> = fit.as_ref().map(|f| f.p.clone()).unwrap_or_default();
     let row_votes =
         |p: &[f64]| -> Vec<f64> { (0..nr * nc).map(|q| p[q] * d.row_tot[q / nc]).collect() };
     let mut diagnostics = None;
+    let mut em_info = None;
     let mut unit_flat: Option<Vec<f64>> = None;
     let (p, votes, lower, upper, interval) = match opts.method {
         Method::Lphom => {
-            let v = row_votes(&fit.p);
-            (fit.p.clone(), v, None, None, DD_INTERVAL.to_string())
+            let v = row_votes(&p_lp);
+            (p_lp.clone(), v, None, None, DD_INTERVAL.to_string())
         }
         Method::Tslphom | Method::Nslphom => {
             let passes = if opts.method == Method::Tslphom {
@@ -210,14 +231,40 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
             } else {
                 opts.nslphom_max_passes.max(1)
             };
-            let rf = lp::refine(&d, &fit.p, passes, opts.nslphom_tol, opts.keep_unit_tables);
-            lp_info.unit_passes = rf.passes;
+            let rf = lp::refine(&d, &p_lp, passes, opts.nslphom_tol, opts.keep_unit_tables);
+            if let Some(info) = lp_info.as_mut() {
+                info.unit_passes = rf.passes;
+            }
             unit_flat = rf.units;
             (rf.p, rf.votes, None, None, DD_INTERVAL.to_string())
         }
+        Method::Em => {
+            let ef = em::fit(&d, None, None, &opts.em, opts.keep_unit_tables);
+            if !ef.converged {
+                notes.push(format!(
+                    "em: not converged after {} EM steps (last largest change {:.2e} > {:.0e})",
+                    ef.iterations, ef.max_change, opts.em.tol
+                ));
+            }
+            em_info = Some(EmInfo {
+                e_step: "conditional mode of each unit table given both margins (iterative \
+                         proportional fitting), after multinomial-approximation steps"
+                    .to_string(),
+                iterations: ef.iterations,
+                loglik: ef.loglik,
+                loglik_change: ef.loglik_change,
+                max_change: ef.max_change,
+                tol: opts.em.tol,
+                converged: ef.converged,
+            });
+            unit_flat = ef.units;
+            // The em replicates of the bootstrap start from the EM fixed point.
+            p_lp = ef.p_em;
+            (ef.p, ef.votes, None, None, DD_INTERVAL.to_string())
+        }
         Method::MdBayes => {
             // Chains start from the tslphom unit tables of the lphom solution.
-            let bf = bayes::fit(&d, &fit.p, &opts.bayes, opts.seed, opts.keep_unit_tables);
+            let bf = bayes::fit(&d, &p_lp, &opts.bayes, opts.seed, opts.keep_unit_tables);
             let max_rhat = bf
                 .rhat
                 .iter()
@@ -266,7 +313,7 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
             if reps == 0 {
                 (None, None, interval)
             } else {
-                let bi = boot::run(&d, &fit.p, method, opts, reps);
+                let bi = boot::run(&d, &p_lp, method, opts, reps);
                 // A cell no replicate could estimate (its row empty in every resample) keeps its
                 // Duncan–Davis bounds rather than a NaN. A percentile can fall on the wrong side
                 // of the point estimate (an LP estimate sitting on the simplex boundary, at 0,
@@ -333,8 +380,18 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
             })
             .collect()
     });
+    let method_choice = if opts.method == DEFAULT_METHOD {
+        DEFAULT_REASON.to_string()
+    } else {
+        format!(
+            "{} as asked; {}",
+            opts.method.name(),
+            DEFAULT_REASON.replacen("em is the default", "the default is em", 1)
+        )
+    };
     Ok(TransferResult {
         method: opts.method.name().to_string(),
+        method_choice,
         rows: m.rows.clone(),
         cols: m.cols.clone(),
         proportions: grid(&p, nc),
@@ -351,8 +408,9 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
         lp: if opts.method == Method::MdBayes {
             None
         } else {
-            Some(lp_info)
+            lp_info
         },
+        em: em_info,
         diagnostics,
         notes,
         rules_applied: Vec::new(),

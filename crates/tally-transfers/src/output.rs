@@ -9,8 +9,10 @@ use tally_model::Code;
 /// Estimated transfer table. Serialises to the JSON documented in `SCHEMA.md`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TransferResult {
-    /// `lphom`, `tslphom`, `nslphom` or `md-bayes`.
+    /// `lphom`, `tslphom`, `nslphom`, `md-bayes` or `em`.
     pub method: String,
+    /// Which method ran and why: the default's measured reason, or "asked for" beside it.
+    pub method_choice: String,
     /// Row labels (origin: round-1 options).
     pub rows: Vec<String>,
     /// Column labels (destination: round-2 options).
@@ -40,6 +42,9 @@ pub struct TransferResult {
     /// LP details (LP methods only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lp: Option<LpInfo>,
+    /// EM convergence diagnostics (`em` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub em: Option<EmInfo>,
     /// MCMC diagnostics (`md-bayes` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diagnostics: Option<Diagnostics>,
@@ -84,6 +89,25 @@ pub struct LpInfo {
     pub iterations: usize,
     /// Unit-level passes (0 for plain lphom).
     pub unit_passes: usize,
+}
+
+/// How the EM fit ended (method `em`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EmInfo {
+    /// The E-step used.
+    pub e_step: String,
+    /// EM steps run (one pass over the units each).
+    pub iterations: usize,
+    /// Log-likelihood at the estimate (multinomial approximation of each unit's column counts).
+    pub loglik: f64,
+    /// Change of the log-likelihood over the last EM step.
+    pub loglik_change: f64,
+    /// Largest change of a proportion over the last EM step.
+    pub max_change: f64,
+    /// The stopping tolerance on `max_change`.
+    pub tol: f64,
+    /// `max_change <= tol`.
+    pub converged: bool,
 }
 
 /// MCMC convergence diagnostics, per cell of the aggregate proportions.
@@ -150,6 +174,7 @@ pub fn render_text(r: &TransferResult) -> String {
         "Vote transfers — method {} ({} units used, {} dropped)",
         r.method, r.units_used, r.units_dropped
     );
+    let _ = writeln!(out, "({})", r.method_choice);
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -242,6 +267,21 @@ pub fn render_text(r: &TransferResult) -> String {
             out,
             "LP: {} — objective {:.1} votes, gap {:.3}, {} iteration(s), {} unit pass(es)",
             lp.solver, lp.objective, lp.gap, lp.iterations, lp.unit_passes
+        );
+    }
+    if let Some(em) = &r.em {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "EM: {} after {} EM steps — largest change in the last step {:.1e} (tolerance {:.0e}), \
+             log-likelihood {:.1} (last change {:.2e}); E-step: {}",
+            if em.converged { "converged" } else { "NOT converged" },
+            em.iterations,
+            em.max_change,
+            em.tol,
+            em.loglik,
+            em.loglik_change,
+            em.e_step
         );
     }
     if let Some(dg) = &r.diagnostics {

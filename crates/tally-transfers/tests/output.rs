@@ -42,13 +42,20 @@ fn json_has_the_documented_fields() {
         "lower",
         "upper",
         "method",
+        "method_choice",
+        "em",
         "units_used",
         "units_dropped",
         "rules_applied",
     ] {
         assert!(v.get(f).is_some(), "missing {f}");
     }
-    assert_eq!(v["method"], "tslphom");
+    assert_eq!(v["method"], "em");
+    assert!(v["method_choice"]
+        .as_str()
+        .unwrap()
+        .starts_with("em is the default"));
+    assert!(v["em"]["converged"].as_bool().unwrap());
     assert_eq!(v["units_used"], 3);
     for row in &r.proportions {
         assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-9);
