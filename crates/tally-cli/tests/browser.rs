@@ -351,6 +351,36 @@ async fn dashboard_in_chromium() {
         .unwrap();
     ready(&c, seq).await;
     assert_matches_api(&c, &addr, 1, "").await;
+    // The projection panel shows the projection endpoint's call and shares.
+    let proj = get_json(&addr, "/api/v1/projection?round=1").await;
+    let call = c
+        .find(Locator::Css("[data-projection-call]"))
+        .await
+        .expect("the projection panel is on the page");
+    assert_eq!(
+        call.attr("data-projection-call").await.unwrap().as_deref(),
+        proj["call"]["kind"].as_str()
+    );
+    for cand in proj["candidates"].as_array().unwrap() {
+        let id = cand["id"].as_str().unwrap();
+        let li = c
+            .find(Locator::Css(&format!(
+                "[data-projection-candidate=\"{id}\"]"
+            )))
+            .await
+            .unwrap();
+        let shown: f64 = li
+            .attr("data-share")
+            .await
+            .unwrap()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            (shown - cand["share"].as_f64().unwrap()).abs() < 1e-9,
+            "{id}"
+        );
+    }
     let areas = c.find_all(Locator::Css("svg [data-area]")).await.unwrap();
     assert_eq!(areas.len(), 81, "81 provinces on the map");
 
