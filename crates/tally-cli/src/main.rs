@@ -158,7 +158,7 @@ enum Command {
     /// Vote transfers between round 1 and round 2 (ecological inference), or between any two
     /// margins of one file: the table in proportions and votes, with intervals.
     #[command(
-        after_help = "Examples:\n  tally transfers                      # embedded Turkey 2023: where did Oğan's voters go?\n  tally transfers --from r1.csv.gz --to r2.csv.gz --level powiat --plot transfers.png\n  tally transfers senc.csv --rows white,black,natam --cols dem,rep,non --format json\n  tally transfers --method md-bayes --seed 7"
+        after_help = "Examples:\n  tally transfers                      # embedded Turkey 2023: where did Oğan's voters go?\n  tally transfers --from r1.csv.gz --to r2.csv.gz --level powiat --plot transfers.png\n  tally transfers senc.csv --rows white,black,natam --cols dem,rep,non --format json\n  tally transfers --method nslphom --bootstrap 0"
     )]
     Transfers {
         /// Round-1 file (with --to; without both, the embedded Turkey 2023 election).
@@ -182,7 +182,7 @@ enum Command {
         #[arg(long)]
         level: Option<String>,
         /// em (default: the most accurate measured on real data with the true table), lphom,
-        /// tslphom, nslphom or md-bayes.
+        /// tslphom or nslphom.
         #[arg(long)]
         method: Option<String>,
         #[arg(long, default_value_t = 1)]

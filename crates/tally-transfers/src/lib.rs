@@ -7,7 +7,6 @@
 //! Methods ([`Method`]):
 //! * `lphom` — global LP, least absolute residuals (Romero & Pavía), see [`lp`](crate::lp) docs;
 //! * `tslphom` / `nslphom` — lphom plus unit-level refinement (one pass / iterated);
-//! * `md-bayes` — Bayesian multinomial-Dirichlet (Rosen et al. 2001) with a parallel Gibbs sampler;
 //! * `em` (default) — maximum likelihood of the multinomial model by EM (fastei's approach), see
 //!   the `em` module docs.
 //!
@@ -22,28 +21,23 @@
 // Index loops over small row-major matrices read better than iterator chains here.
 #![allow(clippy::needless_range_loop)]
 
-mod bayes;
 mod boot;
 mod bounds;
 mod data;
-mod diag;
 mod em;
 pub mod input;
 mod lp;
 mod output;
 mod plot;
 
-pub use bayes::BayesConfig;
 pub use bounds::Bounds;
 pub use data::MAX_DIM;
-pub use diag::{ess, split_rhat};
 pub use em::EmConfig;
 pub use input::{
     electorate, from_two_rounds, InputError, Margins, TwoRoundMargins, ELECTORATE_RULE,
 };
 pub use output::{
-    render_text, to_csv_string, write_csv, Diagnostics, EmInfo, LpInfo, RuleNote, TransferResult,
-    UnitTable,
+    render_text, to_csv_string, write_csv, EmInfo, LpInfo, RuleNote, TransferResult, UnitTable,
 };
 pub use plot::{write_png, PlotError};
 
@@ -59,8 +53,6 @@ pub enum Method {
     Tslphom,
     /// lphom followed by unit-level refinements repeated until the global table stops moving.
     Nslphom,
-    /// Bayesian multinomial-Dirichlet model (Rosen, Jiang, King & Tanner 2001).
-    MdBayes,
     /// Maximum likelihood of the multinomial model by EM (fastei's approach).
     Em,
 }
@@ -76,13 +68,7 @@ pub const DEFAULT_REASON: &str = "em is the default: the most accurate method me
 
 impl Method {
     /// All methods, in a stable order.
-    pub const ALL: [Method; 5] = [
-        Method::Lphom,
-        Method::Tslphom,
-        Method::Nslphom,
-        Method::MdBayes,
-        Method::Em,
-    ];
+    pub const ALL: [Method; 4] = [Method::Lphom, Method::Tslphom, Method::Nslphom, Method::Em];
 
     /// Stable name used in output and on the command line.
     pub fn name(self) -> &'static str {
@@ -90,7 +76,6 @@ impl Method {
             Method::Lphom => "lphom",
             Method::Tslphom => "tslphom",
             Method::Nslphom => "nslphom",
-            Method::MdBayes => "md-bayes",
             Method::Em => "em",
         }
     }
@@ -103,7 +88,7 @@ impl std::str::FromStr for Method {
             .into_iter()
             .find(|m| m.name() == s)
             .ok_or_else(|| {
-                format!("unknown method '{s}'; expected one of lphom, tslphom, nslphom, md-bayes")
+                format!("unknown method '{s}'; expected one of em, lphom, tslphom, nslphom")
             })
     }
 }
@@ -118,7 +103,7 @@ impl std::fmt::Display for Method {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub method: Method,
-    /// Seed for every random choice (only `md-bayes` uses randomness).
+    /// Seed for every random choice (the bootstrap resamples).
     pub seed: u64,
     /// nslphom: maximum number of unit-level passes.
     pub nslphom_max_passes: usize,
@@ -129,9 +114,7 @@ pub struct Options {
     pub exact_lp_max_cells: usize,
     /// EM settings (`em`).
     pub em: EmConfig,
-    /// Sampler settings for `md-bayes`.
-    pub bayes: BayesConfig,
-    /// Also return the per-unit tables (unit-level methods: tslphom, nslphom, md-bayes).
+    /// Also return the per-unit tables (unit-level methods: tslphom, nslphom, em).
     pub keep_unit_tables: bool,
     /// LP methods: bootstrap replicates (units resampled with replacement) for the 95% percentile
     /// interval; 0 = no bootstrap (the interval is then the Duncan–Davis bounds).
@@ -152,7 +135,6 @@ impl Default for Options {
             nslphom_tol: 1e-5,
             exact_lp_max_cells: 20_000,
             em: EmConfig::default(),
-            bayes: BayesConfig::default(),
             keep_unit_tables: false,
             bootstrap: 200,
             bootstrap_unit_budget: 50_000,
@@ -217,13 +199,12 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
     let mut p_lp: Vec<f64> = fit.as_ref().map(|f| f.p.clone()).unwrap_or_default();
     let row_votes =
         |p: &[f64]| -> Vec<f64> { (0..nr * nc).map(|q| p[q] * d.row_tot[q / nc]).collect() };
-    let mut diagnostics = None;
     let mut em_info = None;
     let mut unit_flat: Option<Vec<f64>> = None;
-    let (p, votes, lower, upper, interval) = match opts.method {
+    let (p, votes, interval) = match opts.method {
         Method::Lphom => {
             let v = row_votes(&p_lp);
-            (p_lp.clone(), v, None, None, DD_INTERVAL.to_string())
+            (p_lp.clone(), v, DD_INTERVAL.to_string())
         }
         Method::Tslphom | Method::Nslphom => {
             let passes = if opts.method == Method::Tslphom {
@@ -236,7 +217,7 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
                 info.unit_passes = rf.passes;
             }
             unit_flat = rf.units;
-            (rf.p, rf.votes, None, None, DD_INTERVAL.to_string())
+            (rf.p, rf.votes, DD_INTERVAL.to_string())
         }
         Method::Em => {
             let ef = em::fit(&d, None, None, &opts.em, opts.keep_unit_tables);
@@ -260,55 +241,13 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
             unit_flat = ef.units;
             // The em replicates of the bootstrap start from the EM fixed point.
             p_lp = ef.p_em;
-            (ef.p, ef.votes, None, None, DD_INTERVAL.to_string())
-        }
-        Method::MdBayes => {
-            // Chains start from the tslphom unit tables of the lphom solution.
-            let bf = bayes::fit(&d, &p_lp, &opts.bayes, opts.seed, opts.keep_unit_tables);
-            let max_rhat = bf
-                .rhat
-                .iter()
-                .copied()
-                .filter(|v| v.is_finite())
-                .fold(f64::NAN, f64::max);
-            let min_ess = bf
-                .ess
-                .iter()
-                .copied()
-                .filter(|v| v.is_finite())
-                .fold(f64::NAN, f64::min);
-            let converged = max_rhat.is_finite() && max_rhat < 1.05;
-            if !converged {
-                notes.push(format!(
-                    "md-bayes: max split R-hat {max_rhat:.3} >= 1.05 (or not computable): chains have not converged; \
-                     increase warmup/samples"
-                ));
-            }
-            diagnostics = Some(Diagnostics {
-                chains: opts.bayes.chains.max(1),
-                warmup: opts.bayes.warmup,
-                draws_per_chain: bf.draws_per_chain,
-                rhat: grid(&bf.rhat, nc),
-                ess: grid(&bf.ess, nc),
-                max_rhat,
-                min_ess,
-                converged,
-                alpha: grid(&bf.alpha, nc),
-            });
-            unit_flat = bf.units;
-            (
-                bf.p,
-                bf.votes,
-                Some(bf.lower),
-                Some(bf.upper),
-                "95% posterior interval (2.5%-97.5% quantiles)".to_string(),
-            )
+            (ef.p, ef.votes, DD_INTERVAL.to_string())
         }
     };
-    // LP methods: sampling interval by the unit bootstrap (Duncan–Davis bounds stay in `bounds`).
-    let (lower, upper, interval) = match (opts.method, lower) {
-        (Method::MdBayes, lower) => (lower, upper, interval),
-        (method, _) => {
+    // Sampling interval by the unit bootstrap (Duncan–Davis bounds stay in `bounds`).
+    let (lower, upper, interval) = {
+        let method = opts.method;
+        {
             let reps = boot::replicates_for(d.u, opts.bootstrap, opts.bootstrap_unit_budget);
             if reps == 0 {
                 (None, None, interval)
@@ -405,13 +344,8 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
         units_dropped: d.empty,
         seed: opts.seed,
         bounds: b,
-        lp: if opts.method == Method::MdBayes {
-            None
-        } else {
-            lp_info
-        },
+        lp: lp_info,
         em: em_info,
-        diagnostics,
         notes,
         rules_applied: Vec::new(),
         unit_votes,

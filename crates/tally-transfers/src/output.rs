@@ -9,7 +9,7 @@ use tally_model::Code;
 /// Estimated transfer table. Serialises to the JSON documented in `SCHEMA.md`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TransferResult {
-    /// `lphom`, `tslphom`, `nslphom`, `md-bayes` or `em`.
+    /// `em`, `lphom`, `tslphom` or `nslphom`.
     pub method: String,
     /// Which method ran and why: the default's measured reason, or "asked for" beside it.
     pub method_choice: String,
@@ -28,14 +28,14 @@ pub struct TransferResult {
     /// The same interval on the votes scale: `lower`/`upper` times the row totals of the data.
     pub votes_lower: Vec<Vec<f64>>,
     pub votes_upper: Vec<Vec<f64>>,
-    /// What `lower`/`upper` are: a 95% bootstrap percentile interval (LP methods), a 95%
-    /// posterior interval (md-bayes), or the Duncan–Davis bounds (LP methods, bootstrap off).
+    /// What `lower`/`upper` are: a 95% bootstrap percentile interval, or the Duncan–Davis
+    /// bounds (bootstrap off).
     pub interval: String,
     /// Units that entered the estimation.
     pub units_used: usize,
     /// Units left out (no voters, or only in one round when built with `estimate_two_rounds`).
     pub units_dropped: usize,
-    /// The seed (md-bayes chains, LP bootstrap resamples).
+    /// The seed (bootstrap resamples).
     pub seed: u64,
     /// Duncan–Davis bounds, always present.
     pub bounds: Bounds,
@@ -45,11 +45,9 @@ pub struct TransferResult {
     /// EM convergence diagnostics (`em` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub em: Option<EmInfo>,
-    /// MCMC diagnostics (`md-bayes` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub diagnostics: Option<Diagnostics>,
     /// Human-readable remarks (dropped units, convergence warnings...).
     pub notes: Vec<String>,
+
     /// Coded rules that changed the input, with how many station sheets each changed (today
     /// the electorate rule, W206); empty for [`crate::estimate`] on plain margins.
     pub rules_applied: Vec<RuleNote>,
@@ -108,24 +106,6 @@ pub struct EmInfo {
     pub tol: f64,
     /// `max_change <= tol`.
     pub converged: bool,
-}
-
-/// MCMC convergence diagnostics, per cell of the aggregate proportions.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Diagnostics {
-    pub chains: usize,
-    pub warmup: usize,
-    pub draws_per_chain: usize,
-    /// Split R-hat per cell.
-    pub rhat: Vec<Vec<f64>>,
-    /// Effective sample size per cell (over all chains).
-    pub ess: Vec<Vec<f64>>,
-    pub max_rhat: f64,
-    pub min_ess: f64,
-    /// `max_rhat < 1.05`.
-    pub converged: bool,
-    /// Posterior mean of the Dirichlet parameters α.
-    pub alpha: Vec<Vec<f64>>,
 }
 
 fn pad(s: &str, w: usize, right: bool) -> String {
@@ -282,19 +262,6 @@ pub fn render_text(r: &TransferResult) -> String {
             em.loglik,
             em.loglik_change,
             em.e_step
-        );
-    }
-    if let Some(dg) = &r.diagnostics {
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "MCMC: {} chains x {} draws (after {} warm-up); max split R-hat {:.3}, min ESS {:.0} — {}",
-            dg.chains,
-            dg.draws_per_chain,
-            dg.warmup,
-            dg.max_rhat,
-            dg.min_ess,
-            if dg.converged { "converged" } else { "NOT converged" }
         );
     }
     for rule in &r.rules_applied {
