@@ -34,7 +34,8 @@ pub use bounds::Bounds;
 pub use data::MAX_DIM;
 pub use em::EmConfig;
 pub use input::{
-    electorate, from_two_rounds, InputError, Margins, TwoRoundMargins, ELECTORATE_RULE,
+    electorate, from_two_rounds, Balance, BalanceInfo, InputError, Margins, TwoRoundMargins,
+    ELECTORATE_RULE, NET_ENTRIES, NET_EXITS,
 };
 pub use output::{
     render_text, to_csv_string, write_csv, EmInfo, LpInfo, RuleNote, TransferResult, UnitTable,
@@ -124,6 +125,9 @@ pub struct Options {
     /// the replicates are reduced on large inputs (200 up to 250 units, 51 at 974, never below
     /// 20); the interval string states the number actually run.
     pub bootstrap_unit_budget: usize,
+    /// How [`estimate`] balances margins whose per-unit totals differ (default
+    /// [`Balance::Net`]); margins that balance are used as they are.
+    pub balance: Balance,
 }
 
 impl Default for Options {
@@ -138,6 +142,7 @@ impl Default for Options {
             keep_unit_tables: false,
             bootstrap: 200,
             bootstrap_unit_budget: 50_000,
+            balance: Balance::default(),
         }
     }
 }
@@ -167,8 +172,12 @@ fn grid(v: &[f64], nc: usize) -> Vec<Vec<f64>> {
     v.chunks(nc).map(|r| r.to_vec()).collect()
 }
 
-/// Estimates the transfer table of `m` with `opts.method`.
+/// Estimates the transfer table of `m` with `opts.method`. Units whose two margins differ are
+/// first balanced by `opts.balance` ([`Margins::balanced`]); the result says what that did
+/// (`balance`).
 pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputError> {
+    let (m, balance) = m.balanced(opts.balance)?;
+    let m: &Margins = &m;
     check(m)?;
     let d = Data::new(m);
     if d.u == 0 {
@@ -347,6 +356,7 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
         lp: lp_info,
         em: em_info,
         notes,
+        balance,
         rules_applied: Vec::new(),
         unit_votes,
     })

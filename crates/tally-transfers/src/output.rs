@@ -47,7 +47,10 @@ pub struct TransferResult {
     pub em: Option<EmInfo>,
     /// Human-readable remarks (dropped units, convergence warnings...).
     pub notes: Vec<String>,
-
+    /// The balancing rule that ran and what it moved, when the two margins differed in some
+    /// unit (plain margins only; two rounds are balanced by their electorate rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance: Option<crate::BalanceInfo>,
     /// Coded rules that changed the input, with how many station sheets each changed (today
     /// the electorate rule, W206); empty for [`crate::estimate`] on plain margins.
     pub rules_applied: Vec<RuleNote>,
@@ -155,6 +158,9 @@ pub fn render_text(r: &TransferResult) -> String {
         r.method, r.units_used, r.units_dropped
     );
     let _ = writeln!(out, "({})", r.method_choice);
+    if let Some(b) = &r.balance {
+        let _ = writeln!(out, "Balancing rule {}: {}", b.rule, b.message);
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
