@@ -201,6 +201,11 @@ enum Command {
         /// (the smaller side scaled to the larger total, largest-remainder rounding).
         #[arg(long, value_name = "RULE", default_value = "net")]
         balance: String,
+        /// Also run the other trusted methods (point estimates) and show each cell's range
+        /// across them: on or off (default: on below 50,000 units; a method predicted to take
+        /// more than 10x the chosen one is skipped and named).
+        #[arg(long, value_name = "on|off", num_args = 0..=1, default_missing_value = "on")]
+        compare_methods: Option<String>,
         /// Election definition (TOML) for the two round files.
         #[arg(long, value_name = "DEF.toml")]
         election: Option<String>,
@@ -705,13 +710,23 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             plot,
             format,
             balance,
+            compare_methods,
             election,
         } => {
+            let compare = match compare_methods.as_deref() {
+                None => None,
+                Some("on") => Some(true),
+                Some("off") => Some(false),
+                Some(other) => {
+                    return Err(format!("--compare-methods {other}: use on or off"));
+                }
+            };
             let mut opts = transfers::options(method.as_deref(), seed, bootstrap)?;
             opts.balance = balance.parse()?;
             let out = transfers::Output {
                 format,
                 plot: plot.as_deref(),
+                compare,
             };
             if let Some(file) = file {
                 if rows.len() < 2 || cols.len() < 2 {

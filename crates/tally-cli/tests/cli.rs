@@ -335,6 +335,29 @@ fn transfers_of_the_embedded_election_answer_the_seeds_question() {
     }
     assert!(v["method"].is_string());
     assert!(png.exists());
+    // Item 6: the other trusted methods beside the chosen one (974 units: on by default), and
+    // for every cell min <= chosen <= max.
+    let spread = &v["spread"];
+    let compared = spread["compared"].as_array().unwrap();
+    assert_eq!(compared[0], v["method"]);
+    assert_eq!(
+        compared.len() + spread["skipped"].as_array().unwrap().len(),
+        4,
+        "{spread}"
+    );
+    for (i, row) in v["proportions"].as_array().unwrap().iter().enumerate() {
+        for (j, p) in row.as_array().unwrap().iter().enumerate() {
+            let cell = &spread["cells"][i][j];
+            let (min, max, p) = (
+                cell["min"].as_f64().unwrap(),
+                cell["max"].as_f64().unwrap(),
+                p.as_f64().unwrap(),
+            );
+            assert!(min <= p && p <= max, "cell {i},{j}: {min} {p} {max}");
+            assert_eq!(cell["methods"].as_object().unwrap().len(), compared.len());
+        }
+    }
+    assert!(spread["warnings"].is_array());
 }
 
 #[test]

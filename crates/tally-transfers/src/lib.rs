@@ -38,7 +38,8 @@ pub use input::{
     ELECTORATE_RULE, NET_ENTRIES, NET_EXITS,
 };
 pub use output::{
-    render_text, to_csv_string, write_csv, EmInfo, LpInfo, RuleNote, TransferResult, UnitTable,
+    render_text, to_csv_string, write_csv, EmInfo, LpInfo, RuleNote, SkippedMethod, Spread,
+    SpreadCell, TransferResult, UnitTable,
 };
 pub use plot::{write_png, PlotError};
 
@@ -145,6 +146,82 @@ impl Default for Options {
             balance: Balance::default(),
         }
     }
+}
+
+/// The methods Tally trusts for the comparison of [`compare_methods`] (every [`Method`]).
+pub const TRUSTED: [Method; 4] = Method::ALL;
+
+/// Largest number of cells [`compare_methods`] words (the widest ranges first).
+const MAX_SPREAD_WARNINGS: usize = 8;
+
+/// Sets `chosen.spread`: per cell the lowest and highest proportion across `chosen` and `others`
+/// (results of other methods on the same margins), and a sentence for each cell (with at least
+/// 1% of the row by some method) whose range is wider than `chosen`'s interval. `skipped` lists
+/// the trusted methods not run and why (the caller decides: this crate has no clock).
+pub fn compare_methods(
+    chosen: &mut TransferResult,
+    others: &[TransferResult],
+    skipped: Vec<SkippedMethod>,
+) {
+    let all: Vec<&TransferResult> = std::iter::once(&*chosen)
+        .chain(
+            others
+                .iter()
+                .filter(|o| o.rows == chosen.rows && o.cols == chosen.cols),
+        )
+        .collect();
+    let mut cells = Vec::with_capacity(chosen.rows.len());
+    let mut wide: Vec<(f64, String)> = Vec::new();
+    for i in 0..chosen.rows.len() {
+        let mut row = Vec::with_capacity(chosen.cols.len());
+        for j in 0..chosen.cols.len() {
+            let methods: std::collections::BTreeMap<String, f64> = all
+                .iter()
+                .map(|r| (r.method.clone(), r.proportions[i][j]))
+                .collect();
+            let min = methods.values().copied().fold(f64::INFINITY, f64::min);
+            let max = methods.values().copied().fold(f64::NEG_INFINITY, f64::max);
+            let range = max - min;
+            let width = chosen.upper[i][j] - chosen.lower[i][j];
+            if all.len() > 1 && max >= 0.01 && range > width + 1e-9 {
+                wide.push((
+                    range,
+                    format!(
+                        "{} -> {}: {:.1}% ({}), but the methods range from {:.1}% to {:.1}% \
+                         (interval {:.1}-{:.1}%); the answer depends on the method",
+                        chosen.rows[i],
+                        chosen.cols[j],
+                        100.0 * chosen.proportions[i][j],
+                        chosen.method,
+                        100.0 * min,
+                        100.0 * max,
+                        100.0 * chosen.lower[i][j],
+                        100.0 * chosen.upper[i][j]
+                    ),
+                ));
+            }
+            row.push(SpreadCell { min, max, methods });
+        }
+        cells.push(row);
+    }
+    wide.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let more = wide.len().saturating_sub(MAX_SPREAD_WARNINGS);
+    let mut warnings: Vec<String> = wide
+        .into_iter()
+        .take(MAX_SPREAD_WARNINGS)
+        .map(|(_, w)| w)
+        .collect();
+    if more > 0 {
+        warnings.push(format!(
+            "and {more} more cell(s) whose methods range is wider than the interval"
+        ));
+    }
+    chosen.spread = Some(Spread {
+        compared: all.iter().map(|r| r.method.clone()).collect(),
+        skipped,
+        cells,
+        warnings,
+    });
 }
 
 /// Duncan–Davis bounds of the aggregate table (votes and proportions) of `m`.
@@ -357,6 +434,7 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
         em: em_info,
         notes,
         balance,
+        spread: None,
         rules_applied: Vec::new(),
         unit_votes,
     })

@@ -51,12 +51,46 @@ pub struct TransferResult {
     /// unit (plain margins only; two rounds are balanced by their electorate rule).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub balance: Option<crate::BalanceInfo>,
+    /// The estimates of the other methods Tally trusts beside this one, and their range per cell
+    /// ([`crate::compare_methods`]; `tally transfers --compare-methods`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<Spread>,
     /// Coded rules that changed the input, with how many station sheets each changed (today
     /// the electorate rule, W206); empty for [`crate::estimate`] on plain margins.
     pub rules_applied: Vec<RuleNote>,
     /// Per-unit tables (only with `Options::keep_unit_tables`, unit-level methods); not serialised.
     #[serde(skip)]
     pub unit_votes: Option<Vec<UnitTable>>,
+}
+
+/// How much the trusted methods disagree, per cell of the proportions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spread {
+    /// The methods whose estimates are in `cells` (the chosen one first).
+    pub compared: Vec<String>,
+    /// Trusted methods not run, each with why.
+    pub skipped: Vec<SkippedMethod>,
+    /// `cells[r][c]`: the range of the proportion across `compared`.
+    pub cells: Vec<Vec<SpreadCell>>,
+    /// One sentence per cell whose range across the methods is wider than its interval (cells
+    /// with at least 1% of the row by some method, widest range first).
+    pub warnings: Vec<String>,
+}
+
+/// One cell's range across the methods.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpreadCell {
+    pub min: f64,
+    pub max: f64,
+    /// Each compared method's proportion, by method name.
+    pub methods: std::collections::BTreeMap<String, f64>,
+}
+
+/// A trusted method left out of the comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedMethod {
+    pub method: String,
+    pub reason: String,
 }
 
 /// A coded input rule applied to some station sheets (see `rules_applied`).
@@ -192,6 +226,34 @@ pub fn render_text(r: &TransferResult) -> String {
         })
         .collect();
     out.push_str(&table(&head, &body));
+    if let Some(sp) = &r.spread {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Methods range: lowest-highest percent of the row across {}:",
+            sp.compared.join(", ")
+        );
+        let body: Vec<Vec<String>> = r
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut row = vec![name.clone()];
+                for cell in &sp.cells[i] {
+                    row.push(format!("{:.1}-{:.1}", 100.0 * cell.min, 100.0 * cell.max));
+                }
+                row.push(String::new());
+                row
+            })
+            .collect();
+        out.push_str(&table(&head, &body));
+        for s in &sp.skipped {
+            let _ = writeln!(out, "not compared: {} ({})", s.method, s.reason);
+        }
+        for w in &sp.warnings {
+            let _ = writeln!(out, "{w}");
+        }
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
