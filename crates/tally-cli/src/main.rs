@@ -158,7 +158,7 @@ enum Command {
     /// Vote transfers between round 1 and round 2 (ecological inference), or between any two
     /// margins of one file: the table in proportions and votes, with intervals.
     #[command(
-        after_help = "Examples:\n  tally transfers                      # embedded Turkey 2023: where did Oğan's voters go?\n  tally transfers --from r1.csv.gz --to r2.csv.gz --level powiat --plot transfers.png\n  tally transfers senc.csv --rows white,black,natam --cols dem,rep,non --format json\n  tally transfers --method md-bayes --seed 7"
+        after_help = "Examples:\n  tally transfers                      # embedded Turkey 2023: where did Oğan's voters go?\n  tally transfers --from r1.csv.gz --to r2.csv.gz --level powiat --plot transfers.png\n  tally transfers senc.csv --rows white,black,natam --cols dem,rep,non --format json\n  tally transfers france.csv --rows a,b,c --cols x,y --balance proportional\n  tally transfers --method nslphom --bootstrap 0"
     )]
     Transfers {
         /// Round-1 file (with --to; without both, the embedded Turkey 2023 election).
@@ -182,7 +182,7 @@ enum Command {
         #[arg(long)]
         level: Option<String>,
         /// em (default: the most accurate measured on real data with the true table), lphom,
-        /// tslphom, nslphom or md-bayes.
+        /// tslphom or nslphom.
         #[arg(long)]
         method: Option<String>,
         #[arg(long, default_value_t = 1)]
@@ -196,6 +196,16 @@ enum Command {
         plot: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// FILE's margins whose unit totals differ: net (default: the difference goes to an
+        /// extra row "new/net entries" or column "net exits", lphom's rule) or proportional
+        /// (the smaller side scaled to the larger total, largest-remainder rounding).
+        #[arg(long, value_name = "RULE", default_value = "net")]
+        balance: String,
+        /// Also run the other trusted methods (point estimates) and show each cell's range
+        /// across them: on or off (default: on below 50,000 units; a method predicted to take
+        /// more than 10x the chosen one is skipped and named).
+        #[arg(long, value_name = "on|off", num_args = 0..=1, default_missing_value = "on")]
+        compare_methods: Option<String>,
         /// Election definition (TOML) for the two round files.
         #[arg(long, value_name = "DEF.toml")]
         election: Option<String>,
@@ -699,12 +709,24 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             bootstrap,
             plot,
             format,
+            balance,
+            compare_methods,
             election,
         } => {
-            let opts = transfers::options(method.as_deref(), seed, bootstrap)?;
+            let compare = match compare_methods.as_deref() {
+                None => None,
+                Some("on") => Some(true),
+                Some("off") => Some(false),
+                Some(other) => {
+                    return Err(format!("--compare-methods {other}: use on or off"));
+                }
+            };
+            let mut opts = transfers::options(method.as_deref(), seed, bootstrap)?;
+            opts.balance = balance.parse()?;
             let out = transfers::Output {
                 format,
                 plot: plot.as_deref(),
+                compare,
             };
             if let Some(file) = file {
                 if rows.len() < 2 || cols.len() < 2 {

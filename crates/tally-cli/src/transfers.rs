@@ -6,12 +6,88 @@
 use crate::load::Loaded;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Instant;
 use tally_model::Round;
-use tally_transfers::{estimate, from_two_rounds, Margins, Method, Options, TransferResult};
+use tally_transfers::{
+    compare_methods, estimate, from_two_rounds, InputError, Margins, Method, Options,
+    SkippedMethod, TransferResult, TRUSTED,
+};
 
 pub struct Output<'a> {
     pub format: crate::Format,
     pub plot: Option<&'a str>,
+    /// `--compare-methods`: `Some(true/false)` as asked, `None` = on below [`COMPARE_MAX_UNITS`].
+    pub compare: Option<bool>,
+}
+
+/// Below this many units the other trusted methods are run by default (`--compare-methods`).
+pub const COMPARE_MAX_UNITS: usize = 50_000;
+
+/// A method left out of the comparison when its predicted time exceeds this many times the
+/// chosen run's.
+const COMPARE_MAX_FACTOR: f64 = 10.0;
+
+/// Point-estimate time of each method relative to lphom's on the same input (benchmark, 200k
+/// units 5 x 4: tslphom 1.2x, nslphom 2.4x; Poland 2020: em 2.3x tslphom), for the prediction.
+fn relative_cost(m: Method) -> f64 {
+    match m {
+        Method::Lphom => 1.0,
+        Method::Tslphom => 1.2,
+        Method::Nslphom => 2.5,
+        Method::Em => 3.0,
+    }
+}
+
+/// Runs `run` with `opts` (timed), then, when asked or below [`COMPARE_MAX_UNITS`] units, the
+/// point estimates of the other trusted methods, and attaches their range per cell.
+fn estimate_and_compare(
+    run: &dyn Fn(&Options) -> Result<TransferResult, InputError>,
+    units: usize,
+    opts: &Options,
+    out: &Output<'_>,
+) -> Result<TransferResult, InputError> {
+    let t = Instant::now();
+    let mut result = run(opts)?;
+    let chosen_secs = t.elapsed().as_secs_f64();
+    if !out.compare.unwrap_or(units < COMPARE_MAX_UNITS) {
+        return Ok(result);
+    }
+    let budget = COMPARE_MAX_FACTOR * chosen_secs;
+    // The unit of the prediction: lphom's time, measured once it has run, else inferred from the
+    // chosen run (its bootstrap included, so a generous guess).
+    let mut lphom_secs = chosen_secs / relative_cost(opts.method);
+    let (mut others, mut skipped) = (Vec::new(), Vec::new());
+    let rest: Vec<Method> = TRUSTED.into_iter().filter(|m| *m != opts.method).collect();
+    eprintln!(
+        "comparing with {} (point estimates; --compare-methods off to skip)",
+        rest.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+    );
+    for m in rest {
+        let predicted = lphom_secs * relative_cost(m);
+        if predicted > budget {
+            skipped.push(SkippedMethod {
+                method: m.name().to_string(),
+                reason: format!(
+                    "predicted {predicted:.1} s, more than {COMPARE_MAX_FACTOR:.0}x the chosen \
+                     run's {chosen_secs:.1} s"
+                ),
+            });
+            continue;
+        }
+        let o = Options {
+            method: m,
+            bootstrap: 0,
+            keep_unit_tables: false,
+            ..opts.clone()
+        };
+        let t = Instant::now();
+        others.push(run(&o)?);
+        if m == Method::Lphom {
+            lphom_secs = t.elapsed().as_secs_f64();
+        }
+    }
+    compare_methods(&mut result, &others, skipped);
+    Ok(result)
 }
 
 pub fn options(
@@ -79,7 +155,8 @@ pub fn two_rounds(
         tm.units_used,
         opts.method.name()
     );
-    let result = tm.estimate(opts).map_err(|e| e.to_string())?;
+    let result = estimate_and_compare(&|o| tm.estimate(o), tm.units_used, opts, out)
+        .map_err(|e| e.to_string())?;
     emit(
         &result,
         &format!("{} — round 1 to round 2, by {unit}", loaded.election),
@@ -114,7 +191,8 @@ pub fn generic(
         row_counts,
         col_counts,
     };
-    let result = estimate(&m, opts).map_err(|e| format!("{path}: {e}"))?;
+    let result = estimate_and_compare(&|o| estimate(&m, o), m.len(), opts, out)
+        .map_err(|e| format!("{path}: {e}"))?;
     emit(&result, path, out)
 }
 

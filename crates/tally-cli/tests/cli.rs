@@ -335,6 +335,29 @@ fn transfers_of_the_embedded_election_answer_the_seeds_question() {
     }
     assert!(v["method"].is_string());
     assert!(png.exists());
+    // Item 6: the other trusted methods beside the chosen one (974 units: on by default), and
+    // for every cell min <= chosen <= max.
+    let spread = &v["spread"];
+    let compared = spread["compared"].as_array().unwrap();
+    assert_eq!(compared[0], v["method"]);
+    assert_eq!(
+        compared.len() + spread["skipped"].as_array().unwrap().len(),
+        4,
+        "{spread}"
+    );
+    for (i, row) in v["proportions"].as_array().unwrap().iter().enumerate() {
+        for (j, p) in row.as_array().unwrap().iter().enumerate() {
+            let cell = &spread["cells"][i][j];
+            let (min, max, p) = (
+                cell["min"].as_f64().unwrap(),
+                cell["max"].as_f64().unwrap(),
+                p.as_f64().unwrap(),
+            );
+            assert!(min <= p && p <= max, "cell {i},{j}: {min} {p} {max}");
+            assert_eq!(cell["methods"].as_object().unwrap().len(), compared.len());
+        }
+    }
+    assert!(spread["warnings"].is_array());
 }
 
 #[test]
@@ -363,6 +386,44 @@ fn transfers_on_any_two_margins_of_one_file() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no column 'nope'"));
+}
+
+#[test]
+fn transfers_on_unbalanced_margins_name_the_rule() {
+    // New and departed voters between two elections: the unit totals differ.
+    let f = tmp("unbalanced.csv");
+    std::fs::write(
+        &f,
+        "station_id,a,b,c,x,y\n1,50,30,20,60,45\n2,40,40,10,50,30\n3,20,60,30,35,80\n4,30,10,40,40,40\n",
+    )
+    .unwrap();
+    let path = f.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["transfers", path, "--rows", "a,b,c", "--cols", "x,y"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--bootstrap", "0"]);
+        tally(&args)
+    };
+    let o = run(&["--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["balance"]["rule"], "net");
+    // Unit 1: 105 - 100 = 5 entries; 2: 90 - 80 = 10 exits; 3: 115 - 110 = 5 entries; 4 balances.
+    assert_eq!(v["balance"]["entries"], 10);
+    assert_eq!(v["balance"]["exits"], 10);
+    assert_eq!(v["balance"]["voters_moved"], 20);
+    assert_eq!(v["rows"][3], "new/net entries");
+    assert_eq!(v["cols"][2], "net exits");
+    let o = run(&["--balance", "proportional"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("Balancing rule proportional"));
+    let o = run(&["--balance", "bogus"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("net or proportional") && !err.contains('{'),
+        "{err}"
+    );
 }
 
 #[test]

@@ -3,7 +3,6 @@
 //! Duncan–Davis bounds = one pass over the data).
 //!
 //! `cargo bench --bench transfers` (release). Environment: `TALLY_BENCH_STATIONS` (default 200000),
-//! `TALLY_BENCH_SWEEPS` (md-bayes warm-up = recorded sweeps per chain, default 50; 0 skips md-bayes),
 //! `TALLY_BENCH_BOOTSTRAP` (1: time tslphom with its default bootstrap; 0 skips it).
 //!
 //! Reference points measured with the R implementations (from the issue): lphom 139 s at 5,000
@@ -50,7 +49,6 @@ fn subset(m: &Margins, n: usize) -> Margins {
 
 fn main() {
     let stations = env("TALLY_BENCH_STATIONS", 200_000);
-    let sweeps = env("TALLY_BENCH_SWEEPS", 50);
     let boot = env("TALLY_BENCH_BOOTSTRAP", 1) > 0;
     println!(
         "tally-transfers benchmark: {stations} stations, {} rayon threads",
@@ -197,33 +195,4 @@ fn main() {
             bu.lp.as_ref().unwrap().iterations
         );
     }
-
-    if sweeps == 0 {
-        println!("md-bayes skipped (TALLY_BENCH_SWEEPS=0)");
-        return;
-    }
-    let mut opts = Options {
-        method: Method::MdBayes,
-        ..Options::default()
-    };
-    opts.bayes.warmup = sweeps;
-    opts.bayes.samples = sweeps;
-    let t = Instant::now();
-    let r = estimate(&m, &opts).unwrap();
-    let s = t.elapsed().as_secs_f64();
-    let dg = r.diagnostics.as_ref().unwrap();
-    println!(
-        "{:<44} {:>9.3} s   ({:>6.0}x baseline; {:.3} s per chain-sweep)  EI {:.2}%  [{} chains x ({} warm-up + {} draws); max split R-hat {:.3}; min ESS {:.0}; {}]",
-        "md-bayes",
-        s,
-        s / base,
-        s / (dg.chains * (dg.warmup + dg.draws_per_chain)).max(1) as f64,
-        ei(&r.votes, &truth),
-        dg.chains,
-        dg.warmup,
-        dg.draws_per_chain,
-        dg.max_rhat,
-        dg.min_ess,
-        if dg.converged { "converged" } else { "NOT converged" }
-    );
 }

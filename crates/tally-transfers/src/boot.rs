@@ -21,7 +21,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-/// Stream tag separating the bootstrap's random numbers from the sampler's.
+/// Stream tag of the bootstrap's random numbers.
 const BOOT_STREAM: u64 = 0xB007_5742;
 
 /// Fewest replicates worth reporting as a percentile interval (with fewer, the 2.5% / 97.5%
@@ -101,8 +101,8 @@ fn estimate_p(
             )
             .p
         }
-        // md-bayes has its own posterior interval; lphom is the plain LP; em is not run here.
-        Method::Lphom | Method::MdBayes | Method::Em => fit.p,
+        // lphom is the plain LP; em is not run here.
+        Method::Lphom | Method::Em => fit.p,
     };
     for (i, &t) in d.row_tot.iter().enumerate() {
         if t <= 0.0 {

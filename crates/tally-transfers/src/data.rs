@@ -1,5 +1,5 @@
 //! Flat numeric view of [`Margins`] shared by the estimators, plus small helpers
-//! (deterministic seeding, log-gamma, deterministic parallel reduction).
+//! (deterministic seeding, deterministic parallel reduction).
 
 use crate::input::Margins;
 use rayon::prelude::*;
@@ -20,7 +20,7 @@ pub(crate) struct Data {
     pub x: Vec<f64>,
     /// `y[u * c + j]` column counts.
     pub y: Vec<f64>,
-    /// Integer copies (for the sampler and the bounds).
+    /// Integer copies (for the bounds).
     pub xi: Vec<u64>,
     pub yi: Vec<u64>,
     /// Index into `Margins::unit_ids` of each kept unit.
@@ -155,38 +155,9 @@ pub(crate) fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
     parts.iter().fold(mix(seed), |h, &p| mix(h ^ mix(p)))
 }
 
-/// Natural log of the gamma function for `x > 0` (shift to x >= 8, then Stirling's series;
-/// absolute error below 1e-13 on the range used here).
-pub(crate) fn ln_gamma(x: f64) -> f64 {
-    let mut x = x;
-    let mut shift = 0.0;
-    while x < 8.0 {
-        shift -= x.ln();
-        x += 1.0;
-    }
-    let inv = 1.0 / x;
-    let inv2 = inv * inv;
-    let series = inv
-        * (1.0 / 12.0
-            - inv2 * (1.0 / 360.0 - inv2 * (1.0 / 1260.0 - inv2 * (1.0 / 1680.0 - inv2 / 1188.0))));
-    shift + (x - 0.5) * x.ln() - x + 0.5 * (2.0 * std::f64::consts::PI).ln() + series
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ln_gamma_matches_factorials() {
-        let mut f = 0.0f64;
-        for n in 1..60u32 {
-            // ln((n-1)!) == ln_gamma(n)
-            assert!((ln_gamma(n as f64) - f).abs() < 1e-10 * f.max(1.0), "n={n}");
-            f += (n as f64).ln();
-        }
-        // Gamma(0.5) = sqrt(pi)
-        assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-12);
-    }
 
     #[test]
     fn derived_seeds_differ() {

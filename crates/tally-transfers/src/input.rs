@@ -1,13 +1,16 @@
 //! Input: two margins over the same units, and the one place where two rounds of tally sheets
 //! become those margins.
 
+use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use tally_model::{match_stations, Code, Round, SheetStatus, MISSING};
 
 /// Two margins over the same units: row totals (e.g. round-1 options incl. "abstained", "invalid") and
-/// column totals (round-2 options incl. "abstained", "invalid"). For each unit, sum of rows == sum of cols
-/// is required (the caller reconciles different electorates, see [`from_two_rounds`]); a unit violating it
-/// is an input error.
+/// column totals (round-2 options incl. "abstained", "invalid"). The solvers need sum of rows == sum
+/// of cols in each unit: [`from_two_rounds`] reconciles different electorates itself, and
+/// [`crate::estimate`] balances other margins by the stated rule of [`Options::balance`](crate::Options)
+/// ([`Margins::balanced`]); [`Margins::validate`] still reports an unbalanced unit as an error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Margins {
     pub unit_ids: Vec<String>,
@@ -51,7 +54,10 @@ pub enum InputError {
         found: usize,
     },
     /// A unit whose row total differs from its column total.
-    #[error("unit {unit}: row total {row_total} != column total {col_total}")]
+    #[error(
+        "unit {unit}: row total {row_total} != column total {col_total} (the two margins must \
+         balance; `estimate` balances them by a stated rule, net or proportional)"
+    )]
     Unbalanced {
         unit: String,
         row_total: u64,
@@ -69,6 +75,23 @@ pub enum InputError {
 impl Margins {
     /// Checks shapes and the per-unit balance `sum(rows) == sum(cols)`.
     pub fn validate(&self) -> Result<(), InputError> {
+        self.validate_shape()?;
+        for u in 0..self.len() {
+            let rt: u64 = self.row_counts[u].iter().sum();
+            let ct: u64 = self.col_counts[u].iter().sum();
+            if rt != ct {
+                return Err(InputError::Unbalanced {
+                    unit: self.unit_ids[u].clone(),
+                    row_total: rt,
+                    col_total: ct,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks shapes only: at least 2 rows and 2 columns, one unit, every vector its width.
+    pub fn validate_shape(&self) -> Result<(), InputError> {
         let (nr, nc) = (self.rows.len(), self.cols.len());
         if nr < 2 || nc < 2 {
             return Err(InputError::TooFewCategories { rows: nr, cols: nc });
@@ -107,17 +130,112 @@ impl Margins {
                     found: self.col_counts[u].len(),
                 });
             }
-            let rt: u64 = self.row_counts[u].iter().sum();
-            let ct: u64 = self.col_counts[u].iter().sum();
-            if rt != ct {
-                return Err(InputError::Unbalanced {
-                    unit: unit(),
-                    row_total: rt,
-                    col_total: ct,
-                });
-            }
         }
         Ok(())
+    }
+
+    /// The margins made to balance by `rule` (see [`Balance`]), with what the rule did; the
+    /// margins themselves (borrowed) and `None` when every unit already balances. Checks shapes
+    /// first.
+    pub fn balanced(
+        &self,
+        rule: Balance,
+    ) -> Result<(Cow<'_, Margins>, Option<BalanceInfo>), InputError> {
+        self.validate_shape()?;
+        let totals: Vec<(u64, u64)> = (0..self.len())
+            .map(|u| {
+                (
+                    self.row_counts[u].iter().sum(),
+                    self.col_counts[u].iter().sum(),
+                )
+            })
+            .collect();
+        let units = totals.iter().filter(|(r, c)| r != c).count();
+        if units == 0 {
+            return Ok((Cow::Borrowed(self), None));
+        }
+        let mut m = self.clone();
+        let (mut entries, mut exits, mut emptied) = (0u64, 0u64, 0usize);
+        match rule {
+            Balance::Net => {
+                let need_row = totals.iter().any(|(r, c)| c > r);
+                let need_col = totals.iter().any(|(r, c)| r > c);
+                if need_row {
+                    m.rows.push(NET_ENTRIES.into());
+                }
+                if need_col {
+                    m.cols.push(NET_EXITS.into());
+                }
+                for (u, &(r, c)) in totals.iter().enumerate() {
+                    if need_row {
+                        m.row_counts[u].push(c.saturating_sub(r));
+                    }
+                    if need_col {
+                        m.col_counts[u].push(r.saturating_sub(c));
+                    }
+                    entries += c.saturating_sub(r);
+                    exits += r.saturating_sub(c);
+                }
+            }
+            Balance::Proportional => {
+                for (u, &(r, c)) in totals.iter().enumerate() {
+                    if r == c {
+                        continue;
+                    }
+                    let (small, target) = if r < c {
+                        (&mut m.row_counts[u], c)
+                    } else {
+                        (&mut m.col_counts[u], r)
+                    };
+                    if r.min(c) == 0 {
+                        // Nothing to scale: the unit carries no information on one side.
+                        m.row_counts[u].iter_mut().for_each(|v| *v = 0);
+                        m.col_counts[u].iter_mut().for_each(|v| *v = 0);
+                        emptied += 1;
+                        continue;
+                    }
+                    scale_largest_remainder(small, target);
+                    if r < c {
+                        entries += c - r;
+                    } else {
+                        exits += r - c;
+                    }
+                }
+            }
+        }
+        let moved = entries + exits;
+        let message = match rule {
+            Balance::Net => format!(
+                "the two margins differ in {units} unit(s): balanced by the net rule (net entries \
+                 and exits): {entries} voter(s) in the row \"{NET_ENTRIES}\" and {exits} in the \
+                 column \"{NET_EXITS}\", {moved} in all"
+            ),
+            Balance::Proportional => {
+                let mut msg = format!(
+                    "the two margins differ in {units} unit(s): balanced by the proportional rule \
+                     (the smaller side of each unit scaled to the larger total, largest-remainder \
+                     rounding): {entries} voter(s) added to rows, {exits} to columns, {moved} in all"
+                );
+                if emptied > 0 {
+                    msg.push_str(&format!(
+                        "; {emptied} unit(s) with one empty side cannot be scaled and are left out"
+                    ));
+                }
+                msg
+            }
+        };
+        Ok((
+            Cow::Owned(m),
+            Some(BalanceInfo {
+                rule: rule.name().to_string(),
+                units,
+                voters_moved: moved,
+                entries,
+                exits,
+                units_left_out: emptied,
+                message,
+            }),
+        ))
     }
 
     /// Number of units.
@@ -130,6 +248,92 @@ impl Margins {
         self.unit_ids.is_empty()
     }
 }
+
+/// Scales `v` (total > 0) to `target` in integers: each entry `v_i * target / total` rounded down,
+/// the units still missing given to the largest remainders (ties: first entry first).
+fn scale_largest_remainder(v: &mut [u64], target: u64) {
+    let total: u128 = v.iter().map(|&x| x as u128).sum();
+    let t = target as u128;
+    let mut rem: Vec<(u128, usize)> = Vec::with_capacity(v.len());
+    let mut sum = 0u128;
+    for (i, x) in v.iter_mut().enumerate() {
+        let p = *x as u128 * t;
+        *x = (p / total) as u64;
+        sum += p / total;
+        rem.push((p % total, i));
+    }
+    rem.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    for &(_, i) in rem.iter().take((t - sum) as usize) {
+        v[i] += 1;
+    }
+}
+
+/// How margins whose per-unit totals differ are made to balance ([`Margins::balanced`];
+/// `Options::balance`, `tally transfers --balance`). Default: [`Balance::Net`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Net entries and exits (lphom's rule): per unit the difference goes to the side that is
+    /// short, as an extra row [`NET_ENTRIES`] (more column voters than row voters) or an extra
+    /// column [`NET_EXITS`] (more row voters); each is added only when some unit needs it.
+    #[default]
+    Net,
+    /// The smaller side of each unit scaled to the larger total, rounded to integers by largest
+    /// remainder; no extra row or column. A unit with one side empty is left out.
+    Proportional,
+}
+
+impl Balance {
+    /// Both rules, in a stable order.
+    pub const ALL: [Balance; 2] = [Balance::Net, Balance::Proportional];
+
+    /// Stable name used in output and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Balance::Net => "net",
+            Balance::Proportional => "proportional",
+        }
+    }
+}
+
+impl std::str::FromStr for Balance {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Balance::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("unknown balancing rule '{s}': use net or proportional"))
+    }
+}
+
+impl std::fmt::Display for Balance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a balancing rule did (`TransferResult::balance`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BalanceInfo {
+    /// `net` or `proportional`.
+    pub rule: String,
+    /// Units whose two margins differed.
+    pub units: usize,
+    /// Voters the rule added: `entries + exits`.
+    pub voters_moved: u64,
+    /// Voters added on the row side (net: the row "new/net entries"; proportional: scaled rows).
+    pub entries: u64,
+    /// Voters added on the column side (net: the column "net exits"; proportional: scaled columns).
+    pub exits: u64,
+    /// Proportional only: units with one empty side, left out (their counts set to zero).
+    pub units_left_out: usize,
+    /// What the rule did, for people.
+    pub message: String,
+}
+
+/// Row added by the net rule: voters in a unit's column margin beyond its row margin.
+pub const NET_ENTRIES: &str = "new/net entries";
+/// Column added by the net rule: voters in a unit's row margin beyond its column margin.
+pub const NET_EXITS: &str = "net exits";
 
 /// Margins built from two rounds, with what was dropped and which input rules applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -427,6 +631,97 @@ mod tests {
             col_counts: vec![vec![1, 1]],
         };
         assert!(matches!(m.validate(), Err(InputError::Unbalanced { .. })));
+    }
+
+    /// Three units: u1 has 3 more row voters (15 against 12), u2 has 4 more column voters
+    /// (6 against 10), u3 balances.
+    fn unbalanced() -> Margins {
+        Margins {
+            unit_ids: vec!["u1".into(), "u2".into(), "u3".into()],
+            rows: vec!["a".into(), "b".into()],
+            cols: vec!["x".into(), "y".into()],
+            row_counts: vec![vec![10, 5], vec![3, 3], vec![2, 2]],
+            col_counts: vec![vec![8, 4], vec![4, 6], vec![1, 3]],
+        }
+    }
+
+    #[test]
+    fn the_net_rule_adds_entries_and_exits_exactly() {
+        let m = unbalanced();
+        let (b, info) = m.balanced(Balance::Net).unwrap();
+        b.validate().unwrap();
+        assert_eq!(b.rows, vec!["a", "b", NET_ENTRIES]);
+        assert_eq!(b.cols, vec!["x", "y", NET_EXITS]);
+        let entries: Vec<u64> = b.row_counts.iter().map(|r| r[2]).collect();
+        let exits: Vec<u64> = b.col_counts.iter().map(|c| c[2]).collect();
+        assert_eq!(entries, vec![0, 4, 0]);
+        assert_eq!(exits, vec![3, 0, 0]);
+        // The original counts are untouched.
+        assert_eq!(b.row_counts[0][..2], [10, 5]);
+        assert_eq!(b.col_counts[1][..2], [4, 6]);
+        let info = info.unwrap();
+        assert_eq!(
+            (
+                info.rule.as_str(),
+                info.units,
+                info.entries,
+                info.exits,
+                info.voters_moved
+            ),
+            ("net", 2, 4, 3, 7)
+        );
+        assert!(info.message.contains("net rule"));
+        // Balanced margins are used as they are, with no rule.
+        let ok = Margins {
+            unit_ids: vec!["u3".into()],
+            rows: m.rows.clone(),
+            cols: m.cols.clone(),
+            row_counts: vec![vec![2, 2]],
+            col_counts: vec![vec![1, 3]],
+        };
+        let (same, none) = ok.balanced(Balance::Net).unwrap();
+        assert!(matches!(same, Cow::Borrowed(_)) && none.is_none());
+    }
+
+    #[test]
+    fn the_proportional_rule_scales_with_largest_remainders() {
+        let mut m = unbalanced();
+        // u1: columns 7 + 4 = 11 scaled to 15: 9.55 and 5.45 -> 9 + 5, the 1 left to the larger
+        // remainder: 10 + 5.
+        m.col_counts[0] = vec![7, 4];
+        let (b, info) = m.balanced(Balance::Proportional).unwrap();
+        b.validate().unwrap();
+        assert_eq!(b.rows.len(), 2);
+        assert_eq!(b.cols.len(), 2);
+        assert_eq!(b.col_counts[0], vec![10, 5]);
+        // u2: rows 3 + 3 scaled to 10: 5 + 5.
+        assert_eq!(b.row_counts[1], vec![5, 5]);
+        let info = info.unwrap();
+        assert_eq!((info.entries, info.exits, info.voters_moved), (4, 4, 8));
+        assert_eq!("proportional".parse::<Balance>(), Ok(Balance::Proportional));
+        assert!("nett"
+            .parse::<Balance>()
+            .unwrap_err()
+            .contains("net or proportional"));
+    }
+
+    #[test]
+    fn estimate_runs_on_unbalanced_margins_and_says_which_rule() {
+        let opts = crate::Options {
+            bootstrap: 0,
+            ..crate::Options::default()
+        };
+        let res = crate::estimate(&unbalanced(), &opts).unwrap();
+        assert_eq!(res.rows.last().unwrap(), NET_ENTRIES);
+        assert_eq!(res.cols.last().unwrap(), NET_EXITS);
+        let row_total: f64 = res.votes[2].iter().sum();
+        assert!((row_total - 4.0).abs() < 1e-6, "{row_total}");
+        let col_total: f64 = res.votes.iter().map(|r| r[2]).sum();
+        assert!((col_total - 3.0).abs() < 1e-6, "{col_total}");
+        let json = serde_json::to_value(&res).unwrap();
+        assert_eq!(json["balance"]["rule"], "net");
+        assert_eq!(json["balance"]["voters_moved"], 7);
+        assert!(crate::render_text(&res).contains("Balancing rule net"));
     }
 
     // Was `inconsistent_station_is_reported` (cast > registered was an error here): sheets come

@@ -7,7 +7,6 @@
 //! Methods ([`Method`]):
 //! * `lphom` — global LP, least absolute residuals (Romero & Pavía), see [`lp`](crate::lp) docs;
 //! * `tslphom` / `nslphom` — lphom plus unit-level refinement (one pass / iterated);
-//! * `md-bayes` — Bayesian multinomial-Dirichlet (Rosen et al. 2001) with a parallel Gibbs sampler;
 //! * `em` (default) — maximum likelihood of the multinomial model by EM (fastei's approach), see
 //!   the `em` module docs.
 //!
@@ -22,28 +21,25 @@
 // Index loops over small row-major matrices read better than iterator chains here.
 #![allow(clippy::needless_range_loop)]
 
-mod bayes;
 mod boot;
 mod bounds;
 mod data;
-mod diag;
 mod em;
 pub mod input;
 mod lp;
 mod output;
 mod plot;
 
-pub use bayes::BayesConfig;
 pub use bounds::Bounds;
 pub use data::MAX_DIM;
-pub use diag::{ess, split_rhat};
 pub use em::EmConfig;
 pub use input::{
-    electorate, from_two_rounds, InputError, Margins, TwoRoundMargins, ELECTORATE_RULE,
+    electorate, from_two_rounds, Balance, BalanceInfo, InputError, Margins, TwoRoundMargins,
+    ELECTORATE_RULE, NET_ENTRIES, NET_EXITS,
 };
 pub use output::{
-    render_text, to_csv_string, write_csv, Diagnostics, EmInfo, LpInfo, RuleNote, TransferResult,
-    UnitTable,
+    render_text, to_csv_string, write_csv, EmInfo, LpInfo, RuleNote, SkippedMethod, Spread,
+    SpreadCell, TransferResult, UnitTable,
 };
 pub use plot::{write_png, PlotError};
 
@@ -59,8 +55,6 @@ pub enum Method {
     Tslphom,
     /// lphom followed by unit-level refinements repeated until the global table stops moving.
     Nslphom,
-    /// Bayesian multinomial-Dirichlet model (Rosen, Jiang, King & Tanner 2001).
-    MdBayes,
     /// Maximum likelihood of the multinomial model by EM (fastei's approach).
     Em,
 }
@@ -76,13 +70,7 @@ pub const DEFAULT_REASON: &str = "em is the default: the most accurate method me
 
 impl Method {
     /// All methods, in a stable order.
-    pub const ALL: [Method; 5] = [
-        Method::Lphom,
-        Method::Tslphom,
-        Method::Nslphom,
-        Method::MdBayes,
-        Method::Em,
-    ];
+    pub const ALL: [Method; 4] = [Method::Lphom, Method::Tslphom, Method::Nslphom, Method::Em];
 
     /// Stable name used in output and on the command line.
     pub fn name(self) -> &'static str {
@@ -90,7 +78,6 @@ impl Method {
             Method::Lphom => "lphom",
             Method::Tslphom => "tslphom",
             Method::Nslphom => "nslphom",
-            Method::MdBayes => "md-bayes",
             Method::Em => "em",
         }
     }
@@ -103,7 +90,7 @@ impl std::str::FromStr for Method {
             .into_iter()
             .find(|m| m.name() == s)
             .ok_or_else(|| {
-                format!("unknown method '{s}'; expected one of lphom, tslphom, nslphom, md-bayes")
+                format!("unknown method '{s}'; expected one of em, lphom, tslphom, nslphom")
             })
     }
 }
@@ -118,7 +105,7 @@ impl std::fmt::Display for Method {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub method: Method,
-    /// Seed for every random choice (only `md-bayes` uses randomness).
+    /// Seed for every random choice (the bootstrap resamples).
     pub seed: u64,
     /// nslphom: maximum number of unit-level passes.
     pub nslphom_max_passes: usize,
@@ -129,9 +116,7 @@ pub struct Options {
     pub exact_lp_max_cells: usize,
     /// EM settings (`em`).
     pub em: EmConfig,
-    /// Sampler settings for `md-bayes`.
-    pub bayes: BayesConfig,
-    /// Also return the per-unit tables (unit-level methods: tslphom, nslphom, md-bayes).
+    /// Also return the per-unit tables (unit-level methods: tslphom, nslphom, em).
     pub keep_unit_tables: bool,
     /// LP methods: bootstrap replicates (units resampled with replacement) for the 95% percentile
     /// interval; 0 = no bootstrap (the interval is then the Duncan–Davis bounds).
@@ -141,6 +126,9 @@ pub struct Options {
     /// the replicates are reduced on large inputs (200 up to 250 units, 51 at 974, never below
     /// 20); the interval string states the number actually run.
     pub bootstrap_unit_budget: usize,
+    /// How [`estimate`] balances margins whose per-unit totals differ (default
+    /// [`Balance::Net`]); margins that balance are used as they are.
+    pub balance: Balance,
 }
 
 impl Default for Options {
@@ -152,12 +140,88 @@ impl Default for Options {
             nslphom_tol: 1e-5,
             exact_lp_max_cells: 20_000,
             em: EmConfig::default(),
-            bayes: BayesConfig::default(),
             keep_unit_tables: false,
             bootstrap: 200,
             bootstrap_unit_budget: 50_000,
+            balance: Balance::default(),
         }
     }
+}
+
+/// The methods Tally trusts for the comparison of [`compare_methods`] (every [`Method`]).
+pub const TRUSTED: [Method; 4] = Method::ALL;
+
+/// Largest number of cells [`compare_methods`] words (the widest ranges first).
+const MAX_SPREAD_WARNINGS: usize = 8;
+
+/// Sets `chosen.spread`: per cell the lowest and highest proportion across `chosen` and `others`
+/// (results of other methods on the same margins), and a sentence for each cell (with at least
+/// 1% of the row by some method) whose range is wider than `chosen`'s interval. `skipped` lists
+/// the trusted methods not run and why (the caller decides: this crate has no clock).
+pub fn compare_methods(
+    chosen: &mut TransferResult,
+    others: &[TransferResult],
+    skipped: Vec<SkippedMethod>,
+) {
+    let all: Vec<&TransferResult> = std::iter::once(&*chosen)
+        .chain(
+            others
+                .iter()
+                .filter(|o| o.rows == chosen.rows && o.cols == chosen.cols),
+        )
+        .collect();
+    let mut cells = Vec::with_capacity(chosen.rows.len());
+    let mut wide: Vec<(f64, String)> = Vec::new();
+    for i in 0..chosen.rows.len() {
+        let mut row = Vec::with_capacity(chosen.cols.len());
+        for j in 0..chosen.cols.len() {
+            let methods: std::collections::BTreeMap<String, f64> = all
+                .iter()
+                .map(|r| (r.method.clone(), r.proportions[i][j]))
+                .collect();
+            let min = methods.values().copied().fold(f64::INFINITY, f64::min);
+            let max = methods.values().copied().fold(f64::NEG_INFINITY, f64::max);
+            let range = max - min;
+            let width = chosen.upper[i][j] - chosen.lower[i][j];
+            if all.len() > 1 && max >= 0.01 && range > width + 1e-9 {
+                wide.push((
+                    range,
+                    format!(
+                        "{} -> {}: {:.1}% ({}), but the methods range from {:.1}% to {:.1}% \
+                         (interval {:.1}-{:.1}%); the answer depends on the method",
+                        chosen.rows[i],
+                        chosen.cols[j],
+                        100.0 * chosen.proportions[i][j],
+                        chosen.method,
+                        100.0 * min,
+                        100.0 * max,
+                        100.0 * chosen.lower[i][j],
+                        100.0 * chosen.upper[i][j]
+                    ),
+                ));
+            }
+            row.push(SpreadCell { min, max, methods });
+        }
+        cells.push(row);
+    }
+    wide.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let more = wide.len().saturating_sub(MAX_SPREAD_WARNINGS);
+    let mut warnings: Vec<String> = wide
+        .into_iter()
+        .take(MAX_SPREAD_WARNINGS)
+        .map(|(_, w)| w)
+        .collect();
+    if more > 0 {
+        warnings.push(format!(
+            "and {more} more cell(s) whose methods range is wider than the interval"
+        ));
+    }
+    chosen.spread = Some(Spread {
+        compared: all.iter().map(|r| r.method.clone()).collect(),
+        skipped,
+        cells,
+        warnings,
+    });
 }
 
 /// Duncan–Davis bounds of the aggregate table (votes and proportions) of `m`.
@@ -185,8 +249,12 @@ fn grid(v: &[f64], nc: usize) -> Vec<Vec<f64>> {
     v.chunks(nc).map(|r| r.to_vec()).collect()
 }
 
-/// Estimates the transfer table of `m` with `opts.method`.
+/// Estimates the transfer table of `m` with `opts.method`. Units whose two margins differ are
+/// first balanced by `opts.balance` ([`Margins::balanced`]); the result says what that did
+/// (`balance`).
 pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputError> {
+    let (m, balance) = m.balanced(opts.balance)?;
+    let m: &Margins = &m;
     check(m)?;
     let d = Data::new(m);
     if d.u == 0 {
@@ -217,13 +285,12 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
     let mut p_lp: Vec<f64> = fit.as_ref().map(|f| f.p.clone()).unwrap_or_default();
     let row_votes =
         |p: &[f64]| -> Vec<f64> { (0..nr * nc).map(|q| p[q] * d.row_tot[q / nc]).collect() };
-    let mut diagnostics = None;
     let mut em_info = None;
     let mut unit_flat: Option<Vec<f64>> = None;
-    let (p, votes, lower, upper, interval) = match opts.method {
+    let (p, votes, interval) = match opts.method {
         Method::Lphom => {
             let v = row_votes(&p_lp);
-            (p_lp.clone(), v, None, None, DD_INTERVAL.to_string())
+            (p_lp.clone(), v, DD_INTERVAL.to_string())
         }
         Method::Tslphom | Method::Nslphom => {
             let passes = if opts.method == Method::Tslphom {
@@ -236,7 +303,7 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
                 info.unit_passes = rf.passes;
             }
             unit_flat = rf.units;
-            (rf.p, rf.votes, None, None, DD_INTERVAL.to_string())
+            (rf.p, rf.votes, DD_INTERVAL.to_string())
         }
         Method::Em => {
             let ef = em::fit(&d, None, None, &opts.em, opts.keep_unit_tables);
@@ -260,55 +327,13 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
             unit_flat = ef.units;
             // The em replicates of the bootstrap start from the EM fixed point.
             p_lp = ef.p_em;
-            (ef.p, ef.votes, None, None, DD_INTERVAL.to_string())
-        }
-        Method::MdBayes => {
-            // Chains start from the tslphom unit tables of the lphom solution.
-            let bf = bayes::fit(&d, &p_lp, &opts.bayes, opts.seed, opts.keep_unit_tables);
-            let max_rhat = bf
-                .rhat
-                .iter()
-                .copied()
-                .filter(|v| v.is_finite())
-                .fold(f64::NAN, f64::max);
-            let min_ess = bf
-                .ess
-                .iter()
-                .copied()
-                .filter(|v| v.is_finite())
-                .fold(f64::NAN, f64::min);
-            let converged = max_rhat.is_finite() && max_rhat < 1.05;
-            if !converged {
-                notes.push(format!(
-                    "md-bayes: max split R-hat {max_rhat:.3} >= 1.05 (or not computable): chains have not converged; \
-                     increase warmup/samples"
-                ));
-            }
-            diagnostics = Some(Diagnostics {
-                chains: opts.bayes.chains.max(1),
-                warmup: opts.bayes.warmup,
-                draws_per_chain: bf.draws_per_chain,
-                rhat: grid(&bf.rhat, nc),
-                ess: grid(&bf.ess, nc),
-                max_rhat,
-                min_ess,
-                converged,
-                alpha: grid(&bf.alpha, nc),
-            });
-            unit_flat = bf.units;
-            (
-                bf.p,
-                bf.votes,
-                Some(bf.lower),
-                Some(bf.upper),
-                "95% posterior interval (2.5%-97.5% quantiles)".to_string(),
-            )
+            (ef.p, ef.votes, DD_INTERVAL.to_string())
         }
     };
-    // LP methods: sampling interval by the unit bootstrap (Duncan–Davis bounds stay in `bounds`).
-    let (lower, upper, interval) = match (opts.method, lower) {
-        (Method::MdBayes, lower) => (lower, upper, interval),
-        (method, _) => {
+    // Sampling interval by the unit bootstrap (Duncan–Davis bounds stay in `bounds`).
+    let (lower, upper, interval) = {
+        let method = opts.method;
+        {
             let reps = boot::replicates_for(d.u, opts.bootstrap, opts.bootstrap_unit_budget);
             if reps == 0 {
                 (None, None, interval)
@@ -405,14 +430,11 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
         units_dropped: d.empty,
         seed: opts.seed,
         bounds: b,
-        lp: if opts.method == Method::MdBayes {
-            None
-        } else {
-            lp_info
-        },
+        lp: lp_info,
         em: em_info,
-        diagnostics,
         notes,
+        balance,
+        spread: None,
         rules_applied: Vec::new(),
         unit_votes,
     })

@@ -9,7 +9,7 @@ use tally_model::Code;
 /// Estimated transfer table. Serialises to the JSON documented in `SCHEMA.md`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TransferResult {
-    /// `lphom`, `tslphom`, `nslphom`, `md-bayes` or `em`.
+    /// `em`, `lphom`, `tslphom` or `nslphom`.
     pub method: String,
     /// Which method ran and why: the default's measured reason, or "asked for" beside it.
     pub method_choice: String,
@@ -28,14 +28,14 @@ pub struct TransferResult {
     /// The same interval on the votes scale: `lower`/`upper` times the row totals of the data.
     pub votes_lower: Vec<Vec<f64>>,
     pub votes_upper: Vec<Vec<f64>>,
-    /// What `lower`/`upper` are: a 95% bootstrap percentile interval (LP methods), a 95%
-    /// posterior interval (md-bayes), or the Duncan–Davis bounds (LP methods, bootstrap off).
+    /// What `lower`/`upper` are: a 95% bootstrap percentile interval, or the Duncan–Davis
+    /// bounds (bootstrap off).
     pub interval: String,
     /// Units that entered the estimation.
     pub units_used: usize,
     /// Units left out (no voters, or only in one round when built with `estimate_two_rounds`).
     pub units_dropped: usize,
-    /// The seed (md-bayes chains, LP bootstrap resamples).
+    /// The seed (bootstrap resamples).
     pub seed: u64,
     /// Duncan–Davis bounds, always present.
     pub bounds: Bounds,
@@ -45,17 +45,52 @@ pub struct TransferResult {
     /// EM convergence diagnostics (`em` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub em: Option<EmInfo>,
-    /// MCMC diagnostics (`md-bayes` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub diagnostics: Option<Diagnostics>,
     /// Human-readable remarks (dropped units, convergence warnings...).
     pub notes: Vec<String>,
+    /// The balancing rule that ran and what it moved, when the two margins differed in some
+    /// unit (plain margins only; two rounds are balanced by their electorate rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance: Option<crate::BalanceInfo>,
+    /// The estimates of the other methods Tally trusts beside this one, and their range per cell
+    /// ([`crate::compare_methods`]; `tally transfers --compare-methods`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spread: Option<Spread>,
     /// Coded rules that changed the input, with how many station sheets each changed (today
     /// the electorate rule, W206); empty for [`crate::estimate`] on plain margins.
     pub rules_applied: Vec<RuleNote>,
     /// Per-unit tables (only with `Options::keep_unit_tables`, unit-level methods); not serialised.
     #[serde(skip)]
     pub unit_votes: Option<Vec<UnitTable>>,
+}
+
+/// How much the trusted methods disagree, per cell of the proportions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spread {
+    /// The methods whose estimates are in `cells` (the chosen one first).
+    pub compared: Vec<String>,
+    /// Trusted methods not run, each with why.
+    pub skipped: Vec<SkippedMethod>,
+    /// `cells[r][c]`: the range of the proportion across `compared`.
+    pub cells: Vec<Vec<SpreadCell>>,
+    /// One sentence per cell whose range across the methods is wider than its interval (cells
+    /// with at least 1% of the row by some method, widest range first).
+    pub warnings: Vec<String>,
+}
+
+/// One cell's range across the methods.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpreadCell {
+    pub min: f64,
+    pub max: f64,
+    /// Each compared method's proportion, by method name.
+    pub methods: std::collections::BTreeMap<String, f64>,
+}
+
+/// A trusted method left out of the comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedMethod {
+    pub method: String,
+    pub reason: String,
 }
 
 /// A coded input rule applied to some station sheets (see `rules_applied`).
@@ -110,24 +145,6 @@ pub struct EmInfo {
     pub converged: bool,
 }
 
-/// MCMC convergence diagnostics, per cell of the aggregate proportions.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Diagnostics {
-    pub chains: usize,
-    pub warmup: usize,
-    pub draws_per_chain: usize,
-    /// Split R-hat per cell.
-    pub rhat: Vec<Vec<f64>>,
-    /// Effective sample size per cell (over all chains).
-    pub ess: Vec<Vec<f64>>,
-    pub max_rhat: f64,
-    pub min_ess: f64,
-    /// `max_rhat < 1.05`.
-    pub converged: bool,
-    /// Posterior mean of the Dirichlet parameters α.
-    pub alpha: Vec<Vec<f64>>,
-}
-
 fn pad(s: &str, w: usize, right: bool) -> String {
     let n = s.chars().count();
     if n >= w {
@@ -175,6 +192,9 @@ pub fn render_text(r: &TransferResult) -> String {
         r.method, r.units_used, r.units_dropped
     );
     let _ = writeln!(out, "({})", r.method_choice);
+    if let Some(b) = &r.balance {
+        let _ = writeln!(out, "Balancing rule {}: {}", b.rule, b.message);
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -206,6 +226,34 @@ pub fn render_text(r: &TransferResult) -> String {
         })
         .collect();
     out.push_str(&table(&head, &body));
+    if let Some(sp) = &r.spread {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Methods range: lowest-highest percent of the row across {}:",
+            sp.compared.join(", ")
+        );
+        let body: Vec<Vec<String>> = r
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let mut row = vec![name.clone()];
+                for cell in &sp.cells[i] {
+                    row.push(format!("{:.1}-{:.1}", 100.0 * cell.min, 100.0 * cell.max));
+                }
+                row.push(String::new());
+                row
+            })
+            .collect();
+        out.push_str(&table(&head, &body));
+        for s in &sp.skipped {
+            let _ = writeln!(out, "not compared: {} ({})", s.method, s.reason);
+        }
+        for w in &sp.warnings {
+            let _ = writeln!(out, "{w}");
+        }
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -282,19 +330,6 @@ pub fn render_text(r: &TransferResult) -> String {
             em.loglik,
             em.loglik_change,
             em.e_step
-        );
-    }
-    if let Some(dg) = &r.diagnostics {
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "MCMC: {} chains x {} draws (after {} warm-up); max split R-hat {:.3}, min ESS {:.0} — {}",
-            dg.chains,
-            dg.draws_per_chain,
-            dg.warmup,
-            dg.max_rhat,
-            dg.min_ess,
-            if dg.converged { "converged" } else { "NOT converged" }
         );
     }
     for rule in &r.rules_applied {
