@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 use tally_io::{ElectionDef, ImportOptions};
 use tally_model::{Rule, ValidationConfig};
-use tally_store::model::{CandidateRec, RoundDef, StationInfo};
 use tally_store::{DbTarget, Registry, Role, TallyStore, VerifyReport};
 
 /// What `init` stored.
@@ -42,49 +41,8 @@ pub fn registry_from_file(
         .and_then(|d| d.name.clone())
         // Named as `tally results` names it, so both give the same report.
         .unwrap_or_else(|| crate::naming::short_name(stations_file));
-    let mut rounds = Vec::new();
-    let mut stations = Vec::new();
-    for r in &f.rounds {
-        let round = &r.round;
-        rounds.push(RoundDef {
-            number: round.number,
-            candidates: round
-                .candidates
-                .iter()
-                .map(|c| CandidateRec {
-                    id: c.id.clone(),
-                    name: c.name.clone(),
-                    colour: c.colour.clone(),
-                })
-                .collect(),
-            extra_lines: round.extra_lines.clone(),
-            levels: round.tree.levels.clone(),
-        });
-        for (i, id) in round.stations.ids.iter().enumerate() {
-            if id.trim().is_empty() {
-                continue;
-            }
-            let reg = round.stations.registered[i];
-            stations.push(StationInfo {
-                round: round.number,
-                station_id: id.clone(),
-                area: round
-                    .tree
-                    .path(round.stations.area[i])
-                    .into_iter()
-                    .map(str::to_string)
-                    .collect(),
-                registered: (reg != tally_model::MISSING).then_some(reg),
-            });
-        }
-    }
-    rounds.sort_by_key(|r| r.number);
-    Ok(Registry {
-        election,
-        rule,
-        rounds,
-        stations,
-    })
+    let rounds: Vec<tally_model::Round> = f.rounds.into_iter().map(|r| r.round).collect();
+    Ok(crate::dashboard::registry_of(&election, rule, &rounds))
 }
 
 /// `tally init`: creates the database (a SQLite path or a `postgres://` URL) with the station

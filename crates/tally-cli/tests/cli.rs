@@ -2,38 +2,13 @@
 //! with a message when ../shared is absent), exit codes, the quarantine file, synth.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn tally(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(args)
-        .output()
-        .expect("runs")
-}
+mod run;
+use run::{shared, stdout, tally};
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn shared(rel: &str) -> Option<String> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel);
-    if p.exists() {
-        Some(p.to_string_lossy().into_owned())
-    } else {
-        eprintln!(
-            "skipped: {} not present (../shared/data is optional)",
-            p.display()
-        );
-        None
-    }
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tally-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+fn tmp_(name: &str) -> PathBuf {
+    run::tmp("cli", name)
 }
 
 #[test]
@@ -163,7 +138,7 @@ fn planted_errors_strict_mode_and_the_quarantine_file() {
     let planted =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tally-io/tests/data/planted.csv");
     let planted = planted.to_string_lossy();
-    let q = tmp("quarantine.csv");
+    let q = tmp_("quarantine.csv");
     let o = tally(&[
         "results",
         &planted,
@@ -186,14 +161,14 @@ fn planted_errors_strict_mode_and_the_quarantine_file() {
 
 #[test]
 fn malformed_files_fail_cleanly() {
-    let empty = tmp("empty.csv");
+    let empty = tmp_("empty.csv");
     std::fs::write(&empty, "").unwrap();
     let o = tally(&["results", empty.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("F002") && err.contains("empty.csv"), "{err}");
     assert!(!err.contains("panicked"));
-    let dup = tmp("dup.csv");
+    let dup = tmp_("dup.csv");
     std::fs::write(&dup, "station_id,valid,a,a\n1,2,1,1\n").unwrap();
     let o = tally(&["results", dup.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("F003"));
@@ -209,7 +184,7 @@ fn synth_is_deterministic_and_reads_back() {
     assert_eq!(a.stdout, b.stdout);
     let c = tally(&["synth", "--stations", "300", "--seed", "6", "--rounds", "2"]);
     assert_ne!(a.stdout, c.stdout);
-    let f = tmp("synth.csv");
+    let f = tmp_("synth.csv");
     std::fs::write(&f, &a.stdout).unwrap();
     let o = tally(&["results", f.to_str().unwrap(), "--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -229,7 +204,7 @@ fn codes_lists_every_code() {
 
 #[test]
 fn forensics_on_a_planted_synthetic_election() {
-    let f = tmp("planted.csv");
+    let f = tmp_("planted.csv");
     let o = tally(&[
         "synth",
         "--stations",
@@ -244,8 +219,8 @@ fn forensics_on_a_planted_synthetic_election() {
         f.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let plots = tmp("plots");
-    let flagged = tmp("flagged.csv");
+    let plots = tmp_("plots");
+    let flagged = tmp_("flagged.csv");
     let o = tally(&[
         "forensics",
         f.to_str().unwrap(),
@@ -282,7 +257,7 @@ fn forensics_on_a_planted_synthetic_election() {
 
 #[test]
 fn forensics_needs_turnout_data() {
-    let f = tmp("noturnout.csv");
+    let f = tmp_("noturnout.csv");
     std::fs::write(&f, "station_id,valid,a,b\n1,10,6,4\n2,12,6,6\n").unwrap();
     let o = tally(&["forensics", f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
@@ -291,7 +266,7 @@ fn forensics_needs_turnout_data() {
 
 #[test]
 fn transfers_of_the_embedded_election_answer_the_seeds_question() {
-    let png = tmp("transfers.png");
+    let png = tmp_("transfers.png");
     let o = tally(&[
         "transfers",
         "--format",
@@ -391,7 +366,7 @@ fn transfers_on_any_two_margins_of_one_file() {
 #[test]
 fn transfers_on_unbalanced_margins_name_the_rule() {
     // New and departed voters between two elections: the unit totals differ.
-    let f = tmp("unbalanced.csv");
+    let f = tmp_("unbalanced.csv");
     std::fs::write(
         &f,
         "station_id,a,b,c,x,y\n1,50,30,20,60,45\n2,40,40,10,50,30\n3,20,60,30,35,80\n4,30,10,40,40,40\n",

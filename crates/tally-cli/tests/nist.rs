@@ -5,30 +5,10 @@
 //! there.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn tally(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(args)
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .output()
-        .expect("runs")
-}
-
-fn shared(rel: &str) -> Option<String> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel);
-    if p.exists() {
-        Some(p.to_string_lossy().into_owned())
-    } else {
-        eprintln!(
-            "skipped: {} not present (../shared/data is optional)",
-            p.display()
-        );
-        None
-    }
-}
+mod run;
+use run::{shared, tally};
 
 fn schema_check(file: &PathBuf) {
     let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

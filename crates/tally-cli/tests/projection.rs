@@ -6,13 +6,13 @@
 
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn tally(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(args)
-        .output()
-        .expect("runs")
+mod run;
+use run::{shared, tally};
+
+fn tmp_(name: &str) -> PathBuf {
+    run::tmp("projection", name)
 }
 
 fn json(o: &Output) -> Value {
@@ -23,27 +23,6 @@ fn json(o: &Output) -> Value {
         String::from_utf8_lossy(&o.stderr)
     );
     serde_json::from_slice(&o.stdout).expect("JSON on stdout")
-}
-
-fn shared(rel: &str) -> Option<String> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel);
-    if p.exists() {
-        Some(p.to_string_lossy().into_owned())
-    } else {
-        eprintln!(
-            "skipped: {} not present (../shared/data is optional)",
-            p.display()
-        );
-        None
-    }
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tally-projection-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
 }
 
 fn embedded(rel: &str) -> String {
@@ -167,7 +146,7 @@ fn partial_turkey() -> PathBuf {
         }
         out.push('\n');
     }
-    let p = tmp("tr-r2-partial.csv");
+    let p = tmp_("tr-r2-partial.csv");
     std::fs::write(&p, out).unwrap();
     p
 }
@@ -259,7 +238,7 @@ fn quick_count_from_a_stratified_sample_covers_the_result() {
     let r2 = embedded("r2.csv.gz");
     let mut covered = 0;
     for seed in 1..=20 {
-        let sample = tmp(&format!("sample-{seed}.csv"));
+        let sample = tmp_(&format!("sample-{seed}.csv"));
         let o = tally(&[
             "sample",
             &r2,
@@ -302,7 +281,7 @@ fn quick_count_from_a_stratified_sample_covers_the_result() {
     }
     assert!(covered >= 17, "covered {covered} of 20");
     // The same seed draws the same sample.
-    let (a, b) = (tmp("same-a.csv"), tmp("same-b.csv"));
+    let (a, b) = (tmp_("same-a.csv"), tmp_("same-b.csv"));
     for p in [&a, &b] {
         tally(&[
             "sample",

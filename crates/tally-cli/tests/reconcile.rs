@@ -2,38 +2,12 @@
 //! against the official district results (skipped with a message when ../shared is absent).
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-fn tally(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(args)
-        .output()
-        .expect("runs")
-}
+mod run;
+use run::{shared, stdout, tally};
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn shared(rel: &str) -> Option<String> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
-        .join(rel);
-    if p.exists() {
-        Some(p.to_string_lossy().into_owned())
-    } else {
-        eprintln!(
-            "skipped: {} not present (../shared/data is optional)",
-            p.display()
-        );
-        None
-    }
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tally-reconcile-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+fn tmp_(name: &str) -> PathBuf {
+    run::tmp("reconcile", name)
 }
 
 const OFFICIAL: &str = "\
@@ -89,7 +63,7 @@ round,station_id,region,registered,cast,invalid,valid,a,b,c
 
 #[test]
 fn a_synthetic_pair_is_reconciled_in_every_format() {
-    let (a, b) = (tmp("official.csv"), tmp("other.csv"));
+    let (a, b) = (tmp_("official.csv"), tmp_("other.csv"));
     std::fs::write(&a, OFFICIAL).unwrap();
     std::fs::write(&b, OTHER).unwrap();
     let (a, b) = (a.to_string_lossy(), b.to_string_lossy());
@@ -160,7 +134,7 @@ fn a_synthetic_pair_is_reconciled_in_every_format() {
         "signed counts keep their sign: {csv}"
     );
 
-    let out = tmp("differing.csv");
+    let out = tmp_("differing.csv");
     let o = tally(&[
         "reconcile",
         &a,

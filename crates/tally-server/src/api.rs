@@ -796,16 +796,7 @@ pub async fn get_reconciliation(
 ) -> Result<Response, ApiError> {
     let q = parse_query(q.as_deref())?;
     check_params(&q, &["round"])?;
-    let round = match q.get("round").map(String::as_str) {
-        None => 1,
-        Some(r) => r.parse::<u8>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "H400",
-                format!("round '{r}' is not a round number"),
-            )
-        })?,
-    };
+    let round = round_param(&q)?.unwrap_or(1);
     let store = st.store.clone();
     let rep = tokio::task::spawn_blocking(move || store.reconciliation(round))
         .await
@@ -833,21 +824,34 @@ pub async fn get_projection(
 ) -> Result<Response, ApiError> {
     let q = parse_query(q.as_deref())?;
     check_params(&q, &["round"])?;
-    let round = match q.get("round").map(String::as_str) {
+    let round = match round_param(&q)? {
+        Some(r) => r,
         None => default_projection_round(st.store.as_ref()),
-        Some(r) => r.parse::<u8>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "H400",
-                format!("round '{r}' is not a round number"),
-            )
-        })?,
     };
     let store = st.store.clone();
     let p = tokio::task::spawn_blocking(move || store.projection(round))
         .await
         .map_err(|_| StoreError::Closed)??;
     Ok(json_response(StatusCode::OK, p.as_ref()))
+}
+
+/// The `round` query parameter: absent, or a round number from 1 (H400 otherwise).
+fn round_param(q: &HashMap<String, String>) -> Result<Option<u8>, ApiError> {
+    match q.get("round") {
+        None => Ok(None),
+        Some(r) => r
+            .parse::<u8>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "H400",
+                    format!("round '{r}' is not a round number"),
+                )
+            }),
+    }
 }
 
 /// The latest round with a counted official sheet (round 1 before any).
@@ -928,14 +932,7 @@ pub async fn get_stations(
     let q = parse_query(q.as_deref())?;
     check_params(&q, &["round", "area", "offset", "limit"])?;
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "H400", m);
-    let round = match q.get("round") {
-        None => 1,
-        Some(r) => r
-            .parse::<u8>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| bad(format!("round '{r}' is not a round number")))?,
-    };
+    let round = round_param(&q)?.unwrap_or(1);
     let num = |name: &str, default: usize, max: usize| -> Result<usize, ApiError> {
         match q.get(name) {
             None => Ok(default),
