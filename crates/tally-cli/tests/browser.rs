@@ -351,36 +351,62 @@ async fn dashboard_in_chromium() {
         .unwrap();
     ready(&c, seq).await;
     assert_matches_api(&c, &addr, 1, "").await;
-    // The projection panel shows the projection endpoint's call and shares.
+    // The projection panel shows the projection endpoint's call and shares. Read through one
+    // script (the panel is redrawn when a projection event arrives), retried for a few seconds.
     let proj = get_json(&addr, "/api/v1/projection?round=1").await;
-    let call = c
-        .find(Locator::Css("[data-projection-call]"))
-        .await
-        .expect("the projection panel is on the page");
-    assert_eq!(
-        call.attr("data-projection-call").await.unwrap().as_deref(),
-        proj["call"]["kind"].as_str()
-    );
-    for cand in proj["candidates"].as_array().unwrap() {
-        let id = cand["id"].as_str().unwrap();
-        let li = c
-            .find(Locator::Css(&format!(
-                "[data-projection-candidate=\"{id}\"]"
-            )))
+    let want: Vec<(String, f64)> = proj["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["share"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let mut seen = Value::Null;
+    let mut matched = false;
+    for _ in 0..50 {
+        seen = c
+            .execute(
+                "var call = document.querySelector('[data-projection-call]');
+                 return {call: call && call.getAttribute('data-projection-call'),
+                   shares: Array.from(document.querySelectorAll('[data-projection-candidate]'))
+                     .map(function (e) { return [e.getAttribute('data-projection-candidate'),
+                                                 parseFloat(e.getAttribute('data-share'))]; })};",
+                vec![],
+            )
             .await
             .unwrap();
-        let shown: f64 = li
-            .attr("data-share")
-            .await
-            .unwrap()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(
-            (shown - cand["share"].as_f64().unwrap()).abs() < 1e-9,
-            "{id}"
-        );
+        let shares: Vec<(String, f64)> = seen["shares"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|p| {
+                        (
+                            p[0].as_str().unwrap_or("").to_string(),
+                            p[1].as_f64().unwrap_or(-1.0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        matched = seen["call"] == proj["call"]["kind"]
+            && shares.len() == want.len()
+            && shares
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.0 == b.0 && (a.1 - b.1).abs() < 1e-9);
+        if matched {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(
+        matched,
+        "projection panel {seen} against the endpoint {proj}"
+    );
     let areas = c.find_all(Locator::Css("svg [data-area]")).await.unwrap();
     assert_eq!(areas.len(), 81, "81 provinces on the map");
 
