@@ -194,7 +194,7 @@ fn read_sample(path: &str) -> Result<Vec<(String, String, usize)>, String> {
         headers
             .iter()
             .position(|h| h == name)
-            .ok_or_else(|| format!("{path}: no column {name:?} (a sample file is written by `tally sample`: station_id,stratum,stratum_stations)"))
+            .ok_or_else(|| format!("{path}: no column \"{name}\" (a sample file is written by `tally sample`: station_id,stratum,stratum_stations)"))
     };
     let (ci, cs, cn) = (
         col("station_id")?,
