@@ -4,7 +4,7 @@
 //! report's round-1/round-2 matching (with W205), the transfers between rounds, and the
 //! reconciliation of two sources. Ids are compared exactly as stored.
 
-use ahash::AHashMap as HashMap;
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 
 /// How the stations of `a` and `b` correspond.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,21 +41,23 @@ where
         }
     }
     // The first occurrence in b is the partner; re-insert those that a later repeat displaced.
-    for (j, id) in b.iter().enumerate().rev() {
-        index.insert(id.as_ref(), j);
-    }
-    let mut taken = vec![false; b.len()];
-    let mut seen_a: HashMap<&str, ()> = HashMap::with_capacity(a.len());
-    for (i, id) in a.iter().enumerate() {
-        if seen_a.insert(id.as_ref(), ()).is_some() {
-            m.repeated.push((0, i));
-            continue;
+    if !m.repeated.is_empty() {
+        for (j, id) in b.iter().enumerate().rev() {
+            index.insert(id.as_ref(), j);
         }
+    }
+    // A repeat in a is an id whose partner is already taken, or an unmatched id seen before:
+    // only the unmatched ids need a set of their own.
+    let mut taken = vec![false; b.len()];
+    let mut unmatched: HashSet<&str> = HashSet::new();
+    for (i, id) in a.iter().enumerate() {
         match index.get(id.as_ref()) {
+            Some(&j) if taken[j] => m.repeated.push((0, i)),
             Some(&j) => {
                 taken[j] = true;
                 m.pairs.push((i, j));
             }
+            None if !unmatched.insert(id.as_ref()) => m.repeated.push((0, i)),
             None => m.only_a.push(i),
         }
     }

@@ -174,7 +174,7 @@ impl<'a> Population<'a> {
             None => {
                 // An imported round has each station once; a repeat (a hand-built round) is
                 // skipped rather than counted twice.
-                let mut seen = std::collections::HashSet::with_capacity(partial.len());
+                let mut seen = ahash::AHashSet::with_capacity(partial.len());
                 for j in 0..partial.len() {
                     if !seen.insert(partial.stations.ids[j].as_str()) {
                         continue;
@@ -334,10 +334,12 @@ impl<'a> Population<'a> {
         // percentiles of log size let the smallest stations (care homes, hospitals, ships: often
         // the last in and unlike the rest) differ from a straight line.
         let mut logs: Vec<f64> = size.iter().map(|s| s.ln()).collect();
-        logs.sort_by(|a, b| a.total_cmp(b));
         let knots: Vec<f64> = [0.10, 0.25, 0.50]
             .iter()
-            .map(|q| logs[((n - 1) as f64 * q) as usize])
+            .map(|q| {
+                let at = ((n - 1) as f64 * q) as usize;
+                *logs.select_nth_unstable_by(at, |a, b| a.total_cmp(b)).1
+            })
             .collect();
         for q in [10, 25, 50] {
             feature_names.push(format!("log size below its {q}th percentile"));
