@@ -301,15 +301,7 @@ impl Live {
         &self,
         meta: &tally_model::nist::NistMeta<'_>,
     ) -> tally_model::nist::ElectionReport {
-        let rounds: Vec<CountedRound<'_>> = self
-            .rounds
-            .iter()
-            .map(|r| CountedRound {
-                round: &r.round,
-                totals: &r.totals,
-                sheets: r.stats(),
-            })
-            .collect();
+        let rounds = self.counted_rounds();
         tally_model::nist::nist_report(&self.election, &self.rule, &rounds, meta)
     }
 
@@ -379,17 +371,21 @@ impl Live {
         ))
     }
 
-    /// The `tally.results/1` report, built by the same function as `tally results`.
-    pub fn results(&self, scope: &ReportScope<'_>) -> Result<ResultsReport, ScopeError> {
-        let rounds: Vec<CountedRound<'_>> = self
-            .rounds
+    /// Every round with its totals, as the report builders read them.
+    fn counted_rounds(&self) -> Vec<CountedRound<'_>> {
+        self.rounds
             .iter()
             .map(|r| CountedRound {
                 round: &r.round,
                 totals: &r.totals,
                 sheets: r.stats(),
             })
-            .collect();
+            .collect()
+    }
+
+    /// The `tally.results/1` report, built by the same function as `tally results`.
+    pub fn results(&self, scope: &ReportScope<'_>) -> Result<ResultsReport, ScopeError> {
+        let rounds = self.counted_rounds();
         results_report(
             &self.election,
             &self.rule,
