@@ -63,7 +63,7 @@ pub fn registry_of(
             let reg = round.stations.registered[i];
             stations.push(StationInfo {
                 round: round.number,
-                station_id: id.clone(),
+                station_id: id.to_string(),
                 area: round
                     .tree
                     .path(round.stations.area[i])
@@ -105,7 +105,7 @@ pub fn sheets_of(rounds: &[tally_model::Round]) -> Vec<serde_json::Value> {
                 continue;
             }
             let mut m = serde_json::Map::new();
-            m.insert("station_id".into(), s.ids[i].clone().into());
+            m.insert("station_id".into(), s.ids[i].to_string().into());
             m.insert("round".into(), round.number.into());
             for (name, v) in [
                 ("registered", s.registered[i]),

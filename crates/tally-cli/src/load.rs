@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::io::Write;
 use tally_cli::embedded;
 use tally_io::{
-    decode, import_bytes, read_input_limited, ElectionDef, FileImport, ImportOptions,
+    decode, import_bytes, import_path_limited, ElectionDef, FileImport, ImportOptions,
     ImportedRound, Issue,
 };
 use tally_model::{Rule, ValidationConfig};
@@ -37,10 +37,14 @@ pub struct LoadArgs<'a> {
     pub show_issues: usize,
 }
 
+/// One input's name, with its bytes when they are not read from a file (the embedded election).
+type Input = (String, Option<Vec<u8>>);
+
 pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
     let embedded_def;
     let user_def;
-    let (def, inputs): (Option<&ElectionDef>, Vec<(String, Vec<u8>)>) = if args.files.is_empty() {
+    // The embedded election's bytes; files are read (streaming) as they are imported.
+    let (def, inputs): (Option<&ElectionDef>, Vec<Input>) = if args.files.is_empty() {
         embedded_def = ElectionDef::parse(embedded::DEFINITION, "embedded:election.toml")
             .map_err(|e| e.to_string())?;
         let r1 =
@@ -50,8 +54,8 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
         (
             Some(&embedded_def),
             vec![
-                (embedded::ROUND1_NAME.to_string(), r1),
-                (embedded::ROUND2_NAME.to_string(), r2),
+                (embedded::ROUND1_NAME.to_string(), Some(r1)),
+                (embedded::ROUND2_NAME.to_string(), Some(r2)),
             ],
         )
     } else {
@@ -59,13 +63,7 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
             Some(p) => Some(ElectionDef::load(p).map_err(|e| e.to_string())?),
             None => None,
         };
-        let mut v = Vec::new();
-        for f in args.files {
-            v.push((
-                f.clone(),
-                read_input_limited(f, args.max_input_bytes).map_err(|e| e.to_string())?,
-            ));
-        }
+        let v = args.files.iter().map(|f| (f.clone(), None)).collect();
         (user_def.as_ref(), v)
     };
     let rule = match args.rule {
@@ -91,7 +89,7 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
             Some(
                 f.rounds
                     .iter()
-                    .flat_map(|r| r.round.stations.ids.iter().cloned())
+                    .flat_map(|r| r.round.stations.ids.iter().map(str::to_string))
                     .collect(),
             )
         }
@@ -112,7 +110,11 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
             election_name: "All".into(),
             contest: args.contest,
         };
-        let f = import_bytes(bytes, name, &opts).map_err(|e| e.to_string())?;
+        let f = match bytes {
+            Some(bytes) => import_bytes(bytes, name, &opts),
+            None => import_path_limited(name, args.max_input_bytes, &opts),
+        }
+        .map_err(|e| e.to_string())?;
         report_import(&f, args.show_issues);
         for r in f.rounds {
             if rounds.iter().any(|x| x.round.number == r.round.number) {

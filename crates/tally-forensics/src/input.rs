@@ -156,7 +156,7 @@ pub(crate) fn usable(round: &Round, group_level: Option<u8>) -> Result<Usable, I
         // Counts past MAX_COUNT would overflow the exact integer windows (100 * cast, 1000 *
         // votes); the importer never produces them, so they can only come from a hand-built round.
         let bad = |column: String, value: u64| InputError::BadCount {
-            station: s.ids[i].clone(),
+            station: s.ids[i].to_string(),
             column,
             value,
         };
@@ -179,7 +179,7 @@ pub(crate) fn usable(round: &Round, group_level: Option<u8>) -> Result<Usable, I
         }
         if group_level.is_some() && s.area[i] as usize >= nodes {
             return Err(InputError::AreaOutOfRange {
-                station: s.ids[i].clone(),
+                station: s.ids[i].to_string(),
                 area: s.area[i],
                 nodes,
             });

@@ -67,7 +67,7 @@ fn median_mad(values: &mut [f64]) -> (f64, f64) {
 /// Flags stations; returns (total flagged, top `max` flagged, ranked).
 pub(crate) fn flag(
     views: &[StationView],
-    station_ids: &[String],
+    station_ids: &tally_model::StationIds,
     group_names: Option<&[String]>,
     max: usize,
 ) -> (usize, Vec<FlaggedStation>) {
@@ -140,7 +140,7 @@ pub(crate) fn flag(
         }
         flagged.push(FlaggedStation {
             rank: 0,
-            station_id: station_ids[v.index].clone(),
+            station_id: station_ids[v.index].to_string(),
             group: v
                 .group
                 .and_then(|g| group_names.map(|names| names[g as usize].clone())),

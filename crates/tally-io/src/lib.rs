@@ -24,7 +24,7 @@ pub use definition::ElectionDef;
 pub use layout::Layout;
 pub use read::{decode, decode_limited, read_input, read_input_limited, DEFAULT_MAX_INPUT_BYTES};
 
-use parse::{parse_chunks, split, Chunk, ParseContext, Table};
+use parse::{parse_block, split, Chunk, Cursor, ParseContext, Table};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -155,10 +155,61 @@ impl Default for ImportOptions<'_> {
 
 const SAMPLE_ROWS: usize = 20_000;
 
-/// Reads and imports `path` (`-` for stdin).
+/// Reads and imports `path` (`-` for stdin) under the default ceiling.
 pub fn import_path(path: &str, opts: &ImportOptions<'_>) -> Result<FileImport, ImportError> {
-    let data = read_input(path)?;
-    import_bytes(&data, path, opts)
+    import_path_limited(path, DEFAULT_MAX_INPUT_BYTES, opts)
+}
+
+/// Reads and imports `path` (`-` for stdin), refusing more than `limit` bytes (F008). A file is
+/// parsed block by block as it is read (and inflated, for gzip), so memory holds the station
+/// table and a few blocks, never the whole file.
+pub fn import_path_limited(
+    path: &str,
+    limit: u64,
+    opts: &ImportOptions<'_>,
+) -> Result<FileImport, ImportError> {
+    if path == "-" {
+        let data = read_input_limited(path, limit)?;
+        return import_bytes(&data, path, opts);
+    }
+    let mut blocks = read::Blocks::open(path, limit)?;
+    let (size, gzip) = (blocks.size, blocks.gzip);
+    // Enough of the file for the header and the inference sample.
+    let mut buf: Vec<u8> = Vec::new();
+    let mut eof = false;
+    let mut newlines = 0usize;
+    while !eof && newlines <= SAMPLE_ROWS {
+        match blocks.next() {
+            Some(block) => {
+                let block = &block?[read::HEADROOM..];
+                newlines += memchr::memchr_iter(b'\n', block).count();
+                buf.extend_from_slice(block);
+            }
+            None => eof = true,
+        }
+    }
+    if buf.starts_with(b"\xEF\xBB\xBF") {
+        buf.drain(..3);
+    }
+    if nist::is_json(&buf) {
+        for block in blocks {
+            buf.extend_from_slice(&block?[read::HEADROOM..]);
+        }
+        return nist::import_nist(&buf, path, opts, opts.contest);
+    }
+    let rows_hint = if gzip { 0 } else { size as usize };
+    let mut next_block = |spent: Vec<u8>| -> Result<Option<Vec<u8>>, ImportError> {
+        blocks.recycle(spent);
+        blocks.next().transpose()
+    };
+    let mut import = import_csv(buf, eof, &mut next_block, rows_hint, path, opts)?;
+    if !rows_to_restore(&import.rounds).is_empty() {
+        // Rare (E105 with different numbers): the file is read once more for those rows' text.
+        let data = read_input_limited(path, limit)?;
+        let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&data);
+        restore_raw_text(data, &mut import.rounds);
+    }
+    Ok(import)
 }
 
 /// Imports the bytes of one CSV file (gzip-compressed bytes are decompressed first).
@@ -179,10 +230,34 @@ pub fn import_bytes(
         // A NIST SP 1500-100 election report (JSON), read through the same sheet pipeline.
         return nist::import_nist(data, file, opts, opts.contest);
     }
-    let (header, body_start, sample, sample_bytes) = read_header_and_sample(data, file)?;
+    let mut no_more = |_| Ok(None);
+    let mut import = import_csv(data.to_vec(), true, &mut no_more, data.len(), file, opts)?;
+    restore_raw_text(data, &mut import.rounds);
+    Ok(import)
+}
+
+/// The CSV import, whatever the bytes come from: `buf` holds the header and enough rows for
+/// the layout's sample (all the data when `eof`); `more` takes a spent buffer back and gives
+/// the next block of the file, its bytes after [`read::HEADROOM`] free ones. Each block is cut
+/// after its last complete record and parsed on all cores onto the end of one table; the rest
+/// is carried to the front of the next block.
+fn import_csv(
+    mut buf: Vec<u8>,
+    mut eof: bool,
+    more: &mut dyn FnMut(Vec<u8>) -> Result<Option<Vec<u8>>, ImportError>,
+    size_hint: usize,
+    file: &str,
+    opts: &ImportOptions<'_>,
+) -> Result<FileImport, ImportError> {
+    let sample_end = if eof {
+        buf.len()
+    } else {
+        memchr::memrchr(b'\n', &buf).map_or(buf.len(), |p| p + 1)
+    };
+    let (header, body_start, sample, sample_bytes) =
+        read_header_and_sample(&buf[..sample_end], file)?;
     let layout = layout::infer(&header, &sample, opts.definition, file)?;
     let parts = rayon::current_num_threads().max(1) * 2;
-    let ranges = split(data, body_start, parts);
     let candidate_ids: Vec<&str> = layout
         .candidates
         .iter()
@@ -200,12 +275,54 @@ pub fn import_bytes(
         default_round: opts.default_round,
         validation: &opts.validation,
         registry: opts.registry,
-        avg_row_bytes: sample_bytes / sample.len().max(1),
     };
+    let bytes_per_row = (sample_bytes / sample.len().max(1)).max(1);
+    let mut table = Table::with_capacity(
+        size_hint / bytes_per_row + size_hint / bytes_per_row / 16 + 64,
+        layout.candidates.len(),
+        layout.extra.len(),
+    );
     // The header is line 1 (a header with a quoted newline would shift the numbers by one).
-    let (table, chunks) = parse_chunks(data, &ranges, 2, &ctx);
-    let mut rounds = assemble(table, chunks, &layout, file, opts);
-    restore_raw_text(data, &mut rounds);
+    let mut at = Cursor { line: 2, paths: 0 };
+    let mut chunks: Vec<Chunk> = Vec::new();
+    let mut start = body_start;
+    let mut spent = Vec::new();
+    loop {
+        let end = if eof {
+            buf.len()
+        } else {
+            last_record_end(&buf[start..]).map_or(start, |e| start + e)
+        };
+        if end > start {
+            let ranges = split(&buf[..end], start, parts);
+            chunks.extend(parse_block(&mut table, &buf[..end], &ranges, &mut at, &ctx));
+        }
+        if eof {
+            break;
+        }
+        let carry = buf.len() - end;
+        match more(std::mem::take(&mut spent))? {
+            Some(mut block) if carry <= read::HEADROOM => {
+                start = read::HEADROOM - carry;
+                block[start..read::HEADROOM].copy_from_slice(&buf[end..]);
+                // Handed back to the reader with the next call.
+                spent = std::mem::replace(&mut buf, block);
+            }
+            Some(block) => {
+                // A record longer than the headroom: carry it the slow way.
+                buf.drain(..end);
+                buf.extend_from_slice(&block[read::HEADROOM..]);
+                start = 0;
+            }
+            None => {
+                // What is left is the last record, without a final newline.
+                start = end;
+                eof = true;
+            }
+        }
+    }
+    drop(buf);
+    let rounds = assemble(table, chunks, &layout, file, opts);
     Ok(FileImport {
         file: file.to_string(),
         layout,
@@ -213,16 +330,35 @@ pub fn import_bytes(
     })
 }
 
-/// Puts the original text back on quarantined rows that were read as good sheets before a
-/// later check (E105: the same station with other numbers elsewhere) held them back, so the
-/// quarantine keeps every rejected row's numbers. One pass over the bytes, only when needed.
-fn restore_raw_text(data: &[u8], rounds: &mut [ImportedRound]) {
-    let mut wanted: Vec<u64> = rounds
+/// The end of the last complete record in `data` (just past a newline outside quotes).
+fn last_record_end(data: &[u8]) -> Option<usize> {
+    let mut quotes = memchr::memchr_iter(b'"', data).count();
+    let mut end = data.len();
+    while let Some(nl) = memchr::memrchr(b'\n', &data[..end]) {
+        quotes -= memchr::memchr_iter(b'"', &data[nl + 1..end]).count();
+        if quotes.is_multiple_of(2) {
+            return Some(nl + 1);
+        }
+        end = nl;
+    }
+    None
+}
+
+/// Lines of quarantined rows whose text is not known yet (see [`restore_raw_text`]).
+fn rows_to_restore(rounds: &[ImportedRound]) -> Vec<u64> {
+    rounds
         .iter()
         .flat_map(|r| r.quarantine.iter())
         .filter(|q| q.raw.is_empty() && q.line > 0)
         .map(|q| q.line)
-        .collect();
+        .collect()
+}
+
+/// Puts the original text back on quarantined rows that were read as good sheets before a
+/// later check (E105: the same station with other numbers elsewhere) held them back, so the
+/// quarantine keeps every rejected row's numbers. One pass over the bytes, only when needed.
+fn restore_raw_text(data: &[u8], rounds: &mut [ImportedRound]) {
+    let mut wanted = rows_to_restore(rounds);
     if wanted.is_empty() {
         return;
     }
@@ -490,7 +626,7 @@ fn round_from_table(
         quarantine.push(QuarantinedRow {
             file: file.to_string(),
             line: table.lines[*row],
-            station: table.ids[*row].clone(),
+            station: table.ids[*row].to_string(),
             codes: errors.iter().map(|e| e.finding.code).collect(),
             reasons: errors.iter().map(|e| e.finding.detail.clone()).collect(),
             raw: raw.clone(),
@@ -631,13 +767,13 @@ fn round_from_rows(
             }
         }
         let line = table.lines[i];
-        let station = std::mem::take(&mut table.ids[i]);
+        let station = &table.ids[i];
         for f in &findings {
             issues.push(Issue {
                 code: f.code,
                 file: file.to_string(),
                 line,
-                station: station.clone(),
+                station: station.to_string(),
                 detail: f.detail.clone(),
             });
         }
@@ -649,7 +785,7 @@ fn round_from_rows(
             quarantine.push(QuarantinedRow {
                 file: file.to_string(),
                 line,
-                station: station.clone(),
+                station: station.to_string(),
                 codes: errors.iter().map(|f| f.code).collect(),
                 reasons: errors.iter().map(|f| f.detail.clone()).collect(),
                 raw: raw_text.unwrap_or_default().to_string(),
@@ -716,7 +852,6 @@ pub(crate) fn resolve_duplicates(
     raw: &dyn Fn(&Round, usize) -> String,
 ) {
     let dups = {
-        let ids: Vec<&str> = round.stations.ids.iter().map(String::as_str).collect();
         let r = &*round;
         let same = |a: usize, b: usize| {
             let s = &r.stations;
@@ -728,7 +863,7 @@ pub(crate) fn resolve_duplicates(
                 && r.votes_of(a) == r.votes_of(b)
                 && r.extra_of(a) == r.extra_of(b)
         };
-        find_duplicates(&ids, same)
+        find_duplicates(&r.stations.ids, same)
     };
     if dups.is_empty() {
         return;
@@ -751,7 +886,7 @@ pub(crate) fn resolve_duplicates(
                         code: Code::W207,
                         file: file.to_string(),
                         line: round.stations.line[i],
-                        station: round.stations.ids[i].clone(),
+                        station: round.stations.ids[i].to_string(),
                         detail: format!(
                             "same numbers as {} {}; counted once",
                             place.word(),
@@ -773,7 +908,7 @@ pub(crate) fn resolve_duplicates(
                         place.several(),
                         lines.join(", ")
                     );
-                    let station = round.stations.ids[i].clone();
+                    let station = round.stations.ids[i].to_string();
                     let line = round.stations.line[i];
                     issues.push(Issue {
                         code: Code::E105,

@@ -683,7 +683,7 @@ fn read_contest(
         let mut path = std::mem::take(&mut sh.path);
         path.resize(depth, String::new());
         let area = tree.leaf(&path);
-        round.push(sh.station, area, status, line, core, &sh.votes, &sh.extra);
+        round.push(&sh.station, area, status, line, core, &sh.votes, &sh.extra);
     }
     round.tree = tree;
     // Counts for units outside the district: quarantined rows, never a silent drop.

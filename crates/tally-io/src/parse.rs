@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use tally_model::validate::{
     normalise_station_id, normalised_id_finding, validate_sheet, Finding, SheetInput, Verdict,
 };
-use tally_model::{Code, SheetStatus, ValidationConfig, MISSING};
+use tally_model::{Code, SheetStatus, StationIds, ValidationConfig, MISSING};
 
 use crate::cell::{count_error_text, trim};
 pub use crate::cell::{parse_count, CountError};
@@ -26,11 +26,11 @@ pub struct RowIssue {
 
 /// Every row of one file, all rounds, in file order. The parser writes each chunk's rows
 /// straight into its own region of these columns, so no row is copied after parsing (a million
-/// stations fill hundreds of megabytes; every copy is paid in page faults).
+/// stations fill a hundred megabytes; every copy is paid in page faults).
 #[derive(Default)]
 pub struct Table {
     pub round: Vec<u8>,
-    pub ids: Vec<String>,
+    pub ids: StationIds,
     pub lines: Vec<u64>,
     /// Index into the file's list of area paths.
     pub path: Vec<u32>,
@@ -42,50 +42,70 @@ pub struct Table {
 }
 
 impl Table {
-    fn with_rows(n: usize, k: usize, e: usize) -> Table {
+    /// Room for about `rows` rows, reserved but not touched (a file's size over the sample's
+    /// bytes per row): the columns then grow without being moved.
+    pub fn with_capacity(rows: usize, k: usize, e: usize) -> Table {
         Table {
-            round: vec![0; n],
-            ids: std::iter::repeat_with(String::new).take(n).collect(),
-            lines: vec![0; n],
-            path: vec![0; n],
-            status: vec![SheetStatus::Missing; n],
-            core: std::array::from_fn(|_| vec![0; n]),
-            votes: vec![0; n * k],
-            extra: vec![0; n * e],
+            round: Vec::with_capacity(rows),
+            ids: StationIds::with_capacity(rows, rows * 8),
+            lines: Vec::with_capacity(rows),
+            path: Vec::with_capacity(rows),
+            status: Vec::with_capacity(rows),
+            core: std::array::from_fn(|_| Vec::with_capacity(rows)),
+            votes: Vec::with_capacity(rows * k),
+            extra: Vec::with_capacity(rows * e),
         }
     }
 
+    /// Adds `n` blank rows.
+    fn grow(&mut self, n: usize, k: usize, e: usize) {
+        let len = self.round.len() + n;
+        self.round.resize(len, 0);
+        self.lines.resize(len, 0);
+        self.path.resize(len, 0);
+        self.status.resize(len, SheetStatus::Missing);
+        for c in &mut self.core {
+            c.resize(len, 0);
+        }
+        self.votes.resize(len * k, 0);
+        self.extra.resize(len * e, 0);
+    }
+
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.round.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.round.is_empty()
     }
 
-    /// Disjoint mutable regions of `sizes[i]` rows each.
-    fn regions(&mut self, sizes: &[usize], k: usize, e: usize) -> Vec<Region<'_>> {
+    /// Disjoint mutable regions of `sizes[i]` rows each, from row `from` on.
+    fn regions(&mut self, from: usize, sizes: &[usize], k: usize, e: usize) -> Vec<Region<'_>> {
         let mut out = Vec::with_capacity(sizes.len());
         let Table {
             round,
-            ids,
             lines,
             path,
             status,
             core,
             votes,
             extra,
+            ..
         } = self;
         let [c0, c1, c2, c3] = core;
-        let (mut round, mut ids, mut lines, mut path, mut status) = (
-            &mut round[..],
-            &mut ids[..],
-            &mut lines[..],
-            &mut path[..],
-            &mut status[..],
+        let (mut round, mut lines, mut path, mut status) = (
+            &mut round[from..],
+            &mut lines[from..],
+            &mut path[from..],
+            &mut status[from..],
         );
-        let (mut c0, mut c1, mut c2, mut c3) = (&mut c0[..], &mut c1[..], &mut c2[..], &mut c3[..]);
-        let (mut votes, mut extra) = (&mut votes[..], &mut extra[..]);
+        let (mut c0, mut c1, mut c2, mut c3) = (
+            &mut c0[from..],
+            &mut c1[from..],
+            &mut c2[from..],
+            &mut c3[from..],
+        );
+        let (mut votes, mut extra) = (&mut votes[from * k..], &mut extra[from * e..]);
         for &n in sizes {
             macro_rules! take {
                 ($v:ident, $w:expr) => {{
@@ -96,7 +116,6 @@ impl Table {
             }
             out.push(Region {
                 round: take!(round, 1),
-                ids: take!(ids, 1),
                 lines: take!(lines, 1),
                 path: take!(path, 1),
                 status: take!(status, 1),
@@ -108,11 +127,8 @@ impl Table {
         out
     }
 
-    /// Moves `n` rows from `from` down to `to` (`to < from`).
+    /// Moves `n` rows from `from` down to `to` (`to < from`); ids are not in the regions.
     fn move_rows(&mut self, from: usize, to: usize, n: usize, k: usize, e: usize) {
-        for j in 0..n {
-            self.ids.swap(to + j, from + j);
-        }
         self.round.copy_within(from..from + n, to);
         self.lines.copy_within(from..from + n, to);
         self.path.copy_within(from..from + n, to);
@@ -126,7 +142,6 @@ impl Table {
 
     fn truncate(&mut self, n: usize, k: usize, e: usize) {
         self.round.truncate(n);
-        self.ids.truncate(n);
         self.lines.truncate(n);
         self.path.truncate(n);
         self.status.truncate(n);
@@ -138,10 +153,9 @@ impl Table {
     }
 }
 
-/// One chunk's rows of the [`Table`].
+/// One chunk's rows of the [`Table`] (the chunk collects its ids in [`Chunk::ids`]).
 struct Region<'a> {
     round: &'a mut [u8],
-    ids: &'a mut [String],
     lines: &'a mut [u64],
     path: &'a mut [u32],
     status: &'a mut [SheetStatus],
@@ -151,9 +165,11 @@ struct Region<'a> {
 }
 
 /// What parsing a chunk found besides the rows themselves. Row indices are positions in the
-/// table once [`parse_chunks`] has joined the chunks.
+/// table once [`parse_block`] has joined the chunks.
 #[derive(Default)]
 pub struct Chunk {
+    /// The station ids of the rows written, in order.
+    pub ids: StationIds,
     /// Area paths first seen in this chunk (consecutive rows usually share one).
     pub paths: Vec<Vec<String>>,
     /// Rows that could not become a station at all (no id, malformed): issue and raw CSV.
@@ -183,8 +199,6 @@ pub struct ParseContext<'a> {
     pub status_values: &'a crate::status::StatusValues,
     /// The candidates' ids in layout order (names of the vote fields in findings).
     pub candidate_ids: &'a [&'a str],
-    /// Average bytes per row in the sample, to size the column buffers once.
-    pub avg_row_bytes: usize,
 }
 
 /// Splits `data` (after the header) into about `parts` chunks at record boundaries.
@@ -224,15 +238,24 @@ pub fn split(data: &[u8], body_start: usize, parts: usize) -> Vec<(usize, usize)
     out
 }
 
-/// Parses the chunks in parallel into one [`Table`], in file order; line numbers become file
-/// line numbers (`first_line` is the line of the first chunk's first byte) and row indices in
-/// the chunks' findings become table rows.
-pub fn parse_chunks(
+/// Where the next block of a file starts: its first line and the number of area paths already
+/// found (row indices continue from the table's length).
+#[derive(Clone, Copy, Debug)]
+pub struct Cursor {
+    pub line: u64,
+    pub paths: u32,
+}
+
+/// Parses one block of records (the chunks of `ranges`, in parallel) onto the end of `table`,
+/// in file order; line numbers become file line numbers, path indices and row indices in the
+/// chunks' findings become the file's. `at` moves past the block.
+pub fn parse_block(
+    table: &mut Table,
     data: &[u8],
     ranges: &[(usize, usize)],
-    first_line: u64,
+    at: &mut Cursor,
     ctx: &ParseContext<'_>,
-) -> (Table, Vec<Chunk>) {
+) -> Vec<Chunk> {
     let k = ctx.layout.candidates.len();
     let e = ctx.layout.extra.len();
     // A chunk holds at most one row per line: size the regions by counting newlines.
@@ -243,36 +266,38 @@ pub fn parse_chunks(
             n + usize::from(b > a && data[b - 1] != b'\n')
         })
         .collect();
-    let mut table = Table::with_rows(sizes.iter().sum(), k, e);
+    let base = table.len();
+    table.grow(sizes.iter().sum(), k, e);
     let mut chunks: Vec<Chunk> = ranges
         .par_iter()
-        .zip(table.regions(&sizes, k, e))
+        .zip(table.regions(base, &sizes, k, e))
         .map(|(&(a, b), mut region)| parse_chunk(&data[a..b], ctx, &mut region))
         .collect();
     // Close the gaps left by blank lines, rejected rows and quoted newlines.
-    let (mut offset, mut dst, mut line, mut paths) = (0usize, 0usize, first_line, 0u32);
+    let (mut offset, mut dst) = (base, base);
     for (c, &size) in chunks.iter_mut().zip(&sizes) {
         if dst != offset && c.written > 0 {
             table.move_rows(offset, dst, c.written, k, e);
         }
         for i in dst..dst + c.written {
-            table.lines[i] += line;
-            table.path[i] += paths;
+            table.lines[i] += at.line;
+            table.path[i] += at.paths;
         }
+        table.ids.append(&mut c.ids);
         c.issues.iter_mut().for_each(|(r, i)| {
             *r += dst;
-            i.line += line;
+            i.line += at.line;
         });
         c.raw.iter_mut().for_each(|(r, _)| *r += dst);
         c.pending.iter_mut().for_each(|r| *r += dst);
-        c.rejected.iter_mut().for_each(|(i, _)| i.line += line);
+        c.rejected.iter_mut().for_each(|(i, _)| i.line += at.line);
         offset += size;
         dst += c.written;
-        line += c.newlines;
-        paths += c.paths.len() as u32;
+        at.line += c.newlines;
+        at.paths += c.paths.len() as u32;
     }
     table.truncate(dst, k, e);
-    (table, chunks)
+    chunks
 }
 
 fn raw_row(rec: &csv::ByteRecord) -> String {
@@ -420,8 +445,9 @@ fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>, region: &mut Region<'_>) ->
         .flexible(true)
         .from_reader(bytes);
     let mut rec = csv::ByteRecord::new();
+    let mut newlines = LineCounter::new(bytes);
     loop {
-        let line = first_line + rdr.position().line().saturating_sub(1);
+        let line = first_line + newlines.line_at(rdr.position().byte());
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
@@ -436,7 +462,9 @@ fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>, region: &mut Region<'_>) ->
                 continue;
             }
         }
-        let line = rec.position().map_or(line, |p| first_line + p.line() - 1);
+        let line = rec
+            .position()
+            .map_or(line, |p| first_line + newlines.line_at(p.byte()));
         if rec.len() == 1 && rec[0].is_empty() {
             continue; // blank line
         }
@@ -445,6 +473,38 @@ fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>, region: &mut Region<'_>) ->
     }
     c.newlines = memchr::memchr_iter(b'\n', bytes).count() as u64;
     c
+}
+
+/// Line numbers from byte positions, counted by this module rather than taken from the `csv`
+/// crate: its count slips by one when a CRLF pair straddles its internal buffer.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    lines: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        LineCounter {
+            bytes,
+            at: 0,
+            lines: 0,
+        }
+    }
+
+    /// The 0-based line of the record starting at byte `pos` (positions only move forward). A
+    /// record's reported start may be the end of the previous line's terminator: skip it.
+    fn line_at(&mut self, pos: u64) -> u64 {
+        let mut pos = (pos as usize).min(self.bytes.len());
+        while pos < self.bytes.len() && matches!(self.bytes[pos], b'\r' | b'\n') {
+            pos += 1;
+        }
+        if pos > self.at {
+            self.lines += memchr::memchr_iter(b'\n', &self.bytes[self.at..pos]).count() as u64;
+            self.at = pos;
+        }
+        self.lines
+    }
 }
 
 fn handle_row<R: Row>(
@@ -458,7 +518,7 @@ fn handle_row<R: Row>(
     let l = ctx.layout;
     let width = l.header.len();
     let k = l.candidates.len();
-    let station = std::str::from_utf8(trim(rec.field(l.station))).map(str::to_string);
+    let station = std::str::from_utf8(trim(rec.field(l.station)));
     let reject = |c: &mut Chunk, code: Code, detail: String, station: String| {
         c.rejected.push((
             RowIssue {
@@ -470,7 +530,7 @@ fn handle_row<R: Row>(
         ));
     };
     if rec.len() != width {
-        let id = station.clone().unwrap_or_default();
+        let id = station.unwrap_or_default().to_string();
         reject(
             c,
             Code::E108,
@@ -516,7 +576,7 @@ fn handle_row<R: Row>(
                 c,
                 Code::E108,
                 "an area name is not valid UTF-8".into(),
-                station,
+                station.to_string(),
             );
             st.last_path = None;
             return;
@@ -526,13 +586,12 @@ fn handle_row<R: Row>(
     }
     let row = c.written;
     st.findings.clear();
-    let station = match normalise_station_id(&station) {
-        Some(normal) => {
-            st.findings.push(normalised_id_finding(&station, &normal));
-            normal
-        }
-        None => station,
-    };
+    // Ids are borrowed from the row; only one not in normal form is copied (W210).
+    let normal = normalise_station_id(station);
+    if let Some(normal) = &normal {
+        st.findings.push(normalised_id_finding(station, normal));
+    }
+    let station = normal.as_deref().unwrap_or(station);
     let mut present = 0usize;
     let mut number = |col: usize, what: &str, findings: &mut Vec<Finding>| -> u64 {
         match parse_count(rec.field(col)) {
@@ -567,7 +626,7 @@ fn handle_row<R: Row>(
                         "round '{}' is not a round number (1-9)",
                         String::from_utf8_lossy(rec.field(col)).trim()
                     ),
-                    station,
+                    station.to_string(),
                 );
                 if !same_path {
                     c.paths.pop();
@@ -630,7 +689,7 @@ fn handle_row<R: Row>(
         SheetStatus::Missing
     } else {
         if let Some(reg) = ctx.registry {
-            if !reg.contains(&station) {
+            if !reg.contains(station) {
                 st.findings.push(Finding::new(
                     Code::E106,
                     format!("station '{station}' is not in the registry"),
@@ -687,14 +746,14 @@ fn handle_row<R: Row>(
             row,
             RowIssue {
                 line,
-                station: station.clone(),
+                station: station.to_string(),
                 finding: f,
             },
         ));
     }
     let e = l.extra.len();
     out.round[row] = round;
-    out.ids[row] = station;
+    c.ids.push(station);
     out.lines[row] = line;
     out.path[row] = (c.paths.len() - 1) as u32;
     out.status[row] = status;

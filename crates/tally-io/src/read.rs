@@ -1,6 +1,7 @@
 //! Getting the bytes of an input: a path, `.gz` (detected by magic bytes, not by name), or `-`
-//! for stdin. Whole files are read into memory: the parser splits them into chunks for the
-//! cores, and even a million-station file is tens of megabytes.
+//! for stdin. A file is read in blocks on a thread of its own ([`Blocks`]) so that the parser
+//! never holds the whole file and a `.csv.gz` is inflated on one core while the other parses;
+//! stdin and the embedded election are read whole.
 //!
 //! Every input is read under a ceiling (F008): a 6 MB `.csv.gz` can inflate to 12 GB, and
 //! running out of memory aborts the process instead of answering with a code.
@@ -78,6 +79,127 @@ pub fn decode_limited(raw: Vec<u8>, path: &str, limit: u64) -> Result<Vec<u8>, I
     } else {
         Ok(raw)
     }
+}
+
+/// Bytes of decompressed input per block handed to the parser.
+pub const BLOCK_BYTES: usize = 4 << 20;
+
+/// Free bytes at the front of every block: the previous block's unfinished record is copied
+/// there, so a block is parsed where it was read instead of being appended to a buffer.
+pub const HEADROOM: usize = 64 << 10;
+
+/// A file's bytes, decompressed, in blocks of about [`BLOCK_BYTES`] (after [`HEADROOM`] free
+/// bytes), read ahead by one block on a thread of its own; blocks handed back with
+/// [`Blocks::recycle`] are read into again (fresh memory costs a page fault per 4 KB). Stops
+/// with F008 as soon as the bytes pass the ceiling.
+pub struct Blocks {
+    rx: std::sync::mpsc::Receiver<Result<Vec<u8>, ImportError>>,
+    spent: std::sync::mpsc::Sender<Vec<u8>>,
+    /// The file's size on disk, and whether it is gzip.
+    pub size: u64,
+    pub gzip: bool,
+}
+
+impl Blocks {
+    pub fn open(path: &str, limit: u64) -> Result<Blocks, ImportError> {
+        let cannot = |e: std::io::Error| {
+            ImportError::fatal(Code::F001, path, format!("cannot read file: {e}"))
+        };
+        let mut file = std::fs::File::open(path).map_err(cannot)?;
+        let size = file.metadata().map_err(cannot)?.len();
+        if size > limit {
+            return Err(too_large(path, limit, "the file"));
+        }
+        let mut magic = [0u8; 2];
+        let got = read_full(&mut file, &mut magic).map_err(cannot)?;
+        let gzip = got == 2 && magic == [0x1f, 0x8b];
+        let head = magic[..got].to_vec();
+        let mut source: Box<dyn Read + Send> = if gzip {
+            let rest = std::io::BufReader::with_capacity(1 << 16, file);
+            Box::new(flate2::read::MultiGzDecoder::new(
+                std::io::Cursor::new(head).chain(rest),
+            ))
+        } else {
+            Box::new(std::io::Cursor::new(head).chain(file))
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (spent, returned) = std::sync::mpsc::channel::<Vec<u8>>();
+        let name = path.to_string();
+        std::thread::spawn(move || {
+            let mut total = 0u64;
+            loop {
+                let mut block = returned.try_recv().unwrap_or_default();
+                block.resize(HEADROOM + BLOCK_BYTES, 0);
+                let n = match read_full(&mut source, &mut block[HEADROOM..]) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let what = if gzip {
+                            "broken gzip stream"
+                        } else {
+                            "cannot read file"
+                        };
+                        let _ = tx.send(Err(ImportError::fatal(
+                            Code::F001,
+                            &name,
+                            format!("{what}: {e}"),
+                        )));
+                        return;
+                    }
+                };
+                total += n as u64;
+                if total > limit {
+                    let what = if gzip {
+                        "the decompressed file"
+                    } else {
+                        "the file"
+                    };
+                    let _ = tx.send(Err(too_large(&name, limit, what)));
+                    return;
+                }
+                if n == 0 {
+                    return;
+                }
+                block.truncate(HEADROOM + n);
+                // The receiver stops listening after an error of its own: then stop reading.
+                if tx.send(Ok(block)).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Blocks {
+            rx,
+            spent,
+            size,
+            gzip,
+        })
+    }
+
+    /// Hands a block back to be read into again.
+    pub fn recycle(&self, block: Vec<u8>) {
+        let _ = self.spent.send(block);
+    }
+}
+
+impl Iterator for Blocks {
+    type Item = Result<Vec<u8>, ImportError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.recv().ok()
+    }
+}
+
+/// Reads until `buf` is full or the input ends; the number of bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(m) => n += m,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

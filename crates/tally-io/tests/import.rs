@@ -494,7 +494,7 @@ fn unicode_variants_of_one_id_are_one_station() {
     let f = import(text, &ImportOptions::default()).expect("imports");
     let r = &f.rounds[0];
     assert_eq!(r.round.len(), 2);
-    assert_eq!(r.round.stations.ids[0], "\u{C7}ankaya-1");
+    assert_eq!(&r.round.stations.ids[0], "\u{C7}ankaya-1");
     let codes: Vec<(u64, Code)> = r.issues.iter().map(|i| (i.line, i.code)).collect();
     for line in 3..=5 {
         assert!(codes.contains(&(line, Code::W210)), "{codes:?}");

@@ -165,7 +165,7 @@ fn to_csv(rounds: &[ImportedRound]) -> Vec<String> {
             };
             let s = &r.stations;
             for i in 0..r.len() {
-                let mut row = vec![s.ids[i].clone()];
+                let mut row = vec![s.ids[i].to_string()];
                 row.extend(r.tree.path(s.area[i]).iter().map(|p| p.to_string()));
                 row.extend([s.registered[i], s.cast[i], s.invalid[i], s.valid[i]].map(cell));
                 row.extend(r.votes_of(i).iter().map(|&v| cell(v)));

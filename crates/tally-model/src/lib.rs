@@ -16,6 +16,7 @@ pub mod nist;
 pub mod report;
 pub mod round;
 pub mod rule;
+pub mod station_ids;
 pub mod validate;
 
 pub use area::{AreaId, AreaTree, ROOT};
@@ -25,4 +26,5 @@ pub use matching::{match_stations, StationMatch};
 pub use report::csv_text;
 pub use round::{Candidate, Round, SheetCounts, SheetStatus, Source, MAX_COUNT, MISSING};
 pub use rule::{Outcome, Ratio, Rule, TieBreak};
+pub use station_ids::{IdList, StationIds};
 pub use validate::{validate_sheet, Finding, SheetInput, ValidationConfig, Verdict};

@@ -4,6 +4,7 @@
 //! report's round-1/round-2 matching (with W205), the transfers between rounds, and the
 //! reconciliation of two sources. Ids are compared exactly as stored.
 
+use crate::station_ids::IdList;
 use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 
 /// How the stations of `a` and `b` correspond.
@@ -28,36 +29,38 @@ impl StationMatch {
 }
 
 /// Matches two station-id lists. Runs in O(n) with one hash map over `b`.
-pub fn match_stations<A, B>(a: &[A], b: &[B]) -> StationMatch
+pub fn match_stations<A, B>(a: &A, b: &B) -> StationMatch
 where
-    A: AsRef<str>,
-    B: AsRef<str>,
+    A: IdList + ?Sized,
+    B: IdList + ?Sized,
 {
     let mut m = StationMatch::default();
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(b.len());
-    for (j, id) in b.iter().enumerate() {
-        if index.insert(id.as_ref(), j).is_some() {
+    let (na, nb) = (a.count(), b.count());
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(nb);
+    for j in 0..nb {
+        if index.insert(b.id(j), j).is_some() {
             m.repeated.push((1, j));
         }
     }
     // The first occurrence in b is the partner; re-insert those that a later repeat displaced.
     if !m.repeated.is_empty() {
-        for (j, id) in b.iter().enumerate().rev() {
-            index.insert(id.as_ref(), j);
+        for j in (0..nb).rev() {
+            index.insert(b.id(j), j);
         }
     }
     // A repeat in a is an id whose partner is already taken, or an unmatched id seen before:
     // only the unmatched ids need a set of their own.
-    let mut taken = vec![false; b.len()];
+    let mut taken = vec![false; nb];
     let mut unmatched: HashSet<&str> = HashSet::new();
-    for (i, id) in a.iter().enumerate() {
-        match index.get(id.as_ref()) {
+    for i in 0..na {
+        let id = a.id(i);
+        match index.get(id) {
             Some(&j) if taken[j] => m.repeated.push((0, i)),
             Some(&j) => {
                 taken[j] = true;
                 m.pairs.push((i, j));
             }
-            None if !unmatched.insert(id.as_ref()) => m.repeated.push((0, i)),
+            None if !unmatched.insert(id) => m.repeated.push((0, i)),
             None => m.only_a.push(i),
         }
     }
@@ -67,7 +70,7 @@ where
         .filter(|(side, _)| *side == 1)
         .map(|&(_, j)| j)
         .collect();
-    m.only_b = (0..b.len())
+    m.only_b = (0..nb)
         .filter(|j| !taken[*j] && !repeated_b.contains(j))
         .collect();
     m

@@ -776,9 +776,9 @@ fn round_election(
         };
         let mut composing: Vec<String> = children[id]
             .iter()
-            .map(|&c| area_ids[c as usize].clone())
+            .map(|&c| area_ids[c as usize].to_string())
             .collect();
-        composing.extend(stations_of[id].iter().map(|&i| station_ids[i].clone()));
+        composing.extend(stations_of[id].iter().map(|&i| station_ids[i].to_string()));
         let unit = &area_ids[id];
         units.push(GpUnit {
             id: unit.clone(),
@@ -824,7 +824,7 @@ fn round_election(
             external_identifier: vec![ExternalIdentifier {
                 at_type: "ElectionResults.ExternalIdentifier".into(),
                 r#type: "local-level".into(),
-                value: s.ids[i].clone(),
+                value: s.ids[i].to_string(),
             }],
             name: Some(Text::new(&s.ids[i])),
             other_type: None,
@@ -911,7 +911,7 @@ fn round_election(
         ("other", Some(rule.describe()))
     };
     let status = progress_status(all.stations_counted, all.stations_known);
-    let root = area_ids[ROOT as usize].clone();
+    let root = area_ids[ROOT as usize].to_string();
     let name = if n >= 2 {
         format!("{election}, round {n} (runoff)")
     } else {

@@ -274,12 +274,12 @@ pub fn matching(a: &Round, b: &Round, cfg: &ValidationConfig) -> Matching {
         only_in_round1: found
             .only_a
             .iter()
-            .map(|&i| a.stations.ids[i].clone())
+            .map(|&i| a.stations.ids[i].to_string())
             .collect(),
         only_in_round2: found
             .only_b
             .iter()
-            .map(|&j| b.stations.ids[j].clone())
+            .map(|&j| b.stations.ids[j].to_string())
             .collect(),
         registered_changed: Vec::new(),
     };
@@ -288,7 +288,7 @@ pub fn matching(a: &Round, b: &Round, cfg: &ValidationConfig) -> Matching {
         if r1 != MISSING && r2 != MISSING && check_registered_between_rounds(r1, r2, cfg).is_some()
         {
             m.registered_changed.push(RegisteredChange {
-                station_id: a.stations.ids[i].clone(),
+                station_id: a.stations.ids[i].to_string(),
                 round1: r1,
                 round2: r2,
             });

@@ -4,6 +4,7 @@
 //! field of every station; a sheet is a row view over the columns ([`Round::sheet`]).
 
 use crate::area::{AreaId, AreaTree};
+use crate::station_ids::StationIds;
 use serde::Serialize;
 
 /// Marks an absent count (an empty cell: "not in the source"). Never a real count: the importer
@@ -69,7 +70,7 @@ pub struct SheetCounts<'a> {
 /// row-major with `candidates.len()` and `extra_lines.len()` entries per station).
 #[derive(Clone, Debug, Default)]
 pub struct Stations {
-    pub ids: Vec<String>,
+    pub ids: StationIds,
     pub area: Vec<AreaId>,
     pub status: Vec<SheetStatus>,
     /// 1-based line of the sheet in its source file (0 when not from a file).
@@ -146,7 +147,7 @@ impl Round {
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
-        id: String,
+        id: &str,
         area: AreaId,
         status: SheetStatus,
         line: u64,
@@ -183,7 +184,7 @@ impl Round {
             }
             *v = out;
         }
-        filter(&mut s.ids, keep, 1);
+        s.ids.retain_by(keep);
         filter(&mut s.area, keep, 1);
         filter(&mut s.status, keep, 1);
         filter(&mut s.line, keep, 1);

@@ -5,6 +5,7 @@
 
 use crate::codes::{Code, Severity};
 use crate::round::{SheetCounts, MISSING};
+use crate::station_ids::IdList;
 use serde::Serialize;
 
 /// A rule broken by a sheet, with the numbers that broke it and the fields it is about.
@@ -373,18 +374,21 @@ pub enum Duplicate {
 
 /// Groups rows by station id. `same(a, b)` says whether two rows carry identical numbers.
 /// Runs in O(n log n) on hashes so a million stations stay fast.
-pub fn find_duplicates<F>(ids: &[&str], same: F) -> Vec<Duplicate>
+pub fn find_duplicates<I, F>(ids: &I, same: F) -> Vec<Duplicate>
 where
+    I: IdList + Sync + ?Sized,
     F: Fn(usize, usize) -> bool,
 {
     use rayon::prelude::*;
     // A bitmap of hash slots finds the few ids whose slot is already taken; only those are
     // compared exactly. Duplicates are rare, a million ids are not. The bitmap grows with the
     // input (16 slots an id, up to 2^24): a one-sheet HTTP request must not clear 2 MB.
-    let slots: u64 = (ids.len() as u64 * 16)
-        .next_power_of_two()
-        .clamp(1 << 10, 1 << 24);
-    let hashes: Vec<u64> = ids.par_iter().map(|id| fnv1a(id.as_bytes())).collect();
+    let n = ids.count();
+    let slots: u64 = (n as u64 * 16).next_power_of_two().clamp(1 << 10, 1 << 24);
+    let hashes: Vec<u64> = (0..n)
+        .into_par_iter()
+        .map(|i| fnv1a(ids.id(i).as_bytes()))
+        .collect();
     let mut bitmap = vec![0u64; (slots / 64) as usize];
     let mut busy = vec![false; hashes.len()];
     for (i, h) in hashes.iter().enumerate() {
@@ -436,7 +440,7 @@ where
             rows.sort_unstable();
             while let Some(&first) = rows.first() {
                 let (group, rest): (Vec<usize>, Vec<usize>) =
-                    rows.iter().partition(|&&r| ids[r] == ids[first]);
+                    rows.iter().partition(|&&r| ids.id(r) == ids.id(first));
                 rows = rest;
                 if group.len() > 1 {
                     if group.iter().all(|&r| same(first, r)) {

@@ -60,7 +60,7 @@ fn build(rows: &[Row], k: usize) -> Round {
             SheetStatus::Missing
         };
         round.push(
-            format!("s{i}"),
+            &format!("s{i}"),
             leaves[i],
             status,
             i as u64 + 2,

@@ -456,7 +456,7 @@ mod tests {
             let b = reg * (20 + h % 11) / 100;
             let valid = a + b;
             r.push(
-                format!("S{i}"),
+                &format!("S{i}"),
                 leaves[(i % 12) as usize],
                 SheetStatus::Counted,
                 i + 2,

@@ -144,7 +144,7 @@ impl<'a> Population<'a> {
                     if repeated[i] {
                         continue;
                     }
-                    ids.push(registry.stations.ids[i].as_str());
+                    ids.push(&registry.stations.ids[i]);
                     leaf.push(registry.stations.area[i]);
                     match j.and_then(|j| known(partial.stations.registered[j])) {
                         Some(r) => {
@@ -163,7 +163,7 @@ impl<'a> Population<'a> {
                     ));
                 }
                 for &j in &m.only_b {
-                    ids.push(partial.stations.ids[j].as_str());
+                    ids.push(&partial.stations.ids[j]);
                     leaf.push(tree.leaf(&partial.tree.path(partial.stations.area[j])));
                     reg.push(known(partial.stations.registered[j]));
                     reg_from.push(SizeFrom::Partial);
@@ -176,10 +176,10 @@ impl<'a> Population<'a> {
                 // skipped rather than counted twice.
                 let mut seen = ahash::AHashSet::with_capacity(partial.len());
                 for j in 0..partial.len() {
-                    if !seen.insert(partial.stations.ids[j].as_str()) {
+                    if !seen.insert(&partial.stations.ids[j]) {
                         continue;
                     }
-                    ids.push(partial.stations.ids[j].as_str());
+                    ids.push(&partial.stations.ids[j]);
                     leaf.push(partial.stations.area[j]);
                     reg.push(known(partial.stations.registered[j]));
                     reg_from.push(SizeFrom::Partial);

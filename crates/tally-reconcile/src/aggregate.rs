@@ -203,7 +203,7 @@ pub(crate) fn reconcile_aggregated(
             // official side does not count are worth listing.
             if !counted {
                 one_sided.push(OneSided {
-                    station_id: id.clone(),
+                    station_id: id.to_string(),
                     area,
                     class,
                     status_official: Some(a.stations.status[i]),
@@ -279,7 +279,7 @@ pub(crate) fn reconcile_aggregated(
                 });
                 *kinds.entry(c.kind).or_default() += 1;
                 differences.push(Difference {
-                    station_id: id.clone(),
+                    station_id: id.to_string(),
                     area: area.clone(),
                     kind: c.kind,
                     confidence: c.confidence,
@@ -308,7 +308,7 @@ pub(crate) fn reconcile_aggregated(
             stake_votes += unit_stake;
         }
         units.push(UnitCheck {
-            station_id: id.clone(),
+            station_id: id.to_string(),
             area,
             check,
             boxes_known: known,

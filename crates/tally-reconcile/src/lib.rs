@@ -132,7 +132,7 @@ impl StationCounts {
                 .stations
                 .ids
                 .iter()
-                .filter(|id| side.codes.contains_key(id.as_str()))
+                .filter(|id| side.codes.contains_key(*id))
                 .count() as u64
         };
         StationCounts {
@@ -500,8 +500,8 @@ pub fn reconcile(
                 _ => counts.missing_both += 1,
             }
             let id = match (ia, jb) {
-                (Some(i), _) => a.stations.ids[i].clone(),
-                (None, Some(j)) => b.stations.ids[j].clone(),
+                (Some(i), _) => a.stations.ids[i].to_string(),
+                (None, Some(j)) => b.stations.ids[j].to_string(),
                 (None, None) => String::new(),
             };
             one_sided.push(OneSided {
@@ -582,7 +582,7 @@ pub fn reconcile(
                 }
                 let id = &a.stations.ids[i];
                 differences.push(Difference {
-                    station_id: id.clone(),
+                    station_id: id.to_string(),
                     area: names_a.of(i),
                     kind: c.kind,
                     confidence: c.confidence,

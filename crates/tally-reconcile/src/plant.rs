@@ -185,7 +185,7 @@ pub fn observer_copy(round: &Round, cfg: &PlantConfig) -> (Round, Vec<Planted>) 
             s.cast[i] = valid + s.invalid[i];
         }
         truth.push(Planted {
-            station_id: round.stations.ids[i].clone(),
+            station_id: round.stations.ids[i].to_string(),
             kind,
         });
     }

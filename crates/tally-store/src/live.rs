@@ -80,7 +80,7 @@ pub fn registry_round(reg: &Registry, number: u8) -> Option<(Round, HashMap<Stri
         let leaf = round.tree.leaf(&s.area);
         index.insert(s.station_id.clone(), round.len());
         round.push(
-            s.station_id.clone(),
+            &s.station_id,
             leaf,
             SheetStatus::Missing,
             0,

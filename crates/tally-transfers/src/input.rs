@@ -424,7 +424,7 @@ fn units(round: &Round, level: Option<u8>) -> Units {
             continue;
         }
         let u = match level {
-            None => out.push(s.ids[i].clone(), width),
+            None => out.push(s.ids[i].to_string(), width),
             Some(depth) => {
                 let area = round.tree.ancestor_at(s.area[i], depth);
                 match area_unit.get(&area) {
@@ -542,7 +542,7 @@ pub fn from_two_rounds(
     };
     margins.validate()?;
     let ids = |units: &Units, idx: &[usize]| -> Vec<String> {
-        idx.iter().map(|&i| units.ids[i].clone()).collect()
+        idx.iter().map(|&i| units.ids[i].to_string()).collect()
     };
     Ok(TwoRoundMargins {
         units_used: pairs.len(),
@@ -882,7 +882,7 @@ mod tests {
             for (id, region, [reg, cast, inv], votes) in rows {
                 let leaf = r.tree.leaf(&[*region, "t"]);
                 r.push(
-                    id.to_string(),
+                    id,
                     leaf,
                     SheetStatus::Counted,
                     0,

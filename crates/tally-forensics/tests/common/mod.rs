@@ -33,7 +33,7 @@ pub fn push_station(
 ) {
     let area = round.tree.leaf(areas);
     round.push(
-        id.to_string(),
+        id,
         area,
         SheetStatus::Counted,
         0,
@@ -116,7 +116,7 @@ pub fn to_round(synth: &tally_synth::SynthRound) -> Round {
     for s in &synth.stations {
         let area = round.tree.leaf(&s.areas);
         round.push(
-            s.station_id.clone(),
+            &s.station_id,
             area,
             SheetStatus::Counted,
             0,

@@ -14,7 +14,7 @@ pub fn to_round(r: &SynthRound) -> Round {
     );
     for s in &r.stations {
         round.push(
-            s.station_id.clone(),
+            &s.station_id,
             ROOT,
             SheetStatus::Counted,
             0,
