@@ -257,6 +257,9 @@ fn import_csv(
     let (header, body_start, sample, sample_bytes) =
         read_header_and_sample(&buf[..sample_end], file)?;
     let layout = layout::infer(&header, &sample, opts.definition, file)?;
+    // The sample's twenty thousand rows of strings are not needed while the file is parsed.
+    let sample_rows = sample.len();
+    drop(sample);
     let parts = rayon::current_num_threads().max(1) * 2;
     let candidate_ids: Vec<&str> = layout
         .candidates
@@ -276,7 +279,7 @@ fn import_csv(
         validation: &opts.validation,
         registry: opts.registry,
     };
-    let bytes_per_row = (sample_bytes / sample.len().max(1)).max(1);
+    let bytes_per_row = (sample_bytes / sample_rows.max(1)).max(1);
     let mut table = Table::with_capacity(
         size_hint / bytes_per_row + size_hint / bytes_per_row / 16 + 64,
         layout.candidates.len(),
@@ -645,7 +648,12 @@ fn round_from_table(
     let [registered, cast, invalid, valid] = core;
     round.stations = tally_model::round::Stations {
         ids,
-        area: path.into_par_iter().map(|p| leaf[p as usize]).collect(),
+        // Path indices become area ids in place (both u32): no second column.
+        area: {
+            let mut area = path;
+            area.par_iter_mut().for_each(|p| *p = leaf[*p as usize]);
+            area
+        },
         status,
         line: lines,
         registered,

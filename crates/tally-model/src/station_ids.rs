@@ -59,13 +59,11 @@ impl StationIds {
         }
     }
 
-    /// Moves every id of `other` to the end of this column.
-    pub fn append(&mut self, other: &mut StationIds) {
+    /// Adds every id of `other` (consumed, so its memory goes) to the end of this column.
+    pub fn append(&mut self, other: StationIds) {
         let base = self.text.len();
         self.text.push_str(&other.text);
         self.ends.extend(other.ends.iter().map(|e| e + base));
-        other.text.clear();
-        other.ends.clear();
     }
 
     /// Keeps the ids whose `keep` entry is true, in order.
@@ -215,9 +213,8 @@ mod tests {
         assert_eq!(&a[1], "");
         assert_eq!(a.get(2), Some("Çankaya-12"));
         assert_eq!(a.get(3), None);
-        let mut b: StationIds = ["x", "yz"].iter().collect();
-        a.append(&mut b);
-        assert!(b.is_empty());
+        let b: StationIds = ["x", "yz"].iter().collect();
+        a.append(b);
         assert_eq!(a, vec!["S1", "", "Çankaya-12", "x", "yz"]);
         assert_eq!(
             a.iter().rev().collect::<Vec<_>>(),
