@@ -155,7 +155,7 @@ fn measure(
         ));
     }
     // In-process phases of the same work (best run).
-    let mut best: Option<[Duration; 4]> = None;
+    let mut best: Option<([Duration; 4], tally_io::ImportPhases)> = None;
     for i in 0..repeat {
         spinner.set_message(format!("in-process run {}/{repeat}", i + 1));
         let t = Instant::now();
@@ -188,15 +188,18 @@ fn measure(
         drop(json);
         let phases = [read, import, count, report];
         let total = |p: &[Duration; 4]| p.iter().sum::<Duration>();
-        if best.as_ref().is_none_or(|b| total(&phases) < total(b)) {
-            best = Some(phases);
+        if best.as_ref().is_none_or(|b| total(&phases) < total(&b.0)) {
+            best = Some((phases, imported.phases));
         }
     }
-    let [read, import, count, report] = best.expect("at least one run");
+    let ([read, import, count, report], inside) = best.expect("at least one run");
     out.push_str("  in-process phases (best run):\n");
     for (name, d) in [
         ("read the bytes", read),
-        ("import: split, parse, validate, duplicates", import),
+        ("import, of which:", import),
+        ("  header, sample, layout", inside.layout),
+        ("  split, parse, validate (all cores)", inside.parse),
+        ("  rounds, duplicates, quarantine", inside.assemble),
         ("count every level", count),
         ("build and serialise the report", report),
     ] {

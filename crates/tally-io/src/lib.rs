@@ -123,6 +123,21 @@ pub struct FileImport {
     pub file: String,
     pub layout: Layout,
     pub rounds: Vec<ImportedRound>,
+    /// Where the import's time went (`tally bench` prints it).
+    pub phases: ImportPhases,
+}
+
+/// Wall time of an import's phases. Validation runs inside parsing (row by row, on all cores).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ImportPhases {
+    /// The header, the inference sample and the layout.
+    pub layout: std::time::Duration,
+    /// Splitting blocks at record boundaries, parsing and validating every row, joining chunks.
+    pub parse: std::time::Duration,
+    /// Waiting for the next block from the reader (reading, inflating).
+    pub waiting: std::time::Duration,
+    /// Splitting the table into rounds, the duplicate check (E105/W207) and the quarantine.
+    pub assemble: std::time::Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -249,6 +264,8 @@ fn import_csv(
     file: &str,
     opts: &ImportOptions<'_>,
 ) -> Result<FileImport, ImportError> {
+    let mut phases = ImportPhases::default();
+    let clock = std::time::Instant::now();
     let sample_end = if eof {
         buf.len()
     } else {
@@ -285,6 +302,7 @@ fn import_csv(
         layout.candidates.len(),
         layout.extra.len(),
     );
+    phases.layout = clock.elapsed();
     // The header is line 1 (a header with a quoted newline would shift the numbers by one).
     let mut at = Cursor { line: 2, paths: 0 };
     let mut chunks: Vec<Chunk> = Vec::new();
@@ -297,14 +315,19 @@ fn import_csv(
             last_record_end(&buf[start..]).map_or(start, |e| start + e)
         };
         if end > start {
+            let clock = std::time::Instant::now();
             let ranges = split(&buf[..end], start, parts);
             chunks.extend(parse_block(&mut table, &buf[..end], &ranges, &mut at, &ctx));
+            phases.parse += clock.elapsed();
         }
         if eof {
             break;
         }
         let carry = buf.len() - end;
-        match more(std::mem::take(&mut spent))? {
+        let clock = std::time::Instant::now();
+        let next = more(std::mem::take(&mut spent))?;
+        phases.waiting += clock.elapsed();
+        match next {
             Some(mut block) if carry <= read::HEADROOM => {
                 start = read::HEADROOM - carry;
                 block[start..read::HEADROOM].copy_from_slice(&buf[end..]);
@@ -325,11 +348,14 @@ fn import_csv(
         }
     }
     drop(buf);
+    let clock = std::time::Instant::now();
     let rounds = assemble(table, chunks, &layout, file, opts);
+    phases.assemble = clock.elapsed();
     Ok(FileImport {
         file: file.to_string(),
         layout,
         rounds,
+        phases,
     })
 }
 

@@ -125,6 +125,7 @@ pub fn import_nist(
         file: file.to_string(),
         layout,
         rounds,
+        phases: Default::default(),
     })
 }
 
