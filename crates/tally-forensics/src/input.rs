@@ -238,7 +238,7 @@ mod tests {
         );
         let mut push = |id: &str, path: [&str; 2], status, core: [u64; 4], votes: [u64; 2]| {
             let area = r.tree.leaf(&path);
-            r.push(id.into(), area, status, 0, core, &votes, &[]);
+            r.push(id, area, status, 0, core, &votes, &[]);
         };
         use SheetStatus::*;
         push("s1", ["R2", "D1"], Counted, [100, 60, 0, 60], [40, 20]);

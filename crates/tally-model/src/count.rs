@@ -228,7 +228,7 @@ mod tests {
             tree,
         );
         r.push(
-            "1".into(),
+            "1",
             a,
             SheetStatus::Counted,
             2,
@@ -237,7 +237,7 @@ mod tests {
             &[3],
         );
         r.push(
-            "2".into(),
+            "2",
             a,
             SheetStatus::Counted,
             3,
@@ -246,7 +246,7 @@ mod tests {
             &[MISSING],
         );
         r.push(
-            "3".into(),
+            "3",
             b,
             SheetStatus::Missing,
             4,
@@ -255,7 +255,7 @@ mod tests {
             &[MISSING],
         );
         r.push(
-            "4".into(),
+            "4",
             c,
             SheetStatus::Counted,
             5,

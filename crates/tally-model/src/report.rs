@@ -431,7 +431,7 @@ mod tests {
             tree,
         );
         r.push(
-            "1".into(),
+            "1",
             n,
             SheetStatus::Counted,
             2,
@@ -440,7 +440,7 @@ mod tests {
             &[],
         );
         r.push(
-            "2".into(),
+            "2",
             s,
             SheetStatus::Counted,
             3,

@@ -27,7 +27,7 @@ fn add(r: &mut Round, id: &str, path: &[&str], status: SheetStatus, votes: &[u64
             vec![MISSING; votes.len()],
         )
     };
-    r.push(id.into(), leaf, status, 0, core, &votes, &[]);
+    r.push(id, leaf, status, 0, core, &votes, &[]);
 }
 
 fn run(a: &Round, b: &Round, level: Option<&str>) -> Reconciliation {

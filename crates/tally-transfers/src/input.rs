@@ -576,7 +576,7 @@ mod tests {
         for s in 0..ids.len() {
             let v: Vec<u64> = votes.iter().map(|vc| vc[s]).collect();
             let core = [reg[s], cast[s], inv[s], cast[s] - inv[s]];
-            r.push(ids[s].into(), ROOT, SheetStatus::Counted, 0, core, &v, &[]);
+            r.push(ids[s], ROOT, SheetStatus::Counted, 0, core, &v, &[]);
         }
         r
     }
