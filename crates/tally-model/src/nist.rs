@@ -826,7 +826,9 @@ fn round_election(
                 r#type: "local-level".into(),
                 value: s.ids[i].clone(),
             }],
-            name: Some(Text::new(&s.ids[i])),
+            // The station id is its ExternalIdentifier (and its @id): a Name repeating it
+            // would be a fifth of the report at 200,000 stations, and the schema does not ask.
+            name: None,
             other_type: None,
             sub_units_reported: None,
             total_sub_units: None,
