@@ -237,6 +237,126 @@ impl<'r> Units<'r> {
     }
 }
 
+/// The report with its two large members (`GpUnit`, `Election`) parsed at the same time on two
+/// threads, the same value as `serde_json::from_slice` gives; `None` when the bytes are not
+/// UTF-8, not an object with each member once, or anything in them does not parse: the caller
+/// then parses serially (and reports the error where it is).
+fn parse_parallel(data: &[u8]) -> Option<Report<'_>> {
+    let text = std::str::from_utf8(data).ok()?;
+    let members = root_members(text.as_bytes())?;
+    let mut at_type: Option<&str> = None;
+    let mut units: Option<&str> = None;
+    let mut elections: Option<&str> = None;
+    let mut seen: Vec<Cow<'_, str>> = Vec::new();
+    for (k, v) in members {
+        let key: Cow<'_, str> = serde_json::from_str::<S>(&text[k]).ok()?.0;
+        if seen.contains(&key) {
+            return None; // serde says "duplicate field"
+        }
+        let value = &text[v];
+        match &*key {
+            "@type" => at_type = Some(value),
+            "GpUnit" => units = Some(value),
+            "Election" => elections = Some(value),
+            _ => {
+                serde_json::from_str::<serde::de::IgnoredAny>(value).ok()?;
+            }
+        }
+        seen.push(key);
+    }
+    let (gp_unit, election) = rayon::join(
+        || units.map_or(Some(Vec::new()), |u| serde_json::from_str(u).ok()),
+        || elections.map_or(Some(Vec::new()), |e| serde_json::from_str(e).ok()),
+    );
+    Some(Report {
+        at_type: match at_type {
+            Some(t) => serde_json::from_str(t).ok()?,
+            None => S::default(),
+        },
+        election: election?,
+        gp_unit: gp_unit?,
+    })
+}
+
+/// The byte ranges of the keys and values of the root object, from a scan that follows strings
+/// and brackets only (the values are checked by parsing them); `None` when it is not so shaped.
+fn root_members(b: &[u8]) -> Option<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>> {
+    let ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    // The end of the string starting at `i` (its opening quote), after the closing quote.
+    let string_end = |mut i: usize| -> Option<usize> {
+        i += 1;
+        loop {
+            i += memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+            if b[i] == b'"' {
+                return Some(i + 1);
+            }
+            i += 2;
+        }
+    };
+    let mut out = Vec::new();
+    let mut i = ws(0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = ws(i + 1);
+    if b.get(i) == Some(&b'}') {
+        return (ws(i + 1) == b.len()).then_some(out);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let k = i..string_end(i)?;
+        i = ws(k.end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = ws(i + 1);
+        i = start;
+        match b.get(i)? {
+            b'"' => i = string_end(i)?,
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match *b.get(i)? {
+                        b'"' => {
+                            i = string_end(i)?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                i += 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            _ => {
+                while i < b.len() && !matches!(b[i], b',' | b'}') && !b[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+            }
+        }
+        out.push((k, start..i));
+        i = ws(i);
+        match b.get(i)? {
+            b',' => i = ws(i + 1),
+            b'}' => return (ws(i + 1) == b.len()).then_some(out),
+            _ => return None,
+        }
+    }
+}
+
 /// Reads a report's bytes (already decompressed). `contest` chooses one candidate contest by
 /// its `@id`; without it a report with one candidate contest per round (round 2 being the
 /// `runoff` election) is read whole, and several contests are F012 with their list.
@@ -246,13 +366,17 @@ pub fn import_nist(
     opts: &ImportOptions<'_>,
     contest: Option<&str>,
 ) -> Result<FileImport, ImportError> {
-    let report: Report<'_> = serde_json::from_slice(data).map_err(|e| {
-        ImportError::fatal(
-            Code::F010,
-            file,
-            format!("not a readable NIST election report (JSON): {e}"),
-        )
-    })?;
+    let report: Report<'_> = match parse_parallel(data) {
+        Some(r) => r,
+        // Serially, for the error (with its line and column) or an unusual document.
+        None => serde_json::from_slice(data).map_err(|e| {
+            ImportError::fatal(
+                Code::F010,
+                file,
+                format!("not a readable NIST election report (JSON): {e}"),
+            )
+        })?,
+    };
     if *report.at_type != *REPORT_TYPE {
         return Err(ImportError::fatal(
             Code::F010,
@@ -1358,5 +1482,61 @@ impl Json {
         self.kstr("Status", &r.status);
         self.kstr("VendorApplicationId", &r.vendor_application_id);
         self.out.push(b'}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(text: &str) -> Option<Vec<(&str, &str)>> {
+        root_members(text.as_bytes())
+            .map(|m| m.into_iter().map(|(k, v)| (&text[k], &text[v])).collect())
+    }
+
+    #[test]
+    fn the_root_scan_follows_strings_and_brackets() {
+        assert_eq!(members(" {} "), Some(vec![]));
+        assert_eq!(
+            members(r#"{"a" : 1 ,"b\"]":"x\\\"}","c":[1,{"d":"]}"}],"e":{}}"#),
+            Some(vec![
+                (r#""a""#, "1"),
+                (r#""b\"]""#, r#""x\\\"}""#),
+                (r#""c""#, r#"[1,{"d":"]}"}]"#),
+                (r#""e""#, "{}"),
+            ])
+        );
+        for bad in [
+            "",
+            "[]",
+            r#"{"a":1"#,
+            r#"{"a":"\"#,
+            r#"{"a":[1,2}"#,
+            r#"{"a":1} x"#,
+            r#"{"a" 1}"#,
+            r#"{a:1}"#,
+        ] {
+            assert_eq!(members(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_parallel_parse_leaves_the_unusual_to_serde() {
+        // A repeated member, trailing text, a member that is not JSON: serially, for the error.
+        for text in [
+            r#"{"@type":"x","@type":"y"}"#,
+            r#"{"GpUnit":[],"GpUnit":[]}"#,
+            r#"{"Notes":tru}"#,
+            r#"{"GpUnit":null}"#,
+        ] {
+            assert!(parse_parallel(text.as_bytes()).is_none(), "{text}");
+        }
+        let r = parse_parallel(
+            br#"{"@typ\u0065":"ElectionResults.ElectionReport","Other":{"x":[1]},"GpUnit":[{"@id":"a\"b"}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(&*r.at_type, REPORT_TYPE);
+        assert_eq!(&*r.gp_unit[0].id, "a\"b");
+        assert!(r.election.is_empty());
     }
 }
