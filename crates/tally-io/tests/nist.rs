@@ -178,11 +178,23 @@ fn to_csv(rounds: &[ImportedRound]) -> Vec<String> {
         .collect()
 }
 
+/// The writer of the command line (`tally_io::nist::to_json`, by hand) gives serde's bytes.
+fn same_bytes(rep: &ElectionReport, serde: &[u8]) {
+    let mut expected = serde.to_vec();
+    expected.push(b'\n');
+    assert!(
+        tally_io::nist::to_json(rep) == expected,
+        "to_json and serde_json differ"
+    );
+}
+
 /// CSV -> NIST -> Tally gives the same results document (totals, shares, outcome, progress,
 /// sheets, extra lines, every area of `level`), the report validates, and NIST -> Tally -> NIST
 /// and NIST -> CSV -> NIST give the same report byte for byte.
 fn round_trip(csv_rounds: Vec<ImportedRound>, rule: &Rule, level: &str, name: Option<&str>) {
-    let doc = serde_json::to_vec(&nist_of(&csv_rounds, rule)).expect("json");
+    let rep = nist_of(&csv_rounds, rule);
+    let doc = serde_json::to_vec(&rep).expect("json");
+    same_bytes(&rep, &doc);
     if let Some(name) = name {
         validates(&doc, name);
     }
@@ -462,4 +474,31 @@ fn partial_certified_and_candidate_status() {
     let rep = nist_report("x", &rule, &counted(&rounds, &t), &meta);
     assert_eq!(rep.status, "certified");
     validates(&serde_json::to_vec(&rep).expect("json"), "certified");
+}
+
+#[test]
+fn the_writer_escapes_and_keeps_what_serde_keeps() {
+    let (mut rounds, r2, rule) = turkey();
+    rounds.extend(r2);
+    // Texts that need escapes, a station without result, and every optional member.
+    rounds[0].round.candidates[0].name = "A \"quoted\" name\\ with\ta tab\u{1}".into();
+    rounds[0].round.stations.status[1] = SheetStatus::Missing;
+    let t = totals(&rounds);
+    let winners = [(1u8, "erdogan".to_string())];
+    let meta = NistMeta {
+        projected_winners: &winners,
+        election_date: Some("2023-05-14"),
+        ..META
+    };
+    let mut rep = nist_report("Se\u{e7}im \"2023\"\n", &rule, &counted(&rounds, &t), &meta);
+    // A count that is not one, as a reader may meet (written as the number it was).
+    rep.gp_unit[0].voters_registered = Some(tally_model::nist::Count(Err(
+        tally_model::nist::BadNumber(-1.5),
+    )));
+    rep.election[0].contest[0].contest_selection[0].vote_counts[0].round = Some(2);
+    rep.election[0].contest[0].contest_selection[0].vote_counts[0].other_type = Some("x".into());
+    rep.election[0].ballot_counts[0].other_type = Some("extra:blank".into());
+    rep.election[0].contest[0].other_vote_variation = Some("a rule in words".into());
+    rep.notes = None;
+    same_bytes(&rep, &serde_json::to_vec(&rep).expect("json"));
 }

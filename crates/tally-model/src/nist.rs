@@ -513,17 +513,25 @@ pub fn datetime_utc(unix_seconds: u64) -> String {
 /// unambiguously and the id is stable for the same input).
 pub fn escape_id(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    push_escaped(&mut out, s);
+    out
+}
+
+/// [`escape_id`] onto the end of `out`.
+fn push_escaped(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for c in s.chars() {
         if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
             out.push(c);
         } else {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
+                out.push('%');
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 15) as usize] as char);
             }
         }
     }
-    out
 }
 
 /// The inverse of [`escape_id`] (text that is not a valid escape is kept as it is).
@@ -558,7 +566,11 @@ pub fn round_prefix(n: u8) -> String {
 
 /// `@id` of a station's `polling-place` unit in round `n`.
 pub fn station_unit_id(n: u8, station: &str) -> String {
-    format!("r{n}-ps-{}", escape_id(station))
+    use std::fmt::Write;
+    let mut out = String::with_capacity(station.len() + 10);
+    let _ = write!(out, "r{n}-ps-"); // writing into a String cannot fail
+    push_escaped(&mut out, station);
+    out
 }
 
 /// `@id` of an area's unit in round `n` (`r1-ru` for the whole election).
@@ -675,6 +687,43 @@ fn post_status(round: &Round, outcome: &Outcome) -> Vec<Option<&'static str>> {
     }
 }
 
+/// The `VoteCounts` and `BallotCounts` of a counted station (unit `unit`).
+fn station_counts(
+    round: &Round,
+    i: usize,
+    unit: &str,
+    votes: &mut [Vec<VoteCounts>],
+    ballots: &mut Vec<BallotCounts>,
+) {
+    let s = &round.stations;
+    let e = round.extra_lines.len();
+    for (j, &v) in round.votes_of(i).iter().enumerate() {
+        if v != MISSING {
+            votes[j].push(vote_count(unit, v));
+        }
+    }
+    let (cast, invalid, valid) = (s.cast[i], s.invalid[i], s.valid[i]);
+    if cast != MISSING || invalid != MISSING {
+        ballots.push(ballot_counts(unit, count_opt(cast), count_opt(invalid)));
+    }
+    let derived =
+        (cast != MISSING && invalid != MISSING && cast >= invalid).then(|| cast - invalid);
+    if valid != MISSING && derived != Some(valid) {
+        let mut b = ballot_counts(unit, Some(Count::new(valid)), None);
+        b.r#type = "other".into();
+        b.other_type = Some(VALID_TYPE.into());
+        ballots.push(b);
+    }
+    for (x, &v) in round.extra_of(i).iter().enumerate() {
+        if v != MISSING && x < e {
+            let mut b = ballot_counts(unit, Some(Count::new(v)), None);
+            b.r#type = "other".into();
+            b.other_type = Some(format!("{EXTRA_PREFIX}{}", round.extra_lines[x]));
+            ballots.push(b);
+        }
+    }
+}
+
 /// The one `ElectionReport` builder: every round, its area tree and stations. Candidates get a
 /// `PostElectionStatus` once their round is complete (every known station counted) or the report
 /// is certified; while stations are missing the outcome is not final and none is given.
@@ -743,7 +792,6 @@ fn round_election(
     let tree = &round.tree;
     let totals = r.totals;
     let k = round.candidates.len();
-    let e = round.extra_lines.len();
     let all = &totals[ROOT as usize];
     let complete = all.stations_known > 0 && all.stations_counted == all.stations_known;
     // Children of every area node, and the stations of every node.
@@ -764,8 +812,10 @@ fn round_election(
         .iter()
         .map(|s| station_unit_id(n, s))
         .collect();
-    let mut votes: Vec<Vec<VoteCounts>> = vec![Vec::new(); k];
-    let mut ballots: Vec<BallotCounts> = Vec::new();
+    let mut votes: Vec<Vec<VoteCounts>> = (0..k)
+        .map(|_| Vec::with_capacity(tree.len() + round.len()))
+        .collect();
+    let mut ballots: Vec<BallotCounts> = Vec::with_capacity(tree.len() + round.len());
     let mut units = Vec::with_capacity(tree.len() + round.len());
     for (id, node) in tree.nodes.iter().enumerate() {
         let t = &totals[id];
@@ -810,10 +860,13 @@ fn round_election(
         }
     }
     let s = &round.stations;
-    for (i, unit) in station_ids.iter().enumerate() {
+    for (i, unit) in station_ids.into_iter().enumerate() {
         let counted = s.status[i] == SheetStatus::Counted;
+        if counted {
+            station_counts(round, i, &unit, &mut votes, &mut ballots);
+        }
         units.push(GpUnit {
-            id: unit.clone(),
+            id: unit,
             at_type: "ElectionResults.ReportingUnit".into(),
             composing_gp_unit_ids: Vec::new(),
             count_status: CountStatus::total(if counted {
@@ -826,7 +879,9 @@ fn round_election(
                 r#type: "local-level".into(),
                 value: s.ids[i].to_string(),
             }],
-            name: Some(Text::new(&s.ids[i])),
+            // The station id is its ExternalIdentifier (and its @id): a Name repeating it
+            // would be a fifth of the report at 200,000 stations, and the schema does not ask.
+            name: None,
             other_type: None,
             sub_units_reported: None,
             total_sub_units: None,
@@ -834,34 +889,6 @@ fn round_election(
             voters_participated: if counted { count_opt(s.cast[i]) } else { None },
             voters_registered: count_opt(s.registered[i]),
         });
-        if !counted {
-            continue;
-        }
-        for (j, &v) in round.votes_of(i).iter().enumerate() {
-            if v != MISSING {
-                votes[j].push(vote_count(unit, v));
-            }
-        }
-        let (cast, invalid, valid) = (s.cast[i], s.invalid[i], s.valid[i]);
-        if cast != MISSING || invalid != MISSING {
-            ballots.push(ballot_counts(unit, count_opt(cast), count_opt(invalid)));
-        }
-        let derived =
-            (cast != MISSING && invalid != MISSING && cast >= invalid).then(|| cast - invalid);
-        if valid != MISSING && derived != Some(valid) {
-            let mut b = ballot_counts(unit, Some(Count::new(valid)), None);
-            b.r#type = "other".into();
-            b.other_type = Some(VALID_TYPE.into());
-            ballots.push(b);
-        }
-        for (x, &v) in round.extra_of(i).iter().enumerate() {
-            if v != MISSING && x < e {
-                let mut b = ballot_counts(unit, Some(Count::new(v)), None);
-                b.r#type = "other".into();
-                b.other_type = Some(format!("{EXTRA_PREFIX}{}", round.extra_lines[x]));
-                ballots.push(b);
-            }
-        }
     }
     let outcome = crate::report::outcome(round, rule, all);
     let statuses = if complete || certified {
