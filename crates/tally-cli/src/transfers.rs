@@ -34,7 +34,7 @@ fn with_progress(
         Progress::EmStep { step, .. } => {
             bar.set_message(format!("em: pass {step} over the {units} units"))
         }
-        Progress::Sandwich => bar.set_message("em: sandwich interval (two passes)".to_string()),
+        Progress::Sandwich => bar.set_message("em: sandwich interval (one pass)".to_string()),
         Progress::Bootstrap { done, of } => {
             bar.set_message(format!("{name}: bootstrap replicate {done} of {of}"))
         }

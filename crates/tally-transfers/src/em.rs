@@ -83,6 +83,9 @@ pub(crate) struct EmFit {
     pub converged: bool,
     /// Per-unit E-step tables (`kept` order, `u * R * C`), when asked for.
     pub units: Option<Vec<f64>>,
+    /// Each unit's fitting factors of its mode table at `p_em` (`U x C`): the warm start of
+    /// [`sandwich`].
+    pub bstate: Vec<f64>,
 }
 
 /// Floor of a proportion inside the iteration: a cell at exactly 0 can never move again under
@@ -804,12 +807,18 @@ fn newton(
 /// covariance is `S = Σ_u ψ_u ψ_uᵀ` (times `U / (U − 1)`), so
 /// `Var p ≈ (I − J)⁻¹ D S D (I − J)⁻ᵀ` with `J = ∂M/∂p` and `D = diag(1 / X_g)`: the
 /// linearisation of the unit bootstrap, without a re-solve. `None` if `I − J` is singular.
-pub(crate) fn sandwich(d: &Data, p: &[f64]) -> Option<Vec<f64>> {
+/// `bstate`: each unit's fitting factors near `p` (from the fit; `None` = one more pass first).
+pub(crate) fn sandwich(d: &Data, p: &[f64], bstate: Option<Vec<f64>>) -> Option<Vec<f64>> {
     let (r, c) = (d.r, d.c);
     let k = r * c;
-    let mut bstate = vec![0.0f64; d.u * c];
-    // Two passes: the first settles each unit's fitting factors at p.
-    let _ = e_step(d, p, None, EStep::Mode, &mut bstate, false);
+    let mut bstate = match bstate {
+        Some(b) if b.len() == d.u * c => b,
+        _ => {
+            let mut b = vec![0.0f64; d.u * c];
+            let _ = e_step(d, p, None, EStep::Mode, &mut b, false);
+            b
+        }
+    };
     let (_, jt, sm) = e_step_jac(d, p, None, &mut bstate, true);
     let sm = sm?;
     let a = newton_matrix(&jt, &d.row_tot, c);
@@ -942,6 +951,7 @@ pub(crate) fn fit_with(
         max_change: if ph.converged { ph.max_change } else { last },
         converged: ph.converged || last <= cfg.tol,
         units,
+        bstate,
     }
 }
 
@@ -1102,7 +1112,7 @@ mod tests {
         let (m, _) = planted(300, 17);
         let d = Data::new(&m);
         let f = fit(&d, None, None, &EmConfig::default(), false);
-        let v = sandwich(&d, &f.p_em).unwrap();
+        let v = sandwich(&d, &f.p_em, None).unwrap();
         let k = d.r * d.c;
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let reps: Vec<Vec<f64>> = (0..200)

@@ -269,7 +269,7 @@ pub enum Progress {
     Fit { method: Method },
     /// em: `step` passes over the units so far in the current phase (at most `max`).
     EmStep { step: usize, max: usize },
-    /// The em sandwich interval is being computed (two passes over the units).
+    /// The em sandwich interval is being computed (one pass over the units).
     Sandwich,
     /// Bootstrap replicates done so far, of `of` (replicates finish in any order).
     Bootstrap { done: usize, of: usize },
@@ -324,6 +324,7 @@ pub fn estimate_with_progress(
     let row_votes =
         |p: &[f64]| -> Vec<f64> { (0..nr * nc).map(|q| p[q] * d.row_tot[q / nc]).collect() };
     let mut em_info = None;
+    let mut em_bstate = None;
     let mut unit_flat: Option<Vec<f64>> = None;
     let (p, votes, interval) = match opts.method {
         Method::Lphom => {
@@ -366,6 +367,7 @@ pub fn estimate_with_progress(
                 converged: ef.converged,
             });
             unit_flat = ef.units;
+            em_bstate = Some(ef.bstate);
             // The em replicates of the bootstrap start from the EM fixed point.
             p_lp = ef.p_em;
             (ef.p, ef.votes, DD_INTERVAL.to_string())
@@ -380,7 +382,7 @@ pub fn estimate_with_progress(
                 (None, None, interval)
             } else if method == Method::Em && !opts.em_bootstrap {
                 progress(Progress::Sandwich);
-                match em::sandwich(&d, &p_lp) {
+                match em::sandwich(&d, &p_lp, em_bstate.take()) {
                     Some(v) => {
                         let k = nr * nc;
                         let (mut lo, mut hi) = (vec![0.0; k], vec![0.0; k]);
