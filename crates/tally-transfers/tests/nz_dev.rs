@@ -9,7 +9,9 @@
 //! `NZ_BOOT` bootstrap replicates (default 20), to keep the test well under a minute in CI's
 //! debug build (tally-transfers is optimised even there, see the workspace Cargo.toml).
 //! Skipped (with a message) when the folder is absent; in CI it is present. `NZ_METHODS=a,b`
-//! measures a subset of methods.
+//! measures a subset of methods. em's default interval (the sandwich) needs no re-solve, so its
+//! coverage is also measured on all 36; `NZ_EM_BOOT=1` measures em's re-solving bootstrap
+//! instead, `NZ_NEWTON=1` em run to its fixed point by Newton's method.
 
 #![allow(clippy::needless_range_loop)]
 
@@ -84,8 +86,8 @@ fn nz_dev_half_accuracy_and_coverage() {
             if std::env::var("NZ_VERBOSE").is_ok() {
                 if let Some(em) = &r.em {
                     println!(
-                        "{}: {mis:.2}% em {} steps, change {:.1e}, ll change {:.1e}",
-                        e.name, em.iterations, em.max_change, em.loglik_change
+                        "{}: {mis:.2}% em {} steps, change {:.1e}, ll change {:.1e}; {}",
+                        e.name, em.iterations, em.max_change, em.loglik_change, r.interval
                     );
                 }
             }
