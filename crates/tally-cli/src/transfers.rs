@@ -9,9 +9,40 @@ use std::process::ExitCode;
 use std::time::Instant;
 use tally_model::Round;
 use tally_transfers::{
-    compare_methods, estimate, from_two_rounds, InputError, Margins, Method, Options,
-    SkippedMethod, TransferResult, TRUSTED,
+    compare_methods, estimate_with_progress, from_two_rounds, InputError, Margins, Method, Options,
+    Progress, SkippedMethod, TransferResult, TRUSTED,
 };
+
+/// One estimation, reporting its progress.
+type Run<'a> =
+    dyn Fn(&Options, &(dyn Fn(Progress) + Sync)) -> Result<TransferResult, InputError> + 'a;
+
+/// Runs `run` with a spinner on the terminal (nothing when stderr is not one) saying what the
+/// estimation is doing: the fit, em's passes over the units, the interval.
+fn with_progress(
+    run: &Run<'_>,
+    opts: &Options,
+    units: usize,
+) -> Result<TransferResult, InputError> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let name = opts.method.name();
+    let report = |p: Progress| match p {
+        Progress::Fit { method } => {
+            bar.set_message(format!("{method}: point estimate over {units} units"))
+        }
+        Progress::EmStep { step, .. } => {
+            bar.set_message(format!("em: pass {step} over the {units} units"))
+        }
+        Progress::Sandwich => bar.set_message("em: sandwich interval (one pass)".to_string()),
+        Progress::Bootstrap { done, of } => {
+            bar.set_message(format!("{name}: bootstrap replicate {done} of {of}"))
+        }
+    };
+    let out = run(opts, &report);
+    bar.finish_and_clear();
+    out
+}
 
 pub struct Output<'a> {
     pub format: crate::Format,
@@ -41,13 +72,13 @@ fn relative_cost(m: Method) -> f64 {
 /// Runs `run` with `opts` (timed), then, when asked or below [`COMPARE_MAX_UNITS`] units, the
 /// point estimates of the other trusted methods, and attaches their range per cell.
 fn estimate_and_compare(
-    run: &dyn Fn(&Options) -> Result<TransferResult, InputError>,
+    run: &Run<'_>,
     units: usize,
     opts: &Options,
     out: &Output<'_>,
 ) -> Result<TransferResult, InputError> {
     let t = Instant::now();
-    let mut result = run(opts)?;
+    let mut result = with_progress(run, opts, units)?;
     let chosen_secs = t.elapsed().as_secs_f64();
     if !out.compare.unwrap_or(units < COMPARE_MAX_UNITS) {
         return Ok(result);
@@ -81,7 +112,7 @@ fn estimate_and_compare(
             ..opts.clone()
         };
         let t = Instant::now();
-        others.push(run(&o)?);
+        others.push(with_progress(run, &o, units)?);
         if m == Method::Lphom {
             lphom_secs = t.elapsed().as_secs_f64();
         }
@@ -100,9 +131,11 @@ pub fn options(
         ..Options::default()
     };
     if let Some(b) = bootstrap {
-        // An explicit count is run as asked (no automatic reduction on large inputs).
+        // An explicit count is run as asked (no automatic reduction on large inputs); em then
+        // re-solves every replicate instead of its default sandwich interval.
         opts.bootstrap = b;
         opts.bootstrap_unit_budget = 0;
+        opts.em_bootstrap = true;
     }
     if let Some(m) = method {
         opts.method = m.parse::<Method>().map_err(|_| {
@@ -155,8 +188,13 @@ pub fn two_rounds(
         tm.units_used,
         opts.method.name()
     );
-    let result = estimate_and_compare(&|o| tm.estimate(o), tm.units_used, opts, out)
-        .map_err(|e| e.to_string())?;
+    let result = estimate_and_compare(
+        &|o, p| tm.estimate_with_progress(o, p),
+        tm.units_used,
+        opts,
+        out,
+    )
+    .map_err(|e| e.to_string())?;
     emit(
         &result,
         &format!("{} — round 1 to round 2, by {unit}", loaded.election),
@@ -191,7 +229,7 @@ pub fn generic(
         row_counts,
         col_counts,
     };
-    let result = estimate_and_compare(&|o| estimate(&m, o), m.len(), opts, out)
+    let result = estimate_and_compare(&|o, p| estimate_with_progress(&m, o, p), m.len(), opts, out)
         .map_err(|e| format!("{path}: {e}"))?;
     emit(&result, path, out)
 }

@@ -146,21 +146,30 @@ pub(crate) fn run(
     method: Method,
     opts: &Options,
     replicates: usize,
+    progress: &(dyn Fn(crate::Progress) + Sync),
 ) -> BootInterval {
     let k = d.r * d.c;
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let reps: Vec<Vec<f64>> = (0..replicates)
         .into_par_iter()
         .map(|b| {
             let mut rng =
                 ChaCha8Rng::seed_from_u64(derive_seed(opts.seed, &[BOOT_STREAM, b as u64]));
-            if method == Method::Em {
+            let p = if method == Method::Em {
                 // The resample as unit weights (multiplicities): no copy of the data.
                 let mut w = vec![0.0f64; d.u];
                 (0..d.u).for_each(|_| w[rng.gen_range(0..d.u)] += 1.0);
-                return em_p(d, &w, p_full, opts);
-            }
-            let idx: Vec<usize> = (0..d.u).map(|_| rng.gen_range(0..d.u)).collect();
-            estimate_p(d, &idx, p_full, method, opts)
+                em_p(d, &w, p_full, opts)
+            } else {
+                let idx: Vec<usize> = (0..d.u).map(|_| rng.gen_range(0..d.u)).collect();
+                estimate_p(d, &idx, p_full, method, opts)
+            };
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress(crate::Progress::Bootstrap {
+                done: n,
+                of: replicates,
+            });
+            p
         })
         .collect();
     let mut lower = vec![f64::NAN; k];

@@ -45,6 +45,12 @@ pub struct EmConfig {
     pub tol: f64,
     /// Most EM steps (SQUAREM counts three per cycle), per phase.
     pub max_iter: usize,
+    /// Phase 2 by Newton's method on the fixed-point equation (exact derivative of the mode
+    /// E-step) instead of SQUAREM. Off by default: SQUAREM's stopping rule (a small EM step)
+    /// ends far from the fixed point where EM is slow, and that stopped point is what was
+    /// measured as the default's accuracy; Newton reaches the fixed point itself, which on the
+    /// New Zealand development half is less accurate (9.05% against 7.98%).
+    pub newton: bool,
 }
 
 impl Default for EmConfig {
@@ -52,6 +58,7 @@ impl Default for EmConfig {
         EmConfig {
             tol: 1e-6,
             max_iter: 5_000,
+            newton: false,
         }
     }
 }
@@ -76,6 +83,9 @@ pub(crate) struct EmFit {
     pub converged: bool,
     /// Per-unit E-step tables (`kept` order, `u * R * C`), when asked for.
     pub units: Option<Vec<f64>>,
+    /// Each unit's fitting factors of its mode table at `p_em` (`U x C`): the warm start of
+    /// [`sandwich`].
+    pub bstate: Vec<f64>,
 }
 
 /// Floor of a proportion inside the iteration: a cell at exactly 0 can never move again under
@@ -258,6 +268,269 @@ fn e_step(
     (num, ll, keep.then_some(all))
 }
 
+/// Scratch of [`unit_jac`] (one per chunk).
+struct JacScratch {
+    q: Vec<f64>,
+    a: Vec<f64>,
+    ainv: Vec<f64>,
+    pinv: Vec<f64>,
+    u: Vec<f64>,
+    qu: Vec<f64>,
+    psi: Vec<f64>,
+}
+
+impl JacScratch {
+    fn new(r: usize, c: usize) -> JacScratch {
+        JacScratch {
+            q: vec![0.0; r * c],
+            a: vec![0.0; c * c],
+            ainv: vec![0.0; c * c],
+            pinv: vec![0.0; c * c],
+            u: vec![0.0; r * c],
+            qu: vec![0.0; r * r],
+            psi: vec![0.0; r * c],
+        }
+    }
+}
+
+/// Inverts the `n x n` row-major matrix `a` into `inv` by Gauss–Jordan elimination with
+/// partial pivoting (`a` is destroyed); `false` if it is singular.
+fn invert(a: &mut [f64], n: usize, inv: &mut [f64]) -> bool {
+    inv[..n * n].iter_mut().for_each(|v| *v = 0.0);
+    for i in 0..n {
+        inv[i * n + i] = 1.0;
+    }
+    let scale = a[..n * n].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for col in 0..n {
+        let piv = (col..n)
+            .max_by(|&i, &j| a[i * n + col].abs().total_cmp(&a[j * n + col].abs()))
+            .unwrap_or(col);
+        let pv = a[piv * n + col];
+        if pv.abs() <= 1e-13 * scale || pv.is_nan() {
+            return false;
+        }
+        if piv != col {
+            for j in 0..n {
+                a.swap(piv * n + j, col * n + j);
+                inv.swap(piv * n + j, col * n + j);
+            }
+        }
+        for j in 0..n {
+            a[col * n + j] /= pv;
+            inv[col * n + j] /= pv;
+        }
+        for i in 0..n {
+            if i == col {
+                continue;
+            }
+            let f = a[i * n + col];
+            if f != 0.0 {
+                for j in 0..n {
+                    a[i * n + j] -= f * a[col * n + j];
+                    inv[i * n + j] -= f * inv[col * n + j];
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Adds `wu` times the derivative of one unit's mode table `t` (both margins `x`, `y` held)
+/// with respect to `θ = ln p` to `jt` (`K x K`, `jt[a * K + b] = ∂t_a / ∂θ_b`).
+///
+/// The table is `t_gc = exp(α_g + β_c + θ_gc)` with `α`, `β` fixed by the margins; by the
+/// implicit function theorem `dt_gc = t_gc (dθ_gc − s_g + dβ_c − q_g·dβ)`, with `q_g = t_g / x_g`,
+/// `s_g = q_g·dθ_g` and `A dβ = Σ_g t_g (s_g − dθ_g)`, `A = diag(y) − Σ_g t_g t_gᵀ / x_g` (singular
+/// along the constant vector, so one active column of `β` is pinned).
+fn unit_jac(x: &[f64], y: &[f64], t: &[f64], wu: f64, s: &mut JacScratch, jt: &mut [f64]) {
+    let (r, c) = (x.len(), y.len());
+    let k = r * c;
+    let mut cols = [0usize; MAX_DIM];
+    let mut m = 0;
+    for j in 0..c {
+        if y[j] > 0.0 {
+            cols[m] = j;
+            m += 1;
+        }
+    }
+    if m <= 1 {
+        // One column holds every voter: the table is fixed by the margins.
+        return;
+    }
+    let cols = &cols[..m];
+    for g in 0..r {
+        for j in 0..c {
+            s.q[g * c + j] = if x[g] > 0.0 { t[g * c + j] / x[g] } else { 0.0 };
+        }
+    }
+    // Pin the active column with the most voters.
+    let pin = cols
+        .iter()
+        .copied()
+        .max_by(|&a, &b| y[a].total_cmp(&y[b]))
+        .unwrap_or(cols[0]);
+    let mut free = [0usize; MAX_DIM];
+    let mut n = 0;
+    for &j in cols {
+        if j != pin {
+            free[n] = j;
+            n += 1;
+        }
+    }
+    let free = &free[..n];
+    for (ii, &i) in free.iter().enumerate() {
+        for (jj, &j) in free.iter().enumerate() {
+            let mut v = if i == j { y[i] } else { 0.0 };
+            for g in 0..r {
+                if x[g] > 0.0 {
+                    v -= t[g * c + i] * t[g * c + j] / x[g];
+                }
+            }
+            s.a[ii * n + jj] = v;
+        }
+    }
+    let ok = invert(&mut s.a[..n * n], n, &mut s.ainv[..n * n]);
+    s.pinv.iter_mut().for_each(|v| *v = 0.0);
+    if ok {
+        for (ii, &i) in free.iter().enumerate() {
+            for (jj, &j) in free.iter().enumerate() {
+                s.pinv[i * c + j] = s.ainv[ii * n + jj];
+            }
+        }
+    }
+    // u_g = P q_g, qu[g][h] = q_g · u_h.
+    for g in 0..r {
+        for i in 0..c {
+            s.u[g * c + i] = (0..c).map(|j| s.pinv[i * c + j] * s.q[g * c + j]).sum();
+        }
+    }
+    for g in 0..r {
+        for h in 0..r {
+            s.qu[g * r + h] = (0..c).map(|j| s.q[g * c + j] * s.u[h * c + j]).sum();
+        }
+    }
+    for g in 0..r {
+        if x[g] <= 0.0 {
+            continue;
+        }
+        for &cc in cols {
+            let a = g * c + cc;
+            let na = wu * t[a];
+            if na == 0.0 {
+                continue;
+            }
+            let row = &mut jt[a * k..(a + 1) * k];
+            for h in 0..r {
+                if x[h] <= 0.0 {
+                    continue;
+                }
+                let base = s.u[h * c + cc] - s.qu[g * r + h];
+                for &kk in cols {
+                    let b = h * c + kk;
+                    let mut v = t[b] * (base - s.pinv[cc * c + kk] + s.u[g * c + kk]);
+                    if h == g {
+                        v += (cc == kk) as u8 as f64 - s.q[b];
+                    }
+                    row[b] += na * v;
+                }
+            }
+        }
+    }
+}
+
+/// The mode E-step at `p` with its derivative: the aggregate table (`K`), `∂table / ∂p`
+/// (`K x K`, row-major) and, with `want_s`, `S = Σ_u w_u ψ_u ψ_uᵀ`, `ψ_u = t_u − x_u ⊗ p` (the
+/// unit's contribution to the estimating equation `Σ_u ψ_u = 0` of the fixed point).
+fn e_step_jac(
+    d: &Data,
+    p: &[f64],
+    w: Option<&[f64]>,
+    bstate: &mut [f64],
+    want_s: bool,
+) -> (Vec<f64>, Vec<f64>, Option<Vec<f64>>) {
+    let (r, c) = (d.r, d.c);
+    let k = r * c;
+    let chunk = |ci: usize, bs: &mut [f64]| {
+        let (lo, hi) = (ci * CHUNK, ((ci + 1) * CHUNK).min(d.u));
+        let mut num = vec![0.0f64; k];
+        let mut jt = vec![0.0f64; k * k];
+        let mut sm = if want_s {
+            vec![0.0f64; k * k]
+        } else {
+            Vec::new()
+        };
+        let mut scratch = JacScratch::new(r, c);
+        let mut t = [0.0f64; MAX_DIM * MAX_DIM];
+        let t = &mut t[..k];
+        for u in lo..hi {
+            let wu = w.map_or(1.0, |w| w[u]);
+            if wu == 0.0 {
+                continue;
+            }
+            let (x, y) = (d.xu(u), d.yu(u));
+            unit_mode(x, y, p, &mut bs[(u - lo) * c..(u - lo + 1) * c], t);
+            num.iter_mut().zip(t.iter()).for_each(|(s, v)| *s += wu * v);
+            unit_jac(x, y, t, wu, &mut scratch, &mut jt);
+            if want_s {
+                for g in 0..r {
+                    for j in 0..c {
+                        scratch.psi[g * c + j] = t[g * c + j] - x[g] * p[g * c + j];
+                    }
+                }
+                for a in 0..k {
+                    let pa = wu * scratch.psi[a];
+                    if pa != 0.0 {
+                        sm[a * k..(a + 1) * k]
+                            .iter_mut()
+                            .zip(&scratch.psi)
+                            .for_each(|(s, v)| *s += pa * v);
+                    }
+                }
+            }
+        }
+        (num, jt, sm)
+    };
+    let parts: Vec<_> = if d.u <= CHUNK {
+        vec![chunk(0, bstate)]
+    } else {
+        bstate
+            .par_chunks_mut(CHUNK * c)
+            .enumerate()
+            .map(|(ci, bs)| chunk(ci, bs))
+            .collect()
+    };
+    let mut num = vec![0.0; k];
+    let mut jt = vec![0.0; k * k];
+    let mut sm = if want_s { vec![0.0; k * k] } else { Vec::new() };
+    for (n, j, s) in parts {
+        num.iter_mut().zip(&n).for_each(|(a, v)| *a += v);
+        jt.iter_mut().zip(&j).for_each(|(a, v)| *a += v);
+        sm.iter_mut().zip(&s).for_each(|(a, v)| *a += v);
+    }
+    // ∂t/∂θ_b = p_b ∂t/∂p_b.
+    for row in jt.chunks_mut(k) {
+        row.iter_mut()
+            .zip(p)
+            .for_each(|(v, pb)| *v /= pb.max(P_FLOOR));
+    }
+    (num, jt, want_s.then_some(sm))
+}
+
+/// `I − ∂M/∂p` of the EM map `M(p) = table(p) / X_g` from the aggregate table's derivative
+/// `jt` (`row_tot[g] = X_g`; rows with no voters get the identity).
+fn newton_matrix(jt: &[f64], row_tot: &[f64], c: usize) -> Vec<f64> {
+    let k = row_tot.len() * c;
+    let mut m = vec![0.0; k * k];
+    for a in 0..k {
+        let xg = row_tot[a / c];
+        for b in 0..k {
+            let jm = if xg > 0.0 { jt[a * k + b] / xg } else { 0.0 };
+            m[a * k + b] = (a == b) as u8 as f64 - jm;
+        }
+    }
+    m
+}
+
 /// Rows of an aggregate table normalised to proportions (`fallback` for an empty row).
 fn normalise(num: &[f64], c: usize, fallback: &[f64]) -> Vec<f64> {
     let mut next = vec![0.0; num.len()];
@@ -400,6 +673,196 @@ fn squarem(
     out
 }
 
+/// Solves `a z = rhs` for each of the `nrhs` columns of `rhs` (`K x nrhs`, row-major) through
+/// the inverse of `a` (`K x K`, small); `None` if `a` is singular.
+fn solve_many(a: &[f64], k: usize, rhs: &[f64], nrhs: usize) -> Option<Vec<f64>> {
+    let mut work = a.to_vec();
+    let mut inv = vec![0.0; k * k];
+    if !invert(&mut work, k, &mut inv) {
+        return None;
+    }
+    let mut out = vec![0.0; k * nrhs];
+    for i in 0..k {
+        for l in 0..k {
+            let v = inv[i * k + l];
+            if v != 0.0 {
+                for j in 0..nrhs {
+                    out[i * nrhs + j] += v * rhs[l * nrhs + j];
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Newton's method on the fixed-point equation `M(p) = p` of the EM map, with the exact
+/// derivative of the mode E-step ([`e_step_jac`]); the derivative is reused while it keeps
+/// halving the residual (chord steps, one plain E-step each) and recomputed otherwise. A step
+/// that does not reduce the residual is halved (three times at most), then replaced by an EM
+/// step. Each E-step (plain or with the derivative) counts as one step.
+fn newton(
+    d: &Data,
+    w: Option<&[f64]>,
+    mut p: Vec<f64>,
+    bstate: &mut [f64],
+    share: &[f64],
+    tol: f64,
+    max_steps: usize,
+) -> Phase {
+    let c = d.c;
+    let k = d.r * c;
+    let mut row_tot = vec![0.0f64; d.r];
+    for u in 0..d.u {
+        let wu = w.map_or(1.0, |w| w[u]);
+        for (g, &x) in d.xu(u).iter().enumerate() {
+            row_tot[g] += wu * x;
+        }
+    }
+    project(&mut p, c);
+    let mut steps = 0usize;
+    let mut out = Phase {
+        p: Vec::new(),
+        steps: 0,
+        max_change: f64::INFINITY,
+        loglik: f64::NAN,
+        loglik_change: f64::NAN,
+        converged: false,
+    };
+    // The current (I - J) inverse, and M(p) at the current p when already known.
+    let mut inv: Option<Vec<f64>> = None;
+    let mut known: Option<(Vec<f64>, f64)> = None;
+    let mut last_ll = f64::NAN;
+    while steps < max_steps {
+        let (mp, ll) = match known.take() {
+            Some(v) => v,
+            None => {
+                steps += 1;
+                if inv.is_none() {
+                    let (num, jt, _) = e_step_jac(d, &p, w, bstate, false);
+                    let mut a = newton_matrix(&jt, &row_tot, c);
+                    let mut iv = vec![0.0; k * k];
+                    inv = invert(&mut a, k, &mut iv).then_some(iv);
+                    // The log-likelihood is not needed on the way; NaN until the last step.
+                    (normalise(&num, c, &p), f64::NAN)
+                } else {
+                    let (num, ll, _) = e_step(d, &p, w, EStep::Mode, bstate, false);
+                    (normalise(&num, c, &p), ll)
+                }
+            }
+        };
+        let ch = change(&mp, &p, share, c);
+        out.max_change = ch;
+        out.loglik = ll;
+        out.loglik_change = ll - last_ll;
+        last_ll = ll;
+        if ch <= tol {
+            out.converged = true;
+            break;
+        }
+        let Some(iv) = inv.as_ref() else {
+            // Singular derivative: one EM step, then try again.
+            p = mp;
+            project(&mut p, c);
+            continue;
+        };
+        let resid: Vec<f64> = mp.iter().zip(&p).map(|(a, b)| a - b).collect();
+        let delta: Vec<f64> = (0..k)
+            .map(|i| (0..k).map(|j| iv[i * k + j] * resid[j]).sum())
+            .collect();
+        let mut accepted = false;
+        let mut lambda = 1.0;
+        for _ in 0..4 {
+            let mut pn: Vec<f64> = p.iter().zip(&delta).map(|(a, b)| a + lambda * b).collect();
+            project(&mut pn, c);
+            let (num, lln, _) = e_step(d, &pn, w, EStep::Mode, bstate, false);
+            steps += 1;
+            let mn = normalise(&num, c, &pn);
+            let chn = change(&mn, &pn, share, c);
+            if chn.is_finite() && chn < ch {
+                // Keep the derivative while it at least halves the residual.
+                if chn > 0.5 * ch {
+                    inv = None;
+                }
+                p = pn;
+                known = Some((mn, lln));
+                accepted = true;
+                break;
+            }
+            lambda *= 0.5;
+        }
+        if !accepted {
+            // The derivative is stale or the step too long: an EM step from p, fresh derivative.
+            p = mp;
+            project(&mut p, c);
+            inv = None;
+        }
+    }
+    out.p = p;
+    out.steps = steps;
+    out
+}
+
+/// The cluster (unit) sandwich covariance of the EM fixed point `p` (`K x K`): `p` solves
+/// `Σ_u ψ_u(p) = 0`; resampling units moves that sum by about `Σ_u (w_u − 1) ψ_u`, whose
+/// covariance is `S = Σ_u ψ_u ψ_uᵀ` (times `U / (U − 1)`), so
+/// `Var p ≈ (I − J)⁻¹ D S D (I − J)⁻ᵀ` with `J = ∂M/∂p` and `D = diag(1 / X_g)`: the
+/// linearisation of the unit bootstrap, without a re-solve. `None` if `I − J` is singular.
+/// `bstate`: each unit's fitting factors near `p` (from the fit; `None` = one more pass first).
+pub(crate) fn sandwich(d: &Data, p: &[f64], bstate: Option<Vec<f64>>) -> Option<Vec<f64>> {
+    let (r, c) = (d.r, d.c);
+    let k = r * c;
+    let mut bstate = match bstate {
+        Some(b) if b.len() == d.u * c => b,
+        _ => {
+            let mut b = vec![0.0f64; d.u * c];
+            let _ = e_step(d, p, None, EStep::Mode, &mut b, false);
+            b
+        }
+    };
+    let (_, jt, sm) = e_step_jac(d, p, None, &mut bstate, true);
+    let sm = sm?;
+    let a = newton_matrix(&jt, &d.row_tot, c);
+    let corr = if d.u > 1 {
+        d.u as f64 / (d.u as f64 - 1.0)
+    } else {
+        1.0
+    };
+    // D S D.
+    let mut dsd = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..k {
+            let (xi, xj) = (d.row_tot[i / c], d.row_tot[j / c]);
+            if xi > 0.0 && xj > 0.0 {
+                dsd[i * k + j] = corr * sm[i * k + j] / (xi * xj);
+            }
+        }
+    }
+    // B = (I - J)^-1; V = B (D S D) B^T.
+    let mut eye = vec![0.0; k * k];
+    for i in 0..k {
+        eye[i * k + i] = 1.0;
+    }
+    let b = solve_many(&a, k, &eye, k)?;
+    let mut bs = vec![0.0; k * k];
+    for i in 0..k {
+        for l in 0..k {
+            let v = b[i * k + l];
+            if v != 0.0 {
+                for j in 0..k {
+                    bs[i * k + j] += v * dsd[l * k + j];
+                }
+            }
+        }
+    }
+    let mut v = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..k {
+            v[i * k + j] = (0..k).map(|l| bs[i * k + l] * b[j * k + l]).sum();
+        }
+    }
+    Some(v)
+}
+
 /// Fits the model on `d` (unit weights `w`, `None` = all 1) from `start` (`None`: on large
 /// inputs, the fit of a strided subsample of ~5,000 units; otherwise the neutral start).
 pub(crate) fn fit(
@@ -408,6 +871,18 @@ pub(crate) fn fit(
     w: Option<&[f64]>,
     cfg: &EmConfig,
     keep_units: bool,
+) -> EmFit {
+    fit_with(d, start, w, cfg, keep_units, &|_| {})
+}
+
+/// [`fit`], calling `step(n)` after each pass over the units (`n` passes so far in the phase).
+pub(crate) fn fit_with(
+    d: &Data,
+    start: Option<&[f64]>,
+    w: Option<&[f64]>,
+    cfg: &EmConfig,
+    keep_units: bool,
+    step: &(dyn Fn(usize) + Sync),
 ) -> EmFit {
     let c = d.c;
     let p0 = match start {
@@ -436,7 +911,10 @@ pub(crate) fn fit(
     let mut iterations = 0;
     // Phase 1, from a cold start only: multinomial steps to get near.
     let p1 = if start.is_none() {
+        let mut n = 0;
         let ph = squarem(p0, c, &share, cfg.tol.max(1e-4), cfg.max_iter, |p| {
+            n += 1;
+            step(n);
             let (num, ll, _) = e_step(d, p, w, EStep::Mult, &mut bstate, false);
             (normalise(&num, c, p), ll)
         });
@@ -446,10 +924,17 @@ pub(crate) fn fit(
         p0
     };
     // Phase 2: mode steps to the fixed point.
-    let ph = squarem(p1, c, &share, cfg.tol, cfg.max_iter, |p| {
-        let (num, ll, _) = e_step(d, p, w, EStep::Mode, &mut bstate, false);
-        (normalise(&num, c, p), ll)
-    });
+    let ph = if cfg.newton {
+        newton(d, w, p1, &mut bstate, &share, cfg.tol, cfg.max_iter)
+    } else {
+        let mut n = 0;
+        squarem(p1, c, &share, cfg.tol, cfg.max_iter, |p| {
+            n += 1;
+            step(n);
+            let (num, ll, _) = e_step(d, p, w, EStep::Mode, &mut bstate, false);
+            (normalise(&num, c, p), ll)
+        })
+    };
     iterations += ph.steps;
     // The reported table: the E-step at the returned p (one more pass).
     let (votes, ll, units) = e_step(d, &ph.p, w, EStep::Mode, &mut bstate, keep_units);
@@ -466,6 +951,7 @@ pub(crate) fn fit(
         max_change: if ph.converged { ph.max_change } else { last },
         converged: ph.converged || last <= cfg.tol,
         units,
+        bstate,
     }
 }
 
@@ -556,5 +1042,99 @@ mod tests {
         let b = fit(&d, None, Some(&w), &tight, false);
         assert!(a.converged && b.converged);
         assert!(max_abs_diff(&a.p, &b.p) < 1e-6, "{:?} vs {:?}", a.p, b.p);
+    }
+
+    #[test]
+    fn derivative_of_the_mode_e_step_matches_finite_differences() {
+        let (m, _) = planted(40, 13);
+        let d = Data::new(&m);
+        let (c, k) = (d.c, d.r * d.c);
+        let p = vec![0.6, 0.3, 0.1, 0.2, 0.7, 0.1, 0.25, 0.35, 0.4];
+        let mut b = vec![0.0; d.u * c];
+        let (_, jt, _) = e_step_jac(&d, &p, None, &mut b, false);
+        let table = |q: &[f64]| {
+            let mut b = vec![0.0; d.u * c];
+            // Repeated passes from warm factors: each unit's table fitted well below the step.
+            for _ in 0..5 {
+                e_step(&d, q, None, EStep::Mode, &mut b, false);
+            }
+            e_step(&d, q, None, EStep::Mode, &mut b, false).0
+        };
+        let scale = jt.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+        assert!(scale > 0.0);
+        for col in 0..k {
+            let h = 1e-4 * p[col];
+            let (mut up, mut dn) = (p.clone(), p.clone());
+            up[col] += h;
+            dn[col] -= h;
+            let (tu, td) = (table(&up), table(&dn));
+            for a in 0..k {
+                let fd = (tu[a] - td[a]) / (2.0 * h);
+                let an = jt[a * k + col];
+                assert!(
+                    (fd - an).abs() <= 1e-3 * scale,
+                    "cell {a} wrt {col}: finite difference {fd}, derivative {an}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn newton_reaches_the_squarem_fixed_point() {
+        let (m, _) = planted(200, 21);
+        let d = Data::new(&m);
+        let tight = EmConfig {
+            tol: 1e-10,
+            newton: true,
+            ..EmConfig::default()
+        };
+        let f = fit(&d, None, None, &tight, false);
+        assert!(f.converged);
+        let share: Vec<f64> = d.row_tot.iter().map(|v| v / d.total).collect();
+        let mut b = vec![0.0; d.u * d.c];
+        let sq = squarem(neutral_start(&d), d.c, &share, 1e-10, 20_000, |p| {
+            let (num, ll, _) = e_step(&d, p, None, EStep::Mode, &mut b, false);
+            (normalise(&num, d.c, p), ll)
+        });
+        assert!(sq.converged);
+        assert!(
+            max_abs_diff(&f.p_em, &sq.p) < 1e-6,
+            "{:?} vs {:?}",
+            f.p_em,
+            sq.p
+        );
+        assert!(f.iterations < sq.steps, "{} vs {}", f.iterations, sq.steps);
+    }
+
+    #[test]
+    fn sandwich_matches_the_spread_of_resolved_bootstrap_replicates() {
+        use rand::Rng;
+        let (m, _) = planted(300, 17);
+        let d = Data::new(&m);
+        let f = fit(&d, None, None, &EmConfig::default(), false);
+        let v = sandwich(&d, &f.p_em, None).unwrap();
+        let k = d.r * d.c;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let reps: Vec<Vec<f64>> = (0..200)
+            .map(|_| {
+                let mut w = vec![0.0; d.u];
+                (0..d.u).for_each(|_| w[rng.gen_range(0..d.u)] += 1.0);
+                let tight = EmConfig {
+                    tol: 1e-9,
+                    ..EmConfig::default()
+                };
+                fit(&d, Some(&f.p_em), Some(&w), &tight, false).p
+            })
+            .collect();
+        for q in 0..k {
+            let mean = reps.iter().map(|r| r[q]).sum::<f64>() / reps.len() as f64;
+            let var =
+                reps.iter().map(|r| (r[q] - mean).powi(2)).sum::<f64>() / (reps.len() - 1) as f64;
+            let ratio = (v[q * k + q] / var).sqrt();
+            assert!(
+                (0.75..1.33).contains(&ratio),
+                "cell {q}: sandwich sd / bootstrap sd = {ratio}"
+            );
+        }
     }
 }

@@ -129,6 +129,10 @@ pub struct Options {
     /// How [`estimate`] balances margins whose per-unit totals differ (default
     /// [`Balance::Net`]); margins that balance are used as they are.
     pub balance: Balance,
+    /// em: the interval by the unit bootstrap (each of `bootstrap` replicates re-solved) instead
+    /// of the default unit-clustered sandwich interval (no re-solve; see `interval` in the
+    /// result). With `bootstrap` = 0 em reports no interval either way.
+    pub em_bootstrap: bool,
 }
 
 impl Default for Options {
@@ -144,6 +148,7 @@ impl Default for Options {
             bootstrap: 200,
             bootstrap_unit_budget: 50_000,
             balance: Balance::default(),
+            em_bootstrap: false,
         }
     }
 }
@@ -242,6 +247,13 @@ fn check(m: &Margins) -> Result<(), InputError> {
     Ok(())
 }
 
+/// `interval` of em by default.
+pub const SANDWICH_INTERVAL: &str = "95% sandwich interval (variance of the EM fixed point \
+     over resamples of units, linearised: no re-solve; normal approximation)";
+
+/// The 97.5% normal quantile.
+const Z95: f64 = 1.959_963_984_540_054;
+
 /// `interval` of the LP methods without bootstrap.
 const DD_INTERVAL: &str = "duncan-davis bounds";
 
@@ -249,10 +261,33 @@ fn grid(v: &[f64], nc: usize) -> Vec<Vec<f64>> {
     v.chunks(nc).map(|r| r.to_vec()).collect()
 }
 
+/// What [`estimate_with_progress`] is doing (for a caller that shows progress; this crate
+/// never prints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The point estimate of `method` started (LP methods report nothing finer).
+    Fit { method: Method },
+    /// em: `step` passes over the units so far in the current phase (at most `max`).
+    EmStep { step: usize, max: usize },
+    /// The em sandwich interval is being computed (one pass over the units).
+    Sandwich,
+    /// Bootstrap replicates done so far, of `of` (replicates finish in any order).
+    Bootstrap { done: usize, of: usize },
+}
+
 /// Estimates the transfer table of `m` with `opts.method`. Units whose two margins differ are
 /// first balanced by `opts.balance` ([`Margins::balanced`]); the result says what that did
 /// (`balance`).
 pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputError> {
+    estimate_with_progress(m, opts, &|_| {})
+}
+
+/// [`estimate`], reporting what it is doing through `progress` (called from worker threads).
+pub fn estimate_with_progress(
+    m: &Margins,
+    opts: &Options,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<TransferResult, InputError> {
     let (m, balance) = m.balanced(opts.balance)?;
     let m: &Margins = &m;
     check(m)?;
@@ -273,6 +308,9 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
             ));
         }
     }
+    progress(Progress::Fit {
+        method: opts.method,
+    });
     // The LP family starts from the lphom fit; em does not need it.
     let fit = (opts.method != Method::Em).then(|| lp::lphom(&d, opts.exact_lp_max_cells));
     let mut lp_info = fit.as_ref().map(|fit| LpInfo {
@@ -286,6 +324,7 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
     let row_votes =
         |p: &[f64]| -> Vec<f64> { (0..nr * nc).map(|q| p[q] * d.row_tot[q / nc]).collect() };
     let mut em_info = None;
+    let mut em_bstate = None;
     let mut unit_flat: Option<Vec<f64>> = None;
     let (p, votes, interval) = match opts.method {
         Method::Lphom => {
@@ -306,7 +345,10 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
             (rf.p, rf.votes, DD_INTERVAL.to_string())
         }
         Method::Em => {
-            let ef = em::fit(&d, None, None, &opts.em, opts.keep_unit_tables);
+            let max = opts.em.max_iter;
+            let ef = em::fit_with(&d, None, None, &opts.em, opts.keep_unit_tables, &|step| {
+                progress(Progress::EmStep { step, max })
+            });
             if !ef.converged {
                 notes.push(format!(
                     "em: not converged after {} EM steps (last largest change {:.2e} > {:.0e})",
@@ -325,6 +367,7 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
                 converged: ef.converged,
             });
             unit_flat = ef.units;
+            em_bstate = Some(ef.bstate);
             // The em replicates of the bootstrap start from the EM fixed point.
             p_lp = ef.p_em;
             (ef.p, ef.votes, DD_INTERVAL.to_string())
@@ -337,8 +380,33 @@ pub fn estimate(m: &Margins, opts: &Options) -> Result<TransferResult, InputErro
             let reps = boot::replicates_for(d.u, opts.bootstrap, opts.bootstrap_unit_budget);
             if reps == 0 {
                 (None, None, interval)
+            } else if method == Method::Em && !opts.em_bootstrap {
+                progress(Progress::Sandwich);
+                match em::sandwich(&d, &p_lp, em_bstate.take()) {
+                    Some(v) => {
+                        let k = nr * nc;
+                        let (mut lo, mut hi) = (vec![0.0; k], vec![0.0; k]);
+                        for q in 0..k {
+                            let se = v[q * k + q].max(0.0).sqrt();
+                            let (g, j) = (q / nc, q % nc);
+                            // Within [0, 1] and the Duncan–Davis bounds (where the truth is
+                            // whatever the model), and around the reported estimate.
+                            lo[q] = (p[q] - Z95 * se).max(b.lower[g][j]).min(p[q]);
+                            hi[q] = (p[q] + Z95 * se).min(b.upper[g][j]).max(p[q]);
+                        }
+                        (Some(lo), Some(hi), SANDWICH_INTERVAL.to_string())
+                    }
+                    None => {
+                        notes.push(
+                            "em: the sandwich variance is singular (a direction of the table the \
+                             data do not identify); the interval is the Duncan–Davis bounds"
+                                .to_string(),
+                        );
+                        (None, None, interval)
+                    }
+                }
             } else {
-                let bi = boot::run(&d, &p_lp, method, opts, reps);
+                let bi = boot::run(&d, &p_lp, method, opts, reps, progress);
                 // A cell no replicate could estimate (its row empty in every resample) keeps its
                 // Duncan–Davis bounds rather than a NaN. A percentile can fall on the wrong side
                 // of the point estimate (an LP estimate sitting on the simplex boundary, at 0,
@@ -455,7 +523,16 @@ impl TwoRoundMargins {
     /// [`estimate`] on the margins; `units_dropped` also counts the units present in only one
     /// round, and `notes` / `rules_applied` say what was dropped and which input rules applied.
     pub fn estimate(&self, opts: &Options) -> Result<TransferResult, InputError> {
-        let mut res = estimate(&self.margins, opts)?;
+        self.estimate_with_progress(opts, &|_| {})
+    }
+
+    /// [`TwoRoundMargins::estimate`] reporting through `progress` ([`estimate_with_progress`]).
+    pub fn estimate_with_progress(
+        &self,
+        opts: &Options,
+        progress: &(dyn Fn(Progress) + Sync),
+    ) -> Result<TransferResult, InputError> {
+        let mut res = estimate_with_progress(&self.margins, opts, progress)?;
         res.units_dropped += self.units_dropped;
         if !self.only_in_round1.is_empty() {
             res.notes.push(format!(

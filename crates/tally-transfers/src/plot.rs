@@ -58,13 +58,16 @@ pub fn write_png(r: &TransferResult, path: &Path) -> Result<(), PlotError> {
         return Err(e);
     }
     let (nr, nc) = (r.rows.len(), r.cols.len());
-    let (cw, ch) = (170i32, 78i32);
+    // With the methods' spread, each cell gets a fourth line (their range) and a wider
+    // cell is outlined in orange when that range is wider than the cell's interval.
+    let spread = r.spread.as_ref().filter(|sp| sp.compared.len() > 1);
+    let (cw, ch) = (170i32, if spread.is_some() { 98i32 } else { 78i32 });
     let left =
         (40 + 10 * r.rows.iter().map(|s| s.chars().count()).max().unwrap_or(4) as i32).max(190);
     let top = 120i32;
     let scale_w = 150i32;
     let width = (left + cw * nc as i32 + scale_w) as u32;
-    let height = (top + ch * nr as i32 + 50) as u32;
+    let height = (top + ch * nr as i32 + if spread.is_some() { 84 } else { 50 }) as u32;
     let root = BitMapBackend::new(path, (width, height)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let font = |size: f64| FontDesc::new(FontFamily::Name(FAMILY), size, FontStyle::Normal);
@@ -185,6 +188,29 @@ pub fn write_png(r: &TransferResult, path: &Path) -> Result<(), PlotError> {
                 &fg,
             )
             .map_err(err)?;
+            if let Some(sp) = spread {
+                let cell = &sp.cells[i][j];
+                text(
+                    &format!("methods {:.1}–{:.1}", 100.0 * cell.min, 100.0 * cell.max),
+                    cx,
+                    y0 + 82,
+                    12.0,
+                    centre,
+                    &fg,
+                )
+                .map_err(err)?;
+                // The same rule as the warnings: a range wider than the interval, in a cell
+                // holding at least 1% of the row by some method.
+                let wider =
+                    cell.max >= 0.01 && cell.max - cell.min > r.upper[i][j] - r.lower[i][j] + 1e-9;
+                if wider {
+                    root.draw(&Rectangle::new(
+                        [(x0 + 2, y0 + 2), (x0 + cw - 2, y0 + ch - 2)],
+                        ShapeStyle::from(&RGBColor(230, 120, 0)).stroke_width(3),
+                    ))
+                    .map_err(err)?;
+                }
+            }
         }
     }
     // Colour scale.
@@ -228,6 +254,28 @@ pub fn write_png(r: &TransferResult, path: &Path) -> Result<(), PlotError> {
         &RGBColor(80, 80, 80),
     )
     .map_err(err)?;
+    if let Some(sp) = spread {
+        let lines = [
+            format!(
+                "methods = lowest–highest percent of the row across {}",
+                sp.compared.join(", ")
+            ),
+            "orange outline: the methods range is wider than the interval (the answer depends \
+             on the method)"
+                .to_string(),
+        ];
+        for (l, line) in lines.iter().enumerate() {
+            text(
+                line,
+                left,
+                top + sh + 44 + 18 * l as i32,
+                13.0,
+                Pos::new(HPos::Left, VPos::Center),
+                &RGBColor(80, 80, 80),
+            )
+            .map_err(err)?;
+        }
+    }
     root.present().map_err(err)?;
     Ok(())
 }

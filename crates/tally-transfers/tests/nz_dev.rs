@@ -9,7 +9,9 @@
 //! `NZ_BOOT` bootstrap replicates (default 20), to keep the test well under a minute in CI's
 //! debug build (tally-transfers is optimised even there, see the workspace Cargo.toml).
 //! Skipped (with a message) when the folder is absent; in CI it is present. `NZ_METHODS=a,b`
-//! measures a subset of methods.
+//! measures a subset of methods. em's default interval (the sandwich) needs no re-solve, so its
+//! coverage is also measured on all 36; `NZ_EM_BOOT=1` measures em's re-solving bootstrap
+//! instead, `NZ_NEWTON=1` em run to its fixed point by Newton's method.
 
 #![allow(clippy::needless_range_loop)]
 
@@ -24,6 +26,14 @@ fn env(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+fn r_interval_kind(boot: bool) -> &'static str {
+    if boot {
+        "bootstrap"
+    } else {
+        "sandwich"
+    }
 }
 
 #[test]
@@ -54,12 +64,21 @@ fn nz_dev_half_accuracy_and_coverage() {
     for method in methods {
         let t = Instant::now();
         let (mut sum, mut worst, mut covered, mut cells) = (0.0, 0.0f64, 0usize, 0usize);
+        // em's default interval needs no re-solve: measured on all 36 electorates too.
+        let (mut covered_all, mut cells_all) = (0usize, 0usize);
+        let em_boot = std::env::var("NZ_EM_BOOT").is_ok();
         for (k, e) in electorates.iter().enumerate() {
             let with_interval = k % 9 == 0;
+            let sandwich = method == Method::Em && !em_boot;
             let opts = Options {
                 method,
-                bootstrap: if with_interval { boot } else { 0 },
+                bootstrap: if with_interval || sandwich { boot } else { 0 },
                 bootstrap_unit_budget: 0,
+                em_bootstrap: em_boot,
+                em: tally_transfers::EmConfig {
+                    newton: std::env::var("NZ_NEWTON").is_ok(),
+                    ..Default::default()
+                },
                 ..Options::default()
             };
             let r = estimate(&e.margins, &opts).unwrap();
@@ -67,27 +86,30 @@ fn nz_dev_half_accuracy_and_coverage() {
             if std::env::var("NZ_VERBOSE").is_ok() {
                 if let Some(em) = &r.em {
                     println!(
-                        "{}: {mis:.2}% em {} steps, change {:.1e}, ll change {:.1e}",
-                        e.name, em.iterations, em.max_change, em.loglik_change
+                        "{}: {mis:.2}% em {} steps, change {:.1e}, ll change {:.1e}; {}",
+                        e.name, em.iterations, em.max_change, em.loglik_change, r.interval
                     );
                 }
             }
             sum += mis;
             worst = worst.max(mis);
-            if !with_interval {
+            if !with_interval && !sandwich {
                 continue;
             }
-            for (g, row) in e.truth.iter().enumerate() {
-                let rt: f64 = row.iter().sum();
-                if rt <= 0.0 {
-                    continue;
-                }
-                for (c, &v) in row.iter().enumerate() {
-                    let p = v / rt;
-                    cells += 1;
-                    covered += (r.lower[g][c] - 1e-9 <= p && p <= r.upper[g][c] + 1e-9) as usize;
-                }
+            let (cov, n) = nz::coverage(&r, &e.truth);
+            covered_all += cov;
+            cells_all += n;
+            if with_interval {
+                covered += cov;
+                cells += n;
             }
+        }
+        if method == Method::Em && cells_all > cells {
+            println!(
+                "em ({}): the interval covers {:.1}% of {cells_all} cells on all 36 electorates",
+                r_interval_kind(em_boot),
+                100.0 * covered_all as f64 / cells_all as f64
+            );
         }
         let mean = sum / electorates.len() as f64;
         if method == DEFAULT_METHOD {

@@ -105,6 +105,43 @@ fn png_is_written() {
     assert!(bytes.len() > 5_000);
 }
 
+#[test]
+fn png_shows_the_methods_spread_when_computed() {
+    let mut r = estimate(&small(), &Options::default()).unwrap();
+    let others: Vec<_> = [Method::Lphom, Method::Nslphom]
+        .into_iter()
+        .map(|method| {
+            estimate(
+                &small(),
+                &Options {
+                    method,
+                    bootstrap: 0,
+                    ..Options::default()
+                },
+            )
+            .unwrap()
+        })
+        .collect();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let (plain, with) = (
+        dir.join("transfers_plain.png"),
+        dir.join("transfers_spread.png"),
+    );
+    write_png(&r, &plain).unwrap();
+    tally_transfers::compare_methods(&mut r, &others, Vec::new());
+    write_png(&r, &with).unwrap();
+    // PNG header: width and height are the big-endian u32 at bytes 16 and 20.
+    let size = |p: &std::path::Path| {
+        let b = std::fs::read(p).unwrap();
+        let h = u32::from_be_bytes([b[20], b[21], b[22], b[23]]);
+        (b, h)
+    };
+    let ((a, ha), (b, hb)) = (size(&plain), size(&with));
+    // One more line per cell and the legend: a taller picture with other pixels.
+    assert!(hb > ha, "{hb} vs {ha}");
+    assert_ne!(a, b);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 

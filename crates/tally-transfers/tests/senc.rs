@@ -84,7 +84,7 @@ fn run(method: Method) -> (f64, Option<f64>, tally_transfers::TransferResult) {
     let opts = Options {
         method,
         keep_unit_tables: true,
-        // The bootstrap is measured once, on the default method (senc_tslphom).
+        // The interval is measured on tslphom (bootstrap) and em (its default sandwich).
         bootstrap: if matches!(method, Method::Tslphom | Method::Em) {
             200
         } else {
@@ -211,5 +211,6 @@ fn senc_em() {
             covered += (res.lower[r][c] <= t && t <= res.upper[r][c]) as usize;
         }
     }
-    println!("senc em bootstrap: {covered}/9 true cells covered");
+    assert!(res.interval.starts_with("95% sandwich interval"));
+    println!("senc em sandwich interval: {covered}/9 true cells covered");
 }

@@ -104,3 +104,22 @@ pub fn misallocation(votes: &[Vec<f64>], truth: &[Vec<f64>]) -> f64 {
     }
     100.0 * err / (2.0 * tot)
 }
+
+/// (covered, cells): how many true proportions of the non-empty rows lie in the result's
+/// interval (`lower`..`upper`).
+#[allow(dead_code)]
+pub fn coverage(r: &tally_transfers::TransferResult, truth: &[Vec<f64>]) -> (usize, usize) {
+    let (mut covered, mut cells) = (0, 0);
+    for (g, row) in truth.iter().enumerate() {
+        let rt: f64 = row.iter().sum();
+        if rt <= 0.0 {
+            continue;
+        }
+        for (c, &v) in row.iter().enumerate() {
+            let p = v / rt;
+            cells += 1;
+            covered += (r.lower[g][c] - 1e-9 <= p && p <= r.upper[g][c] + 1e-9) as usize;
+        }
+    }
+    (covered, cells)
+}
