@@ -248,7 +248,7 @@ fn read_round(path: &std::path::Path, number: u8) -> Option<tally_model::Round> 
         let votes: Option<Vec<u64>> = (first..head.len()).map(n).collect();
         let Some(votes) = votes else { continue };
         round.push(
-            f[id].to_string(),
+            f[id],
             ROOT,
             SheetStatus::Counted,
             0,
