@@ -27,6 +27,7 @@ pub use read::{decode, decode_limited, read_input, read_input_limited, DEFAULT_M
 use parse::{parse_block, split, Chunk, Cursor, ParseContext, Table};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use tally_model::report::SheetStats;
@@ -217,7 +218,7 @@ pub fn import_path_limited(
         blocks.recycle(spent);
         blocks.next().transpose()
     };
-    let mut import = import_csv(buf, eof, &mut next_block, rows_hint, path, opts)?;
+    let mut import = import_csv(Cow::Owned(buf), eof, &mut next_block, rows_hint, path, opts)?;
     if !rows_to_restore(&import.rounds).is_empty() {
         // Rare (E105 with different numbers): the file is read once more for those rows' text.
         let data = read_input_limited(path, limit)?;
@@ -246,7 +247,14 @@ pub fn import_bytes(
         return nist::import_nist(data, file, opts, opts.contest);
     }
     let mut no_more = |_| Ok(None);
-    let mut import = import_csv(data.to_vec(), true, &mut no_more, data.len(), file, opts)?;
+    let mut import = import_csv(
+        Cow::Borrowed(data),
+        true,
+        &mut no_more,
+        data.len(),
+        file,
+        opts,
+    )?;
     restore_raw_text(data, &mut import.rounds);
     Ok(import)
 }
@@ -257,7 +265,7 @@ pub fn import_bytes(
 /// after its last complete record and parsed on all cores onto the end of one table; the rest
 /// is carried to the front of the next block.
 fn import_csv(
-    mut buf: Vec<u8>,
+    mut buf: Cow<'_, [u8]>,
     mut eof: bool,
     more: &mut dyn FnMut(Vec<u8>) -> Result<Option<Vec<u8>>, ImportError>,
     size_hint: usize,
@@ -332,10 +340,11 @@ fn import_csv(
                 start = read::HEADROOM - carry;
                 block[start..read::HEADROOM].copy_from_slice(&buf[end..]);
                 // Handed back to the reader with the next call.
-                spent = std::mem::replace(&mut buf, block);
+                spent = std::mem::replace(&mut buf, Cow::Owned(block)).into_owned();
             }
             Some(block) => {
                 // A record longer than the headroom: carry it the slow way.
+                let buf = buf.to_mut();
                 buf.drain(..end);
                 buf.extend_from_slice(&block[read::HEADROOM..]);
                 start = 0;
