@@ -210,6 +210,26 @@ fn unit_mode(x: &[f64], y: &[f64], p: &[f64], b: &mut [f64], t: &mut [f64]) -> f
     ll
 }
 
+/// Runs `chunk` over the units in chunks of `CHUNK` (each with its slice of `bstate`, `c` values
+/// a unit), on all cores; one chunk runs on the caller's thread (small inputs run thousands of
+/// steps, and a thread hand-off each step would cost more than the work).
+fn by_chunks<T: Send>(
+    units: usize,
+    c: usize,
+    bstate: &mut [f64],
+    chunk: impl Fn(usize, &mut [f64]) -> T + Sync,
+) -> Vec<T> {
+    if units <= CHUNK {
+        vec![chunk(0, bstate)]
+    } else {
+        bstate
+            .par_chunks_mut(CHUNK * c)
+            .enumerate()
+            .map(|(ci, bs)| chunk(ci, bs))
+            .collect()
+    }
+}
+
 /// One E-step over the units at `p` (`bstate`: the mode tables' column factors, `U x C`): the aggregate table (row-major, votes; unit weights `w`,
 /// `None` = all 1), the log-likelihood at `p`, and with `keep` the unit tables.
 fn e_step(
@@ -247,16 +267,7 @@ fn e_step(
         }
         (num, ll, units)
     };
-    let parts: Vec<_> = if d.u <= CHUNK {
-        // One chunk: no thread hand-off (small inputs run thousands of steps).
-        vec![chunk(0, bstate)]
-    } else {
-        bstate
-            .par_chunks_mut(CHUNK * c)
-            .enumerate()
-            .map(|(ci, bs)| chunk(ci, bs))
-            .collect()
-    };
+    let parts = by_chunks(d.u, c, bstate, chunk);
     let mut num = vec![0.0; k];
     let mut ll = 0.0;
     let mut all = Vec::with_capacity(if keep { d.u * k } else { 0 });
@@ -490,15 +501,7 @@ fn e_step_jac(
         }
         (num, jt, sm)
     };
-    let parts: Vec<_> = if d.u <= CHUNK {
-        vec![chunk(0, bstate)]
-    } else {
-        bstate
-            .par_chunks_mut(CHUNK * c)
-            .enumerate()
-            .map(|(ci, bs)| chunk(ci, bs))
-            .collect()
-    };
+    let parts = by_chunks(d.u, c, bstate, chunk);
     let mut num = vec![0.0; k];
     let mut jt = vec![0.0; k * k];
     let mut sm = if want_s { vec![0.0; k * k] } else { Vec::new() };
