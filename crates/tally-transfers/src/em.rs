@@ -604,6 +604,20 @@ struct Phase {
     converged: bool,
 }
 
+impl Phase {
+    /// Before the first step: nothing measured, not converged.
+    fn not_started() -> Phase {
+        Phase {
+            p: Vec::new(),
+            steps: 0,
+            max_change: f64::INFINITY,
+            loglik: f64::NAN,
+            loglik_change: f64::NAN,
+            converged: false,
+        }
+    }
+}
+
 /// SQUAREM on the EM map `f` (p -> (next p, log-likelihood at p)) from `p`.
 fn squarem(
     mut p: Vec<f64>,
@@ -616,14 +630,7 @@ fn squarem(
     project(&mut p, c);
     let mut steps = 0usize;
     let mut last_ll = f64::NAN;
-    let mut out = Phase {
-        p: Vec::new(),
-        steps: 0,
-        max_change: f64::INFINITY,
-        loglik: f64::NAN,
-        loglik_change: f64::NAN,
-        converged: false,
-    };
+    let mut out = Phase::not_started();
     while steps < max_steps {
         let (p1, ll0) = f(&p);
         steps += 1;
@@ -723,14 +730,7 @@ fn newton(
     }
     project(&mut p, c);
     let mut steps = 0usize;
-    let mut out = Phase {
-        p: Vec::new(),
-        steps: 0,
-        max_change: f64::INFINITY,
-        loglik: f64::NAN,
-        loglik_change: f64::NAN,
-        converged: false,
-    };
+    let mut out = Phase::not_started();
     // The current (I - J) inverse, and M(p) at the current p when already known.
     let mut inv: Option<Vec<f64>> = None;
     let mut known: Option<(Vec<f64>, f64)> = None;
