@@ -691,18 +691,24 @@ fn solve_many(a: &[f64], k: usize, rhs: &[f64], nrhs: usize) -> Option<Vec<f64>>
     if !invert(&mut work, k, &mut inv) {
         return None;
     }
-    let mut out = vec![0.0; k * nrhs];
+    Some(mat_mul(&inv, &rhs[..k * nrhs], k, nrhs))
+}
+
+/// `a` (k x k) times `b` (k x n), row-major; zero entries of `a` are skipped (the derivatives
+/// are sparse).
+fn mat_mul(a: &[f64], b: &[f64], k: usize, n: usize) -> Vec<f64> {
+    let mut out = vec![0.0; k * n];
     for i in 0..k {
         for l in 0..k {
-            let v = inv[i * k + l];
+            let v = a[i * k + l];
             if v != 0.0 {
-                for j in 0..nrhs {
-                    out[i * nrhs + j] += v * rhs[l * nrhs + j];
+                for j in 0..n {
+                    out[i * n + j] += v * b[l * n + j];
                 }
             }
         }
     }
-    Some(out)
+    out
 }
 
 /// Newton's method on the fixed-point equation `M(p) = p` of the EM map, with the exact
@@ -846,17 +852,7 @@ pub(crate) fn sandwich(d: &Data, p: &[f64], bstate: Option<Vec<f64>>) -> Option<
         eye[i * k + i] = 1.0;
     }
     let b = solve_many(&a, k, &eye, k)?;
-    let mut bs = vec![0.0; k * k];
-    for i in 0..k {
-        for l in 0..k {
-            let v = b[i * k + l];
-            if v != 0.0 {
-                for j in 0..k {
-                    bs[i * k + j] += v * dsd[l * k + j];
-                }
-            }
-        }
-    }
+    let bs = mat_mul(&b, &dsd[..k * k], k, k);
     let mut v = vec![0.0; k * k];
     for i in 0..k {
         for j in 0..k {
