@@ -70,7 +70,7 @@ pub fn registry_of(
                     .into_iter()
                     .map(str::to_string)
                     .collect(),
-                registered: (reg != tally_model::MISSING).then_some(reg),
+                registered: (reg != tally_model::MISSING).then_some(u64::from(reg)),
             });
         }
     }

@@ -100,7 +100,7 @@ fn server_and_cli_build_the_same_report_on_poland_2020_round_2() {
     let file = import_path(&r2, &ImportOptions::default()).expect("imports");
     let round = &file.rounds[0].round;
     let s = &round.stations;
-    let opt = |v: u64| (v != MISSING).then_some(v);
+    let opt = |v: tally_model::StoredCount| (v != MISSING).then_some(v);
     let sheets: Vec<Value> = (0..round.len())
         .filter(|&i| s.status[i] == SheetStatus::Counted)
         .map(|i| {

@@ -19,8 +19,12 @@ fn raw_floor(d: &Round, leader: usize) -> u64 {
     let k = d.candidates.len();
     let mut n = 0u64;
     for s in 0..d.len() {
-        let l = st.votes[s * k + leader];
-        let (reg, cast, valid) = (st.registered[s], st.cast[s], st.valid[s]);
+        let l = u64::from(st.votes[s * k + leader]);
+        let (reg, cast, valid) = (
+            u64::from(st.registered[s]),
+            u64::from(st.cast[s]),
+            u64::from(st.valid[s]),
+        );
         if reg == 0 || cast < 100 {
             continue;
         }
@@ -35,7 +39,7 @@ fn most_votes(d: &Round) -> usize {
     let k = d.candidates.len();
     let mut totals = vec![0u64; k];
     for (i, v) in d.stations.votes.iter().enumerate() {
-        totals[i % k] += v;
+        totals[i % k] += u64::from(*v);
     }
     // The first candidate on ties, as `analyse` does.
     (0..k).fold(0, |best, c| if totals[c] > totals[best] { c } else { best })

@@ -10,6 +10,7 @@ use rand::Rng;
 use rand_distr::{Binomial, Distribution};
 use rayon::prelude::*;
 use serde::Serialize;
+use tally_model::StoredCount;
 
 /// Expected mean of the second significant digit under Benford's law.
 pub const BENFORD_SECOND_DIGIT_MEAN: f64 = 4.187;
@@ -155,8 +156,8 @@ fn share_first(freq: &[u64]) -> f64 {
 /// row-major, one entry per candidate and station, as in `tally_model::Stations::votes`).
 pub(crate) fn run(
     candidates: &[String],
-    votes: &[u64],
-    valid: &[u64],
+    votes: &[StoredCount],
+    valid: &[StoredCount],
     stations: &[usize],
     reps: usize,
     level: f64,
@@ -169,14 +170,14 @@ pub(crate) fn run(
             let mut last = [0u64; 10];
             let mut p05 = [0u64; 2]; // [ends in 0/5, other]
             for &s in stations {
-                let x = votes[s * candidates.len() + c];
+                let x = u64::from(votes[s * candidates.len() + c]);
                 if x >= MIN_COUNT {
                     if let Some(d) = second_digit(x) {
                         second[d] += 1;
                     }
                     last[(x % 10) as usize] += 1;
                 }
-                let n = valid[s];
+                let n = u64::from(valid[s]);
                 if n >= MIN_VALID_FOR_PERCENT && x > 0 && x <= n {
                     let pct = rounded_percent(x, n);
                     if pct.is_multiple_of(5) {
@@ -258,8 +259,8 @@ mod tests {
         // Counts 10..=10_009: last digits exactly uniform, so the mean is 4.5 exactly.
         let n = 10_000usize;
         // One candidate: the row-major votes column is the candidate's column.
-        let votes: Vec<u64> = (0..n as u64).map(|i| 10 + i).collect();
-        let valid = vec![1_000_000u64; n];
+        let votes: Vec<StoredCount> = (0..n as StoredCount).map(|i| 10 + i).collect();
+        let valid = vec![1_000_000 as StoredCount; n];
         let stations: Vec<usize> = (0..n).collect();
         let r = run(&["a".to_string()], &votes, &valid, &stations, 400, 0.95, 1);
         let t = &r[0];
@@ -280,8 +281,8 @@ mod tests {
     fn rounded_counts_are_detected() {
         // All counts multiples of 5: C05s = 1, far outside the interval around 0.2.
         let n = 2_000usize;
-        let votes: Vec<u64> = (0..n as u64).map(|i| 50 + 5 * (i % 300)).collect();
-        let valid = vec![5_000u64; n];
+        let votes: Vec<StoredCount> = (0..n as StoredCount).map(|i| 50 + 5 * (i % 300)).collect();
+        let valid = vec![5_000 as StoredCount; n];
         let stations: Vec<usize> = (0..n).collect();
         let r = run(&["a".to_string()], &votes, &valid, &stations, 200, 0.95, 9);
         assert!((r[0].c05s - 1.0).abs() < 1e-12);

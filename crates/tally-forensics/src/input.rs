@@ -4,7 +4,7 @@
 //! The round itself is the input (one description of a round in the whole workspace); this module
 //! only decides which of its stations are usable and caches their indices and groups.
 
-use tally_model::{AreaId, Round, SheetStatus, MAX_COUNT, MISSING};
+use tally_model::{AreaId, Round, SheetStatus, StoredCount, MAX_COUNT, MISSING};
 
 /// Why a round cannot be analysed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,7 +36,7 @@ pub enum InputError {
     BadCount {
         station: String,
         column: String,
-        value: u64,
+        value: StoredCount,
     },
     /// The round has no candidates.
     #[error("the round has no candidates")]
@@ -153,9 +153,9 @@ pub(crate) fn usable(round: &Round, group_level: Option<u8>) -> Result<Usable, I
         if !is_usable(round, i) {
             continue;
         }
-        // Counts past MAX_COUNT would overflow the exact integer windows (100 * cast, 1000 *
-        // votes); the importer never produces them, so they can only come from a hand-built round.
-        let bad = |column: String, value: u64| InputError::BadCount {
+        // A stored count past MAX_COUNT is MISSING: a used station needs every core count and
+        // vote; the importer never produces this, so it can only come from a hand-built round.
+        let bad = |column: String, value: StoredCount| InputError::BadCount {
             station: s.ids[i].to_string(),
             column,
             value,
@@ -165,7 +165,7 @@ pub(crate) fn usable(round: &Round, group_level: Option<u8>) -> Result<Usable, I
             ("cast", s.cast[i]),
             ("valid", s.valid[i]),
         ] {
-            if v > MAX_COUNT {
+            if u64::from(v) > MAX_COUNT {
                 return Err(bad(name.to_string(), v));
             }
         }
@@ -173,7 +173,7 @@ pub(crate) fn usable(round: &Round, group_level: Option<u8>) -> Result<Usable, I
             .votes_of(i)
             .iter()
             .enumerate()
-            .find(|(_, &v)| v > MAX_COUNT)
+            .find(|(_, &v)| u64::from(v) > MAX_COUNT)
         {
             return Err(bad(format!("votes of `{}`", round.candidates[c].id), v));
         }
@@ -212,7 +212,7 @@ pub(crate) fn most_votes(round: &Round, stations: &[usize]) -> usize {
     let mut totals = vec![0u64; k];
     for &i in stations {
         for (t, v) in totals.iter_mut().zip(round.votes_of(i)) {
-            *t += v;
+            *t += u64::from(*v);
         }
     }
     let mut best = 0usize;
@@ -236,10 +236,11 @@ mod tests {
             Vec::new(),
             AreaTree::new("All", vec!["region".into(), "district".into()]),
         );
-        let mut push = |id: &str, path: [&str; 2], status, core: [u64; 4], votes: [u64; 2]| {
-            let area = r.tree.leaf(&path);
-            r.push(id, area, status, 0, core, &votes, &[]);
-        };
+        let mut push =
+            |id: &str, path: [&str; 2], status, core: [StoredCount; 4], votes: [StoredCount; 2]| {
+                let area = r.tree.leaf(&path);
+                r.push(id, area, status, 0, core, &votes, &[]);
+            };
         use SheetStatus::*;
         push("s1", ["R2", "D1"], Counted, [100, 60, 0, 60], [40, 20]);
         push("s2", ["R1", "D2"], Counted, [100, MISSING, 0, 50], [30, 20]);
@@ -292,7 +293,7 @@ mod tests {
             e.to_string(),
             "group level 3, but the area tree has only 2 levels"
         );
-        r.stations.votes[1] = MAX_COUNT + 1;
+        r.stations.votes[1] = MISSING;
         let e = usable(&r, None).err().unwrap();
         assert!(
             e.to_string().starts_with("station `s1`: votes of `b` is "),

@@ -293,7 +293,11 @@ pub fn try_analyse(round: &Round, opts: &ForensicsOptions) -> Result<ForensicsRe
     let st = &round.stations;
     let k = candidates.len();
     let n = usable.index.len();
-    let lv = |s: usize| st.votes[s * k + leader];
+    // Counts widened once here: the windows below multiply them (100 * cast, 1000 * votes).
+    let lv = |s: usize| u64::from(st.votes[s * k + leader]);
+    let reg_of = |s: usize| u64::from(st.registered[s]);
+    let cast_of = |s: usize| u64::from(st.cast[s]);
+    let valid_of = |s: usize| u64::from(st.valid[s]);
     // Groups serve the neighbour comparisons always, and the per-area reports when asked for.
     let groups = usable.groups.as_ref();
     let group_of = |s: usize| groups.map(|(g, _)| g[s]);
@@ -309,27 +313,27 @@ pub fn try_analyse(round: &Round, opts: &ForensicsOptions) -> Result<ForensicsRe
     };
     let mut used = Vec::with_capacity(n);
     for &s in &usable.index {
-        if st.registered[s] == 0 {
+        if reg_of(s) == 0 {
             cov.skipped_registered_zero += 1;
-        } else if st.cast[s] == 0 {
+        } else if cast_of(s) == 0 {
             cov.skipped_cast_zero += 1;
         } else {
-            if st.valid[s] == 0 {
+            if valid_of(s) == 0 {
                 cov.valid_zero += 1;
             }
-            if st.cast[s] > st.registered[s] {
+            if cast_of(s) > reg_of(s) {
                 cov.cast_above_registered += 1;
             }
             used.push(s);
         }
     }
     cov.stations_used = used.len();
-    let turnout_of = |s: usize| (st.cast[s] as f64 / st.registered[s] as f64).min(1.0);
+    let turnout_of = |s: usize| (cast_of(s) as f64 / reg_of(s) as f64).min(1.0);
     let share_of = |s: usize| {
-        if st.valid[s] == 0 {
+        if valid_of(s) == 0 {
             None
         } else {
-            Some((lv(s) as f64 / st.valid[s] as f64).min(1.0))
+            Some((lv(s) as f64 / valid_of(s) as f64).min(1.0))
         }
     };
 
@@ -343,9 +347,9 @@ pub fn try_analyse(round: &Round, opts: &ForensicsOptions) -> Result<ForensicsRe
         leader_share: f64::NAN,
     };
     for &s in &used {
-        t.registered += st.registered[s];
-        t.cast += st.cast[s];
-        t.valid += st.valid[s];
+        t.registered += reg_of(s);
+        t.cast += cast_of(s);
+        t.valid += valid_of(s);
         t.leader_votes += lv(s);
     }
     if t.registered > 0 {
@@ -356,13 +360,13 @@ pub fn try_analyse(round: &Round, opts: &ForensicsOptions) -> Result<ForensicsRe
     }
 
     // Stations with a share: turnout, share, weight.
-    let with_share: Vec<usize> = used.iter().copied().filter(|&s| st.valid[s] > 0).collect();
+    let with_share: Vec<usize> = used.iter().copied().filter(|&s| valid_of(s) > 0).collect();
     let ts: Vec<f64> = with_share.iter().map(|&s| turnout_of(s)).collect();
     let vs: Vec<f64> = with_share
         .iter()
         .map(|&s| share_of(s).unwrap_or(0.0))
         .collect();
-    let ws: Vec<f64> = with_share.iter().map(|&s| st.cast[s] as f64).collect();
+    let ws: Vec<f64> = with_share.iter().map(|&s| cast_of(s) as f64).collect();
 
     // Fingerprint histogram and summary.
     let bins = fingerprint::BINS;
@@ -424,16 +428,15 @@ pub fn try_analyse(round: &Round, opts: &ForensicsOptions) -> Result<ForensicsRe
     let tested: Vec<usize> = used
         .iter()
         .copied()
-        .filter(|&s| st.cast[s] >= opts.min_voters)
+        .filter(|&s| cast_of(s) >= opts.min_voters)
         .collect();
     let int_stations: Vec<integer::IntegerStation> = tested
         .iter()
         .map(|&s| {
-            let turnout = (st.cast[s] <= st.registered[s]
-                && 100 * st.cast[s] <= 99 * st.registered[s])
-                .then_some((st.cast[s], st.registered[s]));
-            let share = (st.valid[s] > 0 && 100 * lv(s) <= 99 * st.valid[s])
-                .then_some((lv(s), st.valid[s]));
+            let turnout = (cast_of(s) <= reg_of(s) && 100 * cast_of(s) <= 99 * reg_of(s))
+                .then_some((cast_of(s), reg_of(s)));
+            let share = (valid_of(s) > 0 && 100 * lv(s) <= 99 * valid_of(s))
+                .then_some((lv(s), valid_of(s)));
             integer::IntegerStation {
                 turnout,
                 share,
@@ -467,9 +470,9 @@ pub fn try_analyse(round: &Round, opts: &ForensicsOptions) -> Result<ForensicsRe
     let mut share_hist_01 = vec![0u64; 1000];
     let mut turnout_hist_01 = vec![0u64; 1000];
     for &s in &tested {
-        let tb = ((st.cast[s].min(st.registered[s]) * 1000) / st.registered[s]).min(999);
+        let tb = ((cast_of(s).min(reg_of(s)) * 1000) / reg_of(s)).min(999);
         turnout_hist_01[tb as usize] += 1;
-        if let Some(sb) = (lv(s) * 1000).checked_div(st.valid[s]) {
+        if let Some(sb) = (lv(s) * 1000).checked_div(valid_of(s)) {
             share_hist_01[sb.min(999) as usize] += 1;
         }
     }
@@ -493,8 +496,8 @@ pub fn try_analyse(round: &Round, opts: &ForensicsOptions) -> Result<ForensicsRe
         .map(|(&s, &tv)| distribution::ExcessStation {
             turnout: tv,
             leader: lv(s),
-            valid: st.valid[s],
-            registered: st.registered[s],
+            valid: valid_of(s),
+            registered: reg_of(s),
         })
         .collect();
     let excess_votes =
@@ -512,9 +515,9 @@ pub fn try_analyse(round: &Round, opts: &ForensicsOptions) -> Result<ForensicsRe
         .iter()
         .map(|&s| stations::StationView {
             index: s,
-            registered: st.registered[s],
-            cast: st.cast[s],
-            valid: st.valid[s],
+            registered: reg_of(s),
+            cast: cast_of(s),
+            valid: valid_of(s),
             leader: lv(s),
             turnout: turnout_of(s),
             share: share_of(s),

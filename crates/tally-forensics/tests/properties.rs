@@ -28,7 +28,7 @@ proptest! {
     /// the coverage adds up.
     #[test]
     fn analyse_handles_awkward_stations(
-        rows in prop::collection::vec((0u64..3000, 0u64..3000, 0u64..3000, 0u64..2000), 1..60)
+        rows in prop::collection::vec((0u32..3000, 0u32..3000, 0u32..3000, 0u32..2000), 1..60)
     ) {
         let n = rows.len();
         let mut d = common::empty_round(&["a".into(), "b".into()], "area");

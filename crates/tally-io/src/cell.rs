@@ -1,7 +1,7 @@
 //! One count cell of a tally sheet: the strict integer parsing every reader shares (files, the
 //! generic column reader, layout inference), with the precise reason a cell is not a count.
 
-use tally_model::MAX_COUNT;
+use tally_model::{StoredCount, MAX_COUNT};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CountError {
@@ -12,15 +12,15 @@ pub enum CountError {
 
 /// An empty cell is `Ok(None)`. Accepts `123` and `123.0` (spreadsheet exports); rejects
 /// negatives, fractions, exponents and anything else.
-pub fn parse_count(b: &[u8]) -> Result<Option<u64>, CountError> {
-    // Fast path: up to 12 plain digits (no overflow possible, below MAX_COUNT) - nearly every cell.
-    if !b.is_empty() && b.len() <= 12 {
-        let mut v: u64 = 0;
+pub fn parse_count(b: &[u8]) -> Result<Option<StoredCount>, CountError> {
+    // Fast path: up to 9 plain digits (no overflow possible, below MAX_COUNT) - nearly every cell.
+    if !b.is_empty() && b.len() <= 9 {
+        let mut v: StoredCount = 0;
         let mut plain = true;
         for &c in b {
             let d = c.wrapping_sub(b'0');
             plain &= d <= 9;
-            v = v * 10 + u64::from(d & 15);
+            v = v * 10 + StoredCount::from(d & 15);
         }
         if plain {
             return Ok(Some(v));
@@ -30,7 +30,7 @@ pub fn parse_count(b: &[u8]) -> Result<Option<u64>, CountError> {
 }
 
 /// Whitespace, `12.0`, signs, overflow: the careful path with the precise error.
-fn parse_count_slow(b: &[u8]) -> Result<Option<u64>, CountError> {
+fn parse_count_slow(b: &[u8]) -> Result<Option<StoredCount>, CountError> {
     let b = trim(b);
     if b.is_empty() {
         return Ok(None);
@@ -54,7 +54,7 @@ fn parse_count_slow(b: &[u8]) -> Result<Option<u64>, CountError> {
     if v > MAX_COUNT {
         return Err(CountError::TooLarge);
     }
-    Ok(Some(v))
+    Ok(Some(v as StoredCount))
 }
 
 pub(crate) fn trim(mut b: &[u8]) -> &[u8] {
@@ -91,7 +91,11 @@ mod tests {
     #[test]
     fn counts_parse_strictly() {
         assert_eq!(parse_count(b"0"), Ok(Some(0)));
-        assert_eq!(parse_count(b"999999999999"), Ok(Some(999_999_999_999)));
+        assert_eq!(parse_count(b"999999999"), Ok(Some(999_999_999)));
+        // Either side of the largest count (2^32 - 2; 2^32 - 1 marks an absent one).
+        assert_eq!(parse_count(b"4294967294"), Ok(Some(4_294_967_294)));
+        assert_eq!(parse_count(b"4294967295"), Err(CountError::TooLarge));
+        assert_eq!(parse_count(b"999999999999"), Err(CountError::TooLarge));
         assert_eq!(parse_count(b"12a"), Err(CountError::NotInteger));
         assert_eq!(parse_count(b"1:2"), Err(CountError::NotInteger));
         assert_eq!(parse_count(b" 12 "), Ok(Some(12)));

@@ -103,7 +103,7 @@ pub fn columns_from_bytes(
         let count = |c: usize| -> Result<u64, ImportError> {
             let cell = rec.get(c).unwrap_or(b"");
             let problem = match parse_count(cell) {
-                Ok(Some(v)) => return Ok(v),
+                Ok(Some(v)) => return Ok(u64::from(v)),
                 Ok(None) => "empty (a count is needed)",
                 Err(e) => count_error_text(e),
             };

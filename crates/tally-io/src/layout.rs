@@ -612,10 +612,10 @@ fn infer_candidates(
                     for &c in &pool {
                         let cell = r.get(c).map(|s| s.trim()).unwrap_or("");
                         let x = crate::cell::parse_count(cell.as_bytes()).ok().flatten();
-                        acc = acc.saturating_add(x.unwrap_or(0));
+                        acc = acc.saturating_add(u64::from(x.unwrap_or(0)));
                         prefix.push(acc);
                     }
-                    Some((v, prefix))
+                    Some((u64::from(v), prefix))
                 })
                 .take(INFERENCE_ROWS)
                 .collect();

@@ -34,7 +34,9 @@ use tally_model::report::SheetStats;
 use tally_model::validate::{
     find_duplicates, validate_sheet, Duplicate, Finding, SheetInput, Verdict,
 };
-use tally_model::{AreaTree, Code, Round, Severity, SheetStatus, ValidationConfig, MISSING};
+use tally_model::{
+    AreaTree, Code, Round, Severity, SheetStatus, StoredCount, ValidationConfig, MISSING,
+};
 
 /// A problem that stops the import of a whole file (F0xx, or E107 for a column).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -744,7 +746,7 @@ fn round_from_rows(
     let mut stats = SheetStats::default();
     let mut issues: Vec<Issue> = Vec::new();
     let mut quarantine: Vec<QuarantinedRow> = Vec::new();
-    let mut votes = vec![0u64; cand_idx.len()];
+    let mut votes = vec![0 as StoredCount; cand_idx.len()];
     let ballot_ids: Vec<&str> = cand_idx
         .iter()
         .map(|&j| layout.candidates[j].1.id.as_str())

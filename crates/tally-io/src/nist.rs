@@ -16,7 +16,9 @@ use tally_model::nist::{
 };
 use tally_model::report::SheetStats;
 use tally_model::validate::{validate_sheet, Finding, SheetInput};
-use tally_model::{AreaTree, Candidate, Code, Round, SheetStatus, Verdict, MAX_COUNT, MISSING};
+use tally_model::{
+    AreaTree, Candidate, Code, Round, SheetStatus, StoredCount, Verdict, MAX_COUNT, MISSING,
+};
 
 /// True when the bytes look like JSON (the first character that is not white space is `{`): a
 /// tally-sheet CSV never starts so.
@@ -639,8 +641,30 @@ enum Where {
 
 const NONE: u32 = u32::MAX;
 
+/// An absent count while a unit's counts are gathered (in `u64`: split units are summed, and a
+/// sum may pass [`MAX_COUNT`]; [`stored_count`] then checks it).
+const ABSENT: u64 = u64::MAX;
+
+/// A gathered count as the station table stores it: [`MISSING`] when absent, E101 when a sum of
+/// split units is too large for a count.
+fn stored_count(v: u64, what: impl Fn() -> String, findings: &mut Vec<Finding>) -> StoredCount {
+    if v == ABSENT {
+        MISSING
+    } else if v > MAX_COUNT {
+        let what = what();
+        findings.push(Finding::on(
+            Code::E101,
+            [what.as_str()],
+            format!("{what} {v} is too large to be a count"),
+        ));
+        MISSING
+    } else {
+        v as StoredCount
+    }
+}
+
 fn add(acc: &mut u64, v: u64) {
-    *acc = if *acc == MISSING {
+    *acc = if *acc == ABSENT {
         v
     } else {
         acc.saturating_add(v)
@@ -775,11 +799,11 @@ fn read_contest(
             let reg = unit
                 .and_then(|u| u.voters_registered.as_ref())
                 .and_then(|v| value(v, "registered", &mut findings))
-                .unwrap_or(MISSING);
+                .unwrap_or(ABSENT);
             let part = unit
                 .and_then(|u| u.voters_participated.as_ref())
                 .and_then(|v| value(v, "cast", &mut findings))
-                .unwrap_or(MISSING);
+                .unwrap_or(ABSENT);
             sheets.push(Sheet {
                 unit: at,
                 unit_id: uid,
@@ -787,11 +811,11 @@ fn read_contest(
                 node: above,
                 registered: reg,
                 participated: part,
-                cast: MISSING,
-                invalid: MISSING,
-                split_cast: MISSING,
-                split_invalid: MISSING,
-                valid: MISSING,
+                cast: ABSENT,
+                invalid: ABSENT,
+                split_cast: ABSENT,
+                split_invalid: ABSENT,
+                valid: ABSENT,
                 extra: Vec::new(),
                 findings,
             });
@@ -835,8 +859,8 @@ fn read_contest(
         },
     };
     // Vote counts at the stations; area aggregates are recomputed, other units are E106.
-    let mut votes: Vec<u64> = vec![MISSING; n * k];
-    let mut split_votes: Vec<u64> = vec![MISSING; n * k];
+    let mut votes: Vec<u64> = vec![ABSENT; n * k];
+    let mut split_votes: Vec<u64> = vec![ABSENT; n * k];
     let mut unknown: Vec<(String, Vec<Finding>)> = Vec::new();
     let mut unknown_at: HashMap<String, usize> = HashMap::new();
     let mut split_units = 0usize;
@@ -922,7 +946,7 @@ fn read_contest(
                     }
                 };
                 if sh.extra.len() <= x {
-                    sh.extra.resize(x + 1, MISSING);
+                    sh.extra.resize(x + 1, ABSENT);
                 }
                 cast.into_iter().for_each(|v| add(&mut sh.extra[x], v));
             }
@@ -965,6 +989,7 @@ fn read_contest(
     let mut stats = SheetStats::default();
     let mut issues: Vec<Issue> = Vec::new();
     let mut quarantine: Vec<QuarantinedRow> = Vec::new();
+    let (mut stored_votes, mut stored_extra) = (Vec::with_capacity(k), Vec::with_capacity(e));
     for (si, mut sh) in sheets.into_iter().enumerate() {
         stats.rows += 1;
         let line = sh.unit.map_or(0, |u| u as u64 + 1);
@@ -972,30 +997,54 @@ fn read_contest(
         let split = &split_votes[si * k..(si + 1) * k];
         let mut summed = false;
         for j in 0..k {
-            if votes[j] == MISSING && split[j] != MISSING {
+            if votes[j] == ABSENT && split[j] != ABSENT {
                 votes[j] = split[j];
                 summed = true;
             }
         }
-        if sh.cast == MISSING && sh.split_cast != MISSING {
+        if sh.cast == ABSENT && sh.split_cast != ABSENT {
             sh.cast = sh.split_cast;
             summed = true;
         }
-        if sh.invalid == MISSING && sh.split_invalid != MISSING {
+        if sh.invalid == ABSENT && sh.split_invalid != ABSENT {
             sh.invalid = sh.split_invalid;
         }
         if summed {
             split_units += 1;
         }
-        if sh.cast == MISSING {
+        if sh.cast == ABSENT {
             sh.cast = sh.participated;
         }
-        if sh.valid == MISSING && sh.cast != MISSING && sh.invalid != MISSING {
-            sh.valid = sh.cast.checked_sub(sh.invalid).unwrap_or(MISSING);
+        if sh.valid == ABSENT && sh.cast != ABSENT && sh.invalid != ABSENT {
+            sh.valid = sh.cast.checked_sub(sh.invalid).unwrap_or(ABSENT);
         }
-        sh.extra.resize(e, MISSING);
-        let mut core = [sh.registered, sh.cast, sh.invalid, sh.valid];
+        sh.extra.resize(e, ABSENT);
         let mut findings = std::mem::take(&mut sh.findings);
+        let mut core = [0; 4];
+        for (f, (v, what)) in [sh.registered, sh.cast, sh.invalid, sh.valid]
+            .into_iter()
+            .zip(["registered", "cast", "invalid", "valid"])
+            .enumerate()
+        {
+            core[f] = stored_count(v, || what.to_string(), &mut findings);
+        }
+        stored_votes.clear();
+        for (j, &v) in votes.iter().enumerate() {
+            stored_votes.push(stored_count(
+                v,
+                || format!("votes.{}", ids[j]),
+                &mut findings,
+            ));
+        }
+        stored_extra.clear();
+        for (x, &v) in sh.extra.iter().enumerate() {
+            stored_extra.push(stored_count(
+                v,
+                || format!("extra.{}", extra_names[x]),
+                &mut findings,
+            ));
+        }
+        let votes = &mut stored_votes[..];
         if let Some(reg) = opts.registry {
             if !reg.contains(&sh.station) {
                 findings.push(Finding::new(
@@ -1056,7 +1105,7 @@ fn read_contest(
         if status != SheetStatus::Counted {
             core[1..].iter_mut().for_each(|v| *v = MISSING);
             votes.iter_mut().for_each(|v| *v = MISSING);
-            sh.extra.iter_mut().for_each(|v| *v = MISSING);
+            stored_extra.iter_mut().for_each(|v| *v = MISSING);
         }
         let area = match area_of[sh.node] {
             Some(a) => a,
@@ -1074,7 +1123,7 @@ fn read_contest(
                 a
             }
         };
-        round.push(&sh.station, area, status, line, core, votes, &sh.extra);
+        round.push(&sh.station, area, status, line, core, votes, &stored_extra);
     }
     round.tree = tree;
     // Counts for units outside the district: quarantined rows, never a silent drop.
@@ -1152,8 +1201,8 @@ fn read_contest(
 }
 
 /// The numbers of a sheet as the report gives them, for the quarantine file.
-fn raw_text(unit_id: &str, core: &[u64; 4], ids: &[&str], votes: &[u64]) -> String {
-    let n = |v: u64| {
+fn raw_text(unit_id: &str, core: &[StoredCount; 4], ids: &[&str], votes: &[StoredCount]) -> String {
+    let n = |v: StoredCount| {
         if v == MISSING {
             String::new()
         } else {
@@ -1178,7 +1227,7 @@ fn raw_text(unit_id: &str, core: &[u64; 4], ids: &[&str], votes: &[u64]) -> Stri
 
 /// The text of a sheet held back as E105, for the quarantine (a unit has no line of text).
 fn unit_text(round: &Round, i: usize) -> String {
-    let n = |v: u64| {
+    let n = |v: StoredCount| {
         if v == MISSING {
             String::new()
         } else {

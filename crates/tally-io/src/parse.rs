@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use tally_model::validate::{
     normalise_station_id, normalised_id_finding, validate_sheet, Finding, SheetInput, Verdict,
 };
-use tally_model::{Code, SheetStatus, StationIds, ValidationConfig, MISSING};
+use tally_model::{Code, SheetStatus, StationIds, StoredCount, ValidationConfig, MISSING};
 
 use crate::cell::{count_error_text, trim};
 pub use crate::cell::{parse_count, CountError};
@@ -35,10 +35,10 @@ pub struct Table {
     /// Index into the file's list of area paths.
     pub path: Vec<u32>,
     pub status: Vec<SheetStatus>,
-    pub core: [Vec<u64>; 4],
+    pub core: [Vec<StoredCount>; 4],
     /// Row-major, one entry per candidate column of the layout.
-    pub votes: Vec<u64>,
-    pub extra: Vec<u64>,
+    pub votes: Vec<StoredCount>,
+    pub extra: Vec<StoredCount>,
 }
 
 impl Table {
@@ -191,9 +191,9 @@ struct Region<'a> {
     lines: &'a mut [u64],
     path: &'a mut [u32],
     status: &'a mut [SheetStatus],
-    core: [&'a mut [u64]; 4],
-    votes: &'a mut [u64],
-    extra: &'a mut [u64],
+    core: [&'a mut [StoredCount]; 4],
+    votes: &'a mut [StoredCount],
+    extra: &'a mut [StoredCount],
 }
 
 /// What parsing a chunk found besides the rows themselves. Row indices are positions in the
@@ -392,8 +392,8 @@ impl Row for PlainRow<'_> {
 
 /// Buffers reused from row to row.
 struct RowState {
-    votes: Vec<u64>,
-    extra: Vec<u64>,
+    votes: Vec<StoredCount>,
+    extra: Vec<StoredCount>,
     findings: Vec<Finding>,
     last_path: Option<Vec<Vec<u8>>>,
 }
@@ -406,7 +406,7 @@ fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>, region: &mut Region<'_>) ->
     let e = l.extra.len();
     let mut c = Chunk::default();
     let mut st = RowState {
-        votes: vec![0u64; k],
+        votes: vec![0; k],
         extra: vec![MISSING; e],
         findings: Vec::new(),
         last_path: None,
@@ -625,7 +625,7 @@ fn handle_row<R: Row>(
     }
     let station = normal.as_deref().unwrap_or(station);
     let mut present = 0usize;
-    let mut number = |col: usize, what: &str, findings: &mut Vec<Finding>| -> u64 {
+    let mut number = |col: usize, what: &str, findings: &mut Vec<Finding>| -> StoredCount {
         match parse_count(rec.field(col)) {
             Ok(Some(v)) => {
                 present += 1;

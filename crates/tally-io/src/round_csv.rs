@@ -4,7 +4,7 @@
 //! go through the same import as any file.
 
 use std::io::{self, Write};
-use tally_model::{csv_text, Round, MISSING};
+use tally_model::{csv_text, Round, StoredCount, MISSING};
 
 /// Writes `rounds` (which must share candidates, extra lines and levels) as one CSV.
 pub fn write_rounds_csv<W: Write>(rounds: &[&Round], out: W) -> io::Result<()> {
@@ -18,7 +18,7 @@ pub fn write_rounds_csv<W: Write>(rounds: &[&Round], out: W) -> io::Result<()> {
     header.extend(first.candidates.iter().map(|c| c.id.clone()));
     header.extend(first.extra_lines.iter().cloned());
     w.write_record(&header)?;
-    let cell = |v: u64| {
+    let cell = |v: StoredCount| {
         if v == MISSING {
             String::new()
         } else {

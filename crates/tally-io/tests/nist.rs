@@ -156,7 +156,7 @@ fn to_csv(rounds: &[ImportedRound]) -> Vec<String> {
             head.extend(r.extra_lines.iter().cloned());
             out.push_str(&head.join(","));
             out.push('\n');
-            let cell = |v: u64| {
+            let cell = |v: tally_model::StoredCount| {
                 if v == tally_model::MISSING {
                     String::new()
                 } else {

@@ -61,7 +61,9 @@ fn same(a: &FileImport, b: &FileImport) {
         assert_eq!(x.quarantine, y.quarantine);
         let (s, t) = (&x.round.stations, &y.round.stations);
         assert_eq!(s.ids, t.ids);
-        let first_difference = |a: &[u64], b: &[u64]| a.iter().zip(b).position(|(p, q)| p != q);
+        fn first_difference<T: PartialEq>(a: &[T], b: &[T]) -> Option<usize> {
+            a.iter().zip(b).position(|(p, q)| p != q)
+        }
         if let Some(d) = first_difference(&s.line, &t.line) {
             panic!(
                 "line at row {d} ({}): {:?} vs {:?}",

@@ -2,7 +2,7 @@
 //! stations plus one reverse pass over the tree (children before parents).
 
 use crate::area::AreaTree;
-use crate::round::{Round, SheetStatus, MISSING};
+use crate::round::{Round, SheetStatus, StoredCount, MISSING};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -119,7 +119,7 @@ fn add_station(round: &Round, i: usize, row: &mut [u64]) {
     let s = &round.stations;
     let k = round.candidates.len();
     let e = round.extra_lines.len();
-    let known = |v: u64| if v == MISSING { 0 } else { v };
+    let known = |v: StoredCount| if v == MISSING { 0 } else { u64::from(v) };
     row[0] += 1;
     row[3] += known(s.registered[i]);
     if s.status[i] != SheetStatus::Counted {
@@ -132,8 +132,8 @@ fn add_station(round: &Round, i: usize, row: &mut [u64]) {
     row[5] += known(s.invalid[i]);
     row[6] += known(s.valid[i]);
     if reg != MISSING && cast != MISSING {
-        row[7] += cast;
-        row[8] += reg;
+        row[7] += u64::from(cast);
+        row[8] += u64::from(reg);
     }
     for (acc, &v) in row[FIXED..FIXED + k]
         .iter_mut()

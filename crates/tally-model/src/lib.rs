@@ -24,7 +24,10 @@ pub use codes::{Code, Severity};
 pub use count::{count, Totals};
 pub use matching::{match_stations, StationMatch};
 pub use report::csv_text;
-pub use round::{Candidate, Round, SheetCounts, SheetStatus, Source, MAX_COUNT, MISSING};
+pub use round::{
+    saturate, stored, sum_counts, Candidate, Round, SheetCounts, SheetStatus, Source, StoredCount,
+    MAX_COUNT, MISSING,
+};
 pub use rule::{Outcome, Ratio, Rule, TieBreak};
 pub use station_ids::{IdList, StationIds};
 pub use validate::{validate_sheet, Finding, SheetInput, ValidationConfig, Verdict};

@@ -12,7 +12,7 @@
 
 use crate::area::{AreaId, ROOT};
 use crate::report::CountedRound;
-use crate::round::{Round, SheetStatus, MISSING};
+use crate::round::{Round, SheetStatus, StoredCount, MISSING};
 use crate::rule::{Outcome, Rule};
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
@@ -631,8 +631,8 @@ fn unit_type(level: &str) -> (String, Option<String>) {
     }
 }
 
-fn count_opt(v: u64) -> Option<Count> {
-    (v != MISSING).then(|| Count::new(v))
+fn count_opt(v: StoredCount) -> Option<Count> {
+    (v != MISSING).then(|| Count::new(u64::from(v)))
 }
 
 fn vote_count(unit: &str, v: u64) -> VoteCounts {
@@ -699,7 +699,7 @@ fn station_counts(
     let e = round.extra_lines.len();
     for (j, &v) in round.votes_of(i).iter().enumerate() {
         if v != MISSING {
-            votes[j].push(vote_count(unit, v));
+            votes[j].push(vote_count(unit, u64::from(v)));
         }
     }
     let (cast, invalid, valid) = (s.cast[i], s.invalid[i], s.valid[i]);
@@ -709,14 +709,14 @@ fn station_counts(
     let derived =
         (cast != MISSING && invalid != MISSING && cast >= invalid).then(|| cast - invalid);
     if valid != MISSING && derived != Some(valid) {
-        let mut b = ballot_counts(unit, Some(Count::new(valid)), None);
+        let mut b = ballot_counts(unit, Some(Count::new(u64::from(valid))), None);
         b.r#type = "other".into();
         b.other_type = Some(VALID_TYPE.into());
         ballots.push(b);
     }
     for (x, &v) in round.extra_of(i).iter().enumerate() {
         if v != MISSING && x < e {
-            let mut b = ballot_counts(unit, Some(Count::new(v)), None);
+            let mut b = ballot_counts(unit, Some(Count::new(u64::from(v))), None);
             b.r#type = "other".into();
             b.other_type = Some(format!("{EXTRA_PREFIX}{}", round.extra_lines[x]));
             ballots.push(b);

@@ -285,7 +285,10 @@ pub fn matching(a: &Round, b: &Round, cfg: &ValidationConfig) -> Matching {
     };
     for &(i, j) in &found.pairs {
         let (r1, r2) = (a.stations.registered[i], b.stations.registered[j]);
-        if r1 != MISSING && r2 != MISSING && check_registered_between_rounds(r1, r2, cfg).is_some()
+        let (r1, r2) = (u64::from(r1), u64::from(r2));
+        if r1 != u64::from(MISSING)
+            && r2 != u64::from(MISSING)
+            && check_registered_between_rounds(r1, r2, cfg).is_some()
         {
             m.registered_changed.push(RegisteredChange {
                 station_id: a.stations.ids[i].to_string(),

@@ -4,7 +4,7 @@
 //! All comparisons are exact integer arithmetic; thresholds are in permille of an integer base.
 
 use crate::codes::{Code, Severity};
-use crate::round::{SheetCounts, MISSING};
+use crate::round::{SheetCounts, StoredCount, MISSING};
 use crate::station_ids::IdList;
 use serde::Serialize;
 
@@ -52,9 +52,9 @@ impl Finding {
 #[derive(Debug, PartialEq, Eq)]
 pub struct SheetInput<'a> {
     /// registered, cast, invalid, valid.
-    pub core: [u64; 4],
+    pub core: [StoredCount; 4],
     /// One count per candidate on this round's ballot, in the round's order.
-    pub votes: &'a mut [u64],
+    pub votes: &'a mut [StoredCount],
     /// The candidates' ids, in the same order (for messages and field names).
     pub candidates: &'a [&'a str],
 }
@@ -83,7 +83,7 @@ pub fn validate_sheet(
     if sheet.votes.contains(&MISSING) && !resolve_absent_votes(sheet, out) {
         return Verdict::Quarantined;
     }
-    let opt = |v: u64| (v != MISSING).then_some(v);
+    let opt = |v: StoredCount| (v != MISSING).then_some(u64::from(v));
     let counts = SheetCounts {
         registered: opt(sheet.core[0]),
         cast: opt(sheet.core[1]),
@@ -113,9 +113,15 @@ fn resolve_absent_votes(sheet: &mut SheetInput<'_>, out: &mut Vec<Finding>) -> b
         .map(|&j| *sheet.candidates.get(j).unwrap_or(&"?"))
         .collect();
     let valid = sheet.core[3];
-    let present: u64 = sheet.votes.iter().filter(|&&v| v != MISSING).sum();
+    let present: u64 = sheet
+        .votes
+        .iter()
+        .filter(|&&v| v != MISSING)
+        .map(|&v| u64::from(v))
+        .sum();
+    // The rest is at most `valid`, a stored count, so it fits one.
     let rest = (valid != MISSING)
-        .then(|| valid.checked_sub(present))
+        .then(|| StoredCount::try_from(u64::from(valid).checked_sub(present)?).ok())
         .flatten();
     match rest {
         Some(rest) if rest == 0 || absent.len() == 1 => {
@@ -190,7 +196,7 @@ pub fn check_sheet(
     cfg: &ValidationConfig,
     out: &mut Vec<Finding>,
 ) {
-    let sum: u64 = s.votes.iter().sum();
+    let sum: u64 = s.votes.iter().map(|&v| u64::from(v)).sum();
     if let Some(valid) = s.valid {
         if sum != valid {
             let mut fields = vec!["valid".to_string()];
@@ -257,6 +263,7 @@ pub fn check_sheet(
     let base = sum;
     if base > 0 {
         if let Some((i, &top)) = s.votes.iter().enumerate().max_by_key(|(_, v)| **v) {
+            let top = u64::from(top);
             if top * 1000 >= base * cfg.dominant_share_permille {
                 out.push(Finding::on(
                     Code::W202,
@@ -463,7 +470,7 @@ where
 mod tests {
     use super::*;
 
-    fn sheet(reg: u64, cast: u64, inv: u64, valid: u64, votes: &[u64]) -> SheetCounts<'_> {
+    fn sheet(reg: u64, cast: u64, inv: u64, valid: u64, votes: &[StoredCount]) -> SheetCounts<'_> {
         SheetCounts {
             registered: Some(reg),
             cast: Some(cast),
@@ -563,7 +570,7 @@ mod tests {
         assert_eq!(codes(&s), vec![Code::E102]);
     }
 
-    fn validate(core: [u64; 4], votes: &mut [u64]) -> (Verdict, Vec<Finding>) {
+    fn validate(core: [StoredCount; 4], votes: &mut [StoredCount]) -> (Verdict, Vec<Finding>) {
         let ids = ["a", "b", "c"];
         let mut out = Vec::new();
         let k = votes.len();

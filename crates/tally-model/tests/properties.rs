@@ -11,9 +11,9 @@ struct Row {
     region: u8,
     district: u8,
     counted: bool,
-    registered: u64,
-    invalid: u64,
-    votes: Vec<u64>,
+    registered: u32,
+    invalid: u32,
+    votes: Vec<u32>,
 }
 
 fn rows(k: usize) -> impl Strategy<Value = Vec<Row>> {
@@ -22,15 +22,15 @@ fn rows(k: usize) -> impl Strategy<Value = Vec<Row>> {
             0u8..4,
             0u8..5,
             prop::bool::weighted(0.9),
-            0u64..50,
-            prop::collection::vec(0u64..2000, k),
+            0u32..50,
+            prop::collection::vec(0u32..2000, k),
         ),
         1..120,
     )
     .prop_map(|v| {
         v.into_iter()
             .map(|(region, district, counted, invalid, votes)| {
-                let valid: u64 = votes.iter().sum();
+                let valid: u32 = votes.iter().sum();
                 Row {
                     region,
                     district,
@@ -53,7 +53,7 @@ fn build(rows: &[Row], k: usize) -> Round {
     let cands = (0..k).map(|i| Candidate::new(&format!("c{i}"))).collect();
     let mut round = Round::new(1, cands, vec![], tree);
     for (i, r) in rows.iter().enumerate() {
-        let valid: u64 = r.votes.iter().sum();
+        let valid: u32 = r.votes.iter().sum();
         let status = if r.counted {
             SheetStatus::Counted
         } else {
@@ -104,7 +104,7 @@ proptest! {
             }
         }
         // And the root equals a plain sum over the counted rows.
-        let expected: u64 = rows.iter().filter(|r| r.counted).map(|r| r.votes[0]).sum();
+        let expected: u64 = rows.iter().filter(|r| r.counted).map(|r| u64::from(r.votes[0])).sum();
         prop_assert_eq!(t[0].votes[0], expected);
         prop_assert_eq!(t[0].stations_known, rows.len() as u64);
     }

@@ -341,7 +341,7 @@ pub fn final_call(pop: &Population, rule: &Rule) -> crate::Call {
     for i in 0..pop.len() {
         if pop.in_play[i] && pop.counted[i] {
             for (a, &v) in votes.iter_mut().zip(pop.votes_of(i)) {
-                *a += v;
+                *a += u64::from(v);
             }
         }
     }

@@ -433,7 +433,7 @@ fn chol_solve(l: &[f64], p: usize, r: &[f64]) -> Vec<f64> {
 mod tests {
     use super::*;
     use crate::population::Inputs;
-    use tally_model::{AreaTree, Candidate, Round, SheetStatus};
+    use tally_model::{saturate, AreaTree, Candidate, Round, SheetStatus};
 
     /// 300 stations in 12 areas with area effects and noise (a deterministic mixer).
     fn round() -> Round {
@@ -460,8 +460,8 @@ mod tests {
                 leaves[(i % 12) as usize],
                 SheetStatus::Counted,
                 i + 2,
-                [reg, valid + 3, 3, valid],
-                &[a, b],
+                [reg, valid + 3, 3, valid].map(saturate),
+                &[a, b].map(saturate),
                 &[],
             );
         }

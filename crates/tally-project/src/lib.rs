@@ -153,9 +153,9 @@ pub fn project_reported(
             st_in += 1;
             reg_in += pop.size[i];
             for (a, &v) in now.iter_mut().zip(pop.votes_of(i)) {
-                *a += v;
+                *a += u64::from(v);
             }
-            turnout_now += pop.turnout[i];
+            turnout_now += u64::from(pop.turnout[i]);
             rows.push(i);
         } else {
             unreported.push(i);

@@ -4,7 +4,10 @@
 //! Built once per input (a partial count, or a final count a backtest replays) so the model can be
 //! refitted for any set of reported stations without touching the rounds again.
 
-use tally_model::{match_stations, AreaId, AreaTree, Candidate, Round, SheetStatus, MISSING, ROOT};
+use tally_model::{
+    match_stations, saturate, sum_counts, AreaId, AreaTree, Candidate, Round, SheetStatus,
+    StoredCount, MISSING, ROOT,
+};
 
 /// How many baseline candidates become covariates; the rest are summed into one "others" column
 /// (a round 1 with 30 candidates would otherwise give the model 30 near-empty columns).
@@ -40,9 +43,9 @@ pub struct Population<'a> {
     pub(crate) x: Vec<f64>,
     pub(crate) p: usize,
     /// Candidate votes, row-major `n x k`; `MISSING` where the station has not reported.
-    pub(crate) votes: Vec<u64>,
+    pub(crate) votes: Vec<StoredCount>,
     /// Ballots cast (valid votes where the source has no cast count); `MISSING` when not reported.
-    pub(crate) turnout: Vec<u64>,
+    pub(crate) turnout: Vec<StoredCount>,
     /// Stations that will be counted: annulled and not-installed stations are out of play.
     pub(crate) in_play: Vec<bool>,
     /// Stations counted in the input.
@@ -89,8 +92,8 @@ pub enum PopulationError {
     Empty,
 }
 
-fn known(v: u64) -> Option<u64> {
-    (v != MISSING).then_some(v)
+fn known(v: StoredCount) -> Option<u64> {
+    (v != MISSING).then_some(u64::from(v))
 }
 
 impl<'a> Population<'a> {
@@ -208,8 +211,8 @@ impl<'a> Population<'a> {
             }
             counted[i] = true;
             votes[i * k..(i + 1) * k].copy_from_slice(v);
-            let valid: u64 = v.iter().sum();
-            turnout[i] = known(partial.stations.cast[j]).unwrap_or(valid).max(valid);
+            let valid = sum_counts(v);
+            turnout[i] = saturate(known(partial.stations.cast[j]).unwrap_or(valid).max(valid));
         }
 
         // Baseline covariates.
@@ -256,7 +259,7 @@ impl<'a> Population<'a> {
                 if v.contains(&MISSING) {
                     continue;
                 }
-                let valid: u64 = v.iter().sum();
+                let valid = sum_counts(v);
                 let cast = known(b.stations.cast[s]).unwrap_or(valid).max(valid);
                 let size = known(b.stations.registered[s]).unwrap_or(0).max(cast);
                 if size == 0 {
@@ -442,7 +445,7 @@ impl<'a> Population<'a> {
         &self.x[i * self.p..(i + 1) * self.p]
     }
 
-    pub(crate) fn votes_of(&self, i: usize) -> &[u64] {
+    pub(crate) fn votes_of(&self, i: usize) -> &[StoredCount] {
         let k = self.k();
         &self.votes[i * k..(i + 1) * k]
     }

@@ -304,7 +304,7 @@ pub fn quick_count(
             0.0
         }
     };
-    let valid_of = |i: usize| pop.votes_of(i).iter().sum::<u64>() as f64;
+    let valid_of = |i: usize| pop.votes_of(i).iter().map(|&x| u64::from(x)).sum::<u64>() as f64;
     let contrast = |j: usize, l: Option<usize>, zq: f64| -> (f64, f64) {
         let mut coef = vec![0.0; k];
         coef[j] = 1.0;
@@ -323,6 +323,7 @@ pub fn quick_count(
             let now: u64 = (0..pop.len())
                 .filter(|&i| pop.counted[i] && pop.in_play[i])
                 .map(|i| pop.votes_of(i)[j])
+                .map(u64::from)
                 .sum();
             CandidateProjection {
                 id: pop.candidates[j].id.clone(),

@@ -148,9 +148,9 @@ pub(crate) fn reconcile_aggregated(
             unit_boxes[u][1] += 1;
             let v = b.votes_of(j);
             for x in 0..k {
-                unit_votes[u][x] += v[map[x]];
+                unit_votes[u][x] += u64::from(v[map[x]]);
             }
-            unit_valid[u] += v.iter().sum::<u64>();
+            unit_valid[u] += v.iter().map(|&x| u64::from(x)).sum::<u64>();
         }
     }
     let official_keys: Vec<String> = (0..a.len())
@@ -216,7 +216,7 @@ pub(crate) fn reconcile_aggregated(
         }
         observed_units += 1;
         let u = p.unwrap_or(0);
-        let va = a.votes_of(i);
+        let va: Vec<u64> = a.votes_of(i).iter().map(|&v| u64::from(v)).collect();
         let vb = &unit_votes[u];
         let valid_a = a.stations.valid[i];
         let mut over: Vec<FieldDiff> = (0..k)
@@ -227,10 +227,10 @@ pub(crate) fn reconcile_aggregated(
                 other: vb[x],
             })
             .collect();
-        if valid_a != MISSING && unit_valid[u] > valid_a {
+        if valid_a != MISSING && unit_valid[u] > u64::from(valid_a) {
             over.push(FieldDiff {
                 field: "valid".into(),
-                official: valid_a,
+                official: valid_a.into(),
                 other: unit_valid[u],
             });
         }
@@ -242,6 +242,7 @@ pub(crate) fn reconcile_aggregated(
         ]
         .into_iter()
         .find(|&v| v != MISSING)
+        .map(u64::from)
         .unwrap_or_else(|| va.iter().sum());
         let mut check = if over.is_empty() {
             Check::BoundOk
@@ -272,7 +273,7 @@ pub(crate) fn reconcile_aggregated(
                 if check != Check::BoundViolated {
                     check = Check::ExactDiffer;
                 }
-                let c = classify(va, vb).unwrap_or(crate::Classification {
+                let c = classify(&va, vb).unwrap_or(crate::Classification {
                     kind: Kind::Other,
                     confidence: 1.0,
                     also: Vec::new(),

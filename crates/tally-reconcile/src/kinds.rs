@@ -99,7 +99,9 @@ fn is_shift(a: &[u64], b: &[u64], differing: &[usize]) -> bool {
 
 /// Classifies the difference between the candidates' numbers of one sheet in the official
 /// source (`a`) and in the other source (`b`). `None` when the numbers are equal.
-pub fn classify(a: &[u64], b: &[u64]) -> Option<Classification> {
+pub fn classify<T: Copy + Into<u64>>(a: &[T], b: &[T]) -> Option<Classification> {
+    let wide = |v: &[T]| -> Vec<u64> { v.iter().map(|&x| x.into()).collect() };
+    let (a, b) = (&wide(a)[..], &wide(b)[..]);
     let differing: Vec<usize> = (0..a.len().min(b.len()))
         .filter(|&j| a[j] != b[j])
         .collect();
@@ -175,7 +177,7 @@ mod tests {
         assert_eq!(kind(&[300, 150, 7], &[317, 150, 7]), Kind::Other);
         // 150 vs 149 changes two digits: two candidates moved by one vote is no known slip.
         assert_eq!(kind(&[300, 150, 7], &[301, 149, 7]), Kind::Other);
-        assert!(classify(&[1, 2], &[1, 2]).is_none());
+        assert!(classify::<u64>(&[1, 2], &[1, 2]).is_none());
     }
 
     #[test]
@@ -192,9 +194,9 @@ mod tests {
 
     #[test]
     fn confidence_drops_with_more_slips_and_small_numbers() {
-        let one = classify(&[766, 50], &[166, 50]).unwrap();
-        let two = classify(&[766, 58], &[166, 50]).unwrap();
-        let small = classify(&[3, 50], &[8, 50]).unwrap();
+        let one = classify::<u64>(&[766, 50], &[166, 50]).unwrap();
+        let two = classify::<u64>(&[766, 58], &[166, 50]).unwrap();
+        let small = classify::<u64>(&[3, 50], &[8, 50]).unwrap();
         assert!(one.confidence > two.confidence);
         assert!(one.confidence > small.confidence);
         assert_eq!(two.kind, Kind::Digit);
@@ -204,7 +206,7 @@ mod tests {
     fn several_kinds_may_fit_and_the_most_specific_wins() {
         // 12 and 21 exchanged between two candidates is a swap, and each number is also a
         // transposition of the other.
-        let c = classify(&[12, 21, 5], &[21, 12, 5]).unwrap();
+        let c = classify::<u64>(&[12, 21, 5], &[21, 12, 5]).unwrap();
         assert_eq!(c.kind, Kind::Swap);
         assert_eq!(c.also, vec![Kind::Transposition]);
     }

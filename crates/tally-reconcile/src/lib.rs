@@ -19,7 +19,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use tally_model::{
-    match_stations, AreaId, Code, Outcome, Round, Rule, SheetStatus, StationMatch, MISSING,
+    match_stations, AreaId, Code, Outcome, Round, Rule, SheetStatus, StationMatch, StoredCount,
+    MISSING,
 };
 
 pub use aggregate::{Aggregated, Check, UnitCheck};
@@ -294,7 +295,7 @@ fn codes_of(side: &Side<'_>, id: &str) -> Vec<Code> {
 
 const CORE: [&str; 4] = ["registered", "cast", "invalid", "valid"];
 
-fn core(r: &Round, i: usize) -> [u64; 4] {
+fn core(r: &Round, i: usize) -> [StoredCount; 4] {
     let s = &r.stations;
     [s.registered[i], s.cast[i], s.invalid[i], s.valid[i]]
 }
@@ -310,13 +311,20 @@ fn stake(a: Option<(&Round, usize)>, b: Option<(&Round, usize)>) -> u64 {
             .map(|&(r, i)| core(r, i)[field])
             .filter(|&v| v != MISSING)
             .max()
+            .map(u64::from)
     };
     best(1).or_else(|| best(0)).unwrap_or_else(|| {
         sides
             .iter()
             .flatten()
             .filter(|(r, i)| r.stations.status[*i] == SheetStatus::Counted)
-            .map(|&(r, i)| r.votes_of(i).iter().filter(|&&v| v != MISSING).sum())
+            .map(|&(r, i)| {
+                r.votes_of(i)
+                    .iter()
+                    .filter(|&&v| v != MISSING)
+                    .map(|&v| u64::from(v))
+                    .sum()
+            })
             .max()
             .unwrap_or(0)
     })
@@ -535,14 +543,14 @@ pub fn reconcile(
                     }
                     continue;
                 }
-                let vb: Vec<u64> = map.iter().map(|&x| raw[x]).collect();
+                let vb: Vec<StoredCount> = map.iter().map(|&x| raw[x]).collect();
                 let mut fields = Vec::new();
                 for f in 0..4 {
                     if ca[f] != MISSING && cb[f] != MISSING && ca[f] != cb[f] {
                         fields.push(FieldDiff {
                             field: CORE[f].into(),
-                            official: ca[f],
-                            other: cb[f],
+                            official: ca[f].into(),
+                            other: cb[f].into(),
                         });
                     }
                 }
@@ -551,8 +559,8 @@ pub fn reconcile(
                     if va[x] != vb[x] {
                         fields.push(FieldDiff {
                             field: format!("votes.{}", ids[x]),
-                            official: va[x],
-                            other: vb[x],
+                            official: va[x].into(),
+                            other: vb[x].into(),
                         });
                     }
                 }
@@ -604,7 +612,7 @@ pub fn reconcile(
             only_other_votes
                 .iter_mut()
                 .zip(&map)
-                .for_each(|(s, &x)| *s += vb[x]);
+                .for_each(|(s, &x)| *s += u64::from(vb[x]));
         }
         if matches!(class, Class::OnlyOfficial | Class::OnlyOther) {
             stake_stations += 1;
@@ -636,7 +644,7 @@ pub fn reconcile(
             only_other_votes
                 .iter_mut()
                 .zip(&map)
-                .for_each(|(s, &x)| *s += vb[x]);
+                .for_each(|(s, &x)| *s += u64::from(vb[x]));
             Class::OnlyOther
         } else {
             Class::MissingBoth
@@ -688,7 +696,7 @@ pub(crate) fn counted_votes(r: &Round, map: Option<&[usize]>) -> Vec<u64> {
         if r.stations.status[i] == SheetStatus::Counted {
             let v = r.votes_of(i);
             for (x, s) in t.iter_mut().enumerate() {
-                *s += v[map.map_or(x, |m| m[x])];
+                *s += u64::from(v[map.map_or(x, |m| m[x])]);
             }
         }
     }

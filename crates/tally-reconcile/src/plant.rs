@@ -4,7 +4,7 @@
 //! copy does not depend on the order in which stations are visited).
 
 use crate::kinds::{single_number, Kind};
-use tally_model::{Round, SheetStatus, MISSING};
+use tally_model::{saturate, Round, SheetStatus, StoredCount, MISSING};
 
 #[derive(Clone, Debug)]
 pub struct PlantConfig {
@@ -65,9 +65,15 @@ fn number(d: &[u8]) -> u64 {
 
 /// The candidate numbers of one sheet with one error of `kind`, or `None` when this sheet
 /// cannot carry that kind (say, a swap where every candidate has the same count).
-fn plant(v: &[u64], kind: Kind, favour: Option<usize>, rng: &mut Rng) -> Option<Vec<u64>> {
+fn plant(
+    v: &[StoredCount],
+    kind: Kind,
+    favour: Option<usize>,
+    rng: &mut Rng,
+) -> Option<Vec<StoredCount>> {
     let k = v.len();
-    let mut t = v.to_vec();
+    let v: Vec<u64> = v.iter().map(|&x| u64::from(x)).collect();
+    let mut t = v.clone();
     let pick = |rng: &mut Rng| favour.unwrap_or_else(|| rng.below(k as u64) as usize);
     match kind {
         Kind::Missing => {
@@ -146,7 +152,7 @@ fn plant(v: &[u64], kind: Kind, favour: Option<usize>, rng: &mut Rng) -> Option<
     }
     // The truth records what was done, not what the classifier will read: a shift over equal
     // neighbours that looks like a swap counts against the classifier, as it would in real life.
-    (t != v).then_some(t)
+    (t != v).then(|| t.into_iter().map(saturate).collect())
 }
 
 /// An observer's copy of `round` with errors planted at `cfg.rate_per_million` of its counted
@@ -174,7 +180,7 @@ pub fn observer_copy(round: &Round, cfg: &PlantConfig) -> (Round, Vec<Planted>) 
         };
         let s = &mut copy.stations;
         s.votes[i * k..(i + 1) * k].copy_from_slice(&t);
-        let valid: u64 = t.iter().sum();
+        let valid = saturate(t.iter().map(|&x| u64::from(x)).sum());
         if kind == Kind::Missing && s.invalid[i] != MISSING {
             s.invalid[i] = 0;
         }
@@ -182,7 +188,7 @@ pub fn observer_copy(round: &Round, cfg: &PlantConfig) -> (Round, Vec<Planted>) 
             s.valid[i] = valid;
         }
         if s.cast[i] != MISSING && s.invalid[i] != MISSING {
-            s.cast[i] = valid + s.invalid[i];
+            s.cast[i] = saturate(u64::from(valid) + u64::from(s.invalid[i]));
         }
         truth.push(Planted {
             station_id: round.stations.ids[i].to_string(),

@@ -2,7 +2,9 @@
 //! kind over several seeds) and the three flip cases of the issue.
 
 use std::collections::{BTreeMap, HashMap};
-use tally_model::{AreaTree, Candidate, Code, Outcome, Round, Rule, SheetStatus, MISSING};
+use tally_model::{
+    saturate, AreaTree, Candidate, Code, Outcome, Round, Rule, SheetStatus, StoredCount, MISSING,
+};
 use tally_reconcile::{
     observer_copy, reconcile, Check, Class, Kind, Options, PlantConfig, Reconciliation, Side,
 };
@@ -16,10 +18,10 @@ fn round(number: u8, candidates: &[&str], levels: &[&str]) -> Round {
     )
 }
 
-fn add(r: &mut Round, id: &str, path: &[&str], status: SheetStatus, votes: &[u64]) {
+fn add(r: &mut Round, id: &str, path: &[&str], status: SheetStatus, votes: &[StoredCount]) {
     let leaf = r.tree.leaf(path);
-    let valid: u64 = votes.iter().sum();
-    let (core, votes): ([u64; 4], Vec<u64>) = if status == SheetStatus::Counted {
+    let valid: StoredCount = votes.iter().sum();
+    let (core, votes): ([StoredCount; 4], Vec<StoredCount>) = if status == SheetStatus::Counted {
         ([valid * 2, valid, 0, valid], votes.to_vec())
     } else {
         (
@@ -267,7 +269,7 @@ fn synthetic(n: usize, seed: u64) -> Round {
     };
     for i in 0..n {
         let region = format!("R{}", i % 20);
-        let v = [50 + next(400), 30 + next(350), next(120), next(40)];
+        let v = [50 + next(400), 30 + next(350), next(120), next(40)].map(saturate);
         add(
             &mut r,
             &format!("S{i:06}"),
@@ -341,7 +343,7 @@ fn planted_errors_are_found_and_classified() {
 fn leader_at_49_6() -> Round {
     let mut r = round(1, &["c1", "c2", "c3", "c4"], &["region"]);
     for i in 0..1000 {
-        let v: [u64; 4] = if i % 2 == 0 {
+        let v: [StoredCount; 4] = if i % 2 == 0 {
             [400, 450, 100, 50]
         } else {
             [592, 150, 200, 58]
@@ -361,9 +363,9 @@ fn leader_at_49_6() -> Round {
 fn a_copy_that_pushes_a_49_6_leader_over_half_flips_round_1() {
     let a = leader_at_49_6();
     let total: u64 = (0..a.len())
-        .map(|i| a.votes_of(i).iter().sum::<u64>())
+        .map(|i| a.votes_of(i).iter().map(|&v| u64::from(v)).sum::<u64>())
         .sum();
-    let c1: u64 = (0..a.len()).map(|i| a.votes_of(i)[0]).sum();
+    let c1: u64 = (0..a.len()).map(|i| u64::from(a.votes_of(i)[0])).sum();
     assert_eq!(c1 * 1000, total * 496, "exactly 49.6%");
     let (b, truth) = observer_copy(
         &a,

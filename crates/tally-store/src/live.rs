@@ -15,7 +15,10 @@ use tally_model::report::{
     matching, results_report, CountedRound, Matching, ReportScope, ResultsReport, ScopeError,
     SheetStats,
 };
-use tally_model::{AreaTree, Round, SheetStatus, Totals, ValidationConfig, MISSING, ROOT};
+use tally_model::{
+    saturate, stored, AreaTree, Round, SheetStatus, StoredCount, Totals, ValidationConfig, MISSING,
+    ROOT,
+};
 
 #[derive(Clone)]
 pub struct LiveRound {
@@ -23,7 +26,7 @@ pub struct LiveRound {
     pub totals: Vec<Totals>,
     pub index: HashMap<String, usize>,
     /// Registry registered voters per station (a sheet may state another number).
-    registry_registered: Vec<u64>,
+    registry_registered: Vec<StoredCount>,
     has_warnings: Vec<bool>,
     pub with_warnings: u64,
 }
@@ -84,7 +87,7 @@ pub fn registry_round(reg: &Registry, number: u8) -> Option<(Round, HashMap<Stri
             leaf,
             SheetStatus::Missing,
             0,
-            [s.registered.unwrap_or(MISSING), MISSING, MISSING, MISSING],
+            [stored(s.registered), MISSING, MISSING, MISSING],
             &vec![MISSING; k],
             &vec![MISSING; e],
         );
@@ -93,22 +96,22 @@ pub fn registry_round(reg: &Registry, number: u8) -> Option<(Round, HashMap<Stri
 }
 
 /// Writes a sheet's numbers into station `i` of `round` (status Counted).
-pub fn set_station(round: &mut Round, i: usize, sheet: &Sheet, registry_registered: u64) {
+pub fn set_station(round: &mut Round, i: usize, sheet: &Sheet, registry_registered: StoredCount) {
     let k = round.candidates.len();
     let e = round.extra_lines.len();
     let s = &mut round.stations;
     s.status[i] = SheetStatus::Counted;
-    s.registered[i] = sheet.registered.unwrap_or(registry_registered);
-    s.cast[i] = sheet.cast.unwrap_or(MISSING);
-    s.invalid[i] = sheet.invalid.unwrap_or(MISSING);
-    s.valid[i] = sheet.valid.unwrap_or(MISSING);
+    s.registered[i] = sheet.registered.map_or(registry_registered, saturate);
+    s.cast[i] = stored(sheet.cast);
+    s.invalid[i] = stored(sheet.invalid);
+    s.valid[i] = stored(sheet.valid);
     for j in 0..k {
         let id = &round.candidates[j].id;
-        s.votes[i * k + j] = sheet.votes.get(id).copied().unwrap_or(0);
+        s.votes[i * k + j] = sheet.votes.get(id).copied().map_or(0, saturate);
     }
     for j in 0..e {
         let name = &round.extra_lines[j];
-        s.extra[i * e + j] = sheet.extra.get(name).copied().unwrap_or(MISSING);
+        s.extra[i * e + j] = stored(sheet.extra.get(name).copied());
     }
 }
 

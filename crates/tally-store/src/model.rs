@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use tally_model::validate::{
     normalise_station_id, normalised_id_finding, validate_sheet, Finding, SheetInput, Verdict,
 };
-use tally_model::{Candidate, Code, Rule, ValidationConfig, MAX_COUNT, MISSING};
+use tally_model::{stored, Candidate, Code, Rule, StoredCount, ValidationConfig, MAX_COUNT};
 
 /// Hex SHA-256.
 /// JSON text of an in-memory value, for a column. Serialising the store's plain structs cannot
@@ -371,7 +371,7 @@ impl<'de> Deserialize<'de> for JsonCount {
             }
             fn visit_u64<E>(self, u: u64) -> Result<JsonCount, E> {
                 Ok(if u > MAX_COUNT {
-                    JsonCount::Bad(format!("{u} is too large (> 2^40)"))
+                    JsonCount::Bad(format!("{u} is too large (> {MAX_COUNT})"))
                 } else {
                     JsonCount::Count(u)
                 })
@@ -629,17 +629,16 @@ pub fn sheet_from_request(
             "the sheet has no counts at all",
         )]);
     }
-    let mut flat: Vec<u64> = votes.iter().map(|v| v.unwrap_or(MISSING)).collect();
+    let mut flat: Vec<StoredCount> = votes.iter().map(|&v| stored(v)).collect();
     let ids: Vec<&str> = rdef.candidates.iter().map(|c| c.id.as_str()).collect();
-    let opt_missing = |v: Option<u64>| v.unwrap_or(MISSING);
     let mut found = Vec::new();
     let verdict = validate_sheet(
         &mut SheetInput {
             core: [
-                opt_missing(registered),
-                opt_missing(cast),
-                opt_missing(invalid),
-                opt_missing(valid),
+                stored(registered),
+                stored(cast),
+                stored(invalid),
+                stored(valid),
             ],
             votes: &mut flat,
             candidates: &ids,
@@ -665,7 +664,7 @@ pub fn sheet_from_request(
             .candidates
             .iter()
             .zip(&flat)
-            .map(|(c, &n)| (c.id.clone(), n))
+            .map(|(c, &n)| (c.id.clone(), u64::from(n)))
             .collect(),
         extra,
     };

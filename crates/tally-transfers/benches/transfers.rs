@@ -216,7 +216,7 @@ fn print_em(label: &str, s: f64, base: f64, ei: Option<f64>, r: &tally_transfers
 /// with the importer, whose rules may keep or drop a few more stations).
 fn read_round(path: &std::path::Path, number: u8) -> Option<tally_model::Round> {
     use std::io::Read;
-    use tally_model::{AreaTree, Candidate, Round, SheetStatus, ROOT};
+    use tally_model::{AreaTree, Candidate, Round, SheetStatus, StoredCount, ROOT};
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(path).ok()?)
         .read_to_string(&mut text)
@@ -241,11 +241,11 @@ fn read_round(path: &std::path::Path, number: u8) -> Option<tally_model::Round> 
     );
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
-        let n = |k: usize| f.get(k).and_then(|v| v.trim().parse::<u64>().ok());
+        let n = |k: usize| f.get(k).and_then(|v| v.trim().parse::<StoredCount>().ok());
         let (Some(a), Some(b), Some(c), Some(d)) = (n(reg), n(cast), n(inv), n(val)) else {
             continue;
         };
-        let votes: Option<Vec<u64>> = (first..head.len()).map(n).collect();
+        let votes: Option<Vec<StoredCount>> = (first..head.len()).map(n).collect();
         let Some(votes) = votes else { continue };
         round.push(
             f[id],

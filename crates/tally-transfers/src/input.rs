@@ -437,15 +437,16 @@ fn units(round: &Round, level: Option<u8>) -> Units {
                 }
             }
         };
-        if electorate(s.registered[i], s.cast[i]) != s.registered[i] {
+        let (reg, cast) = (u64::from(s.registered[i]), u64::from(s.cast[i]));
+        if electorate(reg, cast) != reg {
             out.w206[u] += 1;
         }
         let sums = &mut out.sums[u * width..(u + 1) * width];
-        sums[0] += electorate(s.registered[i], s.cast[i]);
-        sums[1] += s.cast[i];
-        sums[2] += s.invalid[i];
-        for (c, v) in votes.iter().enumerate() {
-            sums[3 + c] += v;
+        sums[0] += electorate(reg, cast);
+        sums[1] += cast;
+        sums[2] += u64::from(s.invalid[i]);
+        for (c, &v) in votes.iter().enumerate() {
+            sums[3 + c] += u64::from(v);
         }
     }
     out
@@ -560,21 +561,21 @@ pub fn from_two_rounds(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tally_model::{AreaTree, Candidate, ROOT};
+    use tally_model::{AreaTree, Candidate, StoredCount, ROOT};
 
     /// A round of counted sheets at the root area; `votes[c][s]`.
     fn round(
         ids: &[&str],
-        reg: &[u64],
-        cast: &[u64],
-        inv: &[u64],
+        reg: &[StoredCount],
+        cast: &[StoredCount],
+        inv: &[StoredCount],
         cands: &[&str],
-        votes: Vec<Vec<u64>>,
+        votes: Vec<Vec<StoredCount>>,
     ) -> Round {
         let candidates = cands.iter().map(|c| Candidate::new(c)).collect();
         let mut r = Round::new(1, candidates, vec![], AreaTree::new("all", vec![]));
         for s in 0..ids.len() {
-            let v: Vec<u64> = votes.iter().map(|vc| vc[s]).collect();
+            let v: Vec<StoredCount> = votes.iter().map(|vc| vc[s]).collect();
             let core = [reg[s], cast[s], inv[s], cast[s] - inv[s]];
             r.push(ids[s], ROOT, SheetStatus::Counted, 0, core, &v, &[]);
         }
@@ -871,7 +872,7 @@ mod tests {
     #[test]
     fn areas_of_a_level_are_summed_and_matched_by_path() {
         // Two regions; region S has a station in round 1 only, which still counts in S.
-        let build = |rows: &[(&str, &str, [u64; 3], [u64; 2])]| {
+        let build = |rows: &[(&str, &str, [StoredCount; 3], [StoredCount; 2])]| {
             let tree = AreaTree::new("all", vec!["region".into(), "town".into()]);
             let mut r = Round::new(
                 1,

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
-use tally_model::{AreaTree, Candidate, Round, SheetStatus};
+use tally_model::{saturate, AreaTree, Candidate, Round, SheetStatus, StoredCount};
 
 /// Path of the russia2018 data set, relative to this crate.
 pub fn russia_path() -> PathBuf {
@@ -28,8 +28,8 @@ pub fn push_station(
     round: &mut Round,
     id: &str,
     areas: &[&str],
-    [registered, cast, valid]: [u64; 3],
-    votes: &[u64],
+    [registered, cast, valid]: [StoredCount; 3],
+    votes: &[StoredCount],
 ) {
     let area = round.tree.leaf(areas);
     round.push(
@@ -71,10 +71,10 @@ pub fn load_uniform_csv_gz(path: &std::path::Path, group_col: &str) -> Option<Ro
     let cand_cols: Vec<usize> = (c_valid + 1..headers.len()).collect();
     let candidates: Vec<String> = cand_cols.iter().map(|&c| headers[c].to_string()).collect();
     let mut round = empty_round(&candidates, group_col);
-    let mut votes = vec![0u64; cand_cols.len()];
+    let mut votes = vec![0 as StoredCount; cand_cols.len()];
     for rec in rdr.records() {
         let rec = rec.expect("record");
-        let num = |c: usize| rec[c].trim().parse::<u64>().expect("count");
+        let num = |c: usize| rec[c].trim().parse::<StoredCount>().expect("count");
         for (v, &c) in votes.iter_mut().zip(&cand_cols) {
             *v = num(c);
         }
@@ -120,8 +120,8 @@ pub fn to_round(synth: &tally_synth::SynthRound) -> Round {
             area,
             SheetStatus::Counted,
             0,
-            [s.registered, s.cast, s.invalid, s.valid],
-            &s.votes,
+            [s.registered, s.cast, s.invalid, s.valid].map(saturate),
+            &s.votes.iter().map(|&v| saturate(v)).collect::<Vec<_>>(),
             &[],
         );
     }

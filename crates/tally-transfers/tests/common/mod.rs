@@ -1,7 +1,7 @@
 //! A synthetic round as the transfers input (a `tally_model::Round`, as the importer would give
 //! it); shared by the recovery tests and the benchmark.
 
-use tally_model::{AreaTree, Candidate, Round, SheetStatus, ROOT};
+use tally_model::{saturate, AreaTree, Candidate, Round, SheetStatus, ROOT};
 use tally_synth::SynthRound;
 
 pub fn to_round(r: &SynthRound) -> Round {
@@ -18,8 +18,8 @@ pub fn to_round(r: &SynthRound) -> Round {
             ROOT,
             SheetStatus::Counted,
             0,
-            [s.registered, s.cast, s.invalid, s.valid],
-            &s.votes,
+            [s.registered, s.cast, s.invalid, s.valid].map(saturate),
+            &s.votes.iter().map(|&v| saturate(v)).collect::<Vec<_>>(),
             &[],
         );
     }
