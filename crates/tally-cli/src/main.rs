@@ -549,6 +549,7 @@ enum UsersAction {
 }
 
 fn main() -> ExitCode {
+    tally_io::release_large_buffers_promptly();
     let cli = Cli::parse();
     let code = match run(cli) {
         Ok(code) => code,

@@ -22,7 +22,10 @@ pub mod status;
 
 pub use definition::ElectionDef;
 pub use layout::Layout;
-pub use read::{decode, decode_limited, read_input, read_input_limited, DEFAULT_MAX_INPUT_BYTES};
+pub use read::{
+    decode, decode_limited, read_input, read_input_limited, release_large_buffers_promptly,
+    DEFAULT_MAX_INPUT_BYTES,
+};
 
 use parse::{parse_block, split, Chunk, Cursor, ParseContext, Table};
 use rayon::prelude::*;
@@ -665,7 +668,7 @@ fn round_from_table(
         }
         quarantine.push(QuarantinedRow {
             file: file.to_string(),
-            line: table.lines[*row],
+            line: u64::from(table.lines[*row]),
             station: table.ids[*row].to_string(),
             codes: errors.iter().map(|e| e.finding.code).collect(),
             reasons: errors.iter().map(|e| e.finding.detail.clone()).collect(),
@@ -811,7 +814,7 @@ fn round_from_rows(
                 stats.missing += 1
             }
         }
-        let line = table.lines[i];
+        let line = u64::from(table.lines[i]);
         let station = &table.ids[i];
         for f in &findings {
             issues.push(Issue {
@@ -930,7 +933,7 @@ pub(crate) fn resolve_duplicates(
                     issues.push(Issue {
                         code: Code::W207,
                         file: file.to_string(),
-                        line: round.stations.line[i],
+                        line: u64::from(round.stations.line[i]),
                         station: round.stations.ids[i].to_string(),
                         detail: format!(
                             "same numbers as {} {}; counted once",
@@ -954,7 +957,7 @@ pub(crate) fn resolve_duplicates(
                         lines.join(", ")
                     );
                     let station = round.stations.ids[i].to_string();
-                    let line = round.stations.line[i];
+                    let line = u64::from(round.stations.line[i]);
                     issues.push(Issue {
                         code: Code::E105,
                         file: file.to_string(),

@@ -31,7 +31,8 @@ pub struct RowIssue {
 pub struct Table {
     pub round: Vec<u8>,
     pub ids: StationIds,
-    pub lines: Vec<u64>,
+    /// As [`tally_model::round::Stations::line`].
+    pub lines: Vec<u32>,
     /// Index into the file's list of area paths.
     pub path: Vec<u32>,
     pub status: Vec<SheetStatus>,
@@ -188,7 +189,7 @@ fn huge_pages<T>(_: &Vec<T>) {}
 /// One chunk's rows of the [`Table`] (the chunk collects its ids in [`Chunk::ids`]).
 struct Region<'a> {
     round: &'a mut [u8],
-    lines: &'a mut [u64],
+    lines: &'a mut [u32],
     path: &'a mut [u32],
     status: &'a mut [SheetStatus],
     core: [&'a mut [StoredCount]; 4],
@@ -312,7 +313,8 @@ pub fn parse_block(
             table.move_rows(offset, dst, c.written, k, e);
         }
         for i in dst..dst + c.written {
-            table.lines[i] += at.line;
+            let line = u64::from(table.lines[i]) + at.line;
+            table.lines[i] = u32::try_from(line).unwrap_or(u32::MAX);
             table.path[i] += at.paths;
         }
         table.ids.append(std::mem::take(&mut c.ids));
@@ -786,7 +788,7 @@ fn handle_row<R: Row>(
     let e = l.extra.len();
     out.round[row] = round;
     c.ids.push(station);
-    out.lines[row] = line;
+    out.lines[row] = u32::try_from(line).unwrap_or(u32::MAX);
     out.path[row] = (c.paths.len() - 1) as u32;
     out.status[row] = status;
     for (column, value) in out.core.iter_mut().zip(core) {

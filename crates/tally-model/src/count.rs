@@ -29,22 +29,45 @@ pub struct Totals {
     pub extra: Vec<u64>,
 }
 
-const FIXED: usize = 9;
-
 impl Totals {
-    fn from_flat(row: &[u64], k: usize) -> Totals {
+    /// All zero, with room for `k` candidates and `e` extra lines.
+    fn zero(k: usize, e: usize) -> Totals {
         Totals {
-            stations_known: row[0],
-            stations_counted: row[1],
-            registered: row[2],
-            registered_known: row[3],
-            cast: row[4],
-            invalid: row[5],
-            valid: row[6],
-            turnout_cast: row[7],
-            turnout_registered: row[8],
-            votes: row[FIXED..FIXED + k].to_vec(),
-            extra: row[FIXED + k..].to_vec(),
+            votes: vec![0; k],
+            extra: vec![0; e],
+            ..Totals::default()
+        }
+    }
+
+    /// Adds what station `i` contributes to its area's totals: the one definition of a
+    /// station's contribution, used by [`count`] and by [`station_totals`] (the live server's
+    /// incremental updates). Absent counts add nothing; only counted sheets add votes.
+    #[inline]
+    fn add_station(&mut self, round: &Round, i: usize) {
+        let s = &round.stations;
+        let k = round.candidates.len();
+        let e = round.extra_lines.len();
+        let known = |v: StoredCount| if v == MISSING { 0 } else { u64::from(v) };
+        self.stations_known += 1;
+        self.registered_known += known(s.registered[i]);
+        if s.status[i] != SheetStatus::Counted {
+            return;
+        }
+        let (reg, cast) = (s.registered[i], s.cast[i]);
+        self.stations_counted += 1;
+        self.registered += known(reg);
+        self.cast += known(cast);
+        self.invalid += known(s.invalid[i]);
+        self.valid += known(s.valid[i]);
+        if reg != MISSING && cast != MISSING {
+            self.turnout_cast += u64::from(cast);
+            self.turnout_registered += u64::from(reg);
+        }
+        for (acc, &v) in self.votes.iter_mut().zip(&s.votes[i * k..(i + 1) * k]) {
+            *acc += known(v);
+        }
+        for (acc, &v) in self.extra.iter_mut().zip(&s.extra[i * e..(i + 1) * e]) {
+            *acc += known(v);
         }
     }
 
@@ -69,14 +92,16 @@ impl Totals {
 }
 
 /// Totals of every node of the round's area tree, indexed by `AreaId` (node 0 = whole election).
+///
+/// Stations are added straight into their area's [`Totals`] (no flat scratch table beside the
+/// result: at a million stations that copy was the import's largest transient).
 pub fn count(round: &Round) -> Vec<Totals> {
     let k = round.candidates.len();
     let e = round.extra_lines.len();
-    let width = FIXED + k + e;
     let nodes = round.tree.len();
     let n = round.len();
-    // Per-thread partial sums cost one tree-sized buffer each; they only pay off when there are
-    // many stations per area node.
+    // Per-thread partial sums cost one tree-sized set of totals each; they only pay off when
+    // there are many stations per area node.
     let parts = if n >= nodes * 32 {
         rayon::current_num_threads().max(1)
     } else {
@@ -87,74 +112,29 @@ pub fn count(round: &Round) -> Vec<Totals> {
         .step_by(chunk)
         .map(|lo| (lo, (lo + chunk).min(n)))
         .collect();
-    let mut partials: Vec<Vec<u64>> = ranges
-        .into_par_iter()
-        .map(|(lo, hi)| accumulate(round, lo, hi, width, nodes))
-        .collect();
-    let mut flat = partials.pop().unwrap_or_else(|| vec![0u64; nodes * width]);
+    let accumulate = |(lo, hi): (usize, usize)| {
+        let mut totals = vec![Totals::zero(k, e); nodes];
+        for i in lo..hi {
+            totals[round.stations.area[i] as usize].add_station(round, i);
+        }
+        totals
+    };
+    let mut partials: Vec<Vec<Totals>> = ranges.into_par_iter().map(accumulate).collect();
+    let mut totals = partials
+        .pop()
+        .unwrap_or_else(|| vec![Totals::zero(k, e); nodes]);
     for p in &partials {
-        flat.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        totals.iter_mut().zip(p).for_each(|(a, b)| a.add(b));
     }
-    propagate(&round.tree, &mut flat, width);
-    flat.chunks_exact(width)
-        .map(|row| Totals::from_flat(row, k))
-        .collect()
-}
-
-fn accumulate(round: &Round, lo: usize, hi: usize, width: usize, nodes: usize) -> Vec<u64> {
-    let s = &round.stations;
-    let mut flat = vec![0u64; nodes * width];
-    for i in lo..hi {
-        let base = s.area[i] as usize * width;
-        add_station(round, i, &mut flat[base..base + width]);
-    }
-    flat
-}
-
-/// Adds what station `i` contributes to its area's totals to a flat totals row: the one
-/// definition of a station's contribution, used by [`count`] and by [`station_totals`] (the
-/// live server's incremental updates). Absent counts add nothing; only counted sheets add votes.
-#[inline]
-fn add_station(round: &Round, i: usize, row: &mut [u64]) {
-    let s = &round.stations;
-    let k = round.candidates.len();
-    let e = round.extra_lines.len();
-    let known = |v: StoredCount| if v == MISSING { 0 } else { u64::from(v) };
-    row[0] += 1;
-    row[3] += known(s.registered[i]);
-    if s.status[i] != SheetStatus::Counted {
-        return;
-    }
-    let (reg, cast) = (s.registered[i], s.cast[i]);
-    row[1] += 1;
-    row[2] += known(reg);
-    row[4] += known(cast);
-    row[5] += known(s.invalid[i]);
-    row[6] += known(s.valid[i]);
-    if reg != MISSING && cast != MISSING {
-        row[7] += u64::from(cast);
-        row[8] += u64::from(reg);
-    }
-    for (acc, &v) in row[FIXED..FIXED + k]
-        .iter_mut()
-        .zip(&s.votes[i * k..(i + 1) * k])
-    {
-        *acc += known(v);
-    }
-    for (acc, &v) in row[FIXED + k..]
-        .iter_mut()
-        .zip(&s.extra[i * e..(i + 1) * e])
-    {
-        *acc += known(v);
-    }
+    propagate(&round.tree, &mut totals);
+    totals
 }
 
 /// What station `i` alone contributes to the totals of its area (and of every ancestor).
 pub fn station_totals(round: &Round, i: usize) -> Totals {
-    let k = round.candidates.len();
-    let mut row = vec![0u64; FIXED + k + round.extra_lines.len()];
-    add_station(round, i, &mut row);
-    Totals::from_flat(&row, k)
+    let mut t = Totals::zero(round.candidates.len(), round.extra_lines.len());
+    t.add_station(round, i);
+    t
 }
 
 impl Totals {
@@ -196,17 +176,11 @@ impl Totals {
 }
 
 /// Adds every node into its parent, deepest first; relies on parent index < child index.
-fn propagate(tree: &AreaTree, flat: &mut [u64], width: usize) {
+fn propagate(tree: &AreaTree, totals: &mut [Totals]) {
     for id in (1..tree.len()).rev() {
         let parent = tree.nodes[id].parent as usize;
-        let (head, tail) = flat.split_at_mut(id * width);
-        let child = &tail[..width];
-        for (a, b) in head[parent * width..(parent + 1) * width]
-            .iter_mut()
-            .zip(child)
-        {
-            *a += b;
-        }
+        let (head, tail) = totals.split_at_mut(id);
+        head[parent].add(&tail[0]);
     }
 }
 

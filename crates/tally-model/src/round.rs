@@ -95,8 +95,9 @@ pub struct Stations {
     pub ids: StationIds,
     pub area: Vec<AreaId>,
     pub status: Vec<SheetStatus>,
-    /// 1-based line of the sheet in its source file (0 when not from a file).
-    pub line: Vec<u64>,
+    /// 1-based line of the sheet in its source file (0 when not from a file); 32 bits like the
+    /// counts, held at `u32::MAX` past four billion lines.
+    pub line: Vec<u32>,
     pub registered: Vec<StoredCount>,
     pub cast: Vec<StoredCount>,
     pub invalid: Vec<StoredCount>,
@@ -183,7 +184,7 @@ impl Round {
         s.ids.push(id);
         s.area.push(area);
         s.status.push(status);
-        s.line.push(line);
+        s.line.push(u32::try_from(line).unwrap_or(u32::MAX));
         s.registered.push(core[0]);
         s.cast.push(core[1]);
         s.invalid.push(core[2]);

@@ -392,29 +392,34 @@ where
     // input (16 slots an id, up to 2^24): a one-sheet HTTP request must not clear 2 MB.
     let n = ids.count();
     let slots: u64 = (n as u64 * 16).next_power_of_two().clamp(1 << 10, 1 << 24);
-    let hashes: Vec<u64> = (0..n)
+    // 32-bit hashes: half the memory at a million ids; a collision only costs one exact
+    // comparison of the ids below.
+    let hashes: Vec<u32> = (0..n)
         .into_par_iter()
-        .map(|i| fnv1a(ids.id(i).as_bytes()))
+        .map(|i| {
+            let h = fnv1a(ids.id(i).as_bytes());
+            (h ^ (h >> 32)) as u32
+        })
         .collect();
     let mut bitmap = vec![0u64; (slots / 64) as usize];
     let mut busy = vec![false; hashes.len()];
-    for (i, h) in hashes.iter().enumerate() {
-        let slot = h % slots;
+    for (i, &h) in hashes.iter().enumerate() {
+        let slot = u64::from(h) % slots;
         let (word, bit) = ((slot / 64) as usize, slot % 64);
         busy[i] = bitmap[word] >> bit & 1 == 1;
         bitmap[word] |= 1 << bit;
     }
     // A slot hit means "maybe": the slot's first owner is a candidate too.
     let mut hit = vec![0u64; (slots / 64) as usize];
-    for (h, _) in hashes.iter().zip(&busy).filter(|(_, b)| **b) {
-        let slot = h % slots;
+    for (&h, _) in hashes.iter().zip(&busy).filter(|(_, b)| **b) {
+        let slot = u64::from(h) % slots;
         hit[(slot / 64) as usize] |= 1 << (slot % 64);
     }
-    let in_hit = |h: u64| {
-        let slot = h % slots;
+    let in_hit = |h: u32| {
+        let slot = u64::from(h) % slots;
         hit[(slot / 64) as usize] >> (slot % 64) & 1 == 1
     };
-    let repeated: std::collections::HashSet<u64> = {
+    let repeated: std::collections::HashSet<u32> = {
         let mut seen = std::collections::HashSet::new();
         let mut twice = std::collections::HashSet::new();
         for &h in hashes.iter().filter(|&&h| in_hit(h)) {
@@ -427,7 +432,7 @@ where
     if repeated.is_empty() {
         return Vec::new();
     }
-    let mut keyed: Vec<(u64, u32)> = hashes
+    let mut keyed: Vec<(u32, u32)> = hashes
         .iter()
         .enumerate()
         .filter(|(_, h)| repeated.contains(h))
