@@ -651,16 +651,20 @@ fn stored_count(v: u64, what: impl Fn() -> String, findings: &mut Vec<Finding>) 
     if v == ABSENT {
         MISSING
     } else if v > MAX_COUNT {
-        let what = what();
-        findings.push(Finding::on(
-            Code::E101,
-            [what.as_str()],
-            format!("{what} {v} is too large to be a count"),
-        ));
+        findings.push(too_large(&what(), v));
         MISSING
     } else {
         v as StoredCount
     }
+}
+
+/// E101 for a count above [`MAX_COUNT`].
+fn too_large(what: &str, v: u64) -> Finding {
+    Finding::on(
+        Code::E101,
+        [what],
+        format!("{what} {v} is too large to be a count"),
+    )
 }
 
 fn add(acc: &mut u64, v: u64) {
@@ -681,12 +685,7 @@ fn value_of(c: &Count, what: impl Fn() -> String, findings: &mut Vec<Finding>) -
     match c.0 {
         Ok(v) if v <= MAX_COUNT => Some(v),
         Ok(v) => {
-            let what = what();
-            findings.push(Finding::on(
-                Code::E101,
-                [what.as_str()],
-                format!("{what} {v} is too large to be a count"),
-            ));
+            findings.push(too_large(&what(), v));
             None
         }
         Err(b) => {
