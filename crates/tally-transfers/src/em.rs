@@ -280,6 +280,24 @@ fn row_fit(x: &[f64], y: &[f64], p: &[f64], b: &[f64], q: &mut [f64], col: &mut 
     (0..c).fold(0.0f64, |m, k| m.max((col[k] - y[k]).abs()))
 }
 
+/// Work space of [`unit_mode`], one per chunk of units (zeroing `MAX_DIM²` arrays on the stack
+/// for every unit cost more than the solve itself).
+struct ModeScratch {
+    /// Hessian (`C x C` at most).
+    h: Vec<f64>,
+    /// Trial row shares (`R x C`).
+    qt: Vec<f64>,
+}
+
+impl ModeScratch {
+    fn new(r: usize, c: usize) -> ModeScratch {
+        ModeScratch {
+            h: vec![0.0; c * c],
+            qt: vec![0.0; r * c],
+        }
+    }
+}
+
 /// Newton steps of [`unit_mode`] before it falls back to proportional fitting rounds.
 const NEWTON_STEPS: usize = 8;
 
@@ -297,7 +315,14 @@ const NEWTON_STEPS: usize = 8;
 /// each about two rounds' work. A step that does not shrink the mismatch is halved (three times);
 /// if Newton still cannot finish, proportional fitting takes over ([`unit_mode_ipf`]). Stops at
 /// the same mismatch as proportional fitting ([`MODE_TOL`] of the unit's voters).
-fn unit_mode(x: &[f64], y: &[f64], p: &[f64], b: &mut [f64], t: &mut [f64]) -> f64 {
+fn unit_mode(
+    x: &[f64],
+    y: &[f64],
+    p: &[f64],
+    b: &mut [f64],
+    t: &mut [f64],
+    sc: &mut ModeScratch,
+) -> f64 {
     let (r, c) = (x.len(), y.len());
     let mut mu = [0.0f64; MAX_DIM];
     let ll = unit_mu(x, y, p, &mut mu[..c]);
@@ -331,10 +356,9 @@ fn unit_mode(x: &[f64], y: &[f64], p: &[f64], b: &mut [f64], t: &mut [f64]) -> f
     let q = &mut t[..r * c];
     let mut col = [0.0f64; MAX_DIM];
     let mut off = row_fit(x, y, p, b, q, &mut col[..c]);
-    let mut h = [0.0f64; MAX_DIM * MAX_DIM];
+    let (h, qt) = (&mut sc.h, &mut sc.qt);
     let mut z = [0.0f64; MAX_DIM];
     let mut bt = [0.0f64; MAX_DIM];
-    let mut qt = [0.0f64; MAX_DIM * MAX_DIM];
     let mut colt = [0.0f64; MAX_DIM];
     let mut steps = 0;
     // At least one step even when the warm start already fits: a table left at its previous
@@ -428,6 +452,7 @@ fn e_step(
         let mut ll = 0.0;
         let mut units = Vec::with_capacity(if keep { (hi - lo) * k } else { 0 });
         let mut t = [0.0f64; MAX_DIM * MAX_DIM];
+        let mut sc = ModeScratch::new(r, c);
         let t = &mut t[..k];
         for u in lo..hi {
             let wu = w.map_or(1.0, |w| w[u]);
@@ -438,7 +463,9 @@ fn e_step(
             ll += wu
                 * match e {
                     EStep::Mult => unit_mult(x, y, p, t),
-                    EStep::Mode => unit_mode(x, y, p, &mut bs[(u - lo) * c..(u - lo + 1) * c], t),
+                    EStep::Mode => {
+                        unit_mode(x, y, p, &mut bs[(u - lo) * c..(u - lo + 1) * c], t, &mut sc)
+                    }
                 };
             num.iter_mut().zip(t.iter()).for_each(|(s, v)| *s += wu * v);
             if keep {
@@ -652,6 +679,7 @@ fn e_step_jac(
         };
         let mut scratch = JacScratch::new(r, c);
         let mut t = [0.0f64; MAX_DIM * MAX_DIM];
+        let mut sc = ModeScratch::new(r, c);
         let t = &mut t[..k];
         for u in lo..hi {
             let wu = w.map_or(1.0, |w| w[u]);
@@ -659,7 +687,7 @@ fn e_step_jac(
                 continue;
             }
             let (x, y) = (d.xu(u), d.yu(u));
-            unit_mode(x, y, p, &mut bs[(u - lo) * c..(u - lo + 1) * c], t);
+            unit_mode(x, y, p, &mut bs[(u - lo) * c..(u - lo + 1) * c], t, &mut sc);
             num.iter_mut().zip(t.iter()).for_each(|(s, v)| *s += wu * v);
             unit_jac(x, y, t, wu, &mut scratch, &mut jt);
             if want_s {
