@@ -282,7 +282,7 @@ fn row_fit(x: &[f64], y: &[f64], p: &[f64], b: &[f64], q: &mut [f64], col: &mut 
 
 /// Work space of [`unit_mode`], one per chunk of units (zeroing `MAX_DIM²` arrays on the stack
 /// for every unit cost more than the solve itself).
-struct ModeScratch {
+pub(crate) struct ModeScratch {
     /// Hessian (`C x C` at most).
     h: Vec<f64>,
     /// Trial row shares (`R x C`).
@@ -290,7 +290,7 @@ struct ModeScratch {
 }
 
 impl ModeScratch {
-    fn new(r: usize, c: usize) -> ModeScratch {
+    pub(crate) fn new(r: usize, c: usize) -> ModeScratch {
         ModeScratch {
             h: vec![0.0; c * c],
             qt: vec![0.0; r * c],
@@ -323,7 +323,7 @@ fn unit_mode(
     t: &mut [f64],
     sc: &mut ModeScratch,
 ) -> f64 {
-    let (r, c) = (x.len(), y.len());
+    let c = y.len();
     let mut mu = [0.0f64; MAX_DIM];
     let ll = unit_mu(x, y, p, &mut mu[..c]);
     if b.iter().all(|&v| v == 0.0) {
@@ -336,7 +336,31 @@ fn unit_mode(
         }
     }
     let n: f64 = x.iter().sum();
-    let tol = MODE_TOL * n;
+    if !fit_by_newton(x, y, p, b, t, MODE_TOL * n, NEWTON_STEPS, sc) {
+        // Newton could not finish (a near-singular Hessian): proportional fitting rounds.
+        unit_mode_ipf(x, y, p, b, t);
+    }
+    ll
+}
+
+/// Fits the table `t_gc = a_g s_gc b_c` (seed `s`, `R x C` row-major, positive where it
+/// matters) to row sums `x` and column sums `y` by Newton's method on `ln b` from the factors
+/// `b` (updated in place; columns with `y_c = 0` are left out): `t` gets the table, rows exact,
+/// columns within `tol`. `false` (and `t`, `b` unspecified) if that is not reached in
+/// `max_steps` steps. See [`unit_mode`] for the method; [`crate::lp`] uses it too.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit_by_newton(
+    x: &[f64],
+    y: &[f64],
+    s: &[f64],
+    b: &mut [f64],
+    t: &mut [f64],
+    tol: f64,
+    max_steps: usize,
+    sc: &mut ModeScratch,
+) -> bool {
+    let (r, c) = (x.len(), y.len());
+    let p = s;
     // Active columns but the pinned one (the largest).
     let mut free = [0usize; MAX_DIM];
     let mut m = 0;
@@ -364,7 +388,7 @@ fn unit_mode(
     // At least one step even when the warm start already fits: a table left at its previous
     // factors would follow `p` only up to the tolerance, and EM's map would be that rough at
     // fine scales (one Newton step from a fitted start is exact to rounding).
-    while (off > tol || (steps == 0 && off > 0.0)) && m > 0 && steps < NEWTON_STEPS {
+    while (off > tol || (steps == 0 && off > 0.0)) && m > 0 && steps < max_steps {
         steps += 1;
         for (ii, &i) in free.iter().enumerate() {
             z[ii] = y[i] - col[i];
@@ -402,16 +426,14 @@ fn unit_mode(
         }
     }
     if off > tol {
-        // Newton could not finish (a near-singular Hessian): proportional fitting rounds.
-        unit_mode_ipf(x, y, p, b, t);
-        return ll;
+        return false;
     }
     for g in 0..r {
         for k in 0..c {
             q[g * c + k] *= x[g];
         }
     }
-    ll
+    true
 }
 
 /// Runs `chunk` over the units in chunks of `CHUNK` (each with its slice of `bstate`, `c` values
