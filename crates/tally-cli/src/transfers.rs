@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 use tally_model::Round;
 use tally_transfers::{
-    compare_methods, estimate_with_progress, from_two_rounds, InputError, Margins, Method, Options,
-    Progress, SkippedMethod, TransferResult, TRUSTED,
+    compare_methods, estimate_shared, from_two_rounds, InputError, Margins, Method, Options,
+    Progress, SharedFits, SkippedMethod, TransferResult, TRUSTED,
 };
 
 /// One estimation, reporting its progress.
@@ -188,8 +188,10 @@ pub fn two_rounds(
         tm.units_used,
         opts.method.name()
     );
+    // The comparison's LP methods share one lphom solve.
+    let shared = std::cell::RefCell::new(SharedFits::default());
     let result = estimate_and_compare(
-        &|o, p| tm.estimate_with_progress(o, p),
+        &|o, p| tm.estimate_shared(o, p, &mut shared.borrow_mut()),
         tm.units_used,
         opts,
         out,
@@ -229,8 +231,14 @@ pub fn generic(
         row_counts,
         col_counts,
     };
-    let result = estimate_and_compare(&|o, p| estimate_with_progress(&m, o, p), m.len(), opts, out)
-        .map_err(|e| format!("{path}: {e}"))?;
+    let shared = std::cell::RefCell::new(SharedFits::default());
+    let result = estimate_and_compare(
+        &|o, p| estimate_shared(&m, o, p, &mut shared.borrow_mut()),
+        m.len(),
+        opts,
+        out,
+    )
+    .map_err(|e| format!("{path}: {e}"))?;
     emit(&result, path, out)
 }
 
