@@ -280,6 +280,11 @@ fn row_fit(x: &[f64], y: &[f64], p: &[f64], b: &[f64], q: &mut [f64], col: &mut 
     (0..c).fold(0.0f64, |m, k| m.max((col[k] - y[k]).abs()))
 }
 
+/// `Σ_c (col_c − y_c)²`.
+fn sum_sq(col: &[f64], y: &[f64]) -> f64 {
+    col.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum()
+}
+
 /// Work space of [`unit_mode`], one per chunk of units (zeroing `MAX_DIM²` arrays on the stack
 /// for every unit cost more than the solve itself).
 pub(crate) struct ModeScratch {
@@ -312,8 +317,8 @@ const NEWTON_STEPS: usize = 8;
 /// linearly, slowly when rows vote alike; on Poland 2020 (14 x 5) it used 16.7 rounds per unit on
 /// average against a cap of 20, so most unit tables were left off their margins, which also
 /// slowed EM itself (447 steps; 123 with fitted tables). Newton needs 1.5 steps per unit there,
-/// each about two rounds' work. A step that does not shrink the mismatch is halved (three times);
-/// if Newton still cannot finish, proportional fitting takes over ([`unit_mode_ipf`]). Stops at
+/// each about two rounds' work. A step that does not shrink the squared mismatch is halved; if
+/// Newton still cannot finish, proportional fitting takes over ([`unit_mode_ipf`]). Stops at
 /// the same mismatch as proportional fitting ([`MODE_TOL`] of the unit's voters).
 fn unit_mode(
     x: &[f64],
@@ -403,14 +408,18 @@ pub(crate) fn fit_by_newton(
         }
         let mut accepted = false;
         if cholesky_solve(&mut h[..m * m], m, &mut z[..m]) {
+            // The Newton direction lowers the sum of squared mismatches for a short enough
+            // step (its derivative along the step is −2·that sum), so halving finds one; a full
+            // step can overshoot where a column's share saturates (a factor far from its root).
+            let ss = sum_sq(&col[..c], y);
             let mut lambda = 1.0;
-            for _ in 0..4 {
+            for _ in 0..40 {
                 bt[..c].copy_from_slice(b);
                 for (ii, &i) in free.iter().enumerate() {
                     bt[i] = b[i] * (lambda * z[ii]).exp();
                 }
                 let o = row_fit(x, y, p, &bt[..c], &mut qt[..r * c], &mut colt[..c]);
-                if o < off {
+                if sum_sq(&colt[..c], y) < ss {
                     b.copy_from_slice(&bt[..c]);
                     q.copy_from_slice(&qt[..r * c]);
                     col[..c].copy_from_slice(&colt[..c]);
