@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 use tally_model::Round;
 use tally_transfers::{
-    compare_methods, estimate_with_progress, from_two_rounds, InputError, Margins, Method, Options,
-    Progress, SkippedMethod, TransferResult, TRUSTED,
+    compare_methods, estimate_shared, from_two_rounds, InputError, Margins, Method, Options,
+    Progress, SharedFits, SkippedMethod, TransferResult, TRUSTED,
 };
 
 /// One estimation, reporting its progress.
@@ -59,13 +59,19 @@ pub const COMPARE_MAX_UNITS: usize = 50_000;
 const COMPARE_MAX_FACTOR: f64 = 10.0;
 
 /// Point-estimate time of each method relative to lphom's on the same input (benchmark, 200k
-/// units 5 x 4: tslphom 1.2x, nslphom 2.4x; Poland 2020: em 2.3x tslphom), for the prediction.
-fn relative_cost(m: Method) -> f64 {
-    match m {
-        Method::Lphom => 1.0,
-        Method::Tslphom => 1.2,
-        Method::Nslphom => 2.5,
-        Method::Em => 3.0,
+/// units 5 x 4: tslphom 1.2x, nslphom 2.4x; Poland 2020: em 2.3x tslphom before em's Newton unit
+/// solve, about 0.25x lphom since), for the prediction.
+/// With `lphom_done`, the LP methods reuse that lphom solve ([`SharedFits`]) and only their
+/// unit-level passes remain (tslphom 0.2x and nslphom 1.4x on the benchmark; less on Poland).
+fn relative_cost(m: Method, lphom_done: bool) -> f64 {
+    match (m, lphom_done) {
+        (Method::Lphom, false) => 1.0,
+        (Method::Lphom, true) => 0.05,
+        (Method::Tslphom, false) => 1.2,
+        (Method::Tslphom, true) => 0.2,
+        (Method::Nslphom, false) => 2.5,
+        (Method::Nslphom, true) => 1.5,
+        (Method::Em, _) => 3.0,
     }
 }
 
@@ -86,7 +92,9 @@ fn estimate_and_compare(
     let budget = COMPARE_MAX_FACTOR * chosen_secs;
     // The unit of the prediction: lphom's time, measured once it has run, else inferred from the
     // chosen run (its bootstrap included, so a generous guess).
-    let mut lphom_secs = chosen_secs / relative_cost(opts.method);
+    let mut lphom_secs = chosen_secs / relative_cost(opts.method, false);
+    // lphom has been solved once this run (by the chosen method or the comparison).
+    let mut lphom_done = opts.method != Method::Em;
     let (mut others, mut skipped) = (Vec::new(), Vec::new());
     let rest: Vec<Method> = TRUSTED.into_iter().filter(|m| *m != opts.method).collect();
     eprintln!(
@@ -94,7 +102,7 @@ fn estimate_and_compare(
         rest.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
     );
     for m in rest {
-        let predicted = lphom_secs * relative_cost(m);
+        let predicted = lphom_secs * relative_cost(m, lphom_done);
         if predicted > budget {
             skipped.push(SkippedMethod {
                 method: m.name().to_string(),
@@ -113,9 +121,10 @@ fn estimate_and_compare(
         };
         let t = Instant::now();
         others.push(with_progress(run, &o, units)?);
-        if m == Method::Lphom {
+        if m == Method::Lphom && !lphom_done {
             lphom_secs = t.elapsed().as_secs_f64();
         }
+        lphom_done = true;
     }
     compare_methods(&mut result, &others, skipped);
     Ok(result)
@@ -188,8 +197,10 @@ pub fn two_rounds(
         tm.units_used,
         opts.method.name()
     );
+    // The comparison's LP methods share one lphom solve.
+    let shared = std::cell::RefCell::new(SharedFits::default());
     let result = estimate_and_compare(
-        &|o, p| tm.estimate_with_progress(o, p),
+        &|o, p| tm.estimate_shared(o, p, &mut shared.borrow_mut()),
         tm.units_used,
         opts,
         out,
@@ -229,8 +240,14 @@ pub fn generic(
         row_counts,
         col_counts,
     };
-    let result = estimate_and_compare(&|o, p| estimate_with_progress(&m, o, p), m.len(), opts, out)
-        .map_err(|e| format!("{path}: {e}"))?;
+    let shared = std::cell::RefCell::new(SharedFits::default());
+    let result = estimate_and_compare(
+        &|o, p| estimate_shared(&m, o, p, &mut shared.borrow_mut()),
+        m.len(),
+        opts,
+        out,
+    )
+    .map_err(|e| format!("{path}: {e}"))?;
     emit(&result, path, out)
 }
 

@@ -65,7 +65,7 @@ pub const DEFAULT_METHOD: Method = Method::Em;
 /// Why [`DEFAULT_METHOD`] is the default (printed with every result, `method_choice`).
 pub const DEFAULT_REASON: &str = "em is the default: the most accurate method measured on the \
      New Zealand 2020 development half (36 electorates with the true table: mean misallocation \
-     7.98%, against nslphom 10.51%, tslphom 12.19%, lphom 13.88%), and better than tslphom on \
+     7.99%, against nslphom 10.51%, tslphom 12.19%, lphom 13.88%), and better than tslphom on \
      senc (3.51% against 3.86%; nslphom is better there, 1.39%)";
 
 impl Method {
@@ -288,6 +288,49 @@ pub fn estimate_with_progress(
     opts: &Options,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<TransferResult, InputError> {
+    estimate_shared(m, opts, progress, &mut SharedFits::default())
+}
+
+/// Fits that several estimations of the same margins can share: lphom, tslphom and nslphom all
+/// start from the same lphom solution, so a comparison of the three solves its LP once (on
+/// Poland 2020 one lphom solve is most of each method's time). Each fit is kept with a
+/// fingerprint of the data it was solved on (units, totals, the solver setting) and is only
+/// reused on data with the same fingerprint, so passing one `SharedFits` to estimations of
+/// different margins is safe, just not useful.
+#[derive(Default)]
+pub struct SharedFits {
+    lphom: Option<(Vec<f64>, lp::LpFit)>,
+}
+
+impl SharedFits {
+    /// The lphom fit of `d` (solved on the first call, then reused).
+    fn lphom(&mut self, d: &Data, exact_max_cells: usize) -> lp::LpFit {
+        let key: Vec<f64> = [d.u as f64, d.r as f64, d.c as f64, exact_max_cells as f64]
+            .into_iter()
+            .chain(d.row_tot.iter().copied())
+            .chain(d.col_tot.iter().copied())
+            .chain(d.x.iter().step_by(97).copied())
+            .chain(d.y.iter().step_by(89).copied())
+            .collect();
+        match &self.lphom {
+            Some((k, fit)) if *k == key => fit.clone(),
+            _ => {
+                let fit = lp::lphom(d, exact_max_cells);
+                self.lphom = Some((key, fit.clone()));
+                fit
+            }
+        }
+    }
+}
+
+/// [`estimate_with_progress`] reusing (and filling) the fits in `shared` ([`SharedFits`]): the
+/// result is the same as without it.
+pub fn estimate_shared(
+    m: &Margins,
+    opts: &Options,
+    progress: &(dyn Fn(Progress) + Sync),
+    shared: &mut SharedFits,
+) -> Result<TransferResult, InputError> {
     let (m, balance) = m.balanced(opts.balance)?;
     let m: &Margins = &m;
     check(m)?;
@@ -312,7 +355,7 @@ pub fn estimate_with_progress(
         method: opts.method,
     });
     // The LP family starts from the lphom fit; em does not need it.
-    let fit = (opts.method != Method::Em).then(|| lp::lphom(&d, opts.exact_lp_max_cells));
+    let fit = (opts.method != Method::Em).then(|| shared.lphom(&d, opts.exact_lp_max_cells));
     let mut lp_info = fit.as_ref().map(|fit| LpInfo {
         solver: fit.solver.to_string(),
         objective: fit.objective,
@@ -356,8 +399,8 @@ pub fn estimate_with_progress(
                 ));
             }
             em_info = Some(EmInfo {
-                e_step: "conditional mode of each unit table given both margins (iterative \
-                         proportional fitting), after multinomial-approximation steps"
+                e_step: "conditional mode of each unit table given both margins (Newton's \
+                         method on its column factors), after multinomial-approximation steps"
                     .to_string(),
                 iterations: ef.iterations,
                 loglik: ef.loglik,
@@ -532,7 +575,18 @@ impl TwoRoundMargins {
         opts: &Options,
         progress: &(dyn Fn(Progress) + Sync),
     ) -> Result<TransferResult, InputError> {
-        let mut res = estimate_with_progress(&self.margins, opts, progress)?;
+        self.estimate_shared(opts, progress, &mut SharedFits::default())
+    }
+
+    /// [`TwoRoundMargins::estimate_with_progress`] sharing fits through `shared`
+    /// ([`estimate_shared`]).
+    pub fn estimate_shared(
+        &self,
+        opts: &Options,
+        progress: &(dyn Fn(Progress) + Sync),
+        shared: &mut SharedFits,
+    ) -> Result<TransferResult, InputError> {
+        let mut res = estimate_shared(&self.margins, opts, progress, shared)?;
         res.units_dropped += self.units_dropped;
         if !self.only_in_round1.is_empty() {
             res.notes.push(format!(

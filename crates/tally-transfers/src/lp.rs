@@ -752,7 +752,35 @@ pub(crate) fn unit_table(x: &[f64], y: &[f64], p: &[f64], out: &mut [f64]) {
             }
         }
     }
-    for _ in 0..1000 {
+    // Newton's method on the column factors (as em's unit tables, [`crate::em::fit_by_newton`]):
+    // proportional fitting alone converges linearly and on Poland 2020 (14 x 5) its up to 1000
+    // rounds per unit and pass were most of nslphom's time. The rounds below stay as the fallback.
+    let mut targets = [0.0f64; MAX_DIM];
+    for j in 0..nc {
+        if any_def[j] {
+            targets[j] = y[j] - yhat[j];
+        }
+    }
+    let mut b = [0.0f64; MAX_DIM];
+    for j in 0..nc {
+        b[j] = if any_def[j] { 1.0 } else { 0.0 };
+    }
+    let mut fitted = vec![0.0f64; nr * nc];
+    let mut sc = crate::em::ModeScratch::new(nr, nc);
+    let newton_ok = crate::em::fit_by_newton(
+        freed,
+        &targets[..nc],
+        inc,
+        &mut b[..nc],
+        &mut fitted,
+        1e-11 * (1.0 + dsum),
+        50,
+        &mut sc,
+    );
+    if newton_ok {
+        inc.copy_from_slice(&fitted);
+    }
+    for _ in 0..if newton_ok { 0 } else { 1000 } {
         let mut worst = 0.0f64;
         for i in 0..nr {
             let s: f64 = inc[i * nc..(i + 1) * nc].iter().sum();
