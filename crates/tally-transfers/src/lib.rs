@@ -293,9 +293,9 @@ pub fn estimate_with_progress(
 
 /// Fits that several estimations of the same margins can share: lphom, tslphom and nslphom all
 /// start from the same lphom solution, so a comparison of the three solves its LP once (on
-/// Poland 2020 one lphom solve is most of each method's time). Each fit is kept with a
-/// fingerprint of the data it was solved on (units, totals, the solver setting) and is only
-/// reused on data with the same fingerprint, so passing one `SharedFits` to estimations of
+/// Poland 2020 one lphom solve is most of each method's time). Each fit is kept with the
+/// data it was solved on (every unit's margins, the solver setting) and is only reused on the
+/// same data, so passing one `SharedFits` to estimations of
 /// different margins is safe, just not useful.
 #[derive(Default)]
 pub struct SharedFits {
@@ -309,8 +309,8 @@ impl SharedFits {
             .into_iter()
             .chain(d.row_tot.iter().copied())
             .chain(d.col_tot.iter().copied())
-            .chain(d.x.iter().step_by(97).copied())
-            .chain(d.y.iter().step_by(89).copied())
+            .chain(d.x.iter().copied())
+            .chain(d.y.iter().copied())
             .collect();
         match &self.lphom {
             Some((k, fit)) if *k == key => fit.clone(),
