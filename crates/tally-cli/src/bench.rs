@@ -149,7 +149,7 @@ fn measure(
     ));
     if let Some(kb) = peak {
         out.push_str(&format!(
-            "    peak memory of tally results            {:>8.1} MB   ({:.2}x the file)\n",
+            "    peak memory of tally results            {:>8.1} MiB  ({:.2}x the file)\n",
             kb as f64 / 1024.0,
             kb as f64 * 1024.0 / size as f64
         ));

@@ -579,7 +579,7 @@ fn assemble(
         let mut r = if single && on_ballot.iter().all(|&b| b) && found.pending.is_empty() {
             round_from_table(
                 std::mem::take(&mut table),
-                &paths,
+                std::mem::take(&mut paths),
                 &found,
                 layout,
                 file,
@@ -618,7 +618,7 @@ fn assemble(
 /// become the round's columns without a copy.
 fn round_from_table(
     table: Table,
-    paths: &[Vec<String>],
+    paths: Vec<Vec<String>>,
     found: &Findings,
     layout: &Layout,
     file: &str,
@@ -626,7 +626,10 @@ fn round_from_table(
     number: u8,
 ) -> ImportedRound {
     let mut tree = AreaTree::new(&opts.election_name, layout.level_names());
-    let leaf: Vec<u32> = tree.leaves(paths);
+    let leaf: Vec<u32> = tree.leaves(&paths);
+    // The tree has the names now; the paths' strings (8 MB at a million stations) would only
+    // add to the import's peak.
+    drop(paths);
     let mut round = Round::new(
         number,
         layout.candidates.iter().map(|c| c.1.clone()).collect(),

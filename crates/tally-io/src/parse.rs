@@ -46,7 +46,7 @@ impl Table {
     /// Room for about `rows` rows, reserved but not touched (a file's size over the sample's
     /// bytes per row): the columns then grow without being moved.
     pub fn with_capacity(rows: usize, k: usize, e: usize) -> Table {
-        let t = Table {
+        Table {
             round: Vec::with_capacity(rows),
             ids: StationIds::with_capacity(rows, rows * 8),
             lines: Vec::with_capacity(rows),
@@ -55,13 +55,7 @@ impl Table {
             core: std::array::from_fn(|_| Vec::with_capacity(rows)),
             votes: Vec::with_capacity(rows * k),
             extra: Vec::with_capacity(rows * e),
-        };
-        huge_pages(&t.votes);
-        for c in &t.core {
-            huge_pages(c);
         }
-        huge_pages(&t.lines);
-        t
     }
 
     /// Adds `n` blank rows.
@@ -159,32 +153,6 @@ impl Table {
         self.extra.truncate(n * e);
     }
 }
-
-/// Asks the kernel for huge pages under a large column's reserved memory: a 4 KB page costs a
-/// page fault when first written, and a million stations write a hundred megabytes of columns.
-#[cfg(target_os = "linux")]
-fn huge_pages<T>(v: &Vec<T>) {
-    const HUGE: usize = 2 << 20;
-    let bytes = v.capacity() * std::mem::size_of::<T>();
-    let start = v.as_ptr() as usize;
-    let aligned = start.next_multiple_of(HUGE);
-    let end = (start + bytes) / HUGE * HUGE;
-    if end > aligned {
-        // SAFETY: madvise only advises on pages of this process's own allocation (the aligned
-        // range lies inside the vector's reserved capacity); it changes no memory contents and
-        // its failure is harmless.
-        unsafe {
-            libc::madvise(
-                aligned as *mut libc::c_void,
-                end - aligned,
-                libc::MADV_HUGEPAGE,
-            );
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn huge_pages<T>(_: &Vec<T>) {}
 
 /// One chunk's rows of the [`Table`] (the chunk collects its ids in [`Chunk::ids`]).
 struct Region<'a> {
