@@ -161,22 +161,11 @@ fn unit_mult(x: &[f64], y: &[f64], p: &[f64], t: &mut [f64]) -> f64 {
 }
 
 /// The mode E-step table of one unit into `t`: `a_g p_gc b_c` with both margins, by
-/// iterative proportional fitting from the column factors `b` (updated in place: the next
-/// EM step starts from them; all zero = not started), at most [`MODE_ROUNDS`] rounds. Returns
-/// the log-likelihood term. The fallback of [`unit_mode`] when its Newton steps fail.
-fn unit_mode_ipf(x: &[f64], y: &[f64], p: &[f64], b: &mut [f64], t: &mut [f64]) -> f64 {
+/// iterative proportional fitting from the column factors `b` (started by [`unit_mode`];
+/// updated in place), at most [`MODE_ROUNDS`] rounds. The fallback of [`unit_mode`] when its
+/// Newton steps fail.
+fn unit_mode_ipf(x: &[f64], y: &[f64], p: &[f64], b: &mut [f64], t: &mut [f64]) {
     let (r, c) = (x.len(), y.len());
-    let mut mu = [0.0f64; MAX_DIM];
-    let ll = unit_mu(x, y, p, &mut mu[..c]);
-    if b.iter().all(|&v| v == 0.0) {
-        for k in 0..c {
-            b[k] = if y[k] > 0.0 {
-                y[k] / mu[k].max(1e-300)
-            } else {
-                0.0
-            };
-        }
-    }
     let n: f64 = x.iter().sum();
     let mut a = [0.0f64; MAX_DIM];
     for _ in 0..MODE_ROUNDS {
@@ -209,7 +198,6 @@ fn unit_mode_ipf(x: &[f64], y: &[f64], p: &[f64], b: &mut [f64], t: &mut [f64]) 
             }
         }
     }
-    ll
 }
 
 /// Solves the symmetric positive definite `n x n` system `h z = g` in place (`h` row-major, its
