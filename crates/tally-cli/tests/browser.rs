@@ -232,13 +232,16 @@ async fn assert_matches_api(c: &Client, addr: &str, round: u8, area: &str) {
         p[1].as_str().unwrap().parse::<u64>().unwrap(),
         rr["progress"]["stations_known"].as_u64().unwrap()
     );
+    // Read in one script: the live page may re-render between a find and a read of the element
+    // (a stale element reference).
     let outcome = c
-        .find(Locator::Css("[data-outcome]"))
-        .await
-        .unwrap()
-        .text()
+        .execute(
+            "const e = document.querySelector('[data-outcome]'); return e ? e.innerText : ''",
+            vec![],
+        )
         .await
         .unwrap();
+    let outcome = outcome.as_str().unwrap_or("");
     assert!(!outcome.trim().is_empty(), "the outcome in words");
 }
 
