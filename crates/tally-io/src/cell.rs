@@ -12,6 +12,7 @@ pub enum CountError {
 
 /// An empty cell is `Ok(None)`. Accepts `123` and `123.0` (spreadsheet exports); rejects
 /// negatives, fractions, exponents and anything else.
+#[inline]
 pub fn parse_count(b: &[u8]) -> Result<Option<StoredCount>, CountError> {
     // Fast path: up to 9 plain digits (no overflow possible, below MAX_COUNT) - nearly every cell.
     if !b.is_empty() && b.len() <= 9 {
@@ -29,7 +30,9 @@ pub fn parse_count(b: &[u8]) -> Result<Option<StoredCount>, CountError> {
     parse_count_slow(b)
 }
 
-/// Whitespace, `12.0`, signs, overflow: the careful path with the precise error.
+/// Whitespace, `12.0`, signs, overflow: the careful path with the precise error (out of line:
+/// the fast path is inlined into the parser's loop over a row's cells).
+#[inline(never)]
 fn parse_count_slow(b: &[u8]) -> Result<Option<StoredCount>, CountError> {
     let b = trim(b);
     if b.is_empty() {

@@ -4,7 +4,60 @@
 
 use crate::definition::ElectionDef;
 use crate::ImportError;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+type Map<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+type Set<T> = HashSet<T, ahash::RandomState>;
+
+/// The rows the layout is inferred from, their cells trimmed and kept in one string: twenty
+/// thousand rows of a wide file as one `String` per cell cost more to build and free than the
+/// inference itself (a third of a 100,000-station import).
+#[derive(Default)]
+pub struct Sample {
+    text: String,
+    /// `(start, end)` in `text` of each cell, row after row.
+    cells: Vec<(usize, usize)>,
+    width: usize,
+}
+
+impl Sample {
+    pub fn new(width: usize) -> Sample {
+        Sample {
+            width,
+            ..Sample::default()
+        }
+    }
+
+    /// Adds a row of exactly `width` fields (bytes that are not UTF-8 are replaced, as the
+    /// inference only compares and parses them).
+    pub fn push_row<'a>(&mut self, fields: impl Iterator<Item = &'a [u8]>) {
+        for f in fields {
+            let start = self.text.len();
+            match std::str::from_utf8(f) {
+                Ok(s) => self.text.push_str(s.trim()),
+                Err(_) => self.text.push_str(String::from_utf8_lossy(f).trim()),
+            }
+            self.cells.push((start, self.text.len()));
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.cells.len().checked_div(self.width).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    /// The trimmed cell of row `r`, column `c` ("" past the row's width).
+    fn cell(&self, r: usize, c: usize) -> &str {
+        if c >= self.width {
+            return "";
+        }
+        let (a, b) = self.cells[r * self.width + c];
+        &self.text[a..b]
+    }
+}
 use tally_model::{Candidate, Code};
 
 /// How one file's columns map onto tally-sheet lines.
@@ -95,10 +148,10 @@ enum Kind {
 
 /// A column is numeric when (nearly) all its non-empty sample cells are integers: a few bad
 /// cells do not turn a count column into text, they become E101 findings on their rows.
-fn column_kind(sample: &[Vec<String>], col: usize) -> Kind {
+fn column_kind(sample: &Sample, col: usize) -> Kind {
     let (mut seen, mut ints) = (0usize, 0usize);
-    for row in sample {
-        let v = row.get(col).map(|s| s.trim()).unwrap_or("");
+    for r in 0..sample.rows() {
+        let v = sample.cell(r, col);
         if v.is_empty() {
             continue;
         }
@@ -129,7 +182,7 @@ pub fn check_header(header: &[String], file: &str) -> Result<(), ImportError> {
             ),
         ));
     }
-    let mut seen = HashMap::new();
+    let mut seen = Map::default();
     for (i, h) in header.iter().enumerate() {
         if let Some(j) = seen.insert(norm(h), i) {
             return Err(ImportError::fatal(
@@ -151,7 +204,7 @@ pub fn check_header(header: &[String], file: &str) -> Result<(), ImportError> {
 /// where it names columns.
 pub fn infer(
     header: &[String],
-    sample: &[Vec<String>],
+    sample: &Sample,
     def: Option<&ElectionDef>,
     file: &str,
 ) -> Result<Layout, ImportError> {
@@ -382,22 +435,22 @@ pub fn infer(
 /// that only restates the previous level (a code) or numbers the stations is skipped.
 fn infer_levels(
     header: &[String],
-    sample: &[Vec<String>],
+    sample: &Sample,
     cols: &[usize],
     kinds: &[Kind],
     notes: &mut Vec<String>,
 ) -> (Vec<usize>, Vec<(usize, String)>) {
-    let n = sample.len();
+    let n = sample.rows();
     let mut levels: Vec<usize> = Vec::new();
     let mut skipped = Vec::new();
     // Path id of each sample row under the chosen levels.
     let mut path: Vec<usize> = vec![0; n];
     let mut distinct_paths = 1usize;
     for &c in cols {
-        let cell = |r: usize| sample[r].get(c).map(|s| s.trim()).unwrap_or("");
-        let mut ids: HashMap<(usize, &str), usize> = HashMap::new();
+        let cell = |r: usize| sample.cell(r, c);
+        let mut ids: Map<(usize, &str), usize> = Map::default();
         let mut new_path = vec![0; n];
-        let mut parents: HashMap<&str, HashSet<usize>> = HashMap::new();
+        let mut parents: Map<&str, Set<usize>> = Map::default();
         for r in 0..n {
             let next = ids.len();
             new_path[r] = *ids.entry((path[r], cell(r))).or_insert(next);
@@ -548,7 +601,7 @@ fn best_run(rows: &[(u64, Vec<u64>)], pool: usize) -> (Option<(usize, usize)>, u
 #[allow(clippy::too_many_arguments)]
 fn infer_candidates(
     header: &[String],
-    sample: &[Vec<String>],
+    sample: &Sample,
     kinds: &[Kind],
     core: &[Option<usize>; 4],
     used: &HashSet<usize>,
@@ -598,11 +651,10 @@ fn infer_candidates(
             (0, pool.len())
         }
         Some(valid_col) => {
-            let rows: Vec<(u64, Vec<u64>)> = sample
-                .iter()
+            let rows: Vec<(u64, Vec<u64>)> = (0..sample.rows())
                 .filter_map(|r| {
                     let v =
-                        crate::cell::parse_count(r.get(valid_col)?.trim().as_bytes()).ok()??;
+                        crate::cell::parse_count(sample.cell(r, valid_col).as_bytes()).ok()??;
                     // Prefix sums of the pool's cells: the sum of a run is one subtraction. An
                     // empty cell counts as 0 here; the parser decides later whether the valid
                     // total implies it (W208) or not (E110).
@@ -610,8 +662,9 @@ fn infer_candidates(
                     prefix.push(0u64);
                     let mut acc = 0u64;
                     for &c in &pool {
-                        let cell = r.get(c).map(|s| s.trim()).unwrap_or("");
-                        let x = crate::cell::parse_count(cell.as_bytes()).ok().flatten();
+                        let x = crate::cell::parse_count(sample.cell(r, c).as_bytes())
+                            .ok()
+                            .flatten();
                         acc = acc.saturating_add(u64::from(x.unwrap_or(0)));
                         prefix.push(acc);
                     }

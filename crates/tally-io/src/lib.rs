@@ -288,7 +288,7 @@ fn import_csv(
         read_header_and_sample(&buf[..sample_end], file)?;
     let layout = layout::infer(&header, &sample, opts.definition, file)?;
     // The sample's twenty thousand rows of strings are not needed while the file is parsed.
-    let sample_rows = sample.len();
+    let sample_rows = sample.rows();
     drop(sample);
     let parts = rayon::current_num_threads().max(1) * 2;
     let candidate_ids: Vec<&str> = layout
@@ -446,7 +446,7 @@ fn record_start(data: &[u8], start: usize, want: u64, line: u64) -> usize {
     at
 }
 
-type HeaderAndSample = (Vec<String>, usize, Vec<Vec<String>>, usize);
+type HeaderAndSample = (Vec<String>, usize, layout::Sample, usize);
 
 /// The header, where the body starts, up to SAMPLE_ROWS rows for inference and their size.
 fn read_header_and_sample(data: &[u8], file: &str) -> Result<HeaderAndSample, ImportError> {
@@ -481,16 +481,12 @@ fn read_header_and_sample(data: &[u8], file: &str) -> Result<HeaderAndSample, Im
         })
         .collect::<Result<_, _>>()?;
     let body_start = rdr.position().byte() as usize;
-    let mut sample = Vec::new();
-    while sample.len() < SAMPLE_ROWS {
+    let mut sample = layout::Sample::new(header.len());
+    while sample.rows() < SAMPLE_ROWS {
         match rdr.read_byte_record(&mut rec) {
             Ok(true) => {
                 if rec.len() == header.len() {
-                    sample.push(
-                        rec.iter()
-                            .map(|f| String::from_utf8_lossy(f).into_owned())
-                            .collect(),
-                    );
+                    sample.push_row(rec.iter());
                 }
             }
             Ok(false) => break,
@@ -547,8 +543,10 @@ fn assemble(
     let k_all = layout.candidates.len();
     let mut seen: std::collections::BTreeMap<u8, Vec<bool>> = Default::default();
     for c in &chunks {
-        for (round, s) in &c.seen {
-            let acc = seen.entry(*round).or_insert_with(|| vec![false; k_all]);
+        for (round, s) in c.seen.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+            let acc = seen
+                .entry(round as u8)
+                .or_insert_with(|| vec![false; k_all]);
             acc.iter_mut().zip(s).for_each(|(a, b)| *a |= b);
         }
     }

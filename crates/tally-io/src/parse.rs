@@ -181,8 +181,9 @@ pub struct Chunk {
     pub raw: Vec<(usize, String)>,
     /// Rows with empty candidate cells, validated once the round's candidates are known.
     pub pending: Vec<usize>,
-    /// Per round: which candidate columns hold a count on at least one row.
-    pub seen: std::collections::BTreeMap<u8, Vec<bool>>,
+    /// Indexed by round number: which candidate columns hold a count on at least one row
+    /// (empty for a round without rows here). A vector, not a map: it is updated on every row.
+    pub seen: Vec<Vec<bool>>,
     pub rows_read: u64,
     /// Rows written into the chunk's region.
     pub written: usize,
@@ -698,7 +699,14 @@ fn handle_row<R: Row>(
                 ));
             }
         }
-        let seen = c.seen.entry(round).or_insert_with(|| vec![false; k]);
+        let r = usize::from(round);
+        if c.seen.len() <= r {
+            c.seen.resize(r + 1, Vec::new());
+        }
+        let seen = &mut c.seen[r];
+        if seen.is_empty() {
+            *seen = vec![false; k];
+        }
         for (j, &v) in st.votes.iter().enumerate() {
             seen[j] |= v != MISSING;
         }

@@ -401,10 +401,12 @@ where
             (h ^ (h >> 32)) as u32
         })
         .collect();
+    // `slots` is a power of two: a mask, not a division, per id.
+    let mask = slots - 1;
     let mut bitmap = vec![0u64; (slots / 64) as usize];
     let mut busy = vec![false; hashes.len()];
     for (i, &h) in hashes.iter().enumerate() {
-        let slot = u64::from(h) % slots;
+        let slot = u64::from(h) & mask;
         let (word, bit) = ((slot / 64) as usize, slot % 64);
         busy[i] = bitmap[word] >> bit & 1 == 1;
         bitmap[word] |= 1 << bit;
@@ -412,11 +414,11 @@ where
     // A slot hit means "maybe": the slot's first owner is a candidate too.
     let mut hit = vec![0u64; (slots / 64) as usize];
     for (&h, _) in hashes.iter().zip(&busy).filter(|(_, b)| **b) {
-        let slot = u64::from(h) % slots;
+        let slot = u64::from(h) & mask;
         hit[(slot / 64) as usize] |= 1 << (slot % 64);
     }
     let in_hit = |h: u32| {
-        let slot = u64::from(h) % slots;
+        let slot = u64::from(h) & mask;
         hit[(slot / 64) as usize] >> (slot % 64) & 1 == 1
     };
     let repeated: std::collections::HashSet<u32> = {
