@@ -12,7 +12,7 @@ type Set<T> = HashSet<T, ahash::RandomState>;
 /// The rows the layout is inferred from, their cells trimmed and kept in one string: twenty
 /// thousand rows of a wide file as one `String` per cell cost more to build and free than the
 /// inference itself (a third of a 100,000-station import).
-#[derive(Default)]
+#[derive(Default, Debug, PartialEq)]
 pub struct Sample {
     text: String,
     /// `(start, end)` in `text` of each cell, row after row.
@@ -300,7 +300,15 @@ pub fn infer(
     }
 
     let first_core = core.iter().flatten().min().copied().unwrap_or(header.len());
-    let kinds: Vec<Kind> = (0..header.len()).map(|c| column_kind(sample, c)).collect();
+    // One pass over the sample per column, on all cores (the layout is inferred before any row
+    // is parsed, so it is time every import waits for).
+    let kinds: Vec<Kind> = {
+        use rayon::prelude::*;
+        (0..header.len())
+            .into_par_iter()
+            .map(|c| column_kind(sample, c))
+            .collect()
+    };
     for (f, col) in core.iter().enumerate() {
         if let Some(c) = *col {
             if kinds[c] == Kind::Empty {

@@ -366,7 +366,9 @@ struct RowState {
     votes: Vec<StoredCount>,
     extra: Vec<StoredCount>,
     findings: Vec<Finding>,
-    last_path: Option<Vec<Vec<u8>>>,
+    /// The previous row's area cells, when it had a valid path (buffers reused across rows).
+    last_path: Vec<Vec<u8>>,
+    has_last_path: bool,
 }
 
 /// Parses one chunk into its region; line numbers and path indices are relative to the chunk.
@@ -380,7 +382,8 @@ fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>, region: &mut Region<'_>) ->
         votes: vec![0; k],
         extra: vec![MISSING; e],
         findings: Vec::new(),
-        last_path: None,
+        last_path: vec![Vec::new(); l.areas.len()],
+        has_last_path: false,
     };
     if memchr::memchr(b'"', bytes).is_none() {
         // Fast path: no quoting anywhere in the chunk, so commas and newlines are separators.
@@ -559,12 +562,11 @@ fn handle_row<R: Row>(
         }
     };
     // Area path: reuse the previous row's when the cells are the same bytes.
-    let same_path = st.last_path.as_ref().is_some_and(|p| {
-        l.areas
+    let same_path = st.has_last_path
+        && l.areas
             .iter()
-            .zip(p)
-            .all(|(&col, prev)| rec.field(col) == prev.as_slice())
-    });
+            .zip(&st.last_path)
+            .all(|(&col, prev)| rec.field(col) == prev.as_slice());
     if !same_path {
         let mut names = Vec::with_capacity(l.areas.len());
         let mut bad = false;
@@ -581,11 +583,15 @@ fn handle_row<R: Row>(
                 "an area name is not valid UTF-8".into(),
                 station.to_string(),
             );
-            st.last_path = None;
+            st.has_last_path = false;
             return;
         }
         c.paths.push(names);
-        st.last_path = Some(l.areas.iter().map(|&col| rec.field(col).to_vec()).collect());
+        for (prev, &col) in st.last_path.iter_mut().zip(&l.areas) {
+            prev.clear();
+            prev.extend_from_slice(rec.field(col));
+        }
+        st.has_last_path = true;
     }
     let row = c.written;
     st.findings.clear();
@@ -633,7 +639,7 @@ fn handle_row<R: Row>(
                 );
                 if !same_path {
                     c.paths.pop();
-                    st.last_path = None;
+                    st.has_last_path = false;
                 }
                 return;
             }

@@ -5,6 +5,10 @@
 
 use std::collections::HashMap;
 
+/// Area names are hashed on every station path of an import; SipHash's resistance to chosen keys
+/// is not needed for names that only slow down their own file.
+type Map<K, V> = HashMap<K, V, ahash::RandomState>;
+
 pub type AreaId = u32;
 
 /// The root is node 0 (the whole election).
@@ -24,7 +28,7 @@ pub struct AreaTree {
     pub levels: Vec<String>,
     pub nodes: Vec<AreaNode>,
     /// Children of each node by name.
-    index: HashMap<AreaId, HashMap<String, AreaId>>,
+    index: Map<AreaId, Map<String, AreaId>>,
 }
 
 /// Shown for an area cell left empty in the source.
@@ -39,7 +43,7 @@ impl AreaTree {
                 depth: 0,
                 parent: ROOT,
             }],
-            index: HashMap::new(),
+            index: Map::default(),
         }
     }
 
