@@ -362,6 +362,7 @@ fn import_csv(
         }
     }
     drop(buf);
+    table.finish(layout.candidates.len(), layout.extra.len());
     let clock = std::time::Instant::now();
     let rounds = assemble(table, chunks, &layout, file, opts);
     phases.assemble = clock.elapsed();

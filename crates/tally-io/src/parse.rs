@@ -40,44 +40,69 @@ pub struct Table {
     /// Row-major, one entry per candidate column of the layout.
     pub votes: Vec<StoredCount>,
     pub extra: Vec<StoredCount>,
+    /// Rows in use. While parsing, the number columns run ahead of it (see
+    /// [`Table::with_capacity`]); [`Table::finish`] cuts them to it.
+    rows: usize,
 }
 
 impl Table {
-    /// Room for about `rows` rows, reserved but not touched (a file's size over the sample's
-    /// bytes per row): the columns then grow without being moved.
+    /// Room for about `rows` rows (a file's size over the sample's bytes per row). The number
+    /// columns are allocated zeroed, which for large columns is fresh memory from the kernel
+    /// that nobody writes: each page is first touched by the core that parses its rows, so the
+    /// page faults are shared between the cores instead of paid up front by one, and the columns
+    /// grow without being moved.
     pub fn with_capacity(rows: usize, k: usize, e: usize) -> Table {
         Table {
-            round: Vec::with_capacity(rows),
+            round: vec![0; rows],
             ids: StationIds::with_capacity(rows, rows * 8),
-            lines: Vec::with_capacity(rows),
-            path: Vec::with_capacity(rows),
+            lines: vec![0; rows],
+            path: vec![0; rows],
             status: Vec::with_capacity(rows),
-            core: std::array::from_fn(|_| Vec::with_capacity(rows)),
-            votes: Vec::with_capacity(rows * k),
-            extra: Vec::with_capacity(rows * e),
+            core: std::array::from_fn(|_| vec![0; rows]),
+            votes: vec![0; rows * k],
+            extra: vec![0; rows * e],
+            rows: 0,
         }
     }
 
-    /// Adds `n` blank rows.
+    /// Adds `n` rows; their cells are written by the parser.
     fn grow(&mut self, n: usize, k: usize, e: usize) {
-        let len = self.round.len() + n;
-        self.round.resize(len, 0);
-        self.lines.resize(len, 0);
-        self.path.resize(len, 0);
-        self.status.resize(len, SheetStatus::Missing);
-        for c in &mut self.core {
-            c.resize(len, 0);
+        let len = self.rows + n;
+        if self.round.len() < len {
+            // More rows than the estimate: the columns move once.
+            self.round.resize(len, 0);
+            self.lines.resize(len, 0);
+            self.path.resize(len, 0);
+            for c in &mut self.core {
+                c.resize(len, 0);
+            }
+            self.votes.resize(len * k, 0);
+            self.extra.resize(len * e, 0);
         }
-        self.votes.resize(len * k, 0);
-        self.extra.resize(len * e, 0);
+        self.status.resize(len, SheetStatus::Missing);
+        self.rows = len;
+    }
+
+    /// Cuts the columns to the rows in use (after the last block).
+    pub fn finish(&mut self, k: usize, e: usize) {
+        let n = self.rows;
+        self.round.truncate(n);
+        self.lines.truncate(n);
+        self.path.truncate(n);
+        self.status.truncate(n);
+        for c in &mut self.core {
+            c.truncate(n);
+        }
+        self.votes.truncate(n * k);
+        self.extra.truncate(n * e);
     }
 
     pub fn len(&self) -> usize {
-        self.round.len()
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
-        self.round.is_empty()
+        self.rows == 0
     }
 
     /// Disjoint mutable regions of `sizes[i]` rows each, from row `from` on.
@@ -141,16 +166,10 @@ impl Table {
         self.extra.copy_within(from * e..(from + n) * e, to * e);
     }
 
-    fn truncate(&mut self, n: usize, k: usize, e: usize) {
-        self.round.truncate(n);
-        self.lines.truncate(n);
-        self.path.truncate(n);
+    /// Drops the rows from `n` on (the number columns keep their room for the next block).
+    fn truncate(&mut self, n: usize) {
         self.status.truncate(n);
-        for c in &mut self.core {
-            c.truncate(n);
-        }
-        self.votes.truncate(n * k);
-        self.extra.truncate(n * e);
+        self.rows = n;
     }
 }
 
@@ -299,7 +318,7 @@ pub fn parse_block(
         at.line += c.newlines;
         at.paths += c.paths.len() as u32;
     }
-    table.truncate(dst, k, e);
+    table.truncate(dst);
     chunks
 }
 
