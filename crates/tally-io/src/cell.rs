@@ -14,20 +14,27 @@ pub enum CountError {
 /// negatives, fractions, exponents and anything else.
 #[inline]
 pub fn parse_count(b: &[u8]) -> Result<Option<StoredCount>, CountError> {
-    // Fast path: up to 9 plain digits (no overflow possible, below MAX_COUNT) - nearly every cell.
-    if !b.is_empty() && b.len() <= 9 {
-        let mut v: StoredCount = 0;
-        let mut plain = true;
-        for &c in b {
-            let d = c.wrapping_sub(b'0');
-            plain &= d <= 9;
-            v = v * 10 + StoredCount::from(d & 15);
-        }
-        if plain {
-            return Ok(Some(v));
-        }
+    match plain_count(b) {
+        Some(v) => Ok(Some(v)),
+        None => parse_count_slow(b),
     }
-    parse_count_slow(b)
+}
+
+/// The count in a cell of 1 to 9 plain digits (no overflow possible, below MAX_COUNT): nearly
+/// every cell. `None` for anything else, which [`parse_count`] then reads carefully.
+#[inline(always)]
+pub fn plain_count(b: &[u8]) -> Option<StoredCount> {
+    if b.is_empty() || b.len() > 9 {
+        return None;
+    }
+    let mut v: StoredCount = 0;
+    let mut plain = true;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        plain &= d <= 9;
+        v = v * 10 + StoredCount::from(d & 15);
+    }
+    plain.then_some(v)
 }
 
 /// Whitespace, `12.0`, signs, overflow: the careful path with the precise error (out of line:

@@ -13,6 +13,7 @@ use tally_model::validate::{
 };
 use tally_model::{Code, SheetStatus, StationIds, StoredCount, ValidationConfig, MISSING};
 
+use crate::cell::plain_count;
 use crate::cell::{count_error_text, trim};
 pub use crate::cell::{parse_count, CountError};
 
@@ -665,20 +666,35 @@ fn handle_row<R: Row>(
         },
     };
     let mut core = [MISSING; 4];
+    // Plain digits are read inline; `number` takes every other cell (empty, odd, wrong).
+    let mut plain = 0usize;
+    let mut inline = |v: StoredCount| {
+        plain += 1;
+        v
+    };
     for (f, col) in l.core.iter().enumerate() {
         if let Some(col) = *col {
-            core[f] = number(col, tally_model_core_name(f), &mut st.findings);
+            core[f] = match plain_count(rec.field(col)) {
+                Some(v) => inline(v),
+                None => number(col, tally_model_core_name(f), &mut st.findings),
+            };
         }
     }
     for (j, (col, cand)) in l.candidates.iter().enumerate() {
-        st.votes[j] = number(*col, &cand.id, &mut st.findings);
+        st.votes[j] = match plain_count(rec.field(*col)) {
+            Some(v) => inline(v),
+            None => number(*col, &cand.id, &mut st.findings),
+        };
     }
     for (j, &col) in l.extra.iter().enumerate() {
-        st.extra[j] = number(col, &l.header[col], &mut st.findings);
+        st.extra[j] = match plain_count(rec.field(col)) {
+            Some(v) => inline(v),
+            None => number(col, &l.header[col], &mut st.findings),
+        };
     }
     // Registered alone is a known station without a result (a registry row).
-    let results_present =
-        present - usize::from(l.core[0].is_some_and(|col| !trim(rec.field(col)).is_empty()));
+    let results_present = plain + present
+        - usize::from(l.core[0].is_some_and(|col| !trim(rec.field(col)).is_empty()));
     // A status column may say the sheet is not counted whatever its numbers (W209 when it has
     // some), or hold a value nobody named (E111: held back).
     let stated = l.status.and_then(|col| {
