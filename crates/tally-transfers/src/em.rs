@@ -106,11 +106,10 @@ enum EStep {
     Mode,
 }
 
-/// `μ_c = Σ_g x_g p_gc` into `mu`; returns the unit's log-likelihood term `Σ_c y_c ln(μ_c / N)`.
-fn unit_mu(x: &[f64], y: &[f64], p: &[f64], mu: &mut [f64]) -> f64 {
-    let c = y.len();
+/// `μ_c = Σ_g x_g p_gc` into `mu` (`C` long).
+fn unit_mu(x: &[f64], p: &[f64], mu: &mut [f64]) {
+    let c = mu.len();
     mu.iter_mut().for_each(|v| *v = 0.0);
-    let n: f64 = x.iter().sum();
     for (g, &xg) in x.iter().enumerate() {
         if xg > 0.0 {
             for k in 0..c {
@@ -118,6 +117,12 @@ fn unit_mu(x: &[f64], y: &[f64], p: &[f64], mu: &mut [f64]) -> f64 {
             }
         }
     }
+}
+
+/// The unit's log-likelihood term `Σ_c y_c ln(μ_c / N)` from its `μ` ([`unit_mu`]).
+fn unit_ll(x: &[f64], y: &[f64], mu: &[f64]) -> f64 {
+    let c = y.len();
+    let n: f64 = x.iter().sum();
     let mut ll = 0.0;
     for k in 0..c {
         if y[k] > 0.0 {
@@ -128,11 +133,16 @@ fn unit_mu(x: &[f64], y: &[f64], p: &[f64], mu: &mut [f64]) -> f64 {
 }
 
 /// The multinomial E-step table of one unit into `t` (row-major, votes); returns its
-/// log-likelihood term.
-fn unit_mult(x: &[f64], y: &[f64], p: &[f64], t: &mut [f64]) -> f64 {
+/// log-likelihood term with `want_ll` (0 without: its logarithms are a good part of the step).
+fn unit_mult(x: &[f64], y: &[f64], p: &[f64], t: &mut [f64], want_ll: bool) -> f64 {
     let c = y.len();
     let mut mu = [0.0f64; MAX_DIM];
-    let ll = unit_mu(x, y, p, &mut mu[..c]);
+    unit_mu(x, p, &mut mu[..c]);
+    let ll = if want_ll {
+        unit_ll(x, y, &mu[..c])
+    } else {
+        0.0
+    };
     for (g, &xg) in x.iter().enumerate() {
         let row = &mut t[g * c..(g + 1) * c];
         if xg <= 0.0 {
@@ -296,7 +306,7 @@ const NEWTON_STEPS: usize = 8;
 
 /// The mode E-step table of one unit into `t`: `a_g p_gc b_c` with both margins, from the column
 /// factors `b` (updated in place: the next EM step starts from them; all zero = not started).
-/// Returns the log-likelihood term.
+/// Returns the log-likelihood term with `want_ll` (else 0).
 ///
 /// Solved by Newton's method on the log column factors: `β = ln b` minimises the convex
 /// `Σ_g x_g ln Σ_c p_gc e^β_c − Σ_c y_c β_c`, whose gradient is the column mismatch of the
@@ -315,17 +325,27 @@ fn unit_mode(
     b: &mut [f64],
     t: &mut [f64],
     sc: &mut ModeScratch,
+    want_ll: bool,
 ) -> f64 {
     let c = y.len();
-    let mut mu = [0.0f64; MAX_DIM];
-    let ll = unit_mu(x, y, p, &mut mu[..c]);
-    if b.iter().all(|&v| v == 0.0) {
-        for k in 0..c {
-            b[k] = if y[k] > 0.0 {
-                y[k] / mu[k].max(1e-300)
-            } else {
-                0.0
-            };
+    let cold = b.iter().all(|&v| v == 0.0);
+    let mut ll = 0.0;
+    // `μ` only starts the factors and gives the log-likelihood: a warm step without the
+    // log-likelihood (nearly every one) needs neither.
+    if cold || want_ll {
+        let mut mu = [0.0f64; MAX_DIM];
+        unit_mu(x, p, &mut mu[..c]);
+        if want_ll {
+            ll = unit_ll(x, y, &mu[..c]);
+        }
+        if cold {
+            for k in 0..c {
+                b[k] = if y[k] > 0.0 {
+                    y[k] / mu[k].max(1e-300)
+                } else {
+                    0.0
+                };
+            }
         }
     }
     let n: f64 = x.iter().sum();
@@ -453,8 +473,9 @@ fn by_chunks<T: Send>(
     }
 }
 
-/// One E-step over the units at `p` (`bstate`: the mode tables' column factors, `U x C`): the aggregate table (row-major, votes; unit weights `w`,
-/// `None` = all 1), the log-likelihood at `p`, and with `keep` the unit tables.
+/// One E-step over the units at `p` (`bstate`: the mode tables' column factors, `U x C`): the
+/// aggregate table (row-major, votes; unit weights `w`, `None` = all 1), with `want_ll` the
+/// log-likelihood at `p` (else NaN), and with `keep` the unit tables.
 fn e_step(
     d: &Data,
     p: &[f64],
@@ -462,6 +483,7 @@ fn e_step(
     e: EStep,
     bstate: &mut [f64],
     keep: bool,
+    want_ll: bool,
 ) -> (Vec<f64>, f64, Option<Vec<f64>>) {
     let (r, c) = (d.r, d.c);
     let k = r * c;
@@ -481,10 +503,16 @@ fn e_step(
             let (x, y) = (d.xu(u), d.yu(u));
             ll += wu
                 * match e {
-                    EStep::Mult => unit_mult(x, y, p, t),
-                    EStep::Mode => {
-                        unit_mode(x, y, p, &mut bs[(u - lo) * c..(u - lo + 1) * c], t, &mut sc)
-                    }
+                    EStep::Mult => unit_mult(x, y, p, t, want_ll),
+                    EStep::Mode => unit_mode(
+                        x,
+                        y,
+                        p,
+                        &mut bs[(u - lo) * c..(u - lo + 1) * c],
+                        t,
+                        &mut sc,
+                        want_ll,
+                    ),
                 };
             num.iter_mut().zip(t.iter()).for_each(|(s, v)| *s += wu * v);
             if keep {
@@ -502,7 +530,32 @@ fn e_step(
         ll += l;
         all.extend(u);
     }
-    (num, ll, keep.then_some(all))
+    (
+        num,
+        if want_ll { ll } else { f64::NAN },
+        keep.then_some(all),
+    )
+}
+
+/// The log-likelihood at `p` (unit weights `w`): the sum [`e_step`] returns with `want_ll`,
+/// term for term and in the same order, without the E-step.
+fn loglik(d: &Data, p: &[f64], w: Option<&[f64]>) -> f64 {
+    let c = d.c;
+    let parts = crate::data::par_chunks(d.u, |_, lo, hi| {
+        let mut ll = 0.0;
+        let mut mu = [0.0f64; MAX_DIM];
+        for u in lo..hi {
+            let wu = w.map_or(1.0, |w| w[u]);
+            if wu == 0.0 {
+                continue;
+            }
+            let (x, y) = (d.xu(u), d.yu(u));
+            unit_mu(x, p, &mut mu[..c]);
+            ll += wu * unit_ll(x, y, &mu[..c]);
+        }
+        ll
+    });
+    parts.into_iter().fold(0.0, |a, l| a + l)
 }
 
 /// Scratch of [`unit_jac`] (one per chunk).
@@ -706,7 +759,15 @@ fn e_step_jac(
                 continue;
             }
             let (x, y) = (d.xu(u), d.yu(u));
-            unit_mode(x, y, p, &mut bs[(u - lo) * c..(u - lo + 1) * c], t, &mut sc);
+            unit_mode(
+                x,
+                y,
+                p,
+                &mut bs[(u - lo) * c..(u - lo + 1) * c],
+                t,
+                &mut sc,
+                false,
+            );
             num.iter_mut().zip(t.iter()).for_each(|(s, v)| *s += wu * v);
             unit_jac(x, y, t, wu, &mut scratch, &mut jt);
             if want_s {
@@ -845,33 +906,34 @@ impl Phase {
     }
 }
 
-/// SQUAREM on the EM map `f` (p -> (next p, log-likelihood at p)) from `p`.
+/// SQUAREM on the EM map `f` (p -> next p) from `p`; the phase's log-likelihood (and its change
+/// over the last cycle) by `loglik` (p -> log-likelihood at p), at the end only: only the last
+/// two cycles' values are reported, and computing it on every step cost about a tenth of the fit.
 fn squarem(
     mut p: Vec<f64>,
     c: usize,
     share: &[f64],
     tol: f64,
     max_steps: usize,
-    mut f: impl FnMut(&[f64]) -> (Vec<f64>, f64),
+    mut f: impl FnMut(&[f64]) -> Vec<f64>,
+    loglik: impl Fn(&[f64]) -> f64,
 ) -> Phase {
     project(&mut p, c);
     let mut steps = 0usize;
-    let mut last_ll = f64::NAN;
+    // The start of the previous cycle and of the current one.
+    let mut starts: (Option<Vec<f64>>, Option<Vec<f64>>) = (None, None);
     let mut out = Phase::not_started();
     while steps < max_steps {
-        let (p1, ll0) = f(&p);
+        let p1 = f(&p);
         steps += 1;
         let ch = change(&p1, &p, share, c);
-        // Over the last SQUAREM cycle (three EM steps, one extrapolation).
-        out.loglik_change = ll0 - last_ll;
-        out.loglik = ll0;
+        starts = (starts.1.take(), Some(p.clone()));
         out.max_change = ch;
-        last_ll = ll0;
         if ch <= tol {
             out.converged = true;
             break;
         }
-        let (p2, _) = f(&p1);
+        let p2 = f(&p1);
         steps += 1;
         let (mut rr, mut vv) = (0.0, 0.0);
         for q in 0..p.len() {
@@ -896,14 +958,22 @@ fn squarem(
         // Stabilising step from the extrapolation; kept only if its fixed-point residual is not
         // larger than at the start of the cycle (the mode E-step is not the ascent of one
         // closed-form likelihood, so the residual is the common yardstick).
-        let (p3, lle) = f(&pe);
+        let p3 = f(&pe);
         steps += 1;
-        p = if lle.is_finite() && change(&p3, &pe, share, c) <= ch {
+        p = if p3.iter().all(|v| v.is_finite()) && change(&p3, &pe, share, c) <= ch {
             p3
         } else {
             p2
         };
         project(&mut p, c);
+    }
+    // Over the last SQUAREM cycle (three EM steps, one extrapolation): NaN after one cycle.
+    if let Some(last) = &starts.1 {
+        out.loglik = loglik(last);
+        out.loglik_change = match &starts.0 {
+            Some(prev) => out.loglik - loglik(prev),
+            None => f64::NAN,
+        };
     }
     out.p = p;
     out.steps = steps;
@@ -981,7 +1051,7 @@ fn newton(
                     // The log-likelihood is not needed on the way; NaN until the last step.
                     (normalise(&num, c, &p), f64::NAN)
                 } else {
-                    let (num, ll, _) = e_step(d, &p, w, EStep::Mode, bstate, false);
+                    let (num, ll, _) = e_step(d, &p, w, EStep::Mode, bstate, false, true);
                     (normalise(&num, c, &p), ll)
                 }
             }
@@ -1010,7 +1080,7 @@ fn newton(
         for _ in 0..4 {
             let mut pn: Vec<f64> = p.iter().zip(&delta).map(|(a, b)| a + lambda * b).collect();
             project(&mut pn, c);
-            let (num, lln, _) = e_step(d, &pn, w, EStep::Mode, bstate, false);
+            let (num, lln, _) = e_step(d, &pn, w, EStep::Mode, bstate, false, true);
             steps += 1;
             let mn = normalise(&num, c, &pn);
             let chn = change(&mn, &pn, share, c);
@@ -1051,7 +1121,7 @@ pub(crate) fn sandwich(d: &Data, p: &[f64], bstate: Option<Vec<f64>>) -> Option<
         Some(b) if b.len() == d.u * c => b,
         _ => {
             let mut b = vec![0.0f64; d.u * c];
-            let _ = e_step(d, p, None, EStep::Mode, &mut b, false);
+            let _ = e_step(d, p, None, EStep::Mode, &mut b, false, false);
             b
         }
     };
@@ -1138,12 +1208,21 @@ pub(crate) fn fit_with(
     // Phase 1, from a cold start only: multinomial steps to get near.
     let p1 = if start.is_none() {
         let mut n = 0;
-        let ph = squarem(p0, c, &share, cfg.tol.max(1e-4), cfg.max_iter, |p| {
-            n += 1;
-            step(n);
-            let (num, ll, _) = e_step(d, p, w, EStep::Mult, &mut bstate, false);
-            (normalise(&num, c, p), ll)
-        });
+        // Only the end point of this phase is used: no log-likelihood.
+        let ph = squarem(
+            p0,
+            c,
+            &share,
+            cfg.tol.max(1e-4),
+            cfg.max_iter,
+            |p| {
+                n += 1;
+                step(n);
+                let (num, _, _) = e_step(d, p, w, EStep::Mult, &mut bstate, false, false);
+                normalise(&num, c, p)
+            },
+            |_| f64::NAN,
+        );
         iterations += ph.steps;
         ph.p
     } else {
@@ -1154,16 +1233,24 @@ pub(crate) fn fit_with(
         newton(d, w, p1, &mut bstate, &share, cfg.tol, cfg.max_iter)
     } else {
         let mut n = 0;
-        squarem(p1, c, &share, cfg.tol, cfg.max_iter, |p| {
-            n += 1;
-            step(n);
-            let (num, ll, _) = e_step(d, p, w, EStep::Mode, &mut bstate, false);
-            (normalise(&num, c, p), ll)
-        })
+        squarem(
+            p1,
+            c,
+            &share,
+            cfg.tol,
+            cfg.max_iter,
+            |p| {
+                n += 1;
+                step(n);
+                let (num, _, _) = e_step(d, p, w, EStep::Mode, &mut bstate, false, false);
+                normalise(&num, c, p)
+            },
+            |p| loglik(d, p, w),
+        )
     };
     iterations += ph.steps;
     // The reported table: the E-step at the returned p (one more pass).
-    let (votes, ll, units) = e_step(d, &ph.p, w, EStep::Mode, &mut bstate, keep_units);
+    let (votes, ll, units) = e_step(d, &ph.p, w, EStep::Mode, &mut bstate, keep_units, true);
     iterations += 1;
     let p = normalise(&votes, c, &ph.p);
     let last = change(&p, &ph.p, &share, c);
@@ -1246,7 +1333,7 @@ mod tests {
         let mut p = neutral_start(&d);
         let mut b = vec![0.0; d.u * d.c];
         for _ in 0..20_000 {
-            let (num, _, _) = e_step(&d, &p, None, EStep::Mode, &mut b, false);
+            let (num, _, _) = e_step(&d, &p, None, EStep::Mode, &mut b, false, false);
             p = normalise(&num, d.c, &p);
         }
         assert!(max_abs_diff(&f.p_em, &p) < 1e-5, "{:?} vs {p:?}", f.p_em);
@@ -1282,9 +1369,9 @@ mod tests {
             let mut b = vec![0.0; d.u * c];
             // Repeated passes from warm factors: each unit's table fitted well below the step.
             for _ in 0..5 {
-                e_step(&d, q, None, EStep::Mode, &mut b, false);
+                e_step(&d, q, None, EStep::Mode, &mut b, false, false);
             }
-            e_step(&d, q, None, EStep::Mode, &mut b, false).0
+            e_step(&d, q, None, EStep::Mode, &mut b, false, false).0
         };
         let scale = jt.iter().fold(0.0f64, |a, v| a.max(v.abs()));
         assert!(scale > 0.0);
@@ -1318,10 +1405,18 @@ mod tests {
         assert!(f.converged);
         let share: Vec<f64> = d.row_tot.iter().map(|v| v / d.total).collect();
         let mut b = vec![0.0; d.u * d.c];
-        let sq = squarem(neutral_start(&d), d.c, &share, 1e-10, 20_000, |p| {
-            let (num, ll, _) = e_step(&d, p, None, EStep::Mode, &mut b, false);
-            (normalise(&num, d.c, p), ll)
-        });
+        let sq = squarem(
+            neutral_start(&d),
+            d.c,
+            &share,
+            1e-10,
+            20_000,
+            |p| {
+                let (num, _, _) = e_step(&d, p, None, EStep::Mode, &mut b, false, false);
+                normalise(&num, d.c, p)
+            },
+            |p| loglik(&d, p, None),
+        );
         assert!(sq.converged);
         assert!(
             max_abs_diff(&f.p_em, &sq.p) < 1e-6,
