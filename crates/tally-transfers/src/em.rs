@@ -250,21 +250,46 @@ fn cholesky_solve(h: &mut [f64], n: usize, g: &mut [f64]) -> bool {
     true
 }
 
+/// Number of columns of a unit kernel compiled for `N` columns: `N` itself, or any (`y.len()`)
+/// for `N = MAX_DIM` (the general version). See [`fit_by_newton`].
+#[inline(always)]
+fn columns<const N: usize>(y: &[f64]) -> usize {
+    if N == MAX_DIM {
+        y.len()
+    } else {
+        debug_assert_eq!(y.len(), N);
+        N
+    }
+}
+
 /// The row-fitted table of one unit at column factors `b`: `q_gc = p_gc b_c / Σ_c' p_gc' b_c'`
 /// (the row shares; the table is `x_g q_gc`) into `q`, its column sums into `col`; returns
-/// the largest column mismatch `|col_c − y_c|`.
-fn row_fit(x: &[f64], y: &[f64], p: &[f64], b: &[f64], q: &mut [f64], col: &mut [f64]) -> f64 {
-    let c = y.len();
+/// the largest column mismatch `|col_c − y_c|`. `N`: see [`columns`].
+#[inline(always)]
+fn row_fit<const N: usize>(
+    x: &[f64],
+    y: &[f64],
+    p: &[f64],
+    b: &[f64],
+    q: &mut [f64],
+    col: &mut [f64],
+) -> f64 {
+    let c = columns::<N>(y);
+    let r = x.len();
+    let (y, b, col) = (&y[..c], &b[..c], &mut col[..c]);
     col.iter_mut().for_each(|v| *v = 0.0);
-    for (g, &xg) in x.iter().enumerate() {
-        let row = &mut q[g * c..(g + 1) * c];
+    for ((&xg, prow), row) in x
+        .iter()
+        .zip(p[..r * c].chunks_exact(c))
+        .zip(q[..r * c].chunks_exact_mut(c))
+    {
         if xg <= 0.0 {
             row.iter_mut().for_each(|v| *v = 0.0);
             continue;
         }
         let mut s = 0.0;
         for k in 0..c {
-            row[k] = p[g * c + k] * b[k];
+            row[k] = prow[k] * b[k];
             s += row[k];
         }
         if s > 0.0 {
@@ -372,10 +397,36 @@ pub(crate) fn fit_by_newton(
     max_steps: usize,
     sc: &mut ModeScratch,
 ) -> bool {
-    let (r, c) = (x.len(), y.len());
-    let p = s;
+    // This runs for every unit on every EM step. Compiled for a known number of columns its
+    // loops unroll, its small arrays are that long (zeroing `MAX_DIM` of each cost more than
+    // their use) and their bounds checks go; the arithmetic is the same, in the same order.
+    match y.len() {
+        2 => newton_fit::<2>(x, y, s, b, t, tol, max_steps, sc),
+        3 => newton_fit::<3>(x, y, s, b, t, tol, max_steps, sc),
+        4 => newton_fit::<4>(x, y, s, b, t, tol, max_steps, sc),
+        5 => newton_fit::<5>(x, y, s, b, t, tol, max_steps, sc),
+        6 => newton_fit::<6>(x, y, s, b, t, tol, max_steps, sc),
+        _ => newton_fit::<MAX_DIM>(x, y, s, b, t, tol, max_steps, sc),
+    }
+}
+
+/// [`fit_by_newton`] for `N` columns ([`columns`]).
+#[allow(clippy::too_many_arguments)]
+fn newton_fit<const N: usize>(
+    x: &[f64],
+    y: &[f64],
+    s: &[f64],
+    b: &mut [f64],
+    t: &mut [f64],
+    tol: f64,
+    max_steps: usize,
+    sc: &mut ModeScratch,
+) -> bool {
+    let (r, c) = (x.len(), columns::<N>(y));
+    let (y, b) = (&y[..c], &mut b[..c]);
+    let p = &s[..r * c];
     // Active columns but the pinned one (the largest).
-    let mut free = [0usize; MAX_DIM];
+    let mut free = [0usize; N];
     let mut m = 0;
     let mut pin = usize::MAX;
     for k in 0..c {
@@ -391,12 +442,12 @@ pub(crate) fn fit_by_newton(
     }
     let free = &free[..m];
     let q = &mut t[..r * c];
-    let mut col = [0.0f64; MAX_DIM];
-    let mut off = row_fit(x, y, p, b, q, &mut col[..c]);
-    let (h, qt) = (&mut sc.h, &mut sc.qt);
-    let mut z = [0.0f64; MAX_DIM];
-    let mut bt = [0.0f64; MAX_DIM];
-    let mut colt = [0.0f64; MAX_DIM];
+    let mut col = [0.0f64; N];
+    let mut off = row_fit::<N>(x, y, p, b, q, &mut col[..c]);
+    let (h, qt) = (&mut sc.h, &mut sc.qt[..r * c]);
+    let mut z = [0.0f64; N];
+    let mut bt = [0.0f64; N];
+    let mut colt = [0.0f64; N];
     let mut steps = 0;
     // At least one step even when the warm start already fits: a table left at its previous
     // factors would follow `p` only up to the tolerance, and EM's map would be that rough at
@@ -407,8 +458,8 @@ pub(crate) fn fit_by_newton(
             z[ii] = y[i] - col[i];
             for (jj, &j) in free.iter().enumerate().take(ii + 1) {
                 let mut v = if i == j { col[i] } else { 0.0 };
-                for g in 0..r {
-                    v -= x[g] * q[g * c + i] * q[g * c + j];
+                for (&xg, qrow) in x.iter().zip(q.chunks_exact(c)) {
+                    v -= xg * qrow[i] * qrow[j];
                 }
                 h[ii * m + jj] = v;
                 h[jj * m + ii] = v;
@@ -426,10 +477,10 @@ pub(crate) fn fit_by_newton(
                 for (ii, &i) in free.iter().enumerate() {
                     bt[i] = b[i] * (lambda * z[ii]).exp();
                 }
-                let o = row_fit(x, y, p, &bt[..c], &mut qt[..r * c], &mut colt[..c]);
+                let o = row_fit::<N>(x, y, p, &bt[..c], qt, &mut colt[..c]);
                 if sum_sq(&colt[..c], y) < ss {
                     b.copy_from_slice(&bt[..c]);
-                    q.copy_from_slice(&qt[..r * c]);
+                    q.copy_from_slice(qt);
                     col[..c].copy_from_slice(&colt[..c]);
                     off = o;
                     accepted = true;
@@ -445,10 +496,8 @@ pub(crate) fn fit_by_newton(
     if off > tol {
         return false;
     }
-    for g in 0..r {
-        for k in 0..c {
-            q[g * c + k] *= x[g];
-        }
+    for (&xg, row) in x.iter().zip(q.chunks_exact_mut(c)) {
+        row.iter_mut().for_each(|v| *v *= xg);
     }
     true
 }
