@@ -682,9 +682,28 @@ fn invert(a: &mut [f64], n: usize, inv: &mut [f64]) -> bool {
 /// `s_g = q_g·dθ_g` and `A dβ = Σ_g t_g (s_g − dθ_g)`, `A = diag(y) − Σ_g t_g t_gᵀ / x_g` (singular
 /// along the constant vector, so one active column of `β` is pinned).
 fn unit_jac(x: &[f64], y: &[f64], t: &[f64], wu: f64, s: &mut JacScratch, jt: &mut [f64]) {
-    let (r, c) = (x.len(), y.len());
-    let k = r * c;
-    let mut cols = [0usize; MAX_DIM];
+    // Once per unit for the sandwich; compiled per number of columns as [`fit_by_newton`].
+    match y.len() {
+        2 => unit_jac_n::<2>(x, y, t, wu, s, jt),
+        3 => unit_jac_n::<3>(x, y, t, wu, s, jt),
+        4 => unit_jac_n::<4>(x, y, t, wu, s, jt),
+        5 => unit_jac_n::<5>(x, y, t, wu, s, jt),
+        6 => unit_jac_n::<6>(x, y, t, wu, s, jt),
+        _ => unit_jac_n::<MAX_DIM>(x, y, t, wu, s, jt),
+    }
+}
+
+/// [`unit_jac`] for `N` columns ([`columns`]).
+fn unit_jac_n<const N: usize>(
+    x: &[f64],
+    y: &[f64],
+    t: &[f64],
+    wu: f64,
+    s: &mut JacScratch,
+    jt: &mut [f64],
+) {
+    let (r, c) = (x.len(), columns::<N>(y));
+    let mut cols = [0usize; N];
     let mut m = 0;
     for j in 0..c {
         if y[j] > 0.0 {
@@ -696,6 +715,7 @@ fn unit_jac(x: &[f64], y: &[f64], t: &[f64], wu: f64, s: &mut JacScratch, jt: &m
         // One column holds every voter: the table is fixed by the margins.
         return;
     }
+    let all_active = m == c;
     let cols = &cols[..m];
     for g in 0..r {
         for j in 0..c {
@@ -708,7 +728,7 @@ fn unit_jac(x: &[f64], y: &[f64], t: &[f64], wu: f64, s: &mut JacScratch, jt: &m
         .copied()
         .max_by(|&a, &b| y[a].total_cmp(&y[b]))
         .unwrap_or(cols[0]);
-    let mut free = [0usize; MAX_DIM];
+    let mut free = [0usize; N];
     let mut n = 0;
     for &j in cols {
         if j != pin {
@@ -748,6 +768,27 @@ fn unit_jac(x: &[f64], y: &[f64], t: &[f64], wu: f64, s: &mut JacScratch, jt: &m
             s.qu[g * r + h] = (0..c).map(|j| s.q[g * c + j] * s.u[h * c + j]).sum();
         }
     }
+    if all_active {
+        jac_add_all(x, c, t, wu, s, jt);
+    } else {
+        jac_add(x, c, t, wu, s, cols, jt);
+    }
+}
+
+/// The sum of [`unit_jac`]: adds the unit's derivative (`c` columns, the active ones `cols`)
+/// to `jt`.
+#[inline(always)]
+fn jac_add(
+    x: &[f64],
+    c: usize,
+    t: &[f64],
+    wu: f64,
+    s: &JacScratch,
+    cols: &[usize],
+    jt: &mut [f64],
+) {
+    let r = x.len();
+    let k = r * c;
     for g in 0..r {
         if x[g] <= 0.0 {
             continue;
@@ -771,6 +812,49 @@ fn unit_jac(x: &[f64], y: &[f64], t: &[f64], wu: f64, s: &mut JacScratch, jt: &m
                         v += (cc == kk) as u8 as f64 - s.q[b];
                     }
                     row[b] += na * v;
+                }
+            }
+        }
+    }
+}
+
+/// [`jac_add`] when every column is active (the usual case): the same sums, over runs of
+/// contiguous columns (with `c` known at compile time they vectorise).
+#[inline(always)]
+fn jac_add_all(x: &[f64], c: usize, t: &[f64], wu: f64, s: &JacScratch, jt: &mut [f64]) {
+    let r = x.len();
+    let k = r * c;
+    for g in 0..r {
+        if x[g] <= 0.0 {
+            continue;
+        }
+        let ug = &s.u[g * c..(g + 1) * c];
+        for cc in 0..c {
+            let a = g * c + cc;
+            let na = wu * t[a];
+            if na == 0.0 {
+                continue;
+            }
+            let pinv = &s.pinv[cc * c..(cc + 1) * c];
+            let row = &mut jt[a * k..(a + 1) * k];
+            for h in 0..r {
+                if x[h] <= 0.0 {
+                    continue;
+                }
+                let base = s.u[h * c + cc] - s.qu[g * r + h];
+                let th = &t[h * c..(h + 1) * c];
+                let out = &mut row[h * c..(h + 1) * c];
+                if h == g {
+                    let qh = &s.q[h * c..(h + 1) * c];
+                    for kk in 0..c {
+                        let v = th[kk] * (base - pinv[kk] + ug[kk])
+                            + ((cc == kk) as u8 as f64 - qh[kk]);
+                        out[kk] += na * v;
+                    }
+                } else {
+                    for kk in 0..c {
+                        out[kk] += na * (th[kk] * (base - pinv[kk] + ug[kk]));
+                    }
                 }
             }
         }
@@ -1505,6 +1589,68 @@ mod tests {
                 (0.75..1.33).contains(&ratio),
                 "cell {q}: sandwich sd / bootstrap sd = {ratio}"
             );
+        }
+    }
+
+    /// A random unit with `c` columns: its margins (same total), a seed table and start factors.
+    fn random_unit(c: usize, rng: &mut ChaCha8Rng) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let r = 5;
+        let x: Vec<f64> = (0..r).map(|_| rng.gen_range(0..300) as f64).collect();
+        let mut y = vec![0.0; c];
+        for _ in 0..x.iter().sum::<f64>() as usize {
+            y[rng.gen_range(0..c)] += 1.0;
+        }
+        let mut p: Vec<f64> = (0..r * c).map(|_| rng.gen_range(0.01..1.0)).collect();
+        project(&mut p, c);
+        (x, y, p)
+    }
+
+    /// The kernels compiled for a known number of columns are the general ones, to the bit.
+    fn same_as_general<const N: usize>(rng: &mut ChaCha8Rng) {
+        let (x, y, p) = random_unit(N, rng);
+        let (r, k) = (x.len(), x.len() * N);
+        let mut sc = ModeScratch::new(r, N);
+        let b0: Vec<f64> = (0..N).map(|_| rng.gen_range(0.5..2.0)).collect();
+        let (mut b1, mut b2) = (b0.clone(), b0);
+        let (mut t1, mut t2) = (vec![0.0; k], vec![0.0; k]);
+        let tol = MODE_TOL * x.iter().sum::<f64>();
+        let ok1 = newton_fit::<N>(&x, &y, &p, &mut b1, &mut t1, tol, 50, &mut sc);
+        let ok2 = newton_fit::<MAX_DIM>(&x, &y, &p, &mut b2, &mut t2, tol, 50, &mut sc);
+        assert!(ok1 && ok2);
+        assert_eq!((&b1, &t1), (&b2, &t2), "{N} columns");
+        let mut js = JacScratch::new(r, N);
+        let (mut j1, mut j2) = (vec![0.0; k * k], vec![0.0; k * k]);
+        unit_jac_n::<N>(&x, &y, &t1, 1.5, &mut js, &mut j1);
+        unit_jac_n::<MAX_DIM>(&x, &y, &t1, 1.5, &mut js, &mut j2);
+        assert!(j1.iter().any(|&v| v != 0.0));
+        assert_eq!(j1, j2, "{N} columns");
+        // A unit with an empty column takes the path over the active columns only.
+        let mut y0 = y.clone();
+        let moved = y0[0];
+        y0[0] = 0.0;
+        y0[1] += moved;
+        let mut b3 = vec![1.0; N];
+        // As a cold start sets it: no factor for a column without voters.
+        b3[0] = 0.0;
+        let mut t3 = vec![0.0; k];
+        assert!(newton_fit::<N>(
+            &x, &y0, &p, &mut b3, &mut t3, tol, 50, &mut sc
+        ));
+        let (mut j3, mut j4) = (vec![0.0; k * k], vec![0.0; k * k]);
+        unit_jac_n::<N>(&x, &y0, &t3, 1.0, &mut js, &mut j3);
+        unit_jac_n::<MAX_DIM>(&x, &y0, &t3, 1.0, &mut js, &mut j4);
+        assert_eq!(j3, j4, "{N} columns, one empty");
+    }
+
+    #[test]
+    fn kernels_for_a_known_number_of_columns_match_the_general_ones() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        for _ in 0..20 {
+            same_as_general::<2>(&mut rng);
+            same_as_general::<3>(&mut rng);
+            same_as_general::<4>(&mut rng);
+            same_as_general::<5>(&mut rng);
+            same_as_general::<6>(&mut rng);
         }
     }
 }
