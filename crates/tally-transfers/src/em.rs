@@ -106,11 +106,10 @@ enum EStep {
     Mode,
 }
 
-/// `μ_c = Σ_g x_g p_gc` into `mu`; returns the unit's log-likelihood term `Σ_c y_c ln(μ_c / N)`.
-fn unit_mu(x: &[f64], y: &[f64], p: &[f64], mu: &mut [f64]) -> f64 {
-    let c = y.len();
+/// `μ_c = Σ_g x_g p_gc` into `mu` (`C` long).
+fn unit_mu(x: &[f64], p: &[f64], mu: &mut [f64]) {
+    let c = mu.len();
     mu.iter_mut().for_each(|v| *v = 0.0);
-    let n: f64 = x.iter().sum();
     for (g, &xg) in x.iter().enumerate() {
         if xg > 0.0 {
             for k in 0..c {
@@ -118,6 +117,12 @@ fn unit_mu(x: &[f64], y: &[f64], p: &[f64], mu: &mut [f64]) -> f64 {
             }
         }
     }
+}
+
+/// The unit's log-likelihood term `Σ_c y_c ln(μ_c / N)` from its `μ` ([`unit_mu`]).
+fn unit_ll(x: &[f64], y: &[f64], mu: &[f64]) -> f64 {
+    let c = y.len();
+    let n: f64 = x.iter().sum();
     let mut ll = 0.0;
     for k in 0..c {
         if y[k] > 0.0 {
@@ -128,11 +133,16 @@ fn unit_mu(x: &[f64], y: &[f64], p: &[f64], mu: &mut [f64]) -> f64 {
 }
 
 /// The multinomial E-step table of one unit into `t` (row-major, votes); returns its
-/// log-likelihood term.
-fn unit_mult(x: &[f64], y: &[f64], p: &[f64], t: &mut [f64]) -> f64 {
+/// log-likelihood term with `want_ll` (0 without: its logarithms are a good part of the step).
+fn unit_mult(x: &[f64], y: &[f64], p: &[f64], t: &mut [f64], want_ll: bool) -> f64 {
     let c = y.len();
     let mut mu = [0.0f64; MAX_DIM];
-    let ll = unit_mu(x, y, p, &mut mu[..c]);
+    unit_mu(x, p, &mut mu[..c]);
+    let ll = if want_ll {
+        unit_ll(x, y, &mu[..c])
+    } else {
+        0.0
+    };
     for (g, &xg) in x.iter().enumerate() {
         let row = &mut t[g * c..(g + 1) * c];
         if xg <= 0.0 {
@@ -240,21 +250,46 @@ fn cholesky_solve(h: &mut [f64], n: usize, g: &mut [f64]) -> bool {
     true
 }
 
+/// Number of columns of a unit kernel compiled for `N` columns: `N` itself, or any (`y.len()`)
+/// for `N = MAX_DIM` (the general version). See [`fit_by_newton`].
+#[inline(always)]
+fn columns<const N: usize>(y: &[f64]) -> usize {
+    if N == MAX_DIM {
+        y.len()
+    } else {
+        debug_assert_eq!(y.len(), N);
+        N
+    }
+}
+
 /// The row-fitted table of one unit at column factors `b`: `q_gc = p_gc b_c / Σ_c' p_gc' b_c'`
 /// (the row shares; the table is `x_g q_gc`) into `q`, its column sums into `col`; returns
-/// the largest column mismatch `|col_c − y_c|`.
-fn row_fit(x: &[f64], y: &[f64], p: &[f64], b: &[f64], q: &mut [f64], col: &mut [f64]) -> f64 {
-    let c = y.len();
+/// the largest column mismatch `|col_c − y_c|`. `N`: see [`columns`].
+#[inline(always)]
+fn row_fit<const N: usize>(
+    x: &[f64],
+    y: &[f64],
+    p: &[f64],
+    b: &[f64],
+    q: &mut [f64],
+    col: &mut [f64],
+) -> f64 {
+    let c = columns::<N>(y);
+    let r = x.len();
+    let (y, b, col) = (&y[..c], &b[..c], &mut col[..c]);
     col.iter_mut().for_each(|v| *v = 0.0);
-    for (g, &xg) in x.iter().enumerate() {
-        let row = &mut q[g * c..(g + 1) * c];
+    for ((&xg, prow), row) in x
+        .iter()
+        .zip(p[..r * c].chunks_exact(c))
+        .zip(q[..r * c].chunks_exact_mut(c))
+    {
         if xg <= 0.0 {
             row.iter_mut().for_each(|v| *v = 0.0);
             continue;
         }
         let mut s = 0.0;
         for k in 0..c {
-            row[k] = p[g * c + k] * b[k];
+            row[k] = prow[k] * b[k];
             s += row[k];
         }
         if s > 0.0 {
@@ -296,7 +331,7 @@ const NEWTON_STEPS: usize = 8;
 
 /// The mode E-step table of one unit into `t`: `a_g p_gc b_c` with both margins, from the column
 /// factors `b` (updated in place: the next EM step starts from them; all zero = not started).
-/// Returns the log-likelihood term.
+/// Returns the log-likelihood term with `want_ll` (else 0).
 ///
 /// Solved by Newton's method on the log column factors: `β = ln b` minimises the convex
 /// `Σ_g x_g ln Σ_c p_gc e^β_c − Σ_c y_c β_c`, whose gradient is the column mismatch of the
@@ -315,17 +350,27 @@ fn unit_mode(
     b: &mut [f64],
     t: &mut [f64],
     sc: &mut ModeScratch,
+    want_ll: bool,
 ) -> f64 {
     let c = y.len();
-    let mut mu = [0.0f64; MAX_DIM];
-    let ll = unit_mu(x, y, p, &mut mu[..c]);
-    if b.iter().all(|&v| v == 0.0) {
-        for k in 0..c {
-            b[k] = if y[k] > 0.0 {
-                y[k] / mu[k].max(1e-300)
-            } else {
-                0.0
-            };
+    let cold = b.iter().all(|&v| v == 0.0);
+    let mut ll = 0.0;
+    // `μ` only starts the factors and gives the log-likelihood: a warm step without the
+    // log-likelihood (nearly every one) needs neither.
+    if cold || want_ll {
+        let mut mu = [0.0f64; MAX_DIM];
+        unit_mu(x, p, &mut mu[..c]);
+        if want_ll {
+            ll = unit_ll(x, y, &mu[..c]);
+        }
+        if cold {
+            for k in 0..c {
+                b[k] = if y[k] > 0.0 {
+                    y[k] / mu[k].max(1e-300)
+                } else {
+                    0.0
+                };
+            }
         }
     }
     let n: f64 = x.iter().sum();
@@ -352,10 +397,36 @@ pub(crate) fn fit_by_newton(
     max_steps: usize,
     sc: &mut ModeScratch,
 ) -> bool {
-    let (r, c) = (x.len(), y.len());
-    let p = s;
+    // This runs for every unit on every EM step. Compiled for a known number of columns its
+    // loops unroll, its small arrays are that long (zeroing `MAX_DIM` of each cost more than
+    // their use) and their bounds checks go; the arithmetic is the same, in the same order.
+    match y.len() {
+        2 => newton_fit::<2>(x, y, s, b, t, tol, max_steps, sc),
+        3 => newton_fit::<3>(x, y, s, b, t, tol, max_steps, sc),
+        4 => newton_fit::<4>(x, y, s, b, t, tol, max_steps, sc),
+        5 => newton_fit::<5>(x, y, s, b, t, tol, max_steps, sc),
+        6 => newton_fit::<6>(x, y, s, b, t, tol, max_steps, sc),
+        _ => newton_fit::<MAX_DIM>(x, y, s, b, t, tol, max_steps, sc),
+    }
+}
+
+/// [`fit_by_newton`] for `N` columns ([`columns`]).
+#[allow(clippy::too_many_arguments)]
+fn newton_fit<const N: usize>(
+    x: &[f64],
+    y: &[f64],
+    s: &[f64],
+    b: &mut [f64],
+    t: &mut [f64],
+    tol: f64,
+    max_steps: usize,
+    sc: &mut ModeScratch,
+) -> bool {
+    let (r, c) = (x.len(), columns::<N>(y));
+    let (y, b) = (&y[..c], &mut b[..c]);
+    let p = &s[..r * c];
     // Active columns but the pinned one (the largest).
-    let mut free = [0usize; MAX_DIM];
+    let mut free = [0usize; N];
     let mut m = 0;
     let mut pin = usize::MAX;
     for k in 0..c {
@@ -371,12 +442,12 @@ pub(crate) fn fit_by_newton(
     }
     let free = &free[..m];
     let q = &mut t[..r * c];
-    let mut col = [0.0f64; MAX_DIM];
-    let mut off = row_fit(x, y, p, b, q, &mut col[..c]);
-    let (h, qt) = (&mut sc.h, &mut sc.qt);
-    let mut z = [0.0f64; MAX_DIM];
-    let mut bt = [0.0f64; MAX_DIM];
-    let mut colt = [0.0f64; MAX_DIM];
+    let mut col = [0.0f64; N];
+    let mut off = row_fit::<N>(x, y, p, b, q, &mut col[..c]);
+    let (h, qt) = (&mut sc.h, &mut sc.qt[..r * c]);
+    let mut z = [0.0f64; N];
+    let mut bt = [0.0f64; N];
+    let mut colt = [0.0f64; N];
     let mut steps = 0;
     // At least one step even when the warm start already fits: a table left at its previous
     // factors would follow `p` only up to the tolerance, and EM's map would be that rough at
@@ -387,8 +458,8 @@ pub(crate) fn fit_by_newton(
             z[ii] = y[i] - col[i];
             for (jj, &j) in free.iter().enumerate().take(ii + 1) {
                 let mut v = if i == j { col[i] } else { 0.0 };
-                for g in 0..r {
-                    v -= x[g] * q[g * c + i] * q[g * c + j];
+                for (&xg, qrow) in x.iter().zip(q.chunks_exact(c)) {
+                    v -= xg * qrow[i] * qrow[j];
                 }
                 h[ii * m + jj] = v;
                 h[jj * m + ii] = v;
@@ -406,10 +477,10 @@ pub(crate) fn fit_by_newton(
                 for (ii, &i) in free.iter().enumerate() {
                     bt[i] = b[i] * (lambda * z[ii]).exp();
                 }
-                let o = row_fit(x, y, p, &bt[..c], &mut qt[..r * c], &mut colt[..c]);
+                let o = row_fit::<N>(x, y, p, &bt[..c], qt, &mut colt[..c]);
                 if sum_sq(&colt[..c], y) < ss {
                     b.copy_from_slice(&bt[..c]);
-                    q.copy_from_slice(&qt[..r * c]);
+                    q.copy_from_slice(qt);
                     col[..c].copy_from_slice(&colt[..c]);
                     off = o;
                     accepted = true;
@@ -425,10 +496,8 @@ pub(crate) fn fit_by_newton(
     if off > tol {
         return false;
     }
-    for g in 0..r {
-        for k in 0..c {
-            q[g * c + k] *= x[g];
-        }
+    for (&xg, row) in x.iter().zip(q.chunks_exact_mut(c)) {
+        row.iter_mut().for_each(|v| *v *= xg);
     }
     true
 }
@@ -453,8 +522,9 @@ fn by_chunks<T: Send>(
     }
 }
 
-/// One E-step over the units at `p` (`bstate`: the mode tables' column factors, `U x C`): the aggregate table (row-major, votes; unit weights `w`,
-/// `None` = all 1), the log-likelihood at `p`, and with `keep` the unit tables.
+/// One E-step over the units at `p` (`bstate`: the mode tables' column factors, `U x C`): the
+/// aggregate table (row-major, votes; unit weights `w`, `None` = all 1), with `want_ll` the
+/// log-likelihood at `p` (else NaN), and with `keep` the unit tables.
 fn e_step(
     d: &Data,
     p: &[f64],
@@ -462,6 +532,7 @@ fn e_step(
     e: EStep,
     bstate: &mut [f64],
     keep: bool,
+    want_ll: bool,
 ) -> (Vec<f64>, f64, Option<Vec<f64>>) {
     let (r, c) = (d.r, d.c);
     let k = r * c;
@@ -481,10 +552,16 @@ fn e_step(
             let (x, y) = (d.xu(u), d.yu(u));
             ll += wu
                 * match e {
-                    EStep::Mult => unit_mult(x, y, p, t),
-                    EStep::Mode => {
-                        unit_mode(x, y, p, &mut bs[(u - lo) * c..(u - lo + 1) * c], t, &mut sc)
-                    }
+                    EStep::Mult => unit_mult(x, y, p, t, want_ll),
+                    EStep::Mode => unit_mode(
+                        x,
+                        y,
+                        p,
+                        &mut bs[(u - lo) * c..(u - lo + 1) * c],
+                        t,
+                        &mut sc,
+                        want_ll,
+                    ),
                 };
             num.iter_mut().zip(t.iter()).for_each(|(s, v)| *s += wu * v);
             if keep {
@@ -502,7 +579,32 @@ fn e_step(
         ll += l;
         all.extend(u);
     }
-    (num, ll, keep.then_some(all))
+    (
+        num,
+        if want_ll { ll } else { f64::NAN },
+        keep.then_some(all),
+    )
+}
+
+/// The log-likelihood at `p` (unit weights `w`): the sum [`e_step`] returns with `want_ll`,
+/// term for term and in the same order, without the E-step.
+fn loglik(d: &Data, p: &[f64], w: Option<&[f64]>) -> f64 {
+    let c = d.c;
+    let parts = crate::data::par_chunks(d.u, |_, lo, hi| {
+        let mut ll = 0.0;
+        let mut mu = [0.0f64; MAX_DIM];
+        for u in lo..hi {
+            let wu = w.map_or(1.0, |w| w[u]);
+            if wu == 0.0 {
+                continue;
+            }
+            let (x, y) = (d.xu(u), d.yu(u));
+            unit_mu(x, p, &mut mu[..c]);
+            ll += wu * unit_ll(x, y, &mu[..c]);
+        }
+        ll
+    });
+    parts.into_iter().fold(0.0, |a, l| a + l)
 }
 
 /// Scratch of [`unit_jac`] (one per chunk).
@@ -580,9 +682,28 @@ fn invert(a: &mut [f64], n: usize, inv: &mut [f64]) -> bool {
 /// `s_g = q_g·dθ_g` and `A dβ = Σ_g t_g (s_g − dθ_g)`, `A = diag(y) − Σ_g t_g t_gᵀ / x_g` (singular
 /// along the constant vector, so one active column of `β` is pinned).
 fn unit_jac(x: &[f64], y: &[f64], t: &[f64], wu: f64, s: &mut JacScratch, jt: &mut [f64]) {
-    let (r, c) = (x.len(), y.len());
-    let k = r * c;
-    let mut cols = [0usize; MAX_DIM];
+    // Once per unit for the sandwich; compiled per number of columns as [`fit_by_newton`].
+    match y.len() {
+        2 => unit_jac_n::<2>(x, y, t, wu, s, jt),
+        3 => unit_jac_n::<3>(x, y, t, wu, s, jt),
+        4 => unit_jac_n::<4>(x, y, t, wu, s, jt),
+        5 => unit_jac_n::<5>(x, y, t, wu, s, jt),
+        6 => unit_jac_n::<6>(x, y, t, wu, s, jt),
+        _ => unit_jac_n::<MAX_DIM>(x, y, t, wu, s, jt),
+    }
+}
+
+/// [`unit_jac`] for `N` columns ([`columns`]).
+fn unit_jac_n<const N: usize>(
+    x: &[f64],
+    y: &[f64],
+    t: &[f64],
+    wu: f64,
+    s: &mut JacScratch,
+    jt: &mut [f64],
+) {
+    let (r, c) = (x.len(), columns::<N>(y));
+    let mut cols = [0usize; N];
     let mut m = 0;
     for j in 0..c {
         if y[j] > 0.0 {
@@ -594,6 +715,7 @@ fn unit_jac(x: &[f64], y: &[f64], t: &[f64], wu: f64, s: &mut JacScratch, jt: &m
         // One column holds every voter: the table is fixed by the margins.
         return;
     }
+    let all_active = m == c;
     let cols = &cols[..m];
     for g in 0..r {
         for j in 0..c {
@@ -606,7 +728,7 @@ fn unit_jac(x: &[f64], y: &[f64], t: &[f64], wu: f64, s: &mut JacScratch, jt: &m
         .copied()
         .max_by(|&a, &b| y[a].total_cmp(&y[b]))
         .unwrap_or(cols[0]);
-    let mut free = [0usize; MAX_DIM];
+    let mut free = [0usize; N];
     let mut n = 0;
     for &j in cols {
         if j != pin {
@@ -646,6 +768,27 @@ fn unit_jac(x: &[f64], y: &[f64], t: &[f64], wu: f64, s: &mut JacScratch, jt: &m
             s.qu[g * r + h] = (0..c).map(|j| s.q[g * c + j] * s.u[h * c + j]).sum();
         }
     }
+    if all_active {
+        jac_add_all(x, c, t, wu, s, jt);
+    } else {
+        jac_add(x, c, t, wu, s, cols, jt);
+    }
+}
+
+/// The sum of [`unit_jac`]: adds the unit's derivative (`c` columns, the active ones `cols`)
+/// to `jt`.
+#[inline(always)]
+fn jac_add(
+    x: &[f64],
+    c: usize,
+    t: &[f64],
+    wu: f64,
+    s: &JacScratch,
+    cols: &[usize],
+    jt: &mut [f64],
+) {
+    let r = x.len();
+    let k = r * c;
     for g in 0..r {
         if x[g] <= 0.0 {
             continue;
@@ -669,6 +812,49 @@ fn unit_jac(x: &[f64], y: &[f64], t: &[f64], wu: f64, s: &mut JacScratch, jt: &m
                         v += (cc == kk) as u8 as f64 - s.q[b];
                     }
                     row[b] += na * v;
+                }
+            }
+        }
+    }
+}
+
+/// [`jac_add`] when every column is active (the usual case): the same sums, over runs of
+/// contiguous columns (with `c` known at compile time they vectorise).
+#[inline(always)]
+fn jac_add_all(x: &[f64], c: usize, t: &[f64], wu: f64, s: &JacScratch, jt: &mut [f64]) {
+    let r = x.len();
+    let k = r * c;
+    for g in 0..r {
+        if x[g] <= 0.0 {
+            continue;
+        }
+        let ug = &s.u[g * c..(g + 1) * c];
+        for cc in 0..c {
+            let a = g * c + cc;
+            let na = wu * t[a];
+            if na == 0.0 {
+                continue;
+            }
+            let pinv = &s.pinv[cc * c..(cc + 1) * c];
+            let row = &mut jt[a * k..(a + 1) * k];
+            for h in 0..r {
+                if x[h] <= 0.0 {
+                    continue;
+                }
+                let base = s.u[h * c + cc] - s.qu[g * r + h];
+                let th = &t[h * c..(h + 1) * c];
+                let out = &mut row[h * c..(h + 1) * c];
+                if h == g {
+                    let qh = &s.q[h * c..(h + 1) * c];
+                    for kk in 0..c {
+                        let v = th[kk] * (base - pinv[kk] + ug[kk])
+                            + ((cc == kk) as u8 as f64 - qh[kk]);
+                        out[kk] += na * v;
+                    }
+                } else {
+                    for kk in 0..c {
+                        out[kk] += na * (th[kk] * (base - pinv[kk] + ug[kk]));
+                    }
                 }
             }
         }
@@ -706,7 +892,15 @@ fn e_step_jac(
                 continue;
             }
             let (x, y) = (d.xu(u), d.yu(u));
-            unit_mode(x, y, p, &mut bs[(u - lo) * c..(u - lo + 1) * c], t, &mut sc);
+            unit_mode(
+                x,
+                y,
+                p,
+                &mut bs[(u - lo) * c..(u - lo + 1) * c],
+                t,
+                &mut sc,
+                false,
+            );
             num.iter_mut().zip(t.iter()).for_each(|(s, v)| *s += wu * v);
             unit_jac(x, y, t, wu, &mut scratch, &mut jt);
             if want_s {
@@ -845,33 +1039,34 @@ impl Phase {
     }
 }
 
-/// SQUAREM on the EM map `f` (p -> (next p, log-likelihood at p)) from `p`.
+/// SQUAREM on the EM map `f` (p -> next p) from `p`; the phase's log-likelihood (and its change
+/// over the last cycle) by `loglik` (p -> log-likelihood at p), at the end only: only the last
+/// two cycles' values are reported, and computing it on every step cost about a tenth of the fit.
 fn squarem(
     mut p: Vec<f64>,
     c: usize,
     share: &[f64],
     tol: f64,
     max_steps: usize,
-    mut f: impl FnMut(&[f64]) -> (Vec<f64>, f64),
+    mut f: impl FnMut(&[f64]) -> Vec<f64>,
+    loglik: impl Fn(&[f64]) -> f64,
 ) -> Phase {
     project(&mut p, c);
     let mut steps = 0usize;
-    let mut last_ll = f64::NAN;
+    // The start of the previous cycle and of the current one.
+    let mut starts: (Option<Vec<f64>>, Option<Vec<f64>>) = (None, None);
     let mut out = Phase::not_started();
     while steps < max_steps {
-        let (p1, ll0) = f(&p);
+        let p1 = f(&p);
         steps += 1;
         let ch = change(&p1, &p, share, c);
-        // Over the last SQUAREM cycle (three EM steps, one extrapolation).
-        out.loglik_change = ll0 - last_ll;
-        out.loglik = ll0;
+        starts = (starts.1.take(), Some(p.clone()));
         out.max_change = ch;
-        last_ll = ll0;
         if ch <= tol {
             out.converged = true;
             break;
         }
-        let (p2, _) = f(&p1);
+        let p2 = f(&p1);
         steps += 1;
         let (mut rr, mut vv) = (0.0, 0.0);
         for q in 0..p.len() {
@@ -896,14 +1091,22 @@ fn squarem(
         // Stabilising step from the extrapolation; kept only if its fixed-point residual is not
         // larger than at the start of the cycle (the mode E-step is not the ascent of one
         // closed-form likelihood, so the residual is the common yardstick).
-        let (p3, lle) = f(&pe);
+        let p3 = f(&pe);
         steps += 1;
-        p = if lle.is_finite() && change(&p3, &pe, share, c) <= ch {
+        p = if p3.iter().all(|v| v.is_finite()) && change(&p3, &pe, share, c) <= ch {
             p3
         } else {
             p2
         };
         project(&mut p, c);
+    }
+    // Over the last SQUAREM cycle (three EM steps, one extrapolation): NaN after one cycle.
+    if let Some(last) = &starts.1 {
+        out.loglik = loglik(last);
+        out.loglik_change = match &starts.0 {
+            Some(prev) => out.loglik - loglik(prev),
+            None => f64::NAN,
+        };
     }
     out.p = p;
     out.steps = steps;
@@ -981,7 +1184,7 @@ fn newton(
                     // The log-likelihood is not needed on the way; NaN until the last step.
                     (normalise(&num, c, &p), f64::NAN)
                 } else {
-                    let (num, ll, _) = e_step(d, &p, w, EStep::Mode, bstate, false);
+                    let (num, ll, _) = e_step(d, &p, w, EStep::Mode, bstate, false, true);
                     (normalise(&num, c, &p), ll)
                 }
             }
@@ -1010,7 +1213,7 @@ fn newton(
         for _ in 0..4 {
             let mut pn: Vec<f64> = p.iter().zip(&delta).map(|(a, b)| a + lambda * b).collect();
             project(&mut pn, c);
-            let (num, lln, _) = e_step(d, &pn, w, EStep::Mode, bstate, false);
+            let (num, lln, _) = e_step(d, &pn, w, EStep::Mode, bstate, false, true);
             steps += 1;
             let mn = normalise(&num, c, &pn);
             let chn = change(&mn, &pn, share, c);
@@ -1051,7 +1254,7 @@ pub(crate) fn sandwich(d: &Data, p: &[f64], bstate: Option<Vec<f64>>) -> Option<
         Some(b) if b.len() == d.u * c => b,
         _ => {
             let mut b = vec![0.0f64; d.u * c];
-            let _ = e_step(d, p, None, EStep::Mode, &mut b, false);
+            let _ = e_step(d, p, None, EStep::Mode, &mut b, false, false);
             b
         }
     };
@@ -1138,12 +1341,21 @@ pub(crate) fn fit_with(
     // Phase 1, from a cold start only: multinomial steps to get near.
     let p1 = if start.is_none() {
         let mut n = 0;
-        let ph = squarem(p0, c, &share, cfg.tol.max(1e-4), cfg.max_iter, |p| {
-            n += 1;
-            step(n);
-            let (num, ll, _) = e_step(d, p, w, EStep::Mult, &mut bstate, false);
-            (normalise(&num, c, p), ll)
-        });
+        // Only the end point of this phase is used: no log-likelihood.
+        let ph = squarem(
+            p0,
+            c,
+            &share,
+            cfg.tol.max(1e-4),
+            cfg.max_iter,
+            |p| {
+                n += 1;
+                step(n);
+                let (num, _, _) = e_step(d, p, w, EStep::Mult, &mut bstate, false, false);
+                normalise(&num, c, p)
+            },
+            |_| f64::NAN,
+        );
         iterations += ph.steps;
         ph.p
     } else {
@@ -1154,16 +1366,24 @@ pub(crate) fn fit_with(
         newton(d, w, p1, &mut bstate, &share, cfg.tol, cfg.max_iter)
     } else {
         let mut n = 0;
-        squarem(p1, c, &share, cfg.tol, cfg.max_iter, |p| {
-            n += 1;
-            step(n);
-            let (num, ll, _) = e_step(d, p, w, EStep::Mode, &mut bstate, false);
-            (normalise(&num, c, p), ll)
-        })
+        squarem(
+            p1,
+            c,
+            &share,
+            cfg.tol,
+            cfg.max_iter,
+            |p| {
+                n += 1;
+                step(n);
+                let (num, _, _) = e_step(d, p, w, EStep::Mode, &mut bstate, false, false);
+                normalise(&num, c, p)
+            },
+            |p| loglik(d, p, w),
+        )
     };
     iterations += ph.steps;
     // The reported table: the E-step at the returned p (one more pass).
-    let (votes, ll, units) = e_step(d, &ph.p, w, EStep::Mode, &mut bstate, keep_units);
+    let (votes, ll, units) = e_step(d, &ph.p, w, EStep::Mode, &mut bstate, keep_units, true);
     iterations += 1;
     let p = normalise(&votes, c, &ph.p);
     let last = change(&p, &ph.p, &share, c);
@@ -1246,7 +1466,7 @@ mod tests {
         let mut p = neutral_start(&d);
         let mut b = vec![0.0; d.u * d.c];
         for _ in 0..20_000 {
-            let (num, _, _) = e_step(&d, &p, None, EStep::Mode, &mut b, false);
+            let (num, _, _) = e_step(&d, &p, None, EStep::Mode, &mut b, false, false);
             p = normalise(&num, d.c, &p);
         }
         assert!(max_abs_diff(&f.p_em, &p) < 1e-5, "{:?} vs {p:?}", f.p_em);
@@ -1282,9 +1502,9 @@ mod tests {
             let mut b = vec![0.0; d.u * c];
             // Repeated passes from warm factors: each unit's table fitted well below the step.
             for _ in 0..5 {
-                e_step(&d, q, None, EStep::Mode, &mut b, false);
+                e_step(&d, q, None, EStep::Mode, &mut b, false, false);
             }
-            e_step(&d, q, None, EStep::Mode, &mut b, false).0
+            e_step(&d, q, None, EStep::Mode, &mut b, false, false).0
         };
         let scale = jt.iter().fold(0.0f64, |a, v| a.max(v.abs()));
         assert!(scale > 0.0);
@@ -1318,10 +1538,18 @@ mod tests {
         assert!(f.converged);
         let share: Vec<f64> = d.row_tot.iter().map(|v| v / d.total).collect();
         let mut b = vec![0.0; d.u * d.c];
-        let sq = squarem(neutral_start(&d), d.c, &share, 1e-10, 20_000, |p| {
-            let (num, ll, _) = e_step(&d, p, None, EStep::Mode, &mut b, false);
-            (normalise(&num, d.c, p), ll)
-        });
+        let sq = squarem(
+            neutral_start(&d),
+            d.c,
+            &share,
+            1e-10,
+            20_000,
+            |p| {
+                let (num, _, _) = e_step(&d, p, None, EStep::Mode, &mut b, false, false);
+                normalise(&num, d.c, p)
+            },
+            |p| loglik(&d, p, None),
+        );
         assert!(sq.converged);
         assert!(
             max_abs_diff(&f.p_em, &sq.p) < 1e-6,
@@ -1361,6 +1589,68 @@ mod tests {
                 (0.75..1.33).contains(&ratio),
                 "cell {q}: sandwich sd / bootstrap sd = {ratio}"
             );
+        }
+    }
+
+    /// A random unit with `c` columns: its margins (same total), a seed table and start factors.
+    fn random_unit(c: usize, rng: &mut ChaCha8Rng) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let r = 5;
+        let x: Vec<f64> = (0..r).map(|_| rng.gen_range(0..300) as f64).collect();
+        let mut y = vec![0.0; c];
+        for _ in 0..x.iter().sum::<f64>() as usize {
+            y[rng.gen_range(0..c)] += 1.0;
+        }
+        let mut p: Vec<f64> = (0..r * c).map(|_| rng.gen_range(0.01..1.0)).collect();
+        project(&mut p, c);
+        (x, y, p)
+    }
+
+    /// The kernels compiled for a known number of columns are the general ones, to the bit.
+    fn same_as_general<const N: usize>(rng: &mut ChaCha8Rng) {
+        let (x, y, p) = random_unit(N, rng);
+        let (r, k) = (x.len(), x.len() * N);
+        let mut sc = ModeScratch::new(r, N);
+        let b0: Vec<f64> = (0..N).map(|_| rng.gen_range(0.5..2.0)).collect();
+        let (mut b1, mut b2) = (b0.clone(), b0);
+        let (mut t1, mut t2) = (vec![0.0; k], vec![0.0; k]);
+        let tol = MODE_TOL * x.iter().sum::<f64>();
+        let ok1 = newton_fit::<N>(&x, &y, &p, &mut b1, &mut t1, tol, 50, &mut sc);
+        let ok2 = newton_fit::<MAX_DIM>(&x, &y, &p, &mut b2, &mut t2, tol, 50, &mut sc);
+        assert!(ok1 && ok2);
+        assert_eq!((&b1, &t1), (&b2, &t2), "{N} columns");
+        let mut js = JacScratch::new(r, N);
+        let (mut j1, mut j2) = (vec![0.0; k * k], vec![0.0; k * k]);
+        unit_jac_n::<N>(&x, &y, &t1, 1.5, &mut js, &mut j1);
+        unit_jac_n::<MAX_DIM>(&x, &y, &t1, 1.5, &mut js, &mut j2);
+        assert!(j1.iter().any(|&v| v != 0.0));
+        assert_eq!(j1, j2, "{N} columns");
+        // A unit with an empty column takes the path over the active columns only.
+        let mut y0 = y.clone();
+        let moved = y0[0];
+        y0[0] = 0.0;
+        y0[1] += moved;
+        let mut b3 = vec![1.0; N];
+        // As a cold start sets it: no factor for a column without voters.
+        b3[0] = 0.0;
+        let mut t3 = vec![0.0; k];
+        assert!(newton_fit::<N>(
+            &x, &y0, &p, &mut b3, &mut t3, tol, 50, &mut sc
+        ));
+        let (mut j3, mut j4) = (vec![0.0; k * k], vec![0.0; k * k]);
+        unit_jac_n::<N>(&x, &y0, &t3, 1.0, &mut js, &mut j3);
+        unit_jac_n::<MAX_DIM>(&x, &y0, &t3, 1.0, &mut js, &mut j4);
+        assert_eq!(j3, j4, "{N} columns, one empty");
+    }
+
+    #[test]
+    fn kernels_for_a_known_number_of_columns_match_the_general_ones() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        for _ in 0..20 {
+            same_as_general::<2>(&mut rng);
+            same_as_general::<3>(&mut rng);
+            same_as_general::<4>(&mut rng);
+            same_as_general::<5>(&mut rng);
+            same_as_general::<6>(&mut rng);
         }
     }
 }
