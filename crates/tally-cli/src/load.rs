@@ -100,8 +100,7 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
         def.and_then(|d| d.name.clone())
             .unwrap_or_else(|| tally_cli::naming::short_name(&args.files[0]))
     };
-    let mut rounds: Vec<ImportedRound> = Vec::new();
-    for (i, (name, bytes)) in inputs.iter().enumerate() {
+    let import_one = |i: usize, (name, bytes): &Input| -> Result<FileImport, String> {
         let opts = ImportOptions {
             definition: def,
             validation: args.validation.clone(),
@@ -110,11 +109,43 @@ pub fn load(args: &LoadArgs<'_>) -> Result<Loaded, String> {
             election_name: "All".into(),
             contest: args.contest,
         };
-        let f = match bytes {
+        match bytes {
             Some(bytes) => import_bytes(bytes, name, &opts),
             None => import_path_limited(name, args.max_input_bytes, &opts),
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+    };
+    // The files are imported side by side, each on a thread of its own sharing the cores: one
+    // file's single-threaded steps (layout inference, assembly) overlap the other's parsing.
+    // Standard input is read alone; reports and errors still come in the order given.
+    let stdin = inputs
+        .iter()
+        .any(|(name, bytes)| bytes.is_none() && name == "-");
+    let imports: Vec<Result<FileImport, String>> = if inputs.len() > 1 && !stdin {
+        std::thread::scope(|scope| {
+            let running: Vec<_> = inputs
+                .iter()
+                .enumerate()
+                .map(|(i, input)| scope.spawn(move || import_one(i, input)))
+                .collect();
+            running
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err("an import thread failed".to_string()))
+                })
+                .collect()
+        })
+    } else {
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| import_one(i, input))
+            .collect()
+    };
+    let mut rounds: Vec<ImportedRound> = Vec::new();
+    for ((name, _), f) in inputs.iter().zip(imports) {
+        let f = f?;
         report_import(&f, args.show_issues);
         for r in f.rounds {
             if rounds.iter().any(|x| x.round.number == r.round.number) {
