@@ -371,18 +371,8 @@ fn level_projection_clarabel(
     Some(normalise_rows(&x, nr, nc))
 }
 
-/// Fewest cutting planes kept in the master problems (the least active are dropped beyond
-/// [`max_cuts`]).
+/// Largest number of cutting planes kept in the master problems (the least active are dropped).
 const MAX_CUTS: usize = 40;
-
-/// Cutting planes kept in the master problems for an `nr x nc` table: at least [`MAX_CUTS`], and
-/// twice the number a vertex of the model needs on the product of simplices (`nr * (nc - 1) + 1`
-/// active pieces). With fewer the model cannot hold the optimum's pieces: on Poland 2020 (14 x 5)
-/// 40 cuts took 1153 iterations, including the plain-bundle safety net on the full data, and
-/// 114 cuts 528 (no safety net); the dense master solvers make the larger problems cheap.
-fn max_cuts(nr: usize, nc: usize) -> usize {
-    MAX_CUTS.max(2 * (nr * nc.saturating_sub(1) + 1))
-}
 
 /// Residuals farther than this share of the unit's voters from zero at the warm start get their
 /// sign fixed (measured: ~18% of the cells stay uncertain on the 200k benchmark).
@@ -415,7 +405,7 @@ const WARM_UNITS: usize = 5_000;
 ///    set (this only raises `F_red`, so all cuts stay valid) and the bundle continues, until the
 ///    certified gap `F(P) − lower bound` is within tolerance.
 ///
-/// Cut management: the master problems keep at most [`max_cuts`] cuts, dropping those least active
+/// Cut management: the master problems keep at most [`MAX_CUTS`] cuts, dropping those least active
 /// at the master solution (the lower bound is a running maximum, so it stays valid).
 pub(crate) fn lphom_bundle(d: &Data, rel_tol: f64, max_iter: usize) -> LpFit {
     lphom_bundle_from(d, rel_tol, max_iter, None)
@@ -701,13 +691,12 @@ impl BundleState {
                 break;
             }
             if let Some(zl) = zl.as_ref() {
-                let max_cuts = max_cuts(nr, nc);
-                if self.cuts.len() > max_cuts {
+                if self.cuts.len() > MAX_CUTS {
                     // Keep the newest cut; drop the cuts with the largest slack at the master solution.
                     let val = |c: &Cut| c.g.iter().zip(zl).map(|(a, b)| a * b).sum::<f64>() + c.h;
                     let newest = self.cuts.pop().expect("just pushed");
                     self.cuts.sort_by(|a, b| val(b).total_cmp(&val(a)));
-                    self.cuts.truncate(max_cuts - 1);
+                    self.cuts.truncate(MAX_CUTS - 1);
                     self.cuts.push(newest);
                 }
             }
