@@ -24,6 +24,7 @@
 mod boot;
 mod bounds;
 mod data;
+mod dense;
 mod em;
 pub mod input;
 mod lp;
