@@ -253,25 +253,27 @@ fn simplex_rows(
     }
 }
 
-/// The master problems' cuts in the dense solvers' form.
-fn dense_cuts(cuts: &[Cut]) -> (Vec<&[f64]>, Vec<f64>) {
-    (
-        cuts.iter().map(|c| c.g.as_slice()).collect(),
-        cuts.iter().map(|c| c.h).collect(),
-    )
+/// Runs `solve` on the master problems' cuts in the dense solvers' form.
+fn with_dense_cuts<T>(
+    cuts: &[Cut],
+    nr: usize,
+    nc: usize,
+    solve: impl FnOnce(&crate::dense::Cuts) -> T,
+) -> T {
+    let g: Vec<&[f64]> = cuts.iter().map(|c| c.g.as_slice()).collect();
+    let h: Vec<f64> = cuts.iter().map(|c| c.h).collect();
+    solve(&crate::dense::Cuts {
+        nr,
+        nc,
+        g: &g,
+        h: &h,
+    })
 }
 
 /// min t s.t. t >= g_k . z + h_k, t >= 0, z in simplices: the minimiser and a lower bound of the
 /// optimum (certified by the dual multipliers). The dense simplex, or Clarabel if it fails.
 fn master_lp(cuts: &[Cut], nr: usize, nc: usize, guide: &[f64]) -> Option<(Vec<f64>, f64)> {
-    let (g, h) = dense_cuts(cuts);
-    let dc = crate::dense::Cuts {
-        nr,
-        nc,
-        g: &g,
-        h: &h,
-    };
-    match crate::dense::master_lp(&dc, guide) {
+    match with_dense_cuts(cuts, nr, nc, |dc| crate::dense::master_lp(dc, guide)) {
         Some(sol) => Some((normalise_rows(&sol.z, nr, nc), sol.lower)),
         None => master_lp_clarabel(cuts, nr, nc),
     }
@@ -321,14 +323,9 @@ fn level_projection(
     nr: usize,
     nc: usize,
 ) -> Option<Vec<f64>> {
-    let (g, h) = dense_cuts(cuts);
-    let dc = crate::dense::Cuts {
-        nr,
-        nc,
-        g: &g,
-        h: &h,
-    };
-    match crate::dense::level_projection(&dc, level, center) {
+    match with_dense_cuts(cuts, nr, nc, |dc| {
+        crate::dense::level_projection(dc, level, center)
+    }) {
         crate::dense::Projection::Point(z) => Some(normalise_rows(&z, nr, nc)),
         crate::dense::Projection::Empty => None,
         crate::dense::Projection::Failed => level_projection_clarabel(cuts, level, center, nr, nc),
@@ -1039,7 +1036,8 @@ mod tests {
                 .collect();
             let guide: Vec<f64> = (0..np).map(|_| rng.gen_range(0.0..1.0)).collect();
             let (z_ref, t_ref) = master_lp_clarabel(&cuts, nr, nc).unwrap();
-            let (g, h) = dense_cuts(&cuts);
+            let g: Vec<&[f64]> = cuts.iter().map(|c| c.g.as_slice()).collect();
+            let h: Vec<f64> = cuts.iter().map(|c| c.h).collect();
             let dc = crate::dense::Cuts {
                 nr,
                 nc,
