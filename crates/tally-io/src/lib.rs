@@ -287,7 +287,7 @@ fn import_csv(
     let (header, body_start, sample, sample_bytes) =
         read_header_and_sample(&buf[..sample_end], file)?;
     let layout = layout::infer(&header, &sample, opts.definition, file)?;
-    // The sample's twenty thousand rows of strings are not needed while the file is parsed.
+    // The sample (twenty thousand rows' cells) is not needed while the file is parsed.
     let sample_rows = sample.rows();
     drop(sample);
     let parts = rayon::current_num_threads().max(1) * 2;
