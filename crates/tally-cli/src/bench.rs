@@ -2,8 +2,9 @@
 //! temporary file; then, in the same run and on the same file:
 //! - `tally results FILE --format json` as a whole process (spawned, min / median of the runs,
 //!   its peak memory), beside `wc -l FILE` (the floor: read every byte once);
-//! - the in-process phases of that command (read, import = split + parse + validate +
-//!   duplicates, count, report), so the next person sees where the time goes;
+//! - the in-process phases of that command (the import as it reads the file: layout, waiting
+//!   for the reader, split + parse + validate, duplicates; then count, report), so the next
+//!   person sees where the time goes;
 //! - with `--peers`, the same work in Python with polars or pandas when installed
 //!   (`scripts/peer_bench.py`); it says so and skips when they are absent.
 
@@ -11,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
-use tally_io::{import_bytes, read_input, ImportOptions};
+use tally_io::{import_path, ImportOptions};
 
 pub struct BenchArgs {
     pub stations: usize,
@@ -154,16 +155,13 @@ fn measure(
             kb as f64 * 1024.0 / size as f64
         ));
     }
-    // In-process phases of the same work (best run).
-    let mut best: Option<([Duration; 4], tally_io::ImportPhases)> = None;
+    // In-process phases of the same work (best run), read as `tally results` reads the file:
+    // block by block, parsed while the next block is read.
+    let mut best: Option<([Duration; 3], tally_io::ImportPhases)> = None;
     for i in 0..repeat {
         spinner.set_message(format!("in-process run {}/{repeat}", i + 1));
         let t = Instant::now();
-        let bytes = read_input(path).map_err(|e| e.to_string())?;
-        let read = t.elapsed();
-        let t = Instant::now();
-        let imported =
-            import_bytes(&bytes, path, &ImportOptions::default()).map_err(|e| e.to_string())?;
+        let imported = import_path(path, &ImportOptions::default()).map_err(|e| e.to_string())?;
         let import = t.elapsed();
         let t = Instant::now();
         let round = &imported.rounds[0].round;
@@ -186,18 +184,18 @@ fn measure(
         let json = serde_json::to_string_pretty(&rep).map_err(|e| e.to_string())?;
         let report = t.elapsed();
         drop(json);
-        let phases = [read, import, count, report];
-        let total = |p: &[Duration; 4]| p.iter().sum::<Duration>();
+        let phases = [import, count, report];
+        let total = |p: &[Duration; 3]| p.iter().sum::<Duration>();
         if best.as_ref().is_none_or(|b| total(&phases) < total(&b.0)) {
             best = Some((phases, imported.phases));
         }
     }
-    let ([read, import, count, report], inside) = best.expect("at least one run");
+    let ([import, count, report], inside) = best.expect("at least one run");
     out.push_str("  in-process phases (best run):\n");
     for (name, d) in [
-        ("read the bytes", read),
-        ("import, of which:", import),
+        ("read, import and check, of which:", import),
         ("  header, sample, layout", inside.layout),
+        ("  waiting for the reader", inside.waiting),
         ("  split, parse, validate (all cores)", inside.parse),
         ("  rounds, duplicates, quarantine", inside.assemble),
         ("count every level", count),

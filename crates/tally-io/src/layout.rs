@@ -12,7 +12,7 @@ type Set<T> = HashSet<T, ahash::RandomState>;
 /// The rows the layout is inferred from, their cells trimmed and kept in one string: twenty
 /// thousand rows of a wide file as one `String` per cell cost more to build and free than the
 /// inference itself (a third of a 100,000-station import).
-#[derive(Default, Debug, PartialEq)]
+#[derive(Default, Debug)]
 pub struct Sample {
     text: String,
     /// `(start, end)` in `text` of each cell, row after row.
@@ -32,13 +32,35 @@ impl Sample {
     /// inference only compares and parses them).
     pub fn push_row<'a>(&mut self, fields: impl Iterator<Item = &'a [u8]>) {
         for f in fields {
-            let start = self.text.len();
             match std::str::from_utf8(f) {
-                Ok(s) => self.text.push_str(s.trim()),
-                Err(_) => self.text.push_str(String::from_utf8_lossy(f).trim()),
+                Ok(s) => self.push_cell(s),
+                Err(_) => self.push_cell(&String::from_utf8_lossy(f)),
             }
-            self.cells.push((start, self.text.len()));
         }
+    }
+
+    /// Adds a line of exactly `width` fields separated by commas, without quotes. The line is
+    /// checked as UTF-8 and copied once, its cells are ranges in the copy: a cell costs less
+    /// than a call, so nothing is done cell by cell that can be done for the line.
+    pub fn push_line(&mut self, line: &[u8]) {
+        let Ok(text) = std::str::from_utf8(line) else {
+            return self.push_row(line.split(|&b| b == b','));
+        };
+        let base = self.text.len();
+        self.text.push_str(text);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b',', line).chain(std::iter::once(line.len())) {
+            let (a, b) = trimmed_range(&text[start..end]);
+            self.cells.push((base + start + a, base + start + b));
+            start = end + 1;
+        }
+    }
+
+    fn push_cell(&mut self, cell: &str) {
+        let (a, b) = trimmed_range(cell);
+        let start = self.text.len();
+        self.text.push_str(&cell[a..b]);
+        self.cells.push((start, self.text.len()));
     }
 
     pub fn rows(&self) -> usize {
@@ -47,6 +69,10 @@ impl Sample {
 
     pub fn is_empty(&self) -> bool {
         self.cells.is_empty()
+    }
+
+    fn cells(&self) -> impl Iterator<Item = &str> {
+        self.cells.iter().map(|&(a, b)| &self.text[a..b])
     }
 
     /// The trimmed cell of row `r`, column `c` ("" past the row's width).
@@ -59,6 +85,13 @@ impl Sample {
     }
 }
 use tally_model::{Candidate, Code};
+
+/// Two samples are equal when their cells are, however the cells are stored.
+impl PartialEq for Sample {
+    fn eq(&self, other: &Sample) -> bool {
+        self.width == other.width && self.cells().eq(other.cells())
+    }
+}
 
 /// How one file's columns map onto tally-sheet lines.
 #[derive(Clone, Debug, PartialEq)]
@@ -128,6 +161,19 @@ impl Layout {
             .chain(self.candidates.iter().map(|c| c.0))
             .chain(self.extra.iter().copied())
     }
+}
+
+/// Where `cell.trim()` lies in `cell`, without decoding character by character the usual cell,
+/// which starts and ends with a printable ASCII character and so has nothing to trim.
+fn trimmed_range(cell: &str) -> (usize, usize) {
+    let printable = |b: Option<&u8>| b.is_some_and(u8::is_ascii_graphic);
+    let b = cell.as_bytes();
+    if printable(b.first()) && printable(b.last()) {
+        return (0, cell.len());
+    }
+    let rest = cell.trim_start();
+    let lead = cell.len() - rest.len();
+    (lead, lead + rest.trim_end().len())
 }
 
 fn norm(s: &str) -> String {
@@ -735,4 +781,26 @@ fn infer_candidates(
         .iter()
         .map(|&c| (c, Candidate::new(header[c].trim())))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_cells_are_trimmed_as_str_trim_does() {
+        let line = "\u{a0}a\u{a0},\tb\u{b}, c\u{3000},,x ,\u{2003}";
+        let mut by_line = Sample::new(6);
+        by_line.push_line(line.as_bytes());
+        let mut by_cell = Sample::new(6);
+        by_cell.push_row(line.as_bytes().split(|&b| b == b','));
+        let want: Vec<&str> = line.split(',').map(str::trim).collect();
+        assert_eq!(want, ["a", "b", "c", "", "x", ""]);
+        assert!(by_line.cells().eq(want.iter().copied()));
+        assert!(by_cell.cells().eq(want.iter().copied()));
+        // Bytes that are not UTF-8 are replaced, not dropped.
+        let mut bad = Sample::new(2);
+        bad.push_line(b"\xff1 , 2");
+        assert!(bad.cells().eq(["\u{fffd}1", "2"]));
+    }
 }

@@ -196,6 +196,7 @@ pub fn import_path_limited(
     let mut blocks = read::Blocks::open(path, limit)?;
     let (size, gzip) = (blocks.size, blocks.gzip);
     // Enough of the file for the header and the inference sample.
+    let clock = std::time::Instant::now();
     let mut buf: Vec<u8> = Vec::new();
     let mut eof = false;
     let mut newlines = 0usize;
@@ -218,12 +219,14 @@ pub fn import_path_limited(
         }
         return nist::import_nist(&buf, path, opts, opts.contest);
     }
+    let first_blocks = clock.elapsed();
     let rows_hint = if gzip { 0 } else { size as usize };
     let mut next_block = |spent: Vec<u8>| -> Result<Option<Vec<u8>>, ImportError> {
         blocks.recycle(spent);
         blocks.next().transpose()
     };
     let mut import = import_csv(Cow::Owned(buf), eof, &mut next_block, rows_hint, path, opts)?;
+    import.phases.waiting += first_blocks;
     if !rows_to_restore(&import.rounds).is_empty() {
         // Rare (E105 with different numbers): the file is read once more for those rows' text.
         let data = read_input_limited(path, limit)?;
@@ -510,7 +513,7 @@ fn sample_plain(body: &[u8], width: usize) -> (layout::Sample, usize) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         at = (end + 1).min(body.len());
         if memchr::memchr_iter(b',', line).count() + 1 == width {
-            sample.push_row(line.split(|&b| b == b','));
+            sample.push_line(line);
         }
     }
     (sample, at)
@@ -1064,6 +1067,9 @@ mod tests {
             b"a,b,c\n\n d , e ,f \nshort,row\ntoo,many,fields,here\nx,y,z".to_vec(),
             b"\na,b,c\n,,\n\xff\xfe,b,c\n".to_vec(),
             b"only one line without newline,b,c".to_vec(),
+            "\u{a0}a\u{a0},\tb\x0b, c\u{3000}\n\u{2003},,x \r\n"
+                .as_bytes()
+                .to_vec(),
             long.into_bytes(),
         ];
         for body in &bodies {
@@ -1073,7 +1079,7 @@ mod tests {
             assert_eq!(plain, csv, "{}", String::from_utf8_lossy(body));
             assert_eq!(plain_bytes, csv_bytes);
         }
-        assert_eq!(sample_plain(&bodies[4], 3).0.rows(), SAMPLE_ROWS);
+        assert_eq!(sample_plain(&bodies[5], 3).0.rows(), SAMPLE_ROWS);
         assert!(!plain_lines(b"a,\"b\",c\n"));
         assert!(!plain_lines(b"a,b,c\rd,e,f\n"));
     }
