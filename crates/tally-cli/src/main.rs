@@ -633,6 +633,14 @@ fn report_peak_memory() {
     }
 }
 
+/// The imported election of a command that is about to end, left for the process's exit to
+/// take back. The kernel reclaims the memory at once, while freeing a million stations'
+/// columns, area names and findings piece by piece adds some ten milliseconds to a command
+/// users wait for. Only for plain data: nothing in it has work to do when dropped.
+fn left_to_exit(loaded: load::Loaded) {
+    std::mem::forget(loaded);
+}
+
 fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Command::Results {
@@ -664,7 +672,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 .lock()
                 .write_all(text.as_bytes())
                 .map_err(|e| e.to_string())?;
-            finish_import(&loaded, input.quarantine.as_deref(), input.strict)
+            let code = finish_import(&loaded, input.quarantine.as_deref(), input.strict);
+            left_to_exit(loaded);
+            code
         }
         Command::Forensics {
             input,
@@ -691,6 +701,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
                 },
             )?;
             let imported = finish_import(&loaded, input.quarantine.as_deref(), input.strict)?;
+            left_to_exit(loaded);
             Ok(if imported == ExitCode::SUCCESS {
                 code
             } else {

@@ -27,7 +27,7 @@ pub use read::{
     DEFAULT_MAX_INPUT_BYTES,
 };
 
-use parse::{parse_block, split, Chunk, Cursor, ParseContext, Table};
+use parse::{cut_block, parse_block, Chunk, Cursor, ParseContext, Table};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::borrow::Cow;
@@ -325,17 +325,13 @@ fn import_csv(
     let mut start = body_start;
     let mut spent = Vec::new();
     loop {
-        let end = if eof {
-            buf.len()
-        } else {
-            last_record_end(&buf[start..]).map_or(start, |e| start + e)
-        };
+        let clock = std::time::Instant::now();
+        let cut = cut_block(&buf, start, eof, parts);
+        let end = cut.end;
         if end > start {
-            let clock = std::time::Instant::now();
-            let ranges = split(&buf[..end], start, parts);
-            chunks.extend(parse_block(&mut table, &buf[..end], &ranges, &mut at, &ctx));
-            phases.parse += clock.elapsed();
+            chunks.extend(parse_block(&mut table, &buf[..end], &cut, &mut at, &ctx));
         }
+        phases.parse += clock.elapsed();
         if eof {
             break;
         }
@@ -375,20 +371,6 @@ fn import_csv(
         rounds,
         phases,
     })
-}
-
-/// The end of the last complete record in `data` (just past a newline outside quotes).
-fn last_record_end(data: &[u8]) -> Option<usize> {
-    let mut quotes = memchr::memchr_iter(b'"', data).count();
-    let mut end = data.len();
-    while let Some(nl) = memchr::memrchr(b'\n', &data[..end]) {
-        quotes -= memchr::memchr_iter(b'"', &data[nl + 1..end]).count();
-        if quotes.is_multiple_of(2) {
-            return Some(nl + 1);
-        }
-        end = nl;
-    }
-    None
 }
 
 /// Lines of quarantined rows whose text is not known yet (see [`restore_raw_text`]).

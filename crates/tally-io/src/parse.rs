@@ -260,6 +260,89 @@ pub fn split(data: &[u8], body_start: usize, parts: usize) -> Vec<(usize, usize)
     out
 }
 
+/// A block's complete records cut into chunks for the cores: each chunk's byte range, the most
+/// rows it can hold (its newlines) and whether it has a quote.
+pub struct Cut {
+    /// Just past the last complete record (what follows is carried to the next block).
+    pub end: usize,
+    chunks: Vec<(usize, usize)>,
+    rows: Vec<usize>,
+    quoted: Vec<bool>,
+}
+
+/// Cuts the records of `data[start..]` into about `parts` chunks. Nearly every file has no
+/// quotes: then every newline ends a record, so the one pass over the bytes (newlines counted,
+/// a quote looked for) runs on all cores, and the thread that reads the blocks never scans one.
+/// A block with a quote is cut again the careful way (quotes counted, serially).
+pub fn cut_block(data: &[u8], start: usize, eof: bool, parts: usize) -> Cut {
+    let scan = |chunks: Vec<(usize, usize)>, end: usize| {
+        let (rows, quoted) = chunks
+            .par_iter()
+            .map(|&(a, b)| {
+                let chunk = &data[a..b];
+                let lines = memchr::memchr_iter(b'\n', chunk).count();
+                let unfinished = chunk.last().is_some_and(|&c| c != b'\n');
+                (
+                    lines + usize::from(unfinished),
+                    memchr::memchr(b'"', chunk).is_some(),
+                )
+            })
+            .unzip();
+        Cut {
+            end,
+            chunks,
+            rows,
+            quoted,
+        }
+    };
+    let plain_end = if eof {
+        data.len()
+    } else {
+        memchr::memrchr(b'\n', &data[start..]).map_or(start, |p| start + p + 1)
+    };
+    let plain = scan(split_lines(&data[..plain_end], start, parts), plain_end);
+    // Past the last newline there is no record end, quoted or not: records up to it without a
+    // quote all end where a newline is.
+    if !plain.quoted.contains(&true) {
+        return plain;
+    }
+    let end = if eof {
+        data.len()
+    } else {
+        last_record_end(&data[start..]).map_or(start, |e| start + e)
+    };
+    scan(split(&data[..end], start, parts), end)
+}
+
+/// [`split`] for bytes without quotes: a chunk ends at the first newline after its share.
+fn split_lines(data: &[u8], body_start: usize, parts: usize) -> Vec<(usize, usize)> {
+    let len = data.len();
+    let target = ((len - body_start) / parts.max(1)).max(1 << 16);
+    let mut out = Vec::new();
+    let mut start = body_start;
+    while start < len {
+        let cut = (start + target).min(len);
+        let cut = memchr::memchr(b'\n', &data[cut..]).map_or(len, |p| cut + p + 1);
+        out.push((start, cut));
+        start = cut;
+    }
+    out
+}
+
+/// The end of the last complete record in `data` (just past a newline outside quotes).
+fn last_record_end(data: &[u8]) -> Option<usize> {
+    let mut quotes = memchr::memchr_iter(b'"', data).count();
+    let mut end = data.len();
+    while let Some(nl) = memchr::memrchr(b'\n', &data[..end]) {
+        quotes -= memchr::memchr_iter(b'"', &data[nl + 1..end]).count();
+        if quotes.is_multiple_of(2) {
+            return Some(nl + 1);
+        }
+        end = nl;
+    }
+    None
+}
+
 /// Where the next block of a file starts: its first line and the number of area paths already
 /// found (row indices continue from the table's length).
 #[derive(Clone, Copy, Debug)]
@@ -268,36 +351,32 @@ pub struct Cursor {
     pub paths: u32,
 }
 
-/// Parses one block of records (the chunks of `ranges`, in parallel) onto the end of `table`,
-/// in file order; line numbers become file line numbers, path indices and row indices in the
+/// Parses one block of records (the chunks of `cut`, in parallel) onto the end of `table`, in
+/// file order; line numbers become file line numbers, path indices and row indices in the
 /// chunks' findings become the file's. `at` moves past the block.
 pub fn parse_block(
     table: &mut Table,
     data: &[u8],
-    ranges: &[(usize, usize)],
+    cut: &Cut,
     at: &mut Cursor,
     ctx: &ParseContext<'_>,
 ) -> Vec<Chunk> {
     let k = ctx.layout.candidates.len();
     let e = ctx.layout.extra.len();
-    // A chunk holds at most one row per line: size the regions by counting newlines.
-    let sizes: Vec<usize> = ranges
-        .par_iter()
-        .map(|&(a, b)| {
-            let n = memchr::memchr_iter(b'\n', &data[a..b]).count();
-            n + usize::from(b > a && data[b - 1] != b'\n')
-        })
-        .collect();
+    // A chunk holds at most one row per line: its regions are sized by its newlines.
+    let sizes = &cut.rows;
     let base = table.len();
     table.grow(sizes.iter().sum(), k, e);
-    let mut chunks: Vec<Chunk> = ranges
+    let mut chunks: Vec<Chunk> = cut
+        .chunks
         .par_iter()
-        .zip(table.regions(base, &sizes, k, e))
-        .map(|(&(a, b), mut region)| parse_chunk(&data[a..b], ctx, &mut region))
+        .zip(&cut.quoted)
+        .zip(table.regions(base, sizes, k, e))
+        .map(|((&(a, b), &quoted), mut region)| parse_chunk(&data[a..b], quoted, ctx, &mut region))
         .collect();
     // Close the gaps left by blank lines, rejected rows and quoted newlines.
     let (mut offset, mut dst) = (base, base);
-    for (c, &size) in chunks.iter_mut().zip(&sizes) {
+    for (c, &size) in chunks.iter_mut().zip(sizes) {
         if dst != offset && c.written > 0 {
             table.move_rows(offset, dst, c.written, k, e);
         }
@@ -392,7 +471,13 @@ struct RowState {
 }
 
 /// Parses one chunk into its region; line numbers and path indices are relative to the chunk.
-fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>, region: &mut Region<'_>) -> Chunk {
+/// Without a quote (`quoted` false) commas and newlines are all separators.
+fn parse_chunk(
+    bytes: &[u8],
+    quoted: bool,
+    ctx: &ParseContext<'_>,
+    region: &mut Region<'_>,
+) -> Chunk {
     let first_line = 0;
     let l = ctx.layout;
     let k = l.candidates.len();
@@ -405,7 +490,7 @@ fn parse_chunk(bytes: &[u8], ctx: &ParseContext<'_>, region: &mut Region<'_>) ->
         last_path: vec![Vec::new(); l.areas.len()],
         has_last_path: false,
     };
-    if memchr::memchr(b'"', bytes).is_none() {
+    if !quoted {
         // Fast path: no quoting anywhere in the chunk, so commas and newlines are separators.
         let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(l.header.len() + 1);
         let mut line_no = first_line;
@@ -830,6 +915,27 @@ mod tests {
         assert_eq!(byte_mask(w, b','), 0x80 | 0x80 << 24 | 0x80 << 32);
         assert_eq!(byte_mask(w, b'\n'), 0x80 << 16 | 0x80 << 56);
         assert_eq!(byte_mask(0, b','), 0);
+    }
+
+    #[test]
+    fn a_block_is_cut_after_its_last_record_quoted_or_not() {
+        let plain = b"h\n1,a\n2,b\n3,c";
+        let cut = cut_block(plain, 2, false, 2);
+        assert_eq!(
+            (cut.end, &cut.rows[..], &cut.quoted[..]),
+            (10, &[2][..], &[false][..])
+        );
+        // At the end of the file the unfinished line is a record too.
+        assert_eq!(cut_block(plain, 2, true, 2).end, plain.len());
+        // The newline inside quotes does not end a record: the block ends before "2,".
+        let quoted = b"h\n1,a\n2,\"b\nc";
+        let cut = cut_block(quoted, 2, false, 2);
+        assert_eq!((cut.end, &cut.quoted[..]), (6, &[false][..]));
+        let cut = cut_block(b"h\n1,\"a\nb\"\n2,c\n", 2, false, 2);
+        assert_eq!(
+            (cut.end, &cut.rows[..], &cut.quoted[..]),
+            (14, &[3][..], &[true][..])
+        );
     }
 
     #[test]
