@@ -38,7 +38,7 @@ use tally_model::validate::{
     find_duplicates, validate_sheet, Duplicate, Finding, SheetInput, Verdict,
 };
 use tally_model::{
-    AreaTree, Code, Round, Severity, SheetStatus, StoredCount, ValidationConfig, MISSING,
+    AreaPaths, AreaTree, Code, Round, Severity, SheetStatus, StoredCount, ValidationConfig, MISSING,
 };
 
 /// A problem that stops the import of a whole file (F0xx, or E107 for a column).
@@ -576,7 +576,7 @@ fn assemble(
             acc.iter_mut().zip(s).for_each(|(a, b)| *a |= b);
         }
     }
-    let mut paths: Vec<Vec<String>> = Vec::new();
+    let mut paths = AreaPaths::new(layout.areas.len());
     let mut rejected = Vec::new();
     let mut found = Findings {
         issues: Vec::new(),
@@ -584,7 +584,7 @@ fn assemble(
         pending: Vec::new(),
     };
     for c in chunks {
-        paths.extend(c.paths);
+        paths.append(&c.paths);
         rejected.extend(c.rejected);
         found.issues.extend(c.issues);
         found.raw.extend(c.raw);
@@ -642,7 +642,7 @@ fn assemble(
 /// become the round's columns without a copy.
 fn round_from_table(
     table: Table,
-    paths: Vec<Vec<String>>,
+    paths: AreaPaths,
     found: &Findings,
     layout: &Layout,
     file: &str,
@@ -752,7 +752,7 @@ fn round_from_table(
 #[allow(clippy::too_many_arguments)]
 fn round_from_rows(
     table: &mut Table,
-    paths: &[Vec<String>],
+    paths: &AreaPaths,
     found: &Findings,
     on_ballot: &[bool],
     layout: &Layout,
@@ -867,7 +867,7 @@ fn round_from_rows(
             });
         }
         let p = table.path[i] as usize;
-        let area = *leaf[p].get_or_insert_with(|| round.tree.leaf(&paths[p]));
+        let area = *leaf[p].get_or_insert_with(|| round.tree.leaf(paths.path(p)));
         let extra = &table.extra[i * e..(i + 1) * e];
         round.push(station, area, status, line, core, &votes, extra);
     }

@@ -11,7 +11,9 @@ use std::collections::HashSet;
 use tally_model::validate::{
     normalise_station_id, normalised_id_finding, validate_sheet, Finding, SheetInput, Verdict,
 };
-use tally_model::{Code, SheetStatus, StationIds, StoredCount, ValidationConfig, MISSING};
+use tally_model::{
+    AreaPaths, Code, SheetStatus, StationIds, StoredCount, ValidationConfig, MISSING,
+};
 
 use crate::cell::plain_count;
 use crate::cell::{count_error_text, trim};
@@ -192,7 +194,7 @@ pub struct Chunk {
     /// The station ids of the rows written, in order.
     pub ids: StationIds,
     /// Area paths first seen in this chunk (consecutive rows usually share one).
-    pub paths: Vec<Vec<String>>,
+    pub paths: AreaPaths,
     /// Rows that could not become a station at all (no id, malformed): issue and raw CSV.
     pub rejected: Vec<(RowIssue, String)>,
     /// Issues of rows kept as stations (errors mark the row Quarantined; warnings only flag it).
@@ -482,7 +484,10 @@ fn parse_chunk(
     let l = ctx.layout;
     let k = l.candidates.len();
     let e = l.extra.len();
-    let mut c = Chunk::default();
+    let mut c = Chunk {
+        paths: AreaPaths::new(l.areas.len()),
+        ..Chunk::default()
+    };
     let mut st = RowState {
         votes: vec![0; k],
         extra: vec![MISSING; e],
@@ -673,15 +678,8 @@ fn handle_row<R: Row>(
             .zip(&st.last_path)
             .all(|(&col, prev)| rec.field(col) == prev.as_slice());
     if !same_path {
-        let mut names = Vec::with_capacity(l.areas.len());
-        let mut bad = false;
-        for &col in &l.areas {
-            match std::str::from_utf8(rec.field(col)) {
-                Ok(s) => names.push(s.trim().to_string()),
-                Err(_) => bad = true,
-            }
-        }
-        if bad {
+        let name = |col: usize| std::str::from_utf8(rec.field(col));
+        if l.areas.iter().any(|&col| name(col).is_err()) {
             reject(
                 c,
                 Code::E108,
@@ -691,7 +689,11 @@ fn handle_row<R: Row>(
             st.has_last_path = false;
             return;
         }
-        c.paths.push(names);
+        c.paths.push(
+            l.areas
+                .iter()
+                .map(|&col| name(col).unwrap_or_default().trim()),
+        );
         for (prev, &col) in st.last_path.iter_mut().zip(&l.areas) {
             prev.clear();
             prev.extend_from_slice(rec.field(col));

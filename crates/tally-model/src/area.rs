@@ -31,6 +31,75 @@ pub struct AreaTree {
     index: Map<AreaId, Map<String, AreaId>>,
 }
 
+/// Stations' area paths, one name per level, kept in one string: a million stations have some
+/// hundred thousand paths, and a `String` for each name cost more to allocate and free than
+/// the rest of their import.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AreaPaths {
+    levels: usize,
+    paths: usize,
+    text: String,
+    /// Where each name ends in `text`, path after path.
+    ends: Vec<usize>,
+}
+
+impl AreaPaths {
+    pub fn new(levels: usize) -> AreaPaths {
+        AreaPaths {
+            levels,
+            ..AreaPaths::default()
+        }
+    }
+
+    /// Adds a path of exactly `levels` names.
+    pub fn push<S: AsRef<str>>(&mut self, names: impl IntoIterator<Item = S>) {
+        for name in names {
+            self.text.push_str(name.as_ref());
+            self.ends.push(self.text.len());
+        }
+        debug_assert_eq!(self.ends.len(), (self.paths + 1) * self.levels);
+        self.paths += 1;
+    }
+
+    /// Removes the last path.
+    pub fn pop(&mut self) {
+        if self.paths == 0 {
+            return;
+        }
+        self.paths -= 1;
+        self.ends.truncate(self.paths * self.levels);
+        self.text.truncate(self.ends.last().copied().unwrap_or(0));
+    }
+
+    /// Adds every path of `other` (of the same levels) after these.
+    pub fn append(&mut self, other: &AreaPaths) {
+        let base = self.text.len();
+        self.text.push_str(&other.text);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+        self.paths += other.paths;
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths == 0
+    }
+
+    /// The name at `level` (0 = the first level) of path `p`.
+    pub fn name(&self, p: usize, level: usize) -> &str {
+        let i = p * self.levels + level;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    /// The names of path `p`, first level first.
+    pub fn path(&self, p: usize) -> impl Iterator<Item = &str> {
+        (0..self.levels).map(move |l| self.name(p, l))
+    }
+}
+
 /// Shown for an area cell left empty in the source.
 pub const UNNAMED_AREA: &str = "(none)";
 
@@ -68,31 +137,30 @@ impl AreaTree {
     }
 
     /// The leaf for a full path (one name per level), created if new.
-    pub fn leaf<S: AsRef<str>>(&mut self, path: &[S]) -> AreaId {
-        path.iter()
+    pub fn leaf<S: AsRef<str>>(&mut self, path: impl IntoIterator<Item = S>) -> AreaId {
+        path.into_iter()
             .fold(ROOT, |parent, name| self.child(parent, name.as_ref()))
     }
 
-    /// Leaves for a sequence of paths. Consecutive paths usually share their upper levels (files
+    /// Leaves for a list of paths. Consecutive paths usually share their upper levels (files
     /// are sorted by area), so only the levels that changed are looked up.
-    pub fn leaves<S: AsRef<str>>(&mut self, paths: &[Vec<S>]) -> Vec<AreaId> {
+    pub fn leaves(&mut self, paths: &AreaPaths) -> Vec<AreaId> {
         let mut out = Vec::with_capacity(paths.len());
-        let mut prev: Option<&Vec<S>> = None;
-        let mut ids: Vec<AreaId> = Vec::new();
-        for p in paths {
-            let same = prev.map_or(0, |q| {
-                q.iter()
-                    .zip(p)
-                    .take_while(|(a, b)| a.as_ref() == b.as_ref())
+        let mut ids: Vec<AreaId> = Vec::with_capacity(paths.levels);
+        for p in 0..paths.len() {
+            let same = if p == 0 {
+                0
+            } else {
+                (0..paths.levels)
+                    .take_while(|&l| paths.name(p, l) == paths.name(p - 1, l))
                     .count()
-            });
+            };
             ids.truncate(same);
-            for name in &p[same..] {
+            for l in same..paths.levels {
                 let parent = ids.last().copied().unwrap_or(ROOT);
-                ids.push(self.child(parent, name.as_ref()));
+                ids.push(self.child(parent, paths.name(p, l)));
             }
             out.push(ids.last().copied().unwrap_or(ROOT));
-            prev = Some(p);
         }
         out
     }
@@ -193,9 +261,21 @@ mod tests {
             vec!["Ankara", "Ceyhan"],
             vec!["Adana", "Ceyhan"],
         ];
-        let leaves = t.leaves(&paths);
+        let mut list = AreaPaths::new(2);
+        paths.iter().for_each(|p| list.push(p));
+        let leaves = t.leaves(&list);
         let one_by_one: Vec<AreaId> = paths.iter().map(|p| t.leaf(p)).collect();
         assert_eq!(leaves, one_by_one);
+        // The list as the import builds it: chunk by chunk, a rejected row's path taken back.
+        let mut more = AreaPaths::new(2);
+        more.push(["Bursa", "Nilüfer"]);
+        more.push(["Bursa", "Osmangazi"]);
+        more.pop();
+        list.append(&more);
+        assert_eq!(list.len(), 5);
+        assert!(list.path(4).eq(["Bursa", "Nilüfer"]));
+        assert!(list.path(1).eq(["Adana", "Kozan"]));
+        assert_eq!(t.leaves(&list)[..4], leaves[..]);
         assert_eq!(leaves[0], a);
         assert_ne!(leaves[2], a);
         assert!(t

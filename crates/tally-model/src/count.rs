@@ -100,32 +100,34 @@ pub fn count(round: &Round) -> Vec<Totals> {
     let e = round.extra_lines.len();
     let nodes = round.tree.len();
     let n = round.len();
-    // Per-thread partial sums cost one tree-sized set of totals each; they only pay off when
-    // there are many stations per area node.
-    let parts = if n >= nodes * 32 {
-        rayon::current_num_threads().max(1)
+    let zero = Totals::zero(k, e);
+    let mut totals: Vec<Totals> = (0..nodes)
+        .into_par_iter()
+        .with_min_len(4096)
+        .map(|_| zero.clone())
+        .collect();
+    // Each core adds the stations of its own range of area nodes: no set of totals is
+    // duplicated or merged, and every core reads the (small) area column whole. A few ranges
+    // a core, so that one range with more stations than the others does not hold the rest up.
+    let parts = if n >= 65_536 {
+        rayon::current_num_threads().max(1) * 4
     } else {
         1
     };
-    let chunk = n.div_ceil(parts).max(1);
-    let ranges: Vec<(usize, usize)> = (0..n)
-        .step_by(chunk)
-        .map(|lo| (lo, (lo + chunk).min(n)))
-        .collect();
-    let accumulate = |(lo, hi): (usize, usize)| {
-        let mut totals = vec![Totals::zero(k, e); nodes];
-        for i in lo..hi {
-            totals[round.stations.area[i] as usize].add_station(round, i);
-        }
-        totals
-    };
-    let mut partials: Vec<Vec<Totals>> = ranges.into_par_iter().map(accumulate).collect();
-    let mut totals = partials
-        .pop()
-        .unwrap_or_else(|| vec![Totals::zero(k, e); nodes]);
-    for p in &partials {
-        totals.iter_mut().zip(p).for_each(|(a, b)| a.add(b));
-    }
+    let area = &round.stations.area;
+    totals
+        .par_chunks_mut(nodes.div_ceil(parts).max(1))
+        .enumerate()
+        .for_each(|(p, own)| {
+            let lo = p * nodes.div_ceil(parts).max(1);
+            let hi = lo + own.len();
+            for (i, &a) in area.iter().enumerate() {
+                let a = a as usize;
+                if (lo..hi).contains(&a) {
+                    own[a - lo].add_station(round, i);
+                }
+            }
+        });
     propagate(&round.tree, &mut totals);
     totals
 }

@@ -19,7 +19,7 @@ pub mod rule;
 pub mod station_ids;
 pub mod validate;
 
-pub use area::{AreaId, AreaTree, ROOT};
+pub use area::{AreaId, AreaPaths, AreaTree, ROOT};
 pub use codes::{Code, Severity};
 pub use count::{count, Totals};
 pub use matching::{match_stations, StationMatch};
