@@ -238,7 +238,7 @@ mod tests {
         );
         let mut push =
             |id: &str, path: [&str; 2], status, core: [StoredCount; 4], votes: [StoredCount; 2]| {
-                let area = r.tree.leaf(&path);
+                let area = r.tree.leaf(path);
                 r.push(id, area, status, 0, core, &votes, &[]);
             };
         use SheetStatus::*;

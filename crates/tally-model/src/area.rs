@@ -244,9 +244,9 @@ mod tests {
     #[test]
     fn paths_are_interned_and_found() {
         let mut t = AreaTree::new("Turkey", vec!["province".into(), "district".into()]);
-        let a = t.leaf(&["Adana", "Ceyhan"]);
-        let b = t.leaf(&["Adana", "Aladağ"]);
-        let c = t.leaf(&["Adana", "Ceyhan"]);
+        let a = t.leaf(["Adana", "Ceyhan"]);
+        let b = t.leaf(["Adana", "Aladağ"]);
+        let c = t.leaf(["Adana", "Ceyhan"]);
         assert_eq!(a, c);
         assert_ne!(a, b);
         assert_eq!(t.len(), 4);
@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(t.find("Adana/Nowhere"), None);
         assert_eq!(t.level_depth("District"), Some(2));
         assert_eq!(t.ancestor_at(a, 1), t.find("Adana").unwrap());
-        let paths = vec![
+        let paths = [
             vec!["Adana", "Ceyhan"],
             vec!["Adana", "Kozan"],
             vec!["Ankara", "Ceyhan"],
@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn empty_names_become_unnamed() {
         let mut t = AreaTree::new("All", vec!["region".into()]);
-        let a = t.leaf(&[""]);
+        let a = t.leaf([""]);
         assert_eq!(t.nodes[a as usize].name, UNNAMED_AREA);
     }
 }

@@ -194,9 +194,9 @@ mod tests {
 
     pub(crate) fn small_round() -> Round {
         let mut tree = AreaTree::new("All", vec!["region".into(), "district".into()]);
-        let a = tree.leaf(&["North", "A"]);
-        let b = tree.leaf(&["North", "B"]);
-        let c = tree.leaf(&["South", "C"]);
+        let a = tree.leaf(["North", "A"]);
+        let b = tree.leaf(["North", "B"]);
+        let c = tree.leaf(["South", "C"]);
         let mut r = Round::new(
             1,
             vec![Candidate::new("x"), Candidate::new("y")],

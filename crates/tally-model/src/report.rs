@@ -421,8 +421,8 @@ mod tests {
     #[test]
     fn report_has_shares_outcome_and_areas() {
         let mut tree = AreaTree::new("All", vec!["region".into()]);
-        let n = tree.leaf(&["North"]);
-        let s = tree.leaf(&["South"]);
+        let n = tree.leaf(["North"]);
+        let s = tree.leaf(["South"]);
         let mut r = Round::new(
             1,
             vec![

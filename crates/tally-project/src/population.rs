@@ -167,7 +167,7 @@ impl<'a> Population<'a> {
                 }
                 for &j in &m.only_b {
                     ids.push(&partial.stations.ids[j]);
-                    leaf.push(tree.leaf(&partial.tree.path(partial.stations.area[j])));
+                    leaf.push(tree.leaf(partial.tree.path(partial.stations.area[j])));
                     reg.push(known(partial.stations.registered[j]));
                     reg_from.push(SizeFrom::Partial);
                     src.push(Some(j));

@@ -881,7 +881,7 @@ mod tests {
                 tree,
             );
             for (id, region, [reg, cast, inv], votes) in rows {
-                let leaf = r.tree.leaf(&[*region, "t"]);
+                let leaf = r.tree.leaf([*region, "t"]);
                 r.push(
                     id,
                     leaf,
