@@ -22,14 +22,28 @@ pub struct AreaNode {
     pub parent: AreaId,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct AreaTree {
     /// Names of the levels below the root, coarsest first (e.g. `province`, `district`).
     pub levels: Vec<String>,
     pub nodes: Vec<AreaNode>,
-    /// Children of each node by name.
-    index: Map<AreaId, Map<String, AreaId>>,
+    /// Children by parent and the hash of their name; the name itself is only in the node.
+    /// One hash and one allocation a new area: an import creates a hundred thousand of them.
+    index: Map<(AreaId, u64), AreaId>,
+    /// Children whose (parent, hash) the index already gave to another name (64-bit hashes:
+    /// in practice never), found by a scan.
+    clashes: Vec<AreaId>,
+    names: ahash::RandomState,
 }
+
+/// Two trees are equal when their levels and nodes are (the index is derived from the nodes).
+impl PartialEq for AreaTree {
+    fn eq(&self, other: &AreaTree) -> bool {
+        self.levels == other.levels && self.nodes == other.nodes
+    }
+}
+
+impl Eq for AreaTree {}
 
 /// Stations' area paths, one name per level, kept in one string: a million stations have some
 /// hundred thousand paths, and a `String` for each name cost more to allocate and free than
@@ -113,15 +127,30 @@ impl AreaTree {
                 parent: ROOT,
             }],
             index: Map::default(),
+            clashes: Vec::new(),
+            names: ahash::RandomState::new(),
         }
     }
 
     /// The child of `parent` called `name`, created if new.
     pub fn child(&mut self, parent: AreaId, name: &str) -> AreaId {
         let name = if name.is_empty() { UNNAMED_AREA } else { name };
-        if let Some(&id) = self.index.get(&parent).and_then(|m| m.get(name)) {
-            return id;
-        }
+        let key = (parent, self.names.hash_one(name));
+        let clash = match self.index.get(&key) {
+            None => false,
+            Some(&id) if self.nodes[id as usize].name == name => return id,
+            Some(_) => {
+                let nodes = &self.nodes;
+                let known = self.clashes.iter().find(|&&c| {
+                    let n = &nodes[c as usize];
+                    n.parent == parent && n.name == name
+                });
+                if let Some(&id) = known {
+                    return id;
+                }
+                true
+            }
+        };
         let id = self.nodes.len() as AreaId;
         let depth = self.nodes[parent as usize].depth + 1;
         self.nodes.push(AreaNode {
@@ -129,11 +158,24 @@ impl AreaTree {
             depth,
             parent,
         });
-        self.index
-            .entry(parent)
-            .or_default()
-            .insert(name.to_string(), id);
+        if clash {
+            self.clashes.push(id);
+        } else {
+            self.index.insert(key, id);
+        }
         id
+    }
+
+    /// The child of `parent` called exactly `name`, if there is one.
+    fn existing_child(&self, parent: AreaId, name: &str) -> Option<AreaId> {
+        let id = *self.index.get(&(parent, self.names.hash_one(name)))?;
+        if self.nodes[id as usize].name == name {
+            return Some(id);
+        }
+        self.clashes.iter().copied().find(|&c| {
+            let n = &self.nodes[c as usize];
+            n.parent == parent && n.name == name
+        })
     }
 
     /// The leaf for a full path (one name per level), created if new.
@@ -147,6 +189,10 @@ impl AreaTree {
     pub fn leaves(&mut self, paths: &AreaPaths) -> Vec<AreaId> {
         let mut out = Vec::with_capacity(paths.len());
         let mut ids: Vec<AreaId> = Vec::with_capacity(paths.levels);
+        // About one new area a path: room made once rather than by doubling (each doubling
+        // copies, and fresh pages are paid in faults).
+        self.nodes.reserve(paths.len());
+        self.index.reserve(paths.len());
         for p in 0..paths.len() {
             let same = if p == 0 {
                 0
@@ -203,13 +249,15 @@ impl AreaTree {
     pub fn find(&self, path: &str) -> Option<AreaId> {
         let mut cur = ROOT;
         for part in path.split('/').filter(|p| !p.is_empty()) {
-            let children = self.index.get(&cur)?;
-            cur = match children.get(part) {
-                Some(&id) => id,
-                None => children
-                    .iter()
-                    .find(|(name, _)| names_match(name, part))
-                    .map(|(_, &id)| id)?,
+            cur = match self.existing_child(cur, part) {
+                Some(id) => id,
+                // Case-insensitive: the first child in the source's order that matches.
+                None => (cur as usize + 1..self.nodes.len())
+                    .find(|&i| {
+                        let n = &self.nodes[i];
+                        n.parent == cur && names_match(&n.name, part)
+                    })
+                    .map(|i| i as AreaId)?,
             };
         }
         Some(cur)
@@ -240,6 +288,24 @@ fn names_match(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_names_with_one_hash_are_two_areas() {
+        let mut t = AreaTree::new("All", vec!["region".into()]);
+        let a = t.child(ROOT, "A");
+        // Make "B" look as if it hashed like "A" under the root.
+        let b_key = (ROOT, t.names.hash_one("B"));
+        t.index.insert(b_key, a);
+        let b = t.child(ROOT, "B");
+        assert_ne!(a, b);
+        assert_eq!(t.child(ROOT, "B"), b);
+        assert_eq!(t.child(ROOT, "A"), a);
+        assert_eq!(t.clashes, [b]);
+        assert_eq!(t.find("B"), Some(b));
+        assert_eq!(t.find("b"), Some(b));
+        assert_eq!(t.find("A"), Some(a));
+        assert_eq!(t.len(), 3);
+    }
 
     #[test]
     fn paths_are_interned_and_found() {

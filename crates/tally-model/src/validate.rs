@@ -363,13 +363,6 @@ pub fn permille_text(num: u64, den: u64) -> String {
     format!("{:.2}%", 100.0 * num as f64 / den as f64)
 }
 
-/// FNV-1a: station ids are short, and this only groups candidates for an exact comparison.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// A group of rows that share a station id in one source, as found by [`find_duplicates`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Duplicate {
@@ -379,101 +372,131 @@ pub enum Duplicate {
     Conflicting { rows: Vec<usize> },
 }
 
-/// Groups rows by station id. `same(a, b)` says whether two rows carry identical numbers.
-/// Runs in O(n log n) on hashes so a million stations stay fast.
+/// Groups rows by station id, groups in the order of their first row. `same(a, b)` says
+/// whether two rows carry identical numbers.
+///
+/// Duplicates are rare, a million ids are not. The ids are spread over buckets of about a
+/// thousand by their 64-bit hash, and the buckets are checked on all cores, each with a
+/// bitmap small enough to stay in the core's cache: a slot taken twice means "maybe", and
+/// only those ids are compared by full hash, then equal hashes by id.
 pub fn find_duplicates<I, F>(ids: &I, same: F) -> Vec<Duplicate>
 where
     I: IdList + Sync + ?Sized,
     F: Fn(usize, usize) -> bool,
 {
     use rayon::prelude::*;
-    // A bitmap of hash slots finds the few ids whose slot is already taken; only those are
-    // compared exactly. Duplicates are rare, a million ids are not. The bitmap grows with the
-    // input (16 slots an id, up to 2^24): a one-sheet HTTP request must not clear 2 MB.
     let n = ids.count();
-    let slots: u64 = (n as u64 * 16).next_power_of_two().clamp(1 << 10, 1 << 24);
-    // 32-bit hashes: half the memory at a million ids; a collision only costs one exact
-    // comparison of the ids below.
-    let hashes: Vec<u32> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let h = fnv1a(ids.id(i).as_bytes());
-            (h ^ (h >> 32)) as u32
-        })
-        .collect();
-    // `slots` is a power of two: a mask, not a division, per id.
-    let mask = slots - 1;
-    let mut bitmap = vec![0u64; (slots / 64) as usize];
-    let mut busy = vec![false; hashes.len()];
-    for (i, &h) in hashes.iter().enumerate() {
-        let slot = u64::from(h) & mask;
-        let (word, bit) = ((slot / 64) as usize, slot % 64);
-        busy[i] = bitmap[word] >> bit & 1 == 1;
-        bitmap[word] |= 1 << bit;
-    }
-    // A slot hit means "maybe": the slot's first owner is a candidate too.
-    let mut hit = vec![0u64; (slots / 64) as usize];
-    for (&h, _) in hashes.iter().zip(&busy).filter(|(_, b)| **b) {
-        let slot = u64::from(h) & mask;
-        hit[(slot / 64) as usize] |= 1 << (slot % 64);
-    }
-    let in_hit = |h: u32| {
-        let slot = u64::from(h) & mask;
-        hit[(slot / 64) as usize] >> (slot % 64) & 1 == 1
-    };
-    type Set = std::collections::HashSet<u32, ahash::RandomState>;
-    let repeated: Set = {
-        let mut seen = Set::default();
-        let mut twice = Set::default();
-        for &h in hashes.iter().filter(|&&h| in_hit(h)) {
-            if !seen.insert(h) {
-                twice.insert(h);
-            }
-        }
-        twice
-    };
-    if repeated.is_empty() {
+    if n < 2 {
         return Vec::new();
     }
-    let mut keyed: Vec<(u32, u32)> = hashes
-        .iter()
-        .enumerate()
-        // The bitmap first: at a million ids some 32-bit hashes always collide, so `repeated`
-        // is rarely empty, and a set lookup for every id cost more than the rest together.
-        .filter(|(_, &h)| in_hit(h) && repeated.contains(&h))
-        .map(|(i, &h)| (h, i as u32))
+    let buckets = (n / 1024).next_power_of_two().clamp(1, 4096);
+    // An entry is a row and the low 32 bits of its id's hash, in one word (`row << 32 | bits`):
+    // bits 20 to 31 choose the bucket, the bits below the slot in the bucket's bitmap.
+    let bucket = |e: u64| (e >> 20) as usize & (buckets - 1);
+    let parts = (rayon::current_num_threads() * 4).clamp(1, n.div_ceil(1 << 14));
+    let per = n.div_ceil(parts);
+    // Each part of the rows, sorted by bucket (a counting sort), and where each bucket starts.
+    let parts: Vec<(Vec<u64>, Vec<usize>)> = (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            let rows = p * per..((p + 1) * per).min(n);
+            let entries: Vec<u64> = rows
+                .map(|i| (i as u64) << 32 | id_hash(ids.id(i)) & 0xffff_ffff)
+                .collect();
+            let mut starts = vec![0usize; buckets + 1];
+            entries.iter().for_each(|&e| starts[bucket(e) + 1] += 1);
+            for b in 0..buckets {
+                starts[b + 1] += starts[b];
+            }
+            let mut fill = starts.clone();
+            let mut sorted = vec![0u64; entries.len()];
+            for &e in &entries {
+                let b = bucket(e);
+                sorted[fill[b]] = e;
+                fill[b] += 1;
+            }
+            (sorted, starts)
+        })
         .collect();
-    keyed.sort_unstable();
+    // Rows whose full hash another row of their bucket shares, with that hash.
+    let mut shared: Vec<(u64, u32)> = (0..buckets)
+        .into_par_iter()
+        .flat_map_iter(|b| {
+            let entries = || {
+                parts
+                    .iter()
+                    .flat_map(move |(sorted, starts)| &sorted[starts[b]..starts[b + 1]])
+            };
+            let count = parts.iter().map(|(_, s)| s[b + 1] - s[b]).sum::<usize>();
+            let slots = (count * 16).next_power_of_two().max(64);
+            let slot = |e: u64| e as usize & (slots - 1);
+            let mut taken = vec![0u64; slots / 64];
+            let mut twice = vec![0u64; slots / 64];
+            let mut any = false;
+            for &e in entries() {
+                let (word, bit) = (slot(e) / 64, 1u64 << (slot(e) % 64));
+                if taken[word] & bit != 0 {
+                    twice[word] |= bit;
+                    any = true;
+                }
+                taken[word] |= bit;
+            }
+            let mut maybe: Vec<(u64, u32)> = if any {
+                entries()
+                    .filter(|&&e| twice[slot(e) / 64] >> (slot(e) % 64) & 1 == 1)
+                    .map(|&e| {
+                        let row = (e >> 32) as u32;
+                        (id_hash(ids.id(row as usize)), row)
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            maybe.sort_unstable();
+            let equal_to = |m: &[(u64, u32)], k: usize, d: isize| {
+                m.get(k.wrapping_add_signed(d))
+                    .is_some_and(|o| o.0 == m[k].0)
+            };
+            let keep: Vec<(u64, u32)> = (0..maybe.len())
+                .filter(|&k| equal_to(&maybe, k, -1) || equal_to(&maybe, k, 1))
+                .map(|k| maybe[k])
+                .collect();
+            keep
+        })
+        .collect();
+    shared.sort_unstable();
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < keyed.len() {
-        let mut j = i + 1;
-        while j < keyed.len() && keyed[j].0 == keyed[i].0 {
-            j += 1;
-        }
-        if j - i > 1 {
-            // Same hash: split by actual id (hash collisions are possible, if rare).
-            let mut rows: Vec<usize> = keyed[i..j].iter().map(|k| k.1 as usize).collect();
-            rows.sort_unstable();
-            while let Some(&first) = rows.first() {
-                let (group, rest): (Vec<usize>, Vec<usize>) =
-                    rows.iter().partition(|&&r| ids.id(r) == ids.id(first));
-                rows = rest;
-                if group.len() > 1 {
-                    if group.iter().all(|&r| same(first, r)) {
-                        out.push(Duplicate::Identical {
-                            keep: first,
-                            drop: group[1..].to_vec(),
-                        });
-                    } else {
-                        out.push(Duplicate::Conflicting { rows: group });
-                    }
+    for group in shared.chunk_by(|a, b| a.0 == b.0) {
+        // Same hash: split by actual id (hash collisions are possible, if very rare).
+        let mut rows: Vec<usize> = group.iter().map(|k| k.1 as usize).collect();
+        while let Some(&first) = rows.first() {
+            let (group, rest): (Vec<usize>, Vec<usize>) =
+                rows.iter().partition(|&&r| ids.id(r) == ids.id(first));
+            rows = rest;
+            if group.len() > 1 {
+                if group.iter().all(|&r| same(first, r)) {
+                    out.push(Duplicate::Identical {
+                        keep: first,
+                        drop: group[1..].to_vec(),
+                    });
+                } else {
+                    out.push(Duplicate::Conflicting { rows: group });
                 }
             }
         }
-        i = j;
     }
+    out.sort_unstable_by_key(|d| match d {
+        Duplicate::Identical { keep, .. } => *keep,
+        Duplicate::Conflicting { rows } => rows[0],
+    });
     out
+}
+
+/// A station id's 64-bit hash (aHash, fixed keys: one id, one hash, in every run).
+fn id_hash(id: &str) -> u64 {
+    static KEYS: std::sync::LazyLock<ahash::RandomState> =
+        std::sync::LazyLock::new(|| ahash::RandomState::with_seeds(1, 2, 3, 4));
+    KEYS.hash_one(id)
 }
 
 #[cfg(test)]
@@ -691,11 +714,18 @@ mod tests {
         let ids = ["a", "b", "a", "c", "b", "a"];
         let nums = [1, 2, 1, 3, 9, 1];
         let d = find_duplicates(&ids, |x, y| nums[x] == nums[y]);
-        assert!(d.contains(&Duplicate::Identical {
-            keep: 0,
-            drop: vec![2, 5]
-        }));
-        assert!(d.contains(&Duplicate::Conflicting { rows: vec![1, 4] }));
-        assert_eq!(d.len(), 2);
+        // Groups come in the order of their first row.
+        assert_eq!(
+            d,
+            [
+                Duplicate::Identical {
+                    keep: 0,
+                    drop: vec![2, 5]
+                },
+                Duplicate::Conflicting { rows: vec![1, 4] }
+            ]
+        );
+        assert!(find_duplicates(&["x"], |_, _| true).is_empty());
+        assert!(find_duplicates(&[] as &[&str], |_, _| true).is_empty());
     }
 }
