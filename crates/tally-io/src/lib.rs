@@ -667,16 +667,12 @@ fn round_from_table(
     opts: &ImportOptions<'_>,
     number: u8,
 ) -> ImportedRound {
-    let mut tree = AreaTree::new(&opts.election_name, layout.level_names());
-    let leaf: Vec<u32> = tree.leaves(&paths);
-    // The tree has the names now; the paths' strings (8 MB at a million stations) would only
-    // add to the import's peak.
-    drop(paths);
+    // The tree comes once the stations are in (below).
     let mut round = Round::new(
         number,
         layout.candidates.iter().map(|c| c.1.clone()).collect(),
         layout.extra_names(),
-        tree,
+        AreaTree::new("", Vec::new()),
     );
     let mut stats = SheetStats {
         rows: table.len() as u64,
@@ -733,12 +729,8 @@ fn round_from_table(
     let [registered, cast, invalid, valid] = core;
     round.stations = tally_model::round::Stations {
         ids,
-        // Path indices become area ids in place (both u32): no second column.
-        area: {
-            let mut area = path;
-            area.par_iter_mut().for_each(|p| *p = leaf[*p as usize]);
-            area
-        },
+        // Path indices for now; area ids once the tree is built (below).
+        area: path,
         status,
         line: lines,
         registered,
@@ -748,8 +740,21 @@ fn round_from_table(
         votes,
         extra,
     };
+    // The tree is built on one core (its areas are numbered in the order the file lists them)
+    // while the duplicate check runs on the others.
+    let mut tree = AreaTree::new(&opts.election_name, layout.level_names());
+    let (leaf, dups) = rayon::join(|| tree.leaves(&paths), || round_duplicates(&round));
+    round.tree = tree;
+    drop(paths);
+    // Path indices become area ids in place (both u32): no second column.
+    round
+        .stations
+        .area
+        .par_iter_mut()
+        .for_each(|p| *p = leaf[*p as usize]);
     resolve_duplicates(
         &mut round,
+        dups,
         &mut stats,
         &mut issues,
         &mut quarantine,
@@ -889,8 +894,10 @@ fn round_from_rows(
         let extra = &table.extra[i * e..(i + 1) * e];
         round.push(station, area, status, line, core, &votes, extra);
     }
+    let dups = round_duplicates(&round);
     resolve_duplicates(
         &mut round,
+        dups,
         &mut stats,
         &mut issues,
         &mut quarantine,
@@ -932,11 +939,29 @@ impl Place {
     }
 }
 
-/// E105/W207: one station twice in one source, for every reader. `raw` gives the original text
-/// of a conflicting sheet that was not already quarantined (empty for CSV: `restore_raw_text`
-/// puts the file's line back afterwards).
+/// The round's stations that share an id ([`find_duplicates`]), compared by every number and
+/// their status.
+pub(crate) fn round_duplicates(r: &Round) -> Vec<Duplicate> {
+    let same = |a: usize, b: usize| {
+        let s = &r.stations;
+        s.registered[a] == s.registered[b]
+            && s.cast[a] == s.cast[b]
+            && s.invalid[a] == s.invalid[b]
+            && s.valid[a] == s.valid[b]
+            && s.status[a] == s.status[b]
+            && r.votes_of(a) == r.votes_of(b)
+            && r.extra_of(a) == r.extra_of(b)
+    };
+    find_duplicates(&r.stations.ids, same)
+}
+
+/// E105/W207: one station twice in one source (`dups`, from [`round_duplicates`]), for every
+/// reader. `raw` gives the original text of a conflicting sheet that was not already
+/// quarantined (empty for CSV: `restore_raw_text` puts the file's line back afterwards).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn resolve_duplicates(
     round: &mut Round,
+    dups: Vec<Duplicate>,
     stats: &mut SheetStats,
     issues: &mut Vec<Issue>,
     quarantine: &mut Vec<QuarantinedRow>,
@@ -944,20 +969,6 @@ pub(crate) fn resolve_duplicates(
     place: Place,
     raw: &dyn Fn(&Round, usize) -> String,
 ) {
-    let dups = {
-        let r = &*round;
-        let same = |a: usize, b: usize| {
-            let s = &r.stations;
-            s.registered[a] == s.registered[b]
-                && s.cast[a] == s.cast[b]
-                && s.invalid[a] == s.invalid[b]
-                && s.valid[a] == s.valid[b]
-                && s.status[a] == s.status[b]
-                && r.votes_of(a) == r.votes_of(b)
-                && r.extra_of(a) == r.extra_of(b)
-        };
-        find_duplicates(&r.stations.ids, same)
-    };
     if dups.is_empty() {
         return;
     }

@@ -1155,8 +1155,10 @@ fn read_contest(
             split_types.join(", ")
         ));
     }
+    let dups = crate::round_duplicates(&round);
     crate::resolve_duplicates(
         &mut round,
+        dups,
         &mut stats,
         &mut issues,
         &mut quarantine,
