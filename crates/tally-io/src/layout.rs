@@ -180,9 +180,10 @@ fn norm(s: &str) -> String {
     s.trim().to_lowercase()
 }
 
-/// Integer-looking cell (the same acceptance as the parser: digits, optionally `.0`).
-fn is_int(s: &str) -> bool {
-    crate::cell::parse_count(s.trim().as_bytes()).is_ok()
+/// Integer-looking cell (the same acceptance as the parser: digits, optionally `.0`); the
+/// sample's cells are trimmed already.
+fn is_int(cell: &str) -> bool {
+    crate::cell::parse_count(cell.as_bytes()).is_ok()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
