@@ -136,20 +136,9 @@ impl AreaTree {
     pub fn child(&mut self, parent: AreaId, name: &str) -> AreaId {
         let name = if name.is_empty() { UNNAMED_AREA } else { name };
         let key = (parent, self.names.hash_one(name));
-        let clash = match self.index.get(&key) {
-            None => false,
-            Some(&id) if self.nodes[id as usize].name == name => return id,
-            Some(_) => {
-                let nodes = &self.nodes;
-                let known = self.clashes.iter().find(|&&c| {
-                    let n = &nodes[c as usize];
-                    n.parent == parent && n.name == name
-                });
-                if let Some(&id) = known {
-                    return id;
-                }
-                true
-            }
+        let clash = match self.indexed(key, name) {
+            Ok(id) => return id,
+            Err(clash) => clash,
         };
         let id = self.nodes.len() as AreaId;
         let depth = self.nodes[parent as usize].depth + 1;
@@ -166,16 +155,28 @@ impl AreaTree {
         id
     }
 
+    /// The child called exactly `name` under `key` (its parent and the hash of `name`), or
+    /// whether the key is taken by a child of another name (a clash).
+    fn indexed(&self, key: (AreaId, u64), name: &str) -> Result<AreaId, bool> {
+        let Some(&id) = self.index.get(&key) else {
+            return Err(false);
+        };
+        if self.nodes[id as usize].name == name {
+            return Ok(id);
+        }
+        self.clashes
+            .iter()
+            .copied()
+            .find(|&c| {
+                let n = &self.nodes[c as usize];
+                n.parent == key.0 && n.name == name
+            })
+            .ok_or(true)
+    }
+
     /// The child of `parent` called exactly `name`, if there is one.
     fn existing_child(&self, parent: AreaId, name: &str) -> Option<AreaId> {
-        let id = *self.index.get(&(parent, self.names.hash_one(name)))?;
-        if self.nodes[id as usize].name == name {
-            return Some(id);
-        }
-        self.clashes.iter().copied().find(|&c| {
-            let n = &self.nodes[c as usize];
-            n.parent == parent && n.name == name
-        })
+        self.indexed((parent, self.names.hash_one(name)), name).ok()
     }
 
     /// The leaf for a full path (one name per level), created if new.

@@ -115,19 +115,17 @@ pub fn count(round: &Round) -> Vec<Totals> {
         1
     };
     let area = &round.stations.area;
-    totals
-        .par_chunks_mut(nodes.div_ceil(parts).max(1))
-        .enumerate()
-        .for_each(|(p, own)| {
-            let lo = p * nodes.div_ceil(parts).max(1);
-            let hi = lo + own.len();
-            for (i, &a) in area.iter().enumerate() {
-                let a = a as usize;
-                if (lo..hi).contains(&a) {
-                    own[a - lo].add_station(round, i);
-                }
+    let per = nodes.div_ceil(parts).max(1);
+    totals.par_chunks_mut(per).enumerate().for_each(|(p, own)| {
+        let lo = p * per;
+        let hi = lo + own.len();
+        for (i, &a) in area.iter().enumerate() {
+            let a = a as usize;
+            if (lo..hi).contains(&a) {
+                own[a - lo].add_station(round, i);
             }
-        });
+        }
+    });
     propagate(&round.tree, &mut totals);
     totals
 }

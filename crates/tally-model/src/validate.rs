@@ -453,15 +453,12 @@ where
                 Vec::new()
             };
             maybe.sort_unstable();
-            let equal_to = |m: &[(u64, u32)], k: usize, d: isize| {
-                m.get(k.wrapping_add_signed(d))
-                    .is_some_and(|o| o.0 == m[k].0)
-            };
-            let keep: Vec<(u64, u32)> = (0..maybe.len())
-                .filter(|&k| equal_to(&maybe, k, -1) || equal_to(&maybe, k, 1))
-                .map(|k| maybe[k])
-                .collect();
-            keep
+            maybe
+                .chunk_by(|a, b| a.0 == b.0)
+                .filter(|run| run.len() > 1)
+                .flatten()
+                .copied()
+                .collect::<Vec<_>>()
         })
         .collect();
     shared.sort_unstable();
