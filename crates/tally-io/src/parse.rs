@@ -43,6 +43,9 @@ pub struct Table {
     /// Row-major, one entry per candidate column of the layout.
     pub votes: Vec<StoredCount>,
     pub extra: Vec<StoredCount>,
+    /// A chunk numbers the area paths it finds from 0: `(end, base)` says that the rows up to
+    /// `end` (from the previous entry's) add `base` to theirs, which [`Table::finish`] does.
+    path_bases: Vec<(usize, u32)>,
     /// Rows in use. While parsing, the number columns run ahead of it (see
     /// [`Table::with_capacity`]); [`Table::finish`] cuts them to it.
     rows: usize,
@@ -64,6 +67,7 @@ impl Table {
             core: std::array::from_fn(|_| vec![0; rows]),
             votes: vec![0; rows * k],
             extra: vec![0; rows * e],
+            path_bases: Vec::new(),
             rows: 0,
         }
     }
@@ -86,9 +90,23 @@ impl Table {
         self.rows = len;
     }
 
-    /// Cuts the columns to the rows in use (after the last block).
+    /// Cuts the columns to the rows in use and makes the path indices the file's (after the
+    /// last block).
     pub fn finish(&mut self, k: usize, e: usize) {
         let n = self.rows;
+        let mut rest = &mut self.path[..n];
+        let mut from = 0;
+        let mut spans = Vec::with_capacity(self.path_bases.len());
+        for &(end, base) in &self.path_bases {
+            let (span, tail) = std::mem::take(&mut rest).split_at_mut(end - from);
+            spans.push((span, base));
+            (rest, from) = (tail, end);
+        }
+        spans
+            .into_par_iter()
+            .filter(|(_, base)| *base > 0)
+            .for_each(|(span, base)| span.iter_mut().for_each(|p| *p += base));
+        self.path_bases.clear();
         self.round.truncate(n);
         self.lines.truncate(n);
         self.path.truncate(n);
@@ -209,8 +227,6 @@ pub struct Chunk {
     pub rows_read: u64,
     /// Rows written into the chunk's region.
     pub written: usize,
-    /// Newlines in the chunk (line numbers in the chunk are relative until joined).
-    pub newlines: u64,
 }
 
 pub struct ParseContext<'a> {
@@ -268,6 +284,8 @@ pub struct Cut {
     /// Just past the last complete record (what follows is carried to the next block).
     pub end: usize,
     chunks: Vec<(usize, usize)>,
+    /// Each chunk's newlines (its first line is the block's plus those of the chunks before).
+    newlines: Vec<usize>,
     rows: Vec<usize>,
     quoted: Vec<bool>,
 }
@@ -278,21 +296,25 @@ pub struct Cut {
 /// A block with a quote is cut again the careful way (quotes counted, serially).
 pub fn cut_block(data: &[u8], start: usize, eof: bool, parts: usize) -> Cut {
     let scan = |chunks: Vec<(usize, usize)>, end: usize| {
-        let (rows, quoted) = chunks
+        let (newlines, (rows, quoted)) = chunks
             .par_iter()
             .map(|&(a, b)| {
                 let chunk = &data[a..b];
                 let lines = memchr::memchr_iter(b'\n', chunk).count();
                 let unfinished = chunk.last().is_some_and(|&c| c != b'\n');
                 (
-                    lines + usize::from(unfinished),
-                    memchr::memchr(b'"', chunk).is_some(),
+                    lines,
+                    (
+                        lines + usize::from(unfinished),
+                        memchr::memchr(b'"', chunk).is_some(),
+                    ),
                 )
             })
             .unzip();
         Cut {
             end,
             chunks,
+            newlines,
             rows,
             quoted,
         }
@@ -354,8 +376,8 @@ pub struct Cursor {
 }
 
 /// Parses one block of records (the chunks of `cut`, in parallel) onto the end of `table`, in
-/// file order; line numbers become file line numbers, path indices and row indices in the
-/// chunks' findings become the file's. `at` moves past the block.
+/// file order, with their file line numbers; row indices in the chunks' findings become the
+/// table's (path indices become the file's in [`Table::finish`]). `at` moves past the block.
 pub fn parse_block(
     table: &mut Table,
     data: &[u8],
@@ -369,35 +391,42 @@ pub fn parse_block(
     let sizes = &cut.rows;
     let base = table.len();
     table.grow(sizes.iter().sum(), k, e);
+    // Each chunk's first line is known before it is parsed: its rows are written with their
+    // file line numbers, and only the area paths' indices are shifted once the file is read.
+    let mut first_line = at.line;
+    let first_lines: Vec<u64> = cut
+        .newlines
+        .iter()
+        .map(|&n| {
+            let line = first_line;
+            first_line += n as u64;
+            line
+        })
+        .collect();
     let mut chunks: Vec<Chunk> = cut
         .chunks
         .par_iter()
         .zip(&cut.quoted)
+        .zip(&first_lines)
         .zip(table.regions(base, sizes, k, e))
-        .map(|((&(a, b), &quoted), mut region)| parse_chunk(&data[a..b], quoted, ctx, &mut region))
+        .map(|(((&(a, b), &quoted), &line), mut region)| {
+            parse_chunk(&data[a..b], quoted, line, ctx, &mut region)
+        })
         .collect();
+    at.line = first_line;
     // Close the gaps left by blank lines, rejected rows and quoted newlines.
     let (mut offset, mut dst) = (base, base);
     for (c, &size) in chunks.iter_mut().zip(sizes) {
         if dst != offset && c.written > 0 {
             table.move_rows(offset, dst, c.written, k, e);
         }
-        for i in dst..dst + c.written {
-            let line = u64::from(table.lines[i]) + at.line;
-            table.lines[i] = u32::try_from(line).unwrap_or(u32::MAX);
-            table.path[i] += at.paths;
-        }
+        table.path_bases.push((dst + c.written, at.paths));
         table.ids.append(std::mem::take(&mut c.ids));
-        c.issues.iter_mut().for_each(|(r, i)| {
-            *r += dst;
-            i.line += at.line;
-        });
+        c.issues.iter_mut().for_each(|(r, _)| *r += dst);
         c.raw.iter_mut().for_each(|(r, _)| *r += dst);
         c.pending.iter_mut().for_each(|r| *r += dst);
-        c.rejected.iter_mut().for_each(|(i, _)| i.line += at.line);
         offset += size;
         dst += c.written;
-        at.line += c.newlines;
         at.paths += c.paths.len() as u32;
     }
     table.truncate(dst);
@@ -426,6 +455,10 @@ fn byte_mask(word: u64, b: u8) -> u64 {
 trait Row {
     fn len(&self) -> usize;
     fn field(&self, i: usize) -> &[u8];
+    /// The cell as a count when it is 1 to 9 plain digits ([`plain_count`]).
+    fn plain(&self, i: usize) -> Option<StoredCount> {
+        plain_count(self.field(i))
+    }
     /// The row as CSV text, for the quarantine file.
     fn raw(&self) -> String;
 }
@@ -446,7 +479,12 @@ impl Row for CsvRow<'_> {
 
 /// A row of a chunk without quotes: fields are the bytes between commas.
 struct PlainRow<'a> {
-    line: &'a [u8],
+    /// The whole chunk: a count cell is read as a word that may reach past the row.
+    chunk: &'a [u8],
+    /// The row's text is `chunk[start..end]`.
+    start: usize,
+    end: usize,
+    /// Fields, relative to `start`.
     bounds: &'a [(usize, usize)],
 }
 
@@ -455,10 +493,17 @@ impl Row for PlainRow<'_> {
         self.bounds.len()
     }
     fn field(&self, i: usize) -> &[u8] {
-        self.bounds.get(i).map_or(b"", |&(a, b)| &self.line[a..b])
+        self.bounds
+            .get(i)
+            .map_or(b"", |&(a, b)| &self.chunk[self.start + a..self.start + b])
+    }
+    #[inline(always)]
+    fn plain(&self, i: usize) -> Option<StoredCount> {
+        let &(a, b) = self.bounds.get(i)?;
+        plain_count_at(self.chunk, self.start + a, self.start + b)
     }
     fn raw(&self) -> String {
-        String::from_utf8_lossy(self.line).into_owned()
+        String::from_utf8_lossy(&self.chunk[self.start..self.end]).into_owned()
     }
 }
 
@@ -472,15 +517,15 @@ struct RowState {
     has_last_path: bool,
 }
 
-/// Parses one chunk into its region; line numbers and path indices are relative to the chunk.
+/// Parses one chunk into its region, its first line being `first_line`; path indices are the chunk's.
 /// Without a quote (`quoted` false) commas and newlines are all separators.
 fn parse_chunk(
     bytes: &[u8],
     quoted: bool,
+    first_line: u64,
     ctx: &ParseContext<'_>,
     region: &mut Region<'_>,
 ) -> Chunk {
-    let first_line = 0;
     let l = ctx.layout;
     let k = l.candidates.len();
     let e = l.extra.len();
@@ -496,64 +541,7 @@ fn parse_chunk(
         has_last_path: false,
     };
     if !quoted {
-        // Fast path: no quoting anywhere in the chunk, so commas and newlines are separators.
-        let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(l.header.len() + 1);
-        let mut line_no = first_line;
-        let mut start = 0usize;
-        let mut field = 0usize;
-        // Separators are found eight bytes at a time (SWAR); rows are short, so this beats
-        // both a byte loop and a search call per separator.
-        let mut visit = |i: usize, b: u8| {
-            if b == b',' {
-                bounds.push((field - start, i - start));
-                field = i + 1;
-            } else {
-                let end = if i > start && bytes[i - 1] == b'\r' {
-                    i - 1
-                } else {
-                    i
-                };
-                if end > start {
-                    bounds.push((field - start, end - start));
-                    c.rows_read += 1;
-                    let row = PlainRow {
-                        line: &bytes[start..end],
-                        bounds: &bounds,
-                    };
-                    handle_row(&mut c, region, &mut st, ctx, line_no, &row);
-                }
-                bounds.clear();
-                line_no += 1;
-                start = i + 1;
-                field = start;
-            }
-        };
-        let words = bytes.len() / 8;
-        for w in 0..words {
-            let base = w * 8;
-            let word = u64::from_le_bytes(bytes[base..base + 8].try_into().expect("8 bytes"));
-            let mut hits = byte_mask(word, b',') | byte_mask(word, b'\n');
-            while hits != 0 {
-                let i = base + (hits.trailing_zeros() / 8) as usize;
-                visit(i, bytes[i]);
-                hits &= hits - 1;
-            }
-        }
-        for (i, &b) in bytes.iter().enumerate().skip(words * 8) {
-            if b == b',' || b == b'\n' {
-                visit(i, b);
-            }
-        }
-        c.newlines = line_no;
-        if start < bytes.len() {
-            bounds.push((field - start, bytes.len() - start));
-            c.rows_read += 1;
-            let row = PlainRow {
-                line: &bytes[start..],
-                bounds: &bounds,
-            };
-            handle_row(&mut c, region, &mut st, ctx, line_no, &row);
-        }
+        scan_plain(bytes, first_line, ctx, &mut c, region, &mut st);
         return c;
     }
     let mut rdr = csv::ReaderBuilder::new()
@@ -587,8 +575,107 @@ fn parse_chunk(
         c.rows_read += 1;
         handle_row(&mut c, region, &mut st, ctx, line, &CsvRow(&rec));
     }
-    c.newlines = memchr::memchr_iter(b'\n', bytes).count() as u64;
     c
+}
+
+/// The rows of a chunk without quotes, where every comma and newline is a separator.
+/// Separators are found eight bytes at a time (SWAR) along the whole chunk, whatever the fields:
+/// each word's search does not wait for the previous field to be read, which a field-by-field
+/// walk would (rows are short, so this beats both a byte loop and a search call per separator).
+fn scan_plain(
+    bytes: &[u8],
+    first_line: u64,
+    ctx: &ParseContext<'_>,
+    c: &mut Chunk,
+    region: &mut Region<'_>,
+    st: &mut RowState,
+) {
+    let mut bounds: Vec<(usize, usize)> = Vec::with_capacity(ctx.layout.header.len() + 1);
+    let mut line_no = first_line;
+    let mut start = 0usize;
+    let mut field = 0usize;
+    let mut visit = |i: usize, b: u8| {
+        if b == b',' {
+            bounds.push((field - start, i - start));
+            field = i + 1;
+        } else {
+            let end = if i > start && bytes[i - 1] == b'\r' {
+                i - 1
+            } else {
+                i
+            };
+            if end > start {
+                bounds.push((field - start, end - start));
+                c.rows_read += 1;
+                let row = PlainRow {
+                    chunk: bytes,
+                    start,
+                    end,
+                    bounds: &bounds,
+                };
+                handle_row(c, region, st, ctx, line_no, &row);
+            }
+            bounds.clear();
+            line_no += 1;
+            start = i + 1;
+            field = start;
+        }
+    };
+    let words = bytes.len() / 8;
+    for w in 0..words {
+        let base = w * 8;
+        let word = u64::from_le_bytes(bytes[base..base + 8].try_into().expect("8 bytes"));
+        let mut hits = byte_mask(word, b',') | byte_mask(word, b'\n');
+        while hits != 0 {
+            let i = base + (hits.trailing_zeros() / 8) as usize;
+            visit(i, bytes[i]);
+            hits &= hits - 1;
+        }
+    }
+    for (i, &b) in bytes.iter().enumerate().skip(words * 8) {
+        if b == b',' || b == b'\n' {
+            visit(i, b);
+        }
+    }
+    if start < bytes.len() {
+        bounds.push((field - start, bytes.len() - start));
+        c.rows_read += 1;
+        let row = PlainRow {
+            chunk: bytes,
+            start,
+            end: bytes.len(),
+            bounds: &bounds,
+        };
+        handle_row(c, region, st, ctx, line_no, &row);
+    }
+}
+
+/// The count in `bytes[a..b]` when it is 1 to 8 plain digits, read as one word: eight bytes
+/// from `a` are loaded (none past `bytes`: a cell near its end takes [`plain_count`]), the
+/// digits checked all at once, and their value assembled with three multiplications instead
+/// of one per digit. Cells are independent of each other, so a row's cells are read in parallel
+/// by the processor, which a loop over digits, one waiting for the last, does not allow.
+#[inline(always)]
+fn plain_count_at(bytes: &[u8], a: usize, b: usize) -> Option<StoredCount> {
+    let len = b.wrapping_sub(a);
+    let Some(word) = bytes.get(a..a + 8).filter(|_| (1..=8).contains(&len)) else {
+        return plain_count(bytes.get(a..b)?);
+    };
+    let word = u64::from_le_bytes(word.try_into().ok()?);
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = word ^ 0x3030_3030_3030_3030;
+    // A byte's high bit is set unless it is a digit (`x` of 0 to 9): exact, as in `byte_mask`.
+    let not_digit = (((x & LOW7) + 0x7676_7676_7676_7676) | x) & 0x8080_8080_8080_8080;
+    let cell = u64::MAX >> (8 * (8 - len));
+    if not_digit & cell != 0 {
+        return None;
+    }
+    // The digits, first one lowest, moved up so that the bytes below them are leading zeros.
+    let d = (x & cell) << (8 * (8 - len));
+    let d = d.wrapping_mul(10).wrapping_add(d >> 8) & 0x00ff_00ff_00ff_00ff;
+    let d = d.wrapping_mul(100).wrapping_add(d >> 16) & 0x0000_ffff_0000_ffff;
+    let d = d.wrapping_mul(10_000).wrapping_add(d >> 32) & 0xffff_ffff;
+    Some(d as StoredCount)
 }
 
 /// Line numbers from byte positions, counted by this module rather than taken from the `csv`
@@ -732,7 +819,10 @@ fn handle_row<R: Row>(
     };
     let round = match l.round {
         None => ctx.default_round,
-        Some(col) => match parse_count(rec.field(col)) {
+        Some(col) => match rec
+            .plain(col)
+            .map_or_else(|| parse_count(rec.field(col)), |v| Ok(Some(v)))
+        {
             Ok(Some(v)) if (1..=9).contains(&v) => v as u8,
             _ => {
                 reject(
@@ -761,20 +851,20 @@ fn handle_row<R: Row>(
     };
     for (f, col) in l.core.iter().enumerate() {
         if let Some(col) = *col {
-            core[f] = match plain_count(rec.field(col)) {
+            core[f] = match rec.plain(col) {
                 Some(v) => inline(v),
                 None => number(col, tally_model_core_name(f), &mut st.findings),
             };
         }
     }
     for (j, (col, cand)) in l.candidates.iter().enumerate() {
-        st.votes[j] = match plain_count(rec.field(*col)) {
+        st.votes[j] = match rec.plain(*col) {
             Some(v) => inline(v),
             None => number(*col, &cand.id, &mut st.findings),
         };
     }
     for (j, &col) in l.extra.iter().enumerate() {
-        st.extra[j] = match plain_count(rec.field(col)) {
+        st.extra[j] = match rec.plain(col) {
             Some(v) => inline(v),
             None => number(col, &l.header[col], &mut st.findings),
         };
@@ -917,6 +1007,41 @@ mod tests {
         assert_eq!(byte_mask(w, b','), 0x80 | 0x80 << 24 | 0x80 << 32);
         assert_eq!(byte_mask(w, b'\n'), 0x80 << 16 | 0x80 << 56);
         assert_eq!(byte_mask(0, b','), 0);
+    }
+
+    #[test]
+    fn a_count_read_as_a_word_is_the_count_read_digit_by_digit() {
+        // Every cell of random buffers, near their ends too (where no word can be read).
+        let alphabet = b"0123456789000,\n\r .-a\xff/:";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut cells = 0;
+        for _ in 0..2_000 {
+            let len = (next() % 24) as usize;
+            let buf: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            for a in 0..=len {
+                for b in a..=len.min(a + 10) {
+                    assert_eq!(
+                        plain_count_at(&buf, a, b),
+                        plain_count(&buf[a..b]),
+                        "{:?}",
+                        String::from_utf8_lossy(&buf[a..b])
+                    );
+                    cells += usize::from(plain_count(&buf[a..b]).is_some());
+                }
+            }
+        }
+        assert!(cells > 1_000, "too few counts among the cells: {cells}");
+        assert_eq!(plain_count_at(b"99999999,", 0, 8), Some(99_999_999));
+        assert_eq!(plain_count_at(b"00000001,", 0, 8), Some(1));
+        assert_eq!(plain_count_at(b"123456789", 0, 9), Some(123_456_789));
     }
 
     #[test]
