@@ -15,8 +15,9 @@ type Set<T> = HashSet<T, ahash::RandomState>;
 #[derive(Default, Debug)]
 pub struct Sample {
     text: String,
-    /// `(start, end)` in `text` of each cell, row after row.
-    cells: Vec<(usize, usize)>,
+    /// `(start, end)` in `text` of each cell, row after row: 32 bits are plenty for a sample
+    /// (a row that would take `text` past them is left out) and halve the memory.
+    cells: Vec<(u32, u32)>,
     width: usize,
 }
 
@@ -28,9 +29,27 @@ impl Sample {
         }
     }
 
+    /// Room for `rows` rows of `bytes` bytes in all, taken at once: growing twenty thousand
+    /// rows' cells by doubling copies them and touches twice the memory, in page faults on the
+    /// thread everything else waits for.
+    pub fn with_capacity(width: usize, rows: usize, bytes: usize) -> Sample {
+        Sample {
+            text: String::with_capacity(bytes),
+            cells: Vec::with_capacity(rows.saturating_mul(width)),
+            width,
+        }
+    }
+
+    fn has_room(&self, bytes: usize) -> bool {
+        self.text.len() + bytes < u32::MAX as usize
+    }
+
     /// Adds a row of exactly `width` fields (bytes that are not UTF-8 are replaced, as the
     /// inference only compares and parses them).
-    pub fn push_row<'a>(&mut self, fields: impl Iterator<Item = &'a [u8]>) {
+    pub fn push_row<'a>(&mut self, fields: impl Iterator<Item = &'a [u8]> + Clone) {
+        if !self.has_room(fields.clone().map(|f| f.len() * 3).sum()) {
+            return;
+        }
         for f in fields {
             match std::str::from_utf8(f) {
                 Ok(s) => self.push_cell(s),
@@ -46,21 +65,32 @@ impl Sample {
         let Ok(text) = std::str::from_utf8(line) else {
             return self.push_row(line.split(|&b| b == b','));
         };
+        if !self.has_room(line.len()) {
+            return;
+        }
         let base = self.text.len();
         self.text.push_str(text);
         let mut start = 0;
-        for end in memchr::memchr_iter(b',', line).chain(std::iter::once(line.len())) {
+        // A plain loop: cells are a few bytes, so a search call per comma costs more than it
+        // saves.
+        let commas = line
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == b',')
+            .map(|(i, _)| i);
+        for end in commas.chain(std::iter::once(line.len())) {
             let (a, b) = trimmed_range(&text[start..end]);
-            self.cells.push((base + start + a, base + start + b));
+            let at = |i: usize| (base + start + i) as u32;
+            self.cells.push((at(a), at(b)));
             start = end + 1;
         }
     }
 
     fn push_cell(&mut self, cell: &str) {
         let (a, b) = trimmed_range(cell);
-        let start = self.text.len();
+        let start = self.text.len() as u32;
         self.text.push_str(&cell[a..b]);
-        self.cells.push((start, self.text.len()));
+        self.cells.push((start, self.text.len() as u32));
     }
 
     pub fn rows(&self) -> usize {
@@ -72,7 +102,9 @@ impl Sample {
     }
 
     fn cells(&self) -> impl Iterator<Item = &str> {
-        self.cells.iter().map(|&(a, b)| &self.text[a..b])
+        self.cells
+            .iter()
+            .map(|&(a, b)| &self.text[a as usize..b as usize])
     }
 
     /// The trimmed cell of row `r`, column `c` ("" past the row's width).
@@ -81,7 +113,7 @@ impl Sample {
             return "";
         }
         let (a, b) = self.cells[r * self.width + c];
-        &self.text[a..b]
+        &self.text[a as usize..b as usize]
     }
 }
 use tally_model::{Candidate, Code};
@@ -507,6 +539,11 @@ fn infer_levels(
         let mut new_path = vec![0; n];
         let mut parents: Map<&str, Set<usize>> = Map::default();
         for r in 0..n {
+            // Rows come in runs of one area: a row like the one before adds nothing new.
+            if r > 0 && path[r] == path[r - 1] && cell(r) == cell(r - 1) {
+                new_path[r] = new_path[r - 1];
+                continue;
+            }
             let next = ids.len();
             new_path[r] = *ids.entry((path[r], cell(r))).or_insert(next);
             parents.entry(cell(r)).or_default().insert(path[r]);

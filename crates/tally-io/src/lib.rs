@@ -229,7 +229,9 @@ pub fn import_path_limited(
     let first_blocks = clock.elapsed();
     let rows_hint = if gzip { 0 } else { size as usize };
     let mut next_block = |spent: Vec<u8>| -> Result<Option<Vec<u8>>, ImportError> {
-        blocks.recycle(spent);
+        if spent.capacity() > 0 {
+            blocks.recycle(spent);
+        }
         blocks.next().transpose()
     };
     let mut import = import_csv(
@@ -341,7 +343,7 @@ fn import_csv(
     let mut at = Cursor { line: 2, paths: 0 };
     let mut chunks: Vec<Chunk> = Vec::new();
     let mut start = body_start;
-    let mut spent = Vec::new();
+    let mut tail = Vec::new();
     loop {
         let clock = std::time::Instant::now();
         let cut = cut_block(&buf, start, eof, parts);
@@ -355,14 +357,25 @@ fn import_csv(
         }
         let carry = buf.len() - end;
         let clock = std::time::Instant::now();
-        let next = more(std::mem::take(&mut spent))?;
+        let next = if carry <= read::HEADROOM {
+            // The unfinished record is put aside and the block goes straight back to the
+            // reader: then two blocks are enough, one parsed while the other is read into
+            // (every block more is 4 MB of fresh memory, paid in page faults).
+            tail.clear();
+            tail.extend_from_slice(&buf[end..]);
+            match std::mem::take(&mut buf) {
+                Cow::Owned(block) => more(block)?,
+                Cow::Borrowed(_) => more(Vec::new())?,
+            }
+        } else {
+            more(Vec::new())?
+        };
         phases.waiting += clock.elapsed();
         match next {
             Some(mut block) if carry <= read::HEADROOM => {
                 start = read::HEADROOM - carry;
-                block[start..read::HEADROOM].copy_from_slice(&buf[end..]);
-                // Handed back to the reader with the next call.
-                spent = std::mem::replace(&mut buf, Cow::Owned(block)).into_owned();
+                block[start..read::HEADROOM].copy_from_slice(&tail);
+                buf = Cow::Owned(block);
             }
             Some(block) => {
                 // A record longer than the headroom: carry it the slow way.
@@ -371,8 +384,11 @@ fn import_csv(
                 buf.extend_from_slice(&block[read::HEADROOM..]);
                 start = 0;
             }
-            None => {
+            None if carry <= read::HEADROOM => {
                 // What is left is the last record, without a final newline.
+                (buf, start, eof) = (Cow::Owned(std::mem::take(&mut tail)), 0, true);
+            }
+            None => {
                 start = end;
                 eof = true;
             }
@@ -505,7 +521,7 @@ fn read_header_and_sample(data: &[u8], file: &str) -> Result<HeaderAndSample, Im
 /// Without quotes a record is a line and a field the bytes between commas, as the parser's own
 /// fast path reads them; the `csv` crate would cost a third of the layout inference.
 fn sample_plain(body: &[u8], width: usize) -> (layout::Sample, usize) {
-    let mut sample = layout::Sample::new(width);
+    let mut sample = sample_for(body, width);
     let mut at = 0;
     while sample.rows() < SAMPLE_ROWS && at < body.len() {
         let end = memchr::memchr(b'\n', &body[at..]).map_or(body.len(), |p| at + p);
@@ -519,6 +535,13 @@ fn sample_plain(body: &[u8], width: usize) -> (layout::Sample, usize) {
     (sample, at)
 }
 
+/// An empty sample with room for the rows `body` can hold (a row of `width` fields takes at
+/// least `width` bytes).
+fn sample_for(body: &[u8], width: usize) -> layout::Sample {
+    let rows = SAMPLE_ROWS.min(body.len() / width.max(1) + 1);
+    layout::Sample::with_capacity(width, rows, body.len())
+}
+
 /// [`sample_plain`] for any CSV (quotes, quoted newlines, lone carriage returns).
 fn sample_csv(body: &[u8], width: usize) -> (layout::Sample, usize) {
     let mut rdr = csv::ReaderBuilder::new()
@@ -526,7 +549,7 @@ fn sample_csv(body: &[u8], width: usize) -> (layout::Sample, usize) {
         .flexible(true)
         .from_reader(body);
     let mut rec = csv::ByteRecord::new();
-    let mut sample = layout::Sample::new(width);
+    let mut sample = sample_for(body, width);
     while sample.rows() < SAMPLE_ROWS {
         match rdr.read_byte_record(&mut rec) {
             Ok(true) => {

@@ -122,7 +122,9 @@ impl Blocks {
         } else {
             Box::new(std::io::Cursor::new(head).chain(file))
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        // A rendezvous: the thread reads one block ahead and waits with it until the parser
+        // takes it, so two blocks are in use at a time (reading is much faster than parsing).
+        let (tx, rx) = std::sync::mpsc::sync_channel(0);
         let (spent, returned) = std::sync::mpsc::channel::<Vec<u8>>();
         let name = path.to_string();
         std::thread::spawn(move || {
