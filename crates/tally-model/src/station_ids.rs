@@ -40,11 +40,13 @@ impl StationIds {
         self.text.len()
     }
 
+    #[inline]
     pub fn push(&mut self, id: &str) {
         self.text.push_str(id);
         self.ends.push(self.text.len());
     }
 
+    #[inline]
     pub fn get(&self, i: usize) -> Option<&str> {
         let end = *self.ends.get(i)?;
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
@@ -85,6 +87,7 @@ impl StationIds {
 impl Index<usize> for StationIds {
     type Output = str;
 
+    #[inline]
     fn index(&self, i: usize) -> &str {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.text[start..self.ends[i]]
@@ -169,6 +172,7 @@ impl IdList for StationIds {
     fn count(&self) -> usize {
         self.len()
     }
+    #[inline]
     fn id(&self, i: usize) -> &str {
         &self[i]
     }
