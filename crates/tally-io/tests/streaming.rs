@@ -168,3 +168,43 @@ fn a_file_read_in_blocks_imports_as_the_whole_bytes() {
     same(&whole, &streamed);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A record longer than the room left at the front of a block (64 KB) that straddles a block
+/// boundary is carried the slow way; the import is the same as from the whole bytes.
+#[test]
+fn a_record_longer_than_the_headroom_across_a_block_boundary() {
+    let mut data = b"station_id,region,notes,registered,cast,invalid,valid,a,b\n".to_vec();
+    // Enough short rows for the layout's sample in the first block, then long ones.
+    for i in 0..30_000u64 {
+        let line = format!("S{i},R{},n,100,50,0,50,30,20\n", i % 5);
+        data.extend_from_slice(line.as_bytes());
+    }
+    // The first long record starts well before the first block boundary and ends after it.
+    let boundary = 4usize << 20;
+    for i in 30_000..30_030u64 {
+        let long = if i == 30_000 {
+            boundary - data.len() + 100_000
+        } else {
+            300_000
+        };
+        let line = format!("S{i},R{},{},100,50,0,50,30,20\n", i % 5, "x".repeat(long));
+        data.extend_from_slice(line.as_bytes());
+    }
+    let last_end = data[..boundary].iter().rposition(|&b| b == b'\n').unwrap() + 1;
+    assert!(boundary - last_end > 64 << 10, "{}", boundary - last_end);
+    assert!(data.len() > 2 * boundary);
+
+    let dir = std::env::temp_dir().join(format!("tally-long-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("long.csv");
+    std::fs::write(&path, &data).unwrap();
+    let opts = ImportOptions::default();
+    let whole = import_bytes(&data, "long.csv", &opts).unwrap();
+    assert_eq!(whole.rounds[0].stats.accepted, 30_030);
+    let mut streamed = import_path(&path.to_string_lossy(), &opts).unwrap();
+    for i in streamed.rounds.iter_mut().flat_map(|r| r.issues.iter_mut()) {
+        i.file = "long.csv".into();
+    }
+    same(&whole, &streamed);
+    std::fs::remove_dir_all(&dir).ok();
+}
