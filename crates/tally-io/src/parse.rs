@@ -393,14 +393,13 @@ pub fn parse_block(
     table.grow(sizes.iter().sum(), k, e);
     // Each chunk's first line is known before it is parsed: its rows are written with their
     // file line numbers, and only the area paths' indices are shifted once the file is read.
-    let mut first_line = at.line;
     let first_lines: Vec<u64> = cut
         .newlines
         .iter()
-        .map(|&n| {
-            let line = first_line;
-            first_line += n as u64;
-            line
+        .scan(at.line, |line, &n| {
+            let first = *line;
+            *line += n as u64;
+            Some(first)
         })
         .collect();
     let mut chunks: Vec<Chunk> = cut
@@ -413,7 +412,7 @@ pub fn parse_block(
             parse_chunk(&data[a..b], quoted, line, ctx, &mut region)
         })
         .collect();
-    at.line = first_line;
+    at.line += cut.newlines.iter().sum::<usize>() as u64;
     // Close the gaps left by blank lines, rejected rows and quoted newlines.
     let (mut offset, mut dst) = (base, base);
     for (c, &size) in chunks.iter_mut().zip(sizes) {
@@ -517,8 +516,8 @@ struct RowState {
     has_last_path: bool,
 }
 
-/// Parses one chunk into its region, its first line being `first_line`; path indices are the chunk's.
-/// Without a quote (`quoted` false) commas and newlines are all separators.
+/// Parses one chunk into its region, its first line being `first_line`; path indices are the
+/// chunk's. Without a quote (`quoted` false) commas and newlines are all separators.
 fn parse_chunk(
     bytes: &[u8],
     quoted: bool,
@@ -819,10 +818,7 @@ fn handle_row<R: Row>(
     };
     let round = match l.round {
         None => ctx.default_round,
-        Some(col) => match rec
-            .plain(col)
-            .map_or_else(|| parse_count(rec.field(col)), |v| Ok(Some(v)))
-        {
+        Some(col) => match parse_count(rec.field(col)) {
             Ok(Some(v)) if (1..=9).contains(&v) => v as u8,
             _ => {
                 reject(
