@@ -3,6 +3,7 @@
 //! Invariant: a node's parent has a smaller index than the node, so a single reverse pass adds
 //! children into parents (see `count`).
 
+use crate::station_ids::StationIds;
 use std::collections::HashMap;
 
 /// Area names are hashed on every station path of an import; SipHash's resistance to chosen keys
@@ -45,16 +46,15 @@ impl PartialEq for AreaTree {
 
 impl Eq for AreaTree {}
 
-/// Stations' area paths, one name per level, kept in one string: a million stations have some
-/// hundred thousand paths, and a `String` for each name cost more to allocate and free than
-/// the rest of their import.
+/// Stations' area paths, one name per level, kept in one string (the same one-string column as
+/// station ids, [`StationIds`]): a million stations have some hundred thousand paths, and a
+/// `String` for each name cost more to allocate and free than the rest of their import.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AreaPaths {
     levels: usize,
     paths: usize,
-    text: String,
-    /// Where each name ends in `text`, path after path.
-    ends: Vec<usize>,
+    /// The names, path after path.
+    names: StationIds,
 }
 
 impl AreaPaths {
@@ -68,10 +68,9 @@ impl AreaPaths {
     /// Adds a path of exactly `levels` names.
     pub fn push<S: AsRef<str>>(&mut self, names: impl IntoIterator<Item = S>) {
         for name in names {
-            self.text.push_str(name.as_ref());
-            self.ends.push(self.text.len());
+            self.names.push(name.as_ref());
         }
-        debug_assert_eq!(self.ends.len(), (self.paths + 1) * self.levels);
+        debug_assert_eq!(self.names.len(), (self.paths + 1) * self.levels);
         self.paths += 1;
     }
 
@@ -81,15 +80,12 @@ impl AreaPaths {
             return;
         }
         self.paths -= 1;
-        self.ends.truncate(self.paths * self.levels);
-        self.text.truncate(self.ends.last().copied().unwrap_or(0));
+        self.names.truncate(self.paths * self.levels);
     }
 
     /// Adds every path of `other` (of the same levels) after these.
     pub fn append(&mut self, other: &AreaPaths) {
-        let base = self.text.len();
-        self.text.push_str(&other.text);
-        self.ends.extend(other.ends.iter().map(|e| e + base));
+        self.names.extend_from(&other.names);
         self.paths += other.paths;
     }
 
@@ -103,9 +99,7 @@ impl AreaPaths {
 
     /// The name at `level` (0 = the first level) of path `p`.
     pub fn name(&self, p: usize, level: usize) -> &str {
-        let i = p * self.levels + level;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
+        &self.names[p * self.levels + level]
     }
 
     /// The names of path `p`, first level first.

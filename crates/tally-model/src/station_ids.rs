@@ -63,9 +63,20 @@ impl StationIds {
 
     /// Adds every id of `other` (consumed, so its memory goes) to the end of this column.
     pub fn append(&mut self, other: StationIds) {
+        self.extend_from(&other);
+    }
+
+    /// Adds a copy of every id of `other` to the end of this column.
+    pub fn extend_from(&mut self, other: &StationIds) {
         let base = self.text.len();
         self.text.push_str(&other.text);
         self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
+
+    /// Keeps the first `n` ids.
+    pub fn truncate(&mut self, n: usize) {
+        self.ends.truncate(n);
+        self.text.truncate(self.ends.last().copied().unwrap_or(0));
     }
 
     /// Keeps the ids whose `keep` entry is true, in order.
@@ -227,5 +238,13 @@ mod tests {
         a.retain_by(&[true, false, true, false, true]);
         assert_eq!(a, vec!["S1", "Çankaya-12", "yz"]);
         assert_eq!(format!("{a:?}"), r#"["S1", "Çankaya-12", "yz"]"#);
+        a.truncate(2);
+        assert_eq!(a, vec!["S1", "Çankaya-12"]);
+        assert_eq!(a.text_len(), "S1Çankaya-12".len());
+        let c: StationIds = ["z"].iter().collect();
+        a.extend_from(&c);
+        assert_eq!(a, vec!["S1", "Çankaya-12", "z"]);
+        a.truncate(0);
+        assert!(a.is_empty() && a.text_len() == 0);
     }
 }
