@@ -1,10 +1,12 @@
 //! Counting: exact integer totals for every area at every level, in one parallel pass over the
 //! stations plus one reverse pass over the tree (children before parents).
 
+use crate::area::AreaId;
 use crate::area::AreaTree;
 use crate::round::{Round, SheetStatus, StoredCount, MISSING};
 use rayon::prelude::*;
 use serde::Serialize;
+use std::ops::Range;
 
 /// Totals of one area (or of the whole election) for one round.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -44,30 +46,46 @@ impl Totals {
     /// incremental updates). Absent counts add nothing; only counted sheets add votes.
     #[inline]
     fn add_station(&mut self, round: &Round, i: usize) {
+        self.add_stations(round, i..i + 1);
+    }
+
+    /// [`Totals::add_station`] for each of the stations `rows`, the columns sliced once for
+    /// them all (a run of one area's stations, as files list them).
+    #[inline]
+    fn add_stations(&mut self, round: &Round, rows: Range<usize>) {
         let s = &round.stations;
         let k = round.candidates.len();
         let e = round.extra_lines.len();
         let known = |v: StoredCount| if v == MISSING { 0 } else { u64::from(v) };
-        self.stations_known += 1;
-        self.registered_known += known(s.registered[i]);
-        if s.status[i] != SheetStatus::Counted {
-            return;
-        }
-        let (reg, cast) = (s.registered[i], s.cast[i]);
-        self.stations_counted += 1;
-        self.registered += known(reg);
-        self.cast += known(cast);
-        self.invalid += known(s.invalid[i]);
-        self.valid += known(s.valid[i]);
-        if reg != MISSING && cast != MISSING {
-            self.turnout_cast += u64::from(cast);
-            self.turnout_registered += u64::from(reg);
-        }
-        for (acc, &v) in self.votes.iter_mut().zip(&s.votes[i * k..(i + 1) * k]) {
-            *acc += known(v);
-        }
-        for (acc, &v) in self.extra.iter_mut().zip(&s.extra[i * e..(i + 1) * e]) {
-            *acc += known(v);
+        let status = &s.status[rows.clone()];
+        let registered = &s.registered[rows.clone()];
+        let cast = &s.cast[rows.clone()];
+        let invalid = &s.invalid[rows.clone()];
+        let valid = &s.valid[rows.clone()];
+        let votes = &s.votes[rows.start * k..rows.end * k];
+        let extra = &s.extra[rows.start * e..rows.end * e];
+        self.stations_known += rows.len() as u64;
+        for (j, (&st, &reg)) in status.iter().zip(registered).enumerate() {
+            self.registered_known += known(reg);
+            if st != SheetStatus::Counted {
+                continue;
+            }
+            let c = cast[j];
+            self.stations_counted += 1;
+            self.registered += known(reg);
+            self.cast += known(c);
+            self.invalid += known(invalid[j]);
+            self.valid += known(valid[j]);
+            if reg != MISSING && c != MISSING {
+                self.turnout_cast += u64::from(c);
+                self.turnout_registered += u64::from(reg);
+            }
+            for (acc, &v) in self.votes.iter_mut().zip(&votes[j * k..(j + 1) * k]) {
+                *acc += known(v);
+            }
+            for (acc, &v) in self.extra.iter_mut().zip(&extra[j * e..(j + 1) * e]) {
+                *acc += known(v);
+            }
         }
     }
 
@@ -116,18 +134,60 @@ pub fn count(round: &Round) -> Vec<Totals> {
     };
     let area = &round.stations.area;
     let per = nodes.div_ceil(parts).max(1);
+    let runs = area_runs(area);
     totals.par_chunks_mut(per).enumerate().for_each(|(p, own)| {
         let lo = p * per;
         let hi = lo + own.len();
-        for (i, &a) in area.iter().enumerate() {
-            let a = a as usize;
-            if (lo..hi).contains(&a) {
-                own[a - lo].add_station(round, i);
+        match &runs {
+            Some(starts) => {
+                for w in starts.windows(2) {
+                    let (a, b) = (w[0] as usize, w[1] as usize);
+                    let at = area[a] as usize;
+                    if (lo..hi).contains(&at) {
+                        own[at - lo].add_stations(round, a..b);
+                    }
+                }
+            }
+            None => {
+                for (i, &a) in area.iter().enumerate() {
+                    let a = a as usize;
+                    if (lo..hi).contains(&a) {
+                        own[a - lo].add_station(round, i);
+                    }
+                }
             }
         }
     });
     propagate(&round.tree, &mut totals);
     totals
+}
+
+/// Where each run of consecutive stations of one area starts, and `n` last; `None` when runs
+/// are short (stations not listed area by area), where a run is no cheaper than a station.
+fn area_runs(area: &[AreaId]) -> Option<Vec<u32>> {
+    let n = area.len();
+    let per = n
+        .div_ceil(rayon::current_num_threads().max(1) * 4)
+        .max(1 << 14);
+    let parts: Option<Vec<Vec<u32>>> = (0..n.div_ceil(per))
+        .into_par_iter()
+        .map(|p| {
+            let (lo, hi) = (p * per, ((p + 1) * per).min(n));
+            let mut starts = Vec::new();
+            for i in lo..hi {
+                if i == 0 || area[i] != area[i - 1] {
+                    if starts.len() >= (hi - lo) / 4 {
+                        return None;
+                    }
+                    starts.push(i as u32);
+                }
+            }
+            Some(starts)
+        })
+        .collect();
+    let mut starts = parts?.concat();
+    starts.push(u32::try_from(n).ok()?);
+    Some(starts)
 }
 
 /// What station `i` alone contributes to the totals of its area (and of every ancestor).
@@ -261,5 +321,75 @@ mod tests {
         assert_eq!(south.turnout_pct(), None);
         assert_eq!(south.share_pct(0), Some(50.0));
         assert_eq!(all.ranking(), vec![1, 0]);
+    }
+
+    /// Stations listed area by area are added run by run, stations in no order one by one:
+    /// both give the totals station-by-station addition gives.
+    #[test]
+    fn runs_and_single_stations_give_the_same_totals() {
+        let build = |order: &[usize]| {
+            let mut tree = AreaTree::new("All", vec!["district".into()]);
+            let areas: Vec<AreaId> = (0..5).map(|a| tree.leaf([format!("D{a}")])).collect();
+            let mut r = Round::new(
+                1,
+                vec![Candidate::new("x"), Candidate::new("y")],
+                vec![],
+                tree,
+            );
+            for &i in order {
+                let status = if i % 7 == 3 {
+                    SheetStatus::Quarantined
+                } else {
+                    SheetStatus::Counted
+                };
+                let v = i as StoredCount;
+                let cast = if i % 11 == 5 { MISSING } else { 2 * v + 10 };
+                r.push(
+                    &format!("S{i}"),
+                    areas[i % 5],
+                    status,
+                    0,
+                    [3 * v + 20, cast, 0, 2 * v + 10],
+                    &[v, v + 10],
+                    &[],
+                );
+            }
+            r
+        };
+        let n = 200;
+        // Area by area: runs of forty.
+        let mut grouped: Vec<usize> = (0..n).collect();
+        grouped.sort_by_key(|i| i % 5);
+        // Each station in another area than the one before: no runs.
+        let mixed: Vec<usize> = (0..n).collect();
+        assert!(area_runs(&build(&grouped).stations.area).is_some());
+        assert!(area_runs(&build(&mixed).stations.area).is_none());
+        let expected = |r: &Round| {
+            let mut t = vec![Totals::zero(2, 0); r.tree.len()];
+            for i in 0..r.len() {
+                let a = r.stations.area[i] as usize;
+                t[a].add(&station_totals(r, i));
+                t[0].add(&station_totals(r, i));
+            }
+            t
+        };
+        for order in [&grouped, &mixed] {
+            let r = build(order);
+            assert_eq!(count(&r), expected(&r));
+        }
+        let all = &count(&build(&grouped))[0];
+        let counted: Vec<usize> = (0..n).filter(|i| i % 7 != 3).collect();
+        assert_eq!(all.stations_known, n as u64);
+        assert_eq!(all.stations_counted, counted.len() as u64);
+        assert_eq!(all.votes[0], counted.iter().map(|&i| i as u64).sum::<u64>());
+        assert_eq!(
+            all.registered_known,
+            (0..n).map(|i| 3 * i as u64 + 20).sum::<u64>()
+        );
+        let both: Vec<usize> = counted.iter().copied().filter(|i| i % 11 != 5).collect();
+        assert_eq!(
+            all.turnout_cast,
+            both.iter().map(|&i| 2 * i as u64 + 10).sum::<u64>()
+        );
     }
 }
