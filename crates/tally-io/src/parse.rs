@@ -460,6 +460,11 @@ trait Row {
     }
     /// The row as CSV text, for the quarantine file.
     fn raw(&self) -> String;
+    /// The text of cells `first` to `last` with the separators between them, where the row's
+    /// text is at hand (not for the `csv` crate's unescaped fields).
+    fn cells(&self, _first: usize, _last: usize) -> Option<&[u8]> {
+        None
+    }
 }
 
 struct CsvRow<'a>(&'a csv::ByteRecord);
@@ -504,6 +509,10 @@ impl Row for PlainRow<'_> {
     fn raw(&self) -> String {
         String::from_utf8_lossy(&self.chunk[self.start..self.end]).into_owned()
     }
+    fn cells(&self, first: usize, last: usize) -> Option<&[u8]> {
+        let (&(a, _), &(_, b)) = (self.bounds.get(first)?, self.bounds.get(last)?);
+        self.chunk.get(self.start + a..self.start + b)
+    }
 }
 
 /// Buffers reused from row to row.
@@ -514,6 +523,11 @@ struct RowState {
     /// The previous row's area cells, when it had a valid path (buffers reused across rows).
     last_path: Vec<Vec<u8>>,
     has_last_path: bool,
+    /// The first and last area column, when the area columns are side by side: then a row's
+    /// area cells are compared with the previous row's as one text ([`Row::cells`], kept in
+    /// `last_cells`), not cell by cell.
+    area_span: Option<(usize, usize)>,
+    last_cells: Vec<u8>,
 }
 
 /// Parses one chunk into its region, its first line being `first_line`; path indices are the
@@ -538,6 +552,11 @@ fn parse_chunk(
         findings: Vec::new(),
         last_path: vec![Vec::new(); l.areas.len()],
         has_last_path: false,
+        area_span: match (l.areas.first(), l.areas.last()) {
+            (Some(&a), Some(&b)) if b >= a && b - a + 1 == l.areas.len() => Some((a, b)),
+            _ => None,
+        },
+        last_cells: Vec::new(),
     };
     if !quoted {
         scan_plain(bytes, first_line, ctx, &mut c, region, &mut st);
@@ -758,11 +777,16 @@ fn handle_row<R: Row>(
         }
     };
     // Area path: reuse the previous row's when the cells are the same bytes.
+    let cells = st.area_span.and_then(|(a, b)| rec.cells(a, b));
     let same_path = st.has_last_path
-        && l.areas
-            .iter()
-            .zip(&st.last_path)
-            .all(|(&col, prev)| rec.field(col) == prev.as_slice());
+        && match cells {
+            Some(text) => text == st.last_cells.as_slice(),
+            None => l
+                .areas
+                .iter()
+                .zip(&st.last_path)
+                .all(|(&col, prev)| rec.field(col) == prev.as_slice()),
+        };
     if !same_path {
         let name = |col: usize| std::str::from_utf8(rec.field(col));
         if l.areas.iter().any(|&col| name(col).is_err()) {
@@ -780,9 +804,17 @@ fn handle_row<R: Row>(
                 .iter()
                 .map(|&col| name(col).unwrap_or_default().trim()),
         );
-        for (prev, &col) in st.last_path.iter_mut().zip(&l.areas) {
-            prev.clear();
-            prev.extend_from_slice(rec.field(col));
+        match cells {
+            Some(text) => {
+                st.last_cells.clear();
+                st.last_cells.extend_from_slice(text);
+            }
+            None => {
+                for (prev, &col) in st.last_path.iter_mut().zip(&l.areas) {
+                    prev.clear();
+                    prev.extend_from_slice(rec.field(col));
+                }
+            }
         }
         st.has_last_path = true;
     }
@@ -921,8 +953,10 @@ fn handle_row<R: Row>(
         if seen.is_empty() {
             *seen = vec![false; k];
         }
+        let mut all_votes = true;
         for (j, &v) in st.votes.iter().enumerate() {
             seen[j] |= v != MISSING;
+            all_votes &= v != MISSING;
         }
         if st
             .findings
@@ -930,7 +964,7 @@ fn handle_row<R: Row>(
             .any(|f| matches!(f.code, Code::E101 | Code::E111))
         {
             SheetStatus::Quarantined
-        } else if st.votes.contains(&MISSING) {
+        } else if !all_votes {
             // Either a candidate not on this round's ballot (a multi-round file) or an
             // incomplete sheet (E110): decided once the whole round has been read.
             pending = true;
