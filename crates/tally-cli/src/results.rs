@@ -3,7 +3,7 @@
 use crate::load::Loaded;
 use crate::table::{thousands, Align, Table};
 use tally_model::report::{
-    matching, results_report, CountedRound, ReportScope, ResultsReport, RoundReport,
+    matching, results_report, totals_for, CountedRound, ReportScope, ResultsReport, RoundReport,
 };
 use tally_model::{count, Outcome, Totals, ValidationConfig};
 
@@ -17,7 +17,16 @@ pub fn build(
     args: &ResultsArgs<'_>,
     validation: &ValidationConfig,
 ) -> Result<ResultsReport, String> {
-    let totals: Vec<Vec<Totals>> = loaded.rounds.iter().map(|r| count(&r.round)).collect();
+    let scope = ReportScope {
+        round: None,
+        area: args.area,
+        level: args.level,
+    };
+    let totals: Vec<Vec<Totals>> = loaded
+        .rounds
+        .iter()
+        .map(|r| totals_for(&r.round, &scope))
+        .collect();
     let rounds: Vec<CountedRound<'_>> = loaded
         .rounds
         .iter()
@@ -30,11 +39,6 @@ pub fn build(
         .collect();
     let matching = (loaded.rounds.len() >= 2)
         .then(|| matching(&loaded.rounds[0].round, &loaded.rounds[1].round, validation));
-    let scope = ReportScope {
-        round: None,
-        area: args.area,
-        level: args.level,
-    };
     results_report(
         &loaded.election,
         &loaded.rule,

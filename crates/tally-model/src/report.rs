@@ -300,9 +300,10 @@ pub fn matching(a: &Round, b: &Round, cfg: &ValidationConfig) -> Matching {
     m
 }
 
-/// One counted round as the report reads it: its stations, the totals of every area node
-/// (from [`crate::count`] or kept incrementally by the live server) and what happened to the
-/// input sheets.
+/// One counted round as the report reads it: its stations, the totals of its area nodes
+/// (indexed by `AreaId`: from [`crate::count`] or kept incrementally by the live server; the
+/// root's alone where the scope is the whole election, see [`totals_for`]) and what happened
+/// to the input sheets.
 #[derive(Clone, Copy, Debug)]
 pub struct CountedRound<'a> {
     pub round: &'a Round,
@@ -321,6 +322,24 @@ pub struct ReportScope<'a> {
     pub level: Option<&'a str>,
 }
 
+impl ReportScope<'_> {
+    /// The whole election without a level: the report reads the root's totals alone.
+    pub fn whole_election(&self) -> bool {
+        matches!(self.area, None | Some("")) && matches!(self.level, None | Some(""))
+    }
+}
+
+/// The totals a report of `scope` reads, indexed by `AreaId`: every area node's, or only the
+/// root's for the whole election without a level (a million stations are then added without
+/// the totals of a hundred thousand areas nobody asked for).
+pub fn totals_for(round: &Round, scope: &ReportScope<'_>) -> Vec<Totals> {
+    if scope.whole_election() {
+        vec![crate::count::count_root(round)]
+    } else {
+        crate::count::count(round)
+    }
+}
+
 /// A report scope that names something the election does not have.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScopeError {
@@ -336,6 +355,8 @@ pub enum ScopeError {
         round: u8,
         levels: String,
     },
+    #[error("round {0} was counted for the whole election only, not area by area")]
+    AreasNotCounted(u8),
 }
 
 /// The `tally.results/1` document: the one builder, used by `tally results` and by the live
@@ -354,6 +375,9 @@ pub fn results_report(
             continue;
         }
         let tree = &round.tree;
+        if r.totals.len() < tree.len() && !scope.whole_election() {
+            return Err(ScopeError::AreasNotCounted(round.number));
+        }
         let area = match scope.area {
             None | Some("") => ROOT,
             Some(path) => tree.find(path).ok_or_else(|| ScopeError::NoArea {
@@ -482,5 +506,65 @@ mod tests {
 
     fn serde_json_like(o: &Outcome) -> String {
         format!("{o:?}").to_lowercase()
+    }
+
+    /// A report of the whole election reads the root's totals alone: counted that way it is
+    /// the report counted area by area; a scope with areas refuses root-only totals.
+    #[test]
+    fn whole_election_report_from_the_root_alone() {
+        let mut tree = AreaTree::new("All", vec!["region".into()]);
+        let n = tree.leaf(["North"]);
+        let s = tree.leaf(["South"]);
+        let mut r = Round::new(
+            1,
+            vec![Candidate::new("a"), Candidate::new("b")],
+            vec![],
+            tree,
+        );
+        r.push(
+            "1",
+            n,
+            SheetStatus::Counted,
+            2,
+            [1000, 800, 0, 800],
+            &[500, 300],
+            &[],
+        );
+        r.push(
+            "2",
+            s,
+            SheetStatus::Missing,
+            3,
+            [500, MISSING, MISSING, MISSING],
+            &[MISSING, MISSING],
+            &[],
+        );
+        let report = |totals: &[Totals], scope: &ReportScope<'_>| {
+            let rounds = [CountedRound {
+                round: &r,
+                totals,
+                sheets: SheetStats::default(),
+            }];
+            results_report("E", &Rule::majority(), &rounds, None, scope)
+        };
+        let whole = ReportScope::default();
+        let root = totals_for(&r, &whole);
+        assert_eq!(root.len(), 1);
+        let every = crate::count::count(&r);
+        let text = |rep: Result<ResultsReport, ScopeError>| format!("{:?}", rep.unwrap());
+        assert_eq!(text(report(&root, &whole)), text(report(&every, &whole)));
+        let rep = report(&root, &whole).unwrap();
+        assert_eq!(rep.rounds[0].candidates[0].votes, 500);
+        assert!(!rep.rounds[0].outcome.is_final);
+        let by_region = ReportScope {
+            level: Some("region"),
+            ..ReportScope::default()
+        };
+        assert_eq!(totals_for(&r, &by_region).len(), r.tree.len());
+        assert_eq!(
+            report(&root, &by_region).err(),
+            Some(ScopeError::AreasNotCounted(1))
+        );
+        assert!(report(&every, &by_region).is_ok());
     }
 }
