@@ -38,7 +38,8 @@ use tally_model::validate::{
     find_duplicates, validate_sheet, Duplicate, Finding, SheetInput, Verdict,
 };
 use tally_model::{
-    AreaPaths, AreaTree, Code, Round, Severity, SheetStatus, StoredCount, ValidationConfig, MISSING,
+    AreaPaths, AreaTree, Code, Round, Severity, SheetStatus, StationIds, StoredCount,
+    ValidationConfig, MISSING,
 };
 
 /// A problem that stops the import of a whole file (F0xx, or E107 for a column).
@@ -306,13 +307,23 @@ fn import_csv(
     } else {
         memchr::memrchr(b'\n', &buf[first..]).map_or(buf.len(), |p| first + p + 1)
     };
-    let (header, body_start, sample, sample_bytes) =
-        read_header_and_sample(&buf[first..sample_end], file)?;
+    // The station-id column is the one column filled on one core, as each block's chunks are
+    // joined: its memory is touched now (rows guessed from the lines of the first block) by a
+    // core that would otherwise wait for the layout.
+    let first_block = &buf[first..sample_end.min(first + (4 << 20))];
+    let row_bytes = first_block.len() / memchr::memchr_iter(b'\n', first_block).count().max(1);
+    let rows_hint = size_hint / row_bytes.max(1) + 64;
+    let (ids, inferred) = rayon::join(
+        || StationIds::with_touched_capacity(rows_hint, rows_hint * 8),
+        || -> Result<_, ImportError> {
+            let (header, body_start, sample, sample_bytes) =
+                read_header_and_sample(&buf[first..sample_end], file)?;
+            let layout = layout::infer(&header, &sample, opts.definition, file)?;
+            Ok((body_start, sample.rows(), sample_bytes, layout))
+        },
+    );
+    let (body_start, sample_rows, sample_bytes, layout) = inferred?;
     let body_start = first + body_start;
-    let layout = layout::infer(&header, &sample, opts.definition, file)?;
-    // The sample (twenty thousand rows' cells) is not needed while the file is parsed.
-    let sample_rows = sample.rows();
-    drop(sample);
     let parts = rayon::current_num_threads().max(1) * 2;
     let candidate_ids: Vec<&str> = layout
         .candidates
@@ -337,6 +348,7 @@ fn import_csv(
         size_hint / bytes_per_row + size_hint / bytes_per_row / 16 + 64,
         layout.candidates.len(),
         layout.extra.len(),
+        ids,
     );
     phases.layout = clock.elapsed();
     // The header is line 1 (a header with a quoted newline would shift the numbers by one).

@@ -57,10 +57,10 @@ impl Table {
     /// that nobody writes: each page is first touched by the core that parses its rows, so the
     /// page faults are shared between the cores instead of paid up front by one, and the columns
     /// grow without being moved.
-    pub fn with_capacity(rows: usize, k: usize, e: usize) -> Table {
+    pub fn with_capacity(rows: usize, k: usize, e: usize, ids: StationIds) -> Table {
         Table {
             round: vec![0; rows],
-            ids: StationIds::with_capacity(rows, rows * 8),
+            ids,
             lines: vec![0; rows],
             path: vec![0; rows],
             status: Vec::with_capacity(rows),
