@@ -40,6 +40,12 @@ impl Sample {
         }
     }
 
+    /// A sample of `text` whose cells, `width` a row, are the given ranges of it (trimmed).
+    pub fn from_parts(width: usize, text: String, cells: Vec<(u32, u32)>) -> Sample {
+        debug_assert!(width > 0 && cells.len().is_multiple_of(width));
+        Sample { text, cells, width }
+    }
+
     fn has_room(&self, bytes: usize) -> bool {
         self.text.len() + bytes < u32::MAX as usize
     }
@@ -197,7 +203,7 @@ impl Layout {
 
 /// Where `cell.trim()` lies in `cell`, without decoding character by character the usual cell,
 /// which starts and ends with a printable ASCII character and so has nothing to trim.
-fn trimmed_range(cell: &str) -> (usize, usize) {
+pub(crate) fn trimmed_range(cell: &str) -> (usize, usize) {
     let printable = |b: Option<&u8>| b.is_some_and(u8::is_ascii_graphic);
     let b = cell.as_bytes();
     if printable(b.first()) && printable(b.last()) {

@@ -33,6 +33,7 @@ use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
+use std::ops::ControlFlow;
 use tally_model::report::SheetStats;
 use tally_model::validate::{
     find_duplicates, validate_sheet, Duplicate, Finding, SheetInput, Verdict,
@@ -533,6 +534,9 @@ fn read_header_and_sample(data: &[u8], file: &str) -> Result<HeaderAndSample, Im
 /// Without quotes a record is a line and a field the bytes between commas, as the parser's own
 /// fast path reads them; the `csv` crate would cost a third of the layout inference.
 fn sample_plain(body: &[u8], width: usize) -> (layout::Sample, usize) {
+    if let Some(sampled) = sample_plain_text(body, width) {
+        return sampled;
+    }
     let mut sample = sample_for(body, width);
     let mut at = 0;
     while sample.rows() < SAMPLE_ROWS && at < body.len() {
@@ -545,6 +549,67 @@ fn sample_plain(body: &[u8], width: usize) -> (layout::Sample, usize) {
         }
     }
     (sample, at)
+}
+
+/// [`sample_plain`] in one pass over the bytes, for text that is UTF-8: separators are found
+/// 64 bytes at a time as the parser finds them, and the sampled text is checked and copied
+/// once, not line by line. `None` when it is not UTF-8 (line by line, bad bytes are replaced).
+fn sample_plain_text(body: &[u8], width: usize) -> Option<(layout::Sample, usize)> {
+    // Cells of the rows so far, as byte ranges; `line` is where the current line's begin.
+    let mut cells: Vec<(u32, u32)> =
+        Vec::with_capacity(SAMPLE_ROWS.min(body.len() / width.max(1) + 1) * width);
+    let (mut rows, mut line, mut start, mut field, mut end) = (0, 0, 0, 0, body.len());
+    // A line of `width` cells ending at `i` (before a CR) is a row; another one is dropped.
+    let line_end =
+        |cells: &mut Vec<(u32, u32)>, line: &mut usize, start: usize, field: usize, i: usize| {
+            let last = if i > start && body[i - 1] == b'\r' {
+                i - 1
+            } else {
+                i
+            };
+            cells.push((field as u32, last as u32));
+            let row = cells.len() - *line == width;
+            if !row {
+                cells.truncate(*line);
+            }
+            *line = cells.len();
+            row
+        };
+    // Cells are 32-bit positions: a sample stops short of 4 GB.
+    let fits = |i: usize| u32::try_from(i).is_ok();
+    parse::each_separator(body, |i, newline| {
+        if !fits(i) {
+            end = start;
+            return ControlFlow::Break(());
+        }
+        if !newline {
+            cells.push((field as u32, i as u32));
+            field = i + 1;
+            return ControlFlow::Continue(());
+        }
+        rows += usize::from(line_end(&mut cells, &mut line, start, field, i));
+        (start, field) = (i + 1, i + 1);
+        if rows == SAMPLE_ROWS {
+            end = i + 1;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    if end == body.len() && start < body.len() && fits(body.len()) {
+        // The last line, without a newline.
+        line_end(&mut cells, &mut line, start, field, body.len());
+    }
+    cells.truncate(line);
+    let text = std::str::from_utf8(&body[..end]).ok()?;
+    for cell in &mut cells {
+        let (a, b) = (cell.0 as usize, cell.1 as usize);
+        let (x, y) = layout::trimmed_range(&text[a..b]);
+        *cell = ((a + x) as u32, (a + y) as u32);
+    }
+    Some((
+        layout::Sample::from_parts(width, text.to_string(), cells),
+        end,
+    ))
 }
 
 /// An empty sample with room for the rows `body` can hold (a row of `width` fields takes at
@@ -1121,6 +1186,11 @@ mod tests {
             let (csv, csv_bytes) = sample_csv(body, 3);
             assert_eq!(plain, csv, "{}", String::from_utf8_lossy(body));
             assert_eq!(plain_bytes, csv_bytes);
+            // UTF-8 text is sampled in one pass; other bytes line by line.
+            assert_eq!(
+                sample_plain_text(body, 3).is_some(),
+                std::str::from_utf8(body).is_ok()
+            );
         }
         assert_eq!(sample_plain(&bodies[5], 3).0.rows(), SAMPLE_ROWS);
         assert!(!plain_lines(b"a,\"b\",c\n"));

@@ -8,6 +8,7 @@ use crate::layout::Layout;
 use crate::status::StatedStatus;
 use rayon::prelude::*;
 use std::collections::HashSet;
+use std::ops::ControlFlow;
 use tally_model::validate::{
     normalise_station_id, normalised_id_finding, validate_sheet, Finding, SheetInput, Verdict,
 };
@@ -478,6 +479,28 @@ fn separators_sse2(block: &[u8; 64]) -> (u64, u64) {
     (commas, newlines)
 }
 
+/// Calls `visit(i, newline)` for each comma and newline of `bytes`, in order, until it breaks.
+#[inline(always)]
+pub(crate) fn each_separator(bytes: &[u8], mut visit: impl FnMut(usize, bool) -> ControlFlow<()>) {
+    let blocks = bytes.len() / 64;
+    for (n, block) in bytes.chunks_exact(64).enumerate() {
+        let (commas, newlines) = separators(block.try_into().expect("64 bytes"));
+        let mut hits = commas | newlines;
+        while hits != 0 {
+            let j = hits.trailing_zeros();
+            if visit(n * 64 + j as usize, newlines >> j & 1 == 1).is_break() {
+                return;
+            }
+            hits &= hits - 1;
+        }
+    }
+    for (i, &b) in bytes.iter().enumerate().skip(blocks * 64) {
+        if (b == b',' || b == b'\n') && visit(i, b == b'\n').is_break() {
+            return;
+        }
+    }
+}
+
 /// [`separators`] one byte at a time: other processors, and the reference in tests.
 #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 fn separators_bytewise(block: &[u8; 64]) -> (u64, u64) {
@@ -679,21 +702,10 @@ fn scan_plain(
             field = start;
         }
     };
-    let blocks = bytes.len() / 64;
-    for (n, block) in bytes.chunks_exact(64).enumerate() {
-        let (commas, newlines) = separators(block.try_into().expect("64 bytes"));
-        let mut hits = commas | newlines;
-        while hits != 0 {
-            let j = hits.trailing_zeros();
-            visit(n * 64 + j as usize, newlines >> j & 1 == 1);
-            hits &= hits - 1;
-        }
-    }
-    for (i, &b) in bytes.iter().enumerate().skip(blocks * 64) {
-        if b == b',' || b == b'\n' {
-            visit(i, b == b'\n');
-        }
-    }
+    each_separator(bytes, |i, newline| {
+        visit(i, newline);
+        ControlFlow::Continue(())
+    });
     if start < bytes.len() {
         bounds.push((field - start, bytes.len() - start));
         c.rows_read += 1;
