@@ -694,7 +694,8 @@ fn assemble(
             acc.iter_mut().zip(s).for_each(|(a, b)| *a |= b);
         }
     }
-    let mut paths = AreaPaths::new(layout.areas.len());
+    // Each chunk's area paths, in file order (taken as they are, not copied into one list).
+    let mut paths: Vec<AreaPaths> = Vec::with_capacity(chunks.len());
     let mut rejected = Vec::new();
     let mut found = Findings {
         issues: Vec::new(),
@@ -702,7 +703,7 @@ fn assemble(
         pending: Vec::new(),
     };
     for c in chunks {
-        paths.append(&c.paths);
+        paths.push(c.paths);
         rejected.extend(c.rejected);
         found.issues.extend(c.issues);
         found.raw.extend(c.raw);
@@ -711,6 +712,7 @@ fn assemble(
     let first_round = *numbers.iter().next().expect("one round");
     let single = numbers.len() == 1;
     let mut rounds = Vec::new();
+    let mut all_paths: Option<AreaPaths> = None;
     for number in numbers {
         // Candidates of this round: the columns with a count on at least one of its rows.
         let on_ballot = seen
@@ -729,8 +731,14 @@ fn assemble(
                 number,
             )
         } else {
+            // Row by row, paths are looked up by index: the chunks' lists joined, once.
+            let all = all_paths.get_or_insert_with(|| {
+                let mut all = AreaPaths::new(layout.areas.len());
+                paths.iter().for_each(|p| all.append(p));
+                all
+            });
             round_from_rows(
-                &mut table, &paths, &found, &on_ballot, layout, file, opts, number,
+                &mut table, all, &found, &on_ballot, layout, file, opts, number,
             )
         };
         if number == first_round {
@@ -760,7 +768,7 @@ fn assemble(
 /// become the round's columns without a copy.
 fn round_from_table(
     table: Table,
-    paths: AreaPaths,
+    paths: Vec<AreaPaths>,
     found: &Findings,
     layout: &Layout,
     file: &str,
@@ -840,7 +848,7 @@ fn round_from_table(
     // The tree is built on one core (its areas are numbered in the order the file lists them)
     // while the duplicate check runs on the others.
     let mut tree = AreaTree::new(&opts.election_name, layout.level_names());
-    let (leaf, dups) = rayon::join(|| tree.leaves(&paths), || round_duplicates(&round));
+    let (leaf, dups) = rayon::join(|| tree.leaves_of(&paths), || round_duplicates(&round));
     round.tree = tree;
     drop(paths);
     // Path indices become area ids in place (both u32): no second column.

@@ -182,26 +182,37 @@ impl AreaTree {
     /// Leaves for a list of paths. Consecutive paths usually share their upper levels (files
     /// are sorted by area), so only the levels that changed are looked up.
     pub fn leaves(&mut self, paths: &AreaPaths) -> Vec<AreaId> {
-        let mut out = Vec::with_capacity(paths.len());
-        let mut ids: Vec<AreaId> = Vec::with_capacity(paths.levels);
+        self.leaves_of(std::slice::from_ref(paths))
+    }
+
+    /// [`AreaTree::leaves`] of lists of paths one after the other (the import's chunks), as
+    /// if they were one list, without copying them into one.
+    pub fn leaves_of(&mut self, parts: &[AreaPaths]) -> Vec<AreaId> {
+        let total: usize = parts.iter().map(AreaPaths::len).sum();
+        let levels = parts.first().map_or(0, |p| p.levels);
+        let mut out = Vec::with_capacity(total);
+        let mut ids: Vec<AreaId> = Vec::with_capacity(levels);
         // About one new area a path: room made once rather than by doubling (each doubling
         // copies, and fresh pages are paid in faults).
-        self.nodes.reserve(paths.len());
-        self.index.reserve(paths.len());
-        for p in 0..paths.len() {
-            let same = if p == 0 {
-                0
-            } else {
-                (0..paths.levels)
-                    .take_while(|&l| paths.name(p, l) == paths.name(p - 1, l))
-                    .count()
-            };
-            ids.truncate(same);
-            for l in same..paths.levels {
-                let parent = ids.last().copied().unwrap_or(ROOT);
-                ids.push(self.child(parent, paths.name(p, l)));
+        self.nodes.reserve(total);
+        self.index.reserve(total);
+        let mut previous: Option<(&AreaPaths, usize)> = None;
+        for part in parts {
+            debug_assert_eq!(part.levels, levels);
+            for p in 0..part.len() {
+                let same = previous.map_or(0, |(q, i)| {
+                    (0..levels)
+                        .take_while(|&l| part.name(p, l) == q.name(i, l))
+                        .count()
+                });
+                ids.truncate(same);
+                for l in same..levels {
+                    let parent = ids.last().copied().unwrap_or(ROOT);
+                    ids.push(self.child(parent, part.name(p, l)));
+                }
+                out.push(ids.last().copied().unwrap_or(ROOT));
+                previous = Some((part, p));
             }
-            out.push(ids.last().copied().unwrap_or(ROOT));
         }
         out
     }
@@ -339,6 +350,24 @@ mod tests {
         assert_eq!(t.leaves(&list)[..4], leaves[..]);
         assert_eq!(leaves[0], a);
         assert_ne!(leaves[2], a);
+        // Chunk by chunk without the copy: the same leaves, numbered alike, including a path
+        // that repeats the one ending the previous chunk.
+        let levels = vec!["province".to_string(), "district".to_string()];
+        let mut first = AreaPaths::new(2);
+        paths.iter().for_each(|p| first.push(p));
+        let mut second = AreaPaths::new(2);
+        second.push(["Adana", "Ceyhan"]);
+        second.push(["Bursa", "Nilüfer"]);
+        second.push(["Adana", "Yüreğir"]);
+        let mut whole = first.clone();
+        whole.append(&second);
+        let mut joined = AreaTree::new("T", levels.clone());
+        let mut chunked = AreaTree::new("T", levels);
+        let by_chunks = chunked.leaves_of(&[first, AreaPaths::new(2), second]);
+        assert_eq!(joined.leaves(&whole), by_chunks);
+        assert_eq!(joined, chunked);
+        assert_eq!(by_chunks[4], by_chunks[0]);
+        assert_eq!(chunked.len(), 9);
         assert!(t
             .nodes
             .iter()
