@@ -396,10 +396,12 @@ where
     let parts = (rayon::current_num_threads() * 4).clamp(1, n.div_ceil(1 << 14));
     let per = n.div_ceil(parts);
     // Each part of the rows, sorted by bucket (a counting sort), and where each bucket starts.
-    // The unsorted entries are scratch, one buffer a thread for all its parts: fresh memory is
-    // paid in page faults.
+    // The unsorted entries are scratch, one buffer for a thread's share of the parts (a job
+    // of its own for every part would take a fresh buffer each time: fresh memory is paid in
+    // page faults).
     let parts: Vec<(Vec<u64>, Vec<usize>)> = (0..parts)
         .into_par_iter()
+        .with_min_len(parts.div_ceil(rayon::current_num_threads().max(1)))
         .map_init(Vec::new, |entries: &mut Vec<u64>, p| {
             let rows = p * per..((p + 1) * per).min(n);
             entries.clear();
