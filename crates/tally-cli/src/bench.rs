@@ -199,7 +199,7 @@ fn measure(
         ("  waiting for the reader", inside.waiting),
         ("  split, parse, validate (all cores)", inside.parse),
         ("  rounds, duplicates, quarantine", inside.assemble),
-        ("count every level", count),
+        ("count (the totals the report reads)", count),
         ("build and serialise the report", report),
     ] {
         out.push_str(&format!("    {name:<42} {:>8.1} ms\n", ms(d)));
