@@ -310,10 +310,11 @@ fn import_csv(
     };
     // The station-id column is the one column filled on one core, as each block's chunks are
     // joined: its memory is touched now (rows guessed from the lines of the first block) by a
-    // core that would otherwise wait for the layout.
+    // core that would otherwise wait for the layout. A row is taken to be 16 bytes at least,
+    // so that blank lines cannot make the guess touch more than half the file's size.
     let first_block = &buf[first..sample_end.min(first + (4 << 20))];
     let row_bytes = first_block.len() / memchr::memchr_iter(b'\n', first_block).count().max(1);
-    let rows_hint = size_hint / row_bytes.max(1) + 64;
+    let rows_hint = size_hint / row_bytes.max(16) + 64;
     let (ids, inferred) = rayon::join(
         || StationIds::with_touched_capacity(rows_hint, rows_hint * 8),
         || -> Result<_, ImportError> {
