@@ -41,16 +41,16 @@ impl Totals {
         }
     }
 
-    /// Adds what station `i` contributes to its area's totals: the one definition of a
-    /// station's contribution, used by [`count`] and by [`station_totals`] (the live server's
-    /// incremental updates). Absent counts add nothing; only counted sheets add votes.
+    /// Adds what station `i` contributes to its area's totals (see [`Totals::add_stations`]).
     #[inline]
     fn add_station(&mut self, round: &Round, i: usize) {
         self.add_stations(round, i..i + 1);
     }
 
-    /// [`Totals::add_station`] for each of the stations `rows`, the columns sliced once for
-    /// them all (a run of one area's stations, as files list them).
+    /// Adds what the stations `rows` contribute, the columns sliced once for them all (a run of
+    /// one area's stations, as files list them): the one definition of a station's
+    /// contribution, used by [`count`], [`count_root`] and [`station_totals`] (the live
+    /// server's incremental updates). Absent counts add nothing; only counted sheets add votes.
     #[inline]
     fn add_stations(&mut self, round: &Round, rows: Range<usize>) {
         let s = &round.stations;
